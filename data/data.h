@@ -1,0 +1,103 @@
+/* data: HDF5 classification datasets, sharded across ranks, read in the background.
+ *
+ * Schema (DESIGN.md): /images uint8 or float32 [N,H,W], [N,H,W,C] or [N,D]; /labels integer
+ * [N] (any HDF5 integer type, read as int32); attribute num_classes on the file root or on
+ * /labels (integer); optional class_names (strings), mean and std (float, scalar).
+ *
+ * Sharding: the order of an epoch is a permutation of [0,N) computed from (seed, epoch), the
+ * same on every rank (identity when shuffle is off).  A global cursor counts samples consumed
+ * in the epoch.  Each global batch of G samples is split in contiguous slices, rank r of R
+ * taking [r*G/R, (r+1)*G/R).  Training drops the last incomplete global batch and rolls into
+ * the next epoch; evaluation walks the epoch once in order, the last global batch may be
+ * short (split the same way, so a rank may get 0 samples), and covers every sample exactly once.
+ *
+ * Threads: one background thread per loader makes every HDF5 call after open (reads are
+ * serialised across loaders by a lock inside this module), and fills the next batch while the
+ * caller trains on the current one.  Errors are returned to the caller with a message naming
+ * the file and the dataset; nothing here prints or exits. */
+#ifndef HARNESS_DATA_H
+#define HARNESS_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { DATA_U8 = 0, DATA_F32 = 1 } data_dtype;
+
+#define DATA_MAX_DIMS 4
+#define DATA_MAX_CLASSES 65536
+
+typedef struct {
+    int64_t n;                        /* samples */
+    int sample_ndim;                  /* dims after N: 1..3 */
+    int64_t sample_shape[DATA_MAX_DIMS - 1];
+    int64_t sample_elems;             /* product of sample_shape */
+    data_dtype dtype;
+    int num_classes;
+    int has_mean_std;                 /* attributes mean/std present */
+    float mean, std;
+    int n_class_names;                /* 0 when absent */
+    char **class_names;               /* n_class_names strings, owned by the dataset */
+} data_info;
+
+/* Schema check only: opens the file, validates it against the schema, fills info.  Also
+ * validates every label against num_classes (error names the first bad index).  The caller
+ * releases class_names with data_info_free. */
+int data_inspect(const char *path, data_info *info, char *err, size_t errlen);
+void data_info_free(data_info *info);
+
+typedef enum { DATA_TRAIN = 0, DATA_EVAL = 1 } data_mode;
+
+typedef struct {
+    const char *path;
+    data_mode mode;
+    int rank, world;
+    int64_t global_batch;     /* G: samples per global batch (all ranks together) */
+    uint64_t seed;
+    int shuffle;              /* training: permute each epoch; eval ignores this */
+    int64_t cache_bytes;      /* whole dataset kept in memory when it fits; 0 = never */
+    /* Host buffers for batches (pinned memory on GPU runs); NULL = malloc/free. */
+    void *(*alloc_host)(size_t bytes, void *user);
+    void (*free_host)(void *p, void *user);
+    void *alloc_user;
+} data_config;
+
+typedef struct {
+    const void *x;            /* [count, sample elems] in the file's dtype (info.dtype) */
+    const int32_t *y;         /* [count] */
+    int64_t count;            /* this rank's samples in this batch (eval: may be 0) */
+    int64_t global_count;     /* samples in the whole global batch */
+    int64_t epoch;            /* epoch and cursor of this batch's first sample */
+    int64_t cursor;
+    int last;                 /* eval: this is the final batch of the pass */
+} data_batch;
+
+typedef struct data_loader data_loader;
+
+/* Validates the file (as data_inspect) and the config, starts the background thread. */
+int data_loader_open(const data_config *cfg, data_loader **out, char *err, size_t errlen);
+const data_info *data_loader_info(const data_loader *l);
+/* Hands out the next batch; the previous batch's buffers are recycled, so the caller must be
+ * done with them.  Training: never ends (rolls over epochs).  Eval: after the batch marked
+ * last, returns 1 (end of pass) once, then starts a new pass from the beginning.
+ * Returns 0 (batch), 1 (eval pass finished) or -1 (error, err says why). */
+int data_loader_next(data_loader *l, data_batch *batch, char *err, size_t errlen);
+/* Training position of the NEXT batch to be handed out. */
+void data_loader_position(const data_loader *l, int64_t *epoch, int64_t *cursor);
+/* Restarts the stream at (epoch, cursor): used on resume, possibly with another world size. */
+int data_loader_seek(data_loader *l, int64_t epoch, int64_t cursor, char *err, size_t errlen);
+/* Seconds the caller spent waiting in data_loader_next (for the step time breakdown). */
+double data_loader_wait_seconds(const data_loader *l);
+void data_loader_close(data_loader *l);
+
+/* The permutation of epoch `epoch`: perm[N] (exposed for tests and tools). */
+void data_epoch_permutation(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch);
+/* Rank r's slice [begin, end) of a global batch of g samples. */
+void data_rank_slice(int64_t g, int rank, int world, int64_t *begin, int64_t *end);
+
+/* Converters: IDX (MNIST format, optionally gzipped) images+labels -> HDF5 classification
+ * file with /images uint8 [N,H,W], /labels uint8->int32 [N], num_classes, class_names. */
+int data_convert_idx(const char *images_idx, const char *labels_idx, const char *out_h5,
+                     int num_classes, const char *const *class_names,
+                     char *err, size_t errlen);
+
+#endif

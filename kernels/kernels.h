@@ -1,0 +1,119 @@
+/* kernels: the math of a training step behind one backend-neutral API.
+ *
+ * A kern_ctx is a backend (CPU now, CUDA later) plus its handles (BLAS threads, streams).
+ * Every op takes plain pointers to memory that belongs to that backend (host memory for CPU,
+ * device memory for CUDA) and explicit sizes; shapes are given in the comments, row-major,
+ * outer dimension first. Ops that produce parameter gradients ACCUMULATE into them (+=), so
+ * gradient accumulation and shared weights need no extra pass; callers zero them with
+ * kern_fill. Ops never allocate: buffers come from kern_alloc at start-up.
+ *
+ * Errors: ops on a healthy context cannot fail on the CPU; a backend that can fail
+ * asynchronously (CUDA) records the first error, which kern_check reports. */
+#ifndef HARNESS_KERNELS_H
+#define HARNESS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { KERN_CPU = 0, KERN_CUDA = 1 } kern_backend;
+
+typedef struct kern_ctx kern_ctx;
+
+typedef struct {
+    kern_backend backend;
+    int threads;      /* CPU: BLAS/worker threads for this process (>= 1) */
+    int device;       /* CUDA: device ordinal; ignored on CPU */
+} kern_options;
+
+/* 0 on success; on failure *out is NULL and err holds the reason. */
+int kern_create(const kern_options *opt, kern_ctx **out, char *err, size_t errlen);
+void kern_destroy(kern_ctx *k);
+kern_backend kern_get_backend(const kern_ctx *k);
+/* Whether this build contains the CUDA backend and a device is usable (count of devices). */
+int kern_cuda_device_count(void);
+
+/* Memory owned by the backend; for use at start-up, not inside a step. NULL on failure. */
+void *kern_alloc(kern_ctx *k, size_t bytes);
+void kern_free(kern_ctx *k, void *p);
+/* Copies between host memory and backend memory (plain memcpy on CPU). */
+void kern_to_device(kern_ctx *k, void *dst, const void *host_src, size_t bytes);
+void kern_to_host(kern_ctx *k, void *host_dst, const void *src, size_t bytes);
+/* Waits until all queued work is done; 0 or an error (then err says what failed). */
+int kern_sync(kern_ctx *k, char *err, size_t errlen);
+int kern_check(kern_ctx *k, char *err, size_t errlen);
+
+/* ---- element-wise and fills ---- */
+void kern_fill(kern_ctx *k, float *x, float value, int64_t n);
+void kern_copy(kern_ctx *k, float *dst, const float *src, int64_t n);
+void kern_scale(kern_ctx *k, float *x, float alpha, int64_t n);            /* x *= alpha */
+void kern_axpy(kern_ctx *k, float *y, float alpha, const float *x, int64_t n); /* y += a*x */
+
+/* Input conversion: x[i] = (src[i] * in_scale - mean) / std.  For uint8 images in_scale is
+ * typically 1/255.  mean/std are scalars (per-dataset). */
+void kern_u8_to_f32(kern_ctx *k, float *dst, const uint8_t *src, int64_t n,
+                    float in_scale, float mean, float std);
+void kern_f32_normalize(kern_ctx *k, float *dst, const float *src, int64_t n,
+                        float mean, float std);
+
+/* ---- deterministic random numbers (counter-based, Philox4x32-10) ----
+ * Element i of the stream (seed, stream_id) is a pure function of (seed, stream_id, i), so
+ * any backend, thread count or rank reproduces the same numbers. */
+void kern_init_uniform(kern_ctx *k, float *x, int64_t n, float lo, float hi,
+                       uint64_t seed, uint64_t stream_id);
+void kern_init_normal(kern_ctx *k, float *x, int64_t n, float mean, float std,
+                      uint64_t seed, uint64_t stream_id);
+
+/* ---- linear: out[B,O] = in[B,I] @ w[O,I]^T + b[O]  (b may be NULL) ---- */
+void kern_linear_forward(kern_ctx *k, float *out, const float *in, const float *w,
+                         const float *b, int B, int I, int O);
+/* din[B,I] = dout[B,O] @ w[O,I]          (overwritten; skipped when din is NULL)
+ * dw[O,I] += dout^T[O,B] @ in[B,I]       (accumulated)
+ * db[O]   += sum_b dout[b,:]             (accumulated; skipped when db is NULL) */
+void kern_linear_backward(kern_ctx *k, float *din, float *dw, float *db, const float *dout,
+                          const float *in, const float *w, int B, int I, int O);
+
+/* ---- activations (n elements; in-place allowed: out == in, din == dout) ---- */
+void kern_relu_forward(kern_ctx *k, float *out, const float *in, int64_t n);
+/* din = dout * (in > 0) ; uses the forward INPUT */
+void kern_relu_backward(kern_ctx *k, float *din, const float *dout, const float *in, int64_t n);
+/* GELU, tanh approximation (PyTorch approximate="tanh"); backward uses the forward INPUT */
+void kern_gelu_forward(kern_ctx *k, float *out, const float *in, int64_t n);
+void kern_gelu_backward(kern_ctx *k, float *din, const float *dout, const float *in, int64_t n);
+
+/* Inverted dropout with probability p: out = in * mask / (1-p).  The mask is drawn from
+ * (seed, stream_id, i) and stored as 0/1 bytes in mask[n] for the backward pass. */
+void kern_dropout_forward(kern_ctx *k, float *out, uint8_t *mask, const float *in, int64_t n,
+                          float p, uint64_t seed, uint64_t stream_id);
+void kern_dropout_backward(kern_ctx *k, float *din, const float *dout, const uint8_t *mask,
+                           int64_t n, float p);
+
+/* ---- fused, numerically stable softmax cross-entropy ----
+ * logits[B,C], labels[B] in [0,C).  losses[b] = -log softmax(logits[b])[labels[b]].
+ * If dlogits is non-NULL: dlogits[B,C] = (softmax - onehot) * grad_scale (overwritten), the
+ * gradient of grad_scale * sum_b losses[b].  correct (may be NULL) receives the number of rows
+ * whose argmax equals the label (ties: lowest index wins).
+ * Returns the sum of losses as double (CPU); on other backends may sync. */
+double kern_softmax_xent(kern_ctx *k, float *losses, float *dlogits, int64_t *correct,
+                         const float *logits, const int32_t *labels, int B, int C,
+                         float grad_scale);
+
+/* ---- reductions and optimizer updates over flat parameter buffers ---- */
+/* Sum of squares of x[n], accumulated in double. */
+double kern_sumsq(kern_ctx *k, const float *x, int64_t n);
+/* Non-zero if any element is NaN or Inf. */
+int kern_has_nonfinite(kern_ctx *k, const float *x, int64_t n);
+
+/* SGD with momentum (PyTorch semantics):
+ *   g = grad + wd*param;  buf = momentum*buf + g  (buf = g on the first step, when first != 0)
+ *   step = nesterov ? g + momentum*buf : buf;  param -= lr * step
+ * With momentum == 0, buf is unused (may be NULL). */
+void kern_sgd_update(kern_ctx *k, float *param, float *buf, const float *grad, int64_t n,
+                     float lr, float momentum, float weight_decay, int nesterov, int first);
+/* AdamW (decoupled weight decay, PyTorch semantics); t is the 1-based step count:
+ *   param *= (1 - lr*wd);  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2
+ *   param -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) */
+void kern_adamw_update(kern_ctx *k, float *param, float *m, float *v, const float *grad,
+                       int64_t n, float lr, float beta1, float beta2, float eps,
+                       float weight_decay, int64_t t);
+
+#endif

@@ -1,0 +1,89 @@
+/* config: the run's YAML configuration, parsed with libyaml, overridden by --set key=value,
+ * validated, and written back out resolved (every key with its final value).
+ *
+ * Keys are dotted paths (train.lr, model.layers).  Unknown keys, wrong types and out-of-range
+ * values are errors that name the key (and the file and line when it came from YAML).
+ * The default of every key lives in config_defaults(); a config file need only name what it
+ * changes. */
+#ifndef HARNESS_CONFIG_H
+#define HARNESS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_MAX_LAYERS 64
+#define CFG_PATH_MAX 1024
+
+typedef enum { LAYER_FLATTEN, LAYER_LINEAR, LAYER_RELU, LAYER_GELU, LAYER_DROPOUT } layer_type;
+
+typedef struct {
+    layer_type type;
+    int out;           /* linear: output features (>= 1) */
+    int bias;          /* linear: 1 (default) or 0 */
+    float p;           /* dropout: probability in [0, 1) */
+} layer_config;
+
+typedef enum { OPT_SGD, OPT_ADAMW } optimizer_type;
+typedef enum { SCHED_CONSTANT, SCHED_COSINE, SCHED_LINEAR } schedule_type;
+typedef enum { DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA } device_type;
+
+typedef struct {
+    /* run.* */
+    char run_dir[CFG_PATH_MAX];    /* run.dir: metrics.jsonl and config.yaml go here */
+    uint64_t seed;                 /* run.seed */
+    device_type device;            /* run.device: auto | cpu | cuda */
+    int threads;                   /* run.threads: BLAS threads per rank; 0 = cores / local ranks */
+
+    /* data.* */
+    char train_path[CFG_PATH_MAX]; /* data.train */
+    char test_path[CFG_PATH_MAX];  /* data.test ("" = no evaluation) */
+    int64_t cache_mb;              /* data.cache_mb: keep a dataset in memory when it fits */
+    int shuffle;                   /* data.shuffle */
+    int normalize;                 /* data.normalize: use mean/std attributes (or the data's own) */
+
+    /* model.* */
+    int n_layers;                  /* model.layers: a YAML sequence of maps {type: ..., ...} */
+    layer_config layers[CFG_MAX_LAYERS];
+    char init[16];                 /* model.init: "kaiming_uniform" (PyTorch nn.Linear default) */
+
+    /* train.* */
+    int64_t epochs;                /* train.epochs (used when train.steps is 0) */
+    int64_t steps;                 /* train.steps: optimizer steps; 0 = from epochs */
+    int64_t batch_size;            /* train.batch_size: GLOBAL samples per optimizer step */
+    int grad_accum;                /* train.grad_accum: micro-steps per optimizer step (>= 1) */
+    optimizer_type optimizer;      /* train.optimizer: sgd | adamw */
+    float lr;                      /* train.lr (> 0) */
+    float momentum;                /* train.momentum (sgd, in [0,1)) */
+    int nesterov;                  /* train.nesterov (sgd) */
+    float beta1, beta2, eps;       /* train.beta1, train.beta2, train.eps (adamw) */
+    float weight_decay;            /* train.weight_decay (>= 0) */
+    float clip_grad_norm;          /* train.clip_grad_norm: 0 = off */
+    schedule_type schedule;        /* train.schedule: constant | cosine | linear */
+    int64_t warmup_steps;          /* train.warmup_steps */
+    float min_lr;                  /* train.min_lr: floor of the decay */
+
+    /* log.* */
+    int64_t log_every;             /* log.every: steps between progress lines / metrics */
+    int64_t eval_every;            /* log.eval_every: steps between evaluations; 0 = at end only */
+    int progress;                  /* log.progress: auto (-1) | true | false: redraw in place */
+
+    /* comm.* */
+    int64_t bucket_kb;             /* comm.bucket_kb: gradient all-reduce bucket size */
+} config;
+
+void config_defaults(config *c);
+/* Reads a YAML file over the defaults.  0 or -1 with err naming file, line and key. */
+int config_load_file(config *c, const char *path, char *err, size_t errlen);
+/* Applies one "key=value" override (value parsed as YAML scalar; model.layers takes a YAML
+ * flow sequence, e.g. "[{type: linear, out: 10}]").  0 or -1 with err naming the key. */
+int config_set(config *c, const char *assignment, char *err, size_t errlen);
+/* Cross-key checks (e.g. a model with no linear layer, warmup >= steps).  0 or -1. */
+int config_validate(const config *c, char *err, size_t errlen);
+/* Writes the resolved config as YAML that config_load_file reads back to the same values. */
+int config_write(const config *c, const char *path, char *err, size_t errlen);
+/* Same, into a malloc'd string (for checkpoints and logs); NULL on out-of-memory. */
+char *config_to_yaml(const config *c);
+
+const char *layer_type_name(layer_type t);
+
+#endif
