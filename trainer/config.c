@@ -1,0 +1,141 @@
+/* config: defaults and cross-key validation.  Reading is in config_load.c, writing in
+ * config_write.c, the key table in config_keys.c. */
+#include "config.h"
+#include "config_keys.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static void add_layer(config *c, layer_type type, int out) {
+    layer_config *l = &c->layers[c->n_layers++];
+    l->type = type;
+    l->out = out;
+    l->bias = type == LAYER_LINEAR;
+}
+
+void config_defaults(config *c) {
+    memset(c, 0, sizeof *c);  /* unused bytes stay zero, so equal configs compare equal */
+    strcpy(c->run_dir, "runs/default");
+    c->seed = 42;
+    c->device = DEVICE_AUTO;
+    c->threads = 0;
+
+    strcpy(c->train_path, "datasets/fashion-mnist/train.h5");
+    strcpy(c->test_path, "datasets/fashion-mnist/test.h5");
+    c->cache_mb = 2048;
+    c->shuffle = 1;
+    c->normalize = 1;
+
+    /* The default MLP: [B,28,28] -> flatten [B,784] -> 256 -> 128 -> 10 logits. */
+    add_layer(c, LAYER_FLATTEN, 0);
+    add_layer(c, LAYER_LINEAR, 256);
+    add_layer(c, LAYER_RELU, 0);
+    add_layer(c, LAYER_LINEAR, 128);
+    add_layer(c, LAYER_RELU, 0);
+    add_layer(c, LAYER_LINEAR, 10);
+    strcpy(c->init, "kaiming_uniform");
+
+    c->epochs = 10;
+    c->steps = 0;
+    c->batch_size = 128;
+    c->grad_accum = 1;
+    c->optimizer = OPT_ADAMW;
+    c->lr = 1e-3f;
+    c->momentum = 0.9f;
+    c->nesterov = 0;
+    c->beta1 = 0.9f;
+    c->beta2 = 0.999f;
+    c->eps = 1e-8f;
+    c->weight_decay = 0.0f;
+    c->clip_grad_norm = 0.0f;
+    c->schedule = SCHED_COSINE;
+    c->warmup_steps = 0;
+    c->min_lr = 0.0f;
+
+    c->log_every = 100;
+    c->eval_every = 0;
+    c->progress = -1;
+
+    c->bucket_kb = 1024;
+}
+
+const char *layer_type_name(layer_type t) {
+    return (int)t >= 0 && (int)t < 5 ? config_layer_names[t] : "unknown";
+}
+
+static int check_layers(const config *c, char *err, size_t errlen) {
+    if (c->n_layers < 1 || c->n_layers > CFG_MAX_LAYERS) {
+        snprintf(err, errlen, "model.layers: expected 1 to %d layers, got %d", CFG_MAX_LAYERS, c->n_layers);
+        return -1;
+    }
+    int n_linear = 0;
+    for (int i = 0; i < c->n_layers; i++) {
+        const layer_config *l = &c->layers[i];
+        char display[48];
+        snprintf(display, sizeof display, "model.layers[%d].type", i);
+        if (config_key_check(&config_layer_keys[LAYER_KEY_TYPE], l, display, err, errlen)) return -1;
+        int keys[2] = {-1, -1};
+        if (l->type == LAYER_LINEAR) {
+            keys[0] = LAYER_KEY_OUT;
+            keys[1] = LAYER_KEY_BIAS;
+            n_linear++;
+        } else if (l->type == LAYER_DROPOUT) {
+            keys[0] = LAYER_KEY_P;
+        }
+        for (int j = 0; j < 2 && keys[j] >= 0; j++) {
+            const config_key *k = &config_layer_keys[keys[j]];
+            snprintf(display, sizeof display, "model.layers[%d].%s", i, k->name);
+            if (config_key_check(k, l, display, err, errlen)) return -1;
+        }
+    }
+    if (n_linear == 0) {
+        snprintf(err, errlen, "model.layers: needs at least one linear layer");
+        return -1;
+    }
+    layer_type last = c->layers[c->n_layers - 1].type;
+    if (last != LAYER_LINEAR) {
+        snprintf(err, errlen, "model.layers: the last layer must be linear (it produces the logits), got %s",
+                 layer_type_name(last));
+        return -1;
+    }
+    return 0;
+}
+
+int config_validate(const config *c, char *err, size_t errlen) {
+    for (size_t i = 0; i < config_n_keys; i++)
+        if (config_keys[i].kind != CK_LAYERS &&
+            config_key_check(&config_keys[i], c, config_keys[i].name, err, errlen))
+            return -1;
+    if (check_layers(c, err, errlen)) return -1;
+    if (c->run_dir[0] == '\0') {
+        snprintf(err, errlen, "run.dir: must not be empty");
+        return -1;
+    }
+    if (c->train_path[0] == '\0') {
+        snprintf(err, errlen, "data.train: must not be empty");
+        return -1;
+    }
+    if (c->batch_size % c->grad_accum != 0) {
+        snprintf(err, errlen, "train.batch_size (%" PRId64 ") must be divisible by train.grad_accum (%d)",
+                 c->batch_size, c->grad_accum);
+        return -1;
+    }
+    if (c->steps == 0 && c->epochs < 1) {
+        snprintf(err, errlen, "train.epochs: must be >= 1 when train.steps is 0");
+        return -1;
+    }
+    if (c->steps > 0 && c->warmup_steps >= c->steps) {
+        snprintf(err, errlen, "train.warmup_steps (%" PRId64 ") must be less than train.steps (%" PRId64 ")",
+                 c->warmup_steps, c->steps);
+        return -1;
+    }
+    if (c->min_lr > c->lr) {
+        char min_lr[32], lr[32];
+        config_format_float(c->min_lr, min_lr, sizeof min_lr);
+        config_format_float(c->lr, lr, sizeof lr);
+        snprintf(err, errlen, "train.min_lr (%s) must be <= train.lr (%s)", min_lr, lr);
+        return -1;
+    }
+    return 0;
+}

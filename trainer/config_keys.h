@@ -1,0 +1,82 @@
+/* config_keys: the table of every configuration key (name, type, range, field) and the
+ * conversions between a key's field and its text.  Private to the config_*.c files.
+ *
+ * The table is the single source of truth: the YAML reader looks names up in it, the writer
+ * walks it in order (which is the layout of a written config), and config_validate re-checks
+ * every field against its range. */
+#ifndef HARNESS_CONFIG_KEYS_H
+#define HARNESS_CONFIG_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef enum {
+    CK_STRING,   /* char[size]: any text shorter than size bytes */
+    CK_NAME,     /* char[size]: one of names[] */
+    CK_INT,      /* int in [imin, imax] */
+    CK_I64,      /* int64_t in [imin, imax] */
+    CK_U64,      /* uint64_t, any */
+    CK_FLOAT,    /* float in the range fmin..fmax (open or closed ends) */
+    CK_BOOL,     /* int 0 / 1 */
+    CK_ENUM,     /* an enum (int-sized): index into names[] */
+    CK_TRISTATE, /* int -1 (auto) / 1 (true) / 0 (false) */
+    CK_LAYERS,   /* model.layers: n_layers + layers[] */
+} config_kind;
+
+typedef struct {
+    const char *name;          /* "train.lr"; layer keys: "out" */
+    config_kind kind;
+    size_t offset, size;       /* the field in config (or in layer_config for layer keys) */
+    int64_t imin, imax;        /* CK_INT, CK_I64 */
+    double fmin, fmax;         /* CK_FLOAT; fmax = INFINITY: no upper bound */
+    int fmin_open, fmax_open;  /* CK_FLOAT: 1 = the bound itself is excluded */
+    const char *const *names;  /* CK_ENUM, CK_NAME: allowed values, NULL-terminated */
+} config_key;
+
+#define CONFIG_KEYS_MAX 64                 /* bound on config_n_keys (for per-key arrays) */
+enum { LAYER_KEY_TYPE, LAYER_KEY_OUT, LAYER_KEY_BIAS, LAYER_KEY_P }; /* config_layer_keys order */
+
+extern const config_key config_keys[];      /* every key of config, in written order */
+extern const size_t config_n_keys;
+extern const char *const config_sections[]; /* run, data, model, train, log, comm; NULL-ended */
+extern const size_t config_n_sections;
+extern const config_key config_layer_keys[]; /* type, out, bias, p (base: layer_config) */
+extern const size_t config_n_layer_keys;
+extern const char *const config_layer_names[]; /* indexed by layer_type; NULL-terminated */
+
+/* The key named exactly name[0..len), or NULL. */
+const config_key *config_key_find(const config_key *keys, size_t n, const char *name, size_t len);
+
+/* Parses one YAML scalar into the key's field at base.  plain: the scalar was unquoted (so
+ * "~" / "null" mean an empty string).  display: the name used in messages.  0, or -1 with
+ * err = "DISPLAY: expected ..., got '...'". */
+int config_key_parse(const config_key *k, void *base, const char *display, const char *text,
+                     size_t len, int plain, char *err, size_t errlen);
+
+/* Checks the field at base against the key's type and range (for config_validate).
+ * 0, or -1 with err = "DISPLAY: expected ..., got '...'". */
+int config_key_check(const config_key *k, const void *base, const char *display, char *err,
+                     size_t errlen);
+
+/* "a number > 0", "an integer >= 1", "one of sgd, adamw", ... */
+void config_key_describe(const config_key *k, char *buf, size_t n);
+
+/* The field's value as YAML text for non-string kinds (a string field gives its raw text). */
+void config_key_format(const config_key *k, const void *base, char *buf, size_t n);
+
+/* The shortest "%.Ng" (N <= 9) that reads back as exactly f; buf of at least 32 bytes. */
+void config_format_float(float f, char *buf, size_t n);
+/* Parses a float the way every float key does: strtod, fully consumed, finite, fits a float.
+ * 0 or -1. */
+int config_parse_float(const char *text, size_t len, float *out);
+
+/* Text shown in messages for untrusted input: printable ASCII only, at most about 40 bytes,
+ * "..." when cut. */
+void config_quote_input(const char *text, size_t len, char *buf, size_t n);
+
+/* Levenshtein distance between a[0..alen) and b, or limit + 1 when it exceeds limit. */
+int config_edit_distance(const char *a, size_t alen, const char *b, int limit);
+
+#endif
