@@ -1,0 +1,107 @@
+/* data internals shared by the files of this module (not part of the public API).
+ *
+ *   hdf5_util.c  error messages, the module-wide HDF5 lock, quiet HDF5 error printing
+ *   schema.c     open + validate a classification file (data_inspect)
+ *   shard.c      epoch permutation, rank slices, the plan of the next batch
+ *   read.c       batched reads: sort, merge runs, grouped hyperslab reads, permute; cache
+ *   loader.c     the loader: background thread, double buffering, public loader API
+ *   convert_idx.c  IDX -> HDF5 converter */
+#ifndef HARNESS_DATA_INTERNAL_H
+#define HARNESS_DATA_INTERNAL_H
+
+#include <hdf5.h>
+#include <stdarg.h>
+#include "data.h"
+
+#if defined(__GNUC__)
+#define DATA_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define DATA_PRINTF(a, b)
+#endif
+
+/* ---- hdf5_util.c ---- */
+
+/* snprintf into err (NULL or errlen 0 is allowed); always returns -1 so callers can
+ * `return data_errorf(...)`. */
+int data_errorf(char *err, size_t errlen, const char *fmt, ...) DATA_PRINTF(3, 4);
+
+/* Every HDF5 call of this module runs between begin and end: begin takes the module-wide lock
+ * and silences HDF5's automatic error printing for this thread (the setting is per thread in a
+ * thread-safe build), end restores the caller's setting and unlocks. */
+typedef struct {
+    H5E_auto2_t func;
+    void *client_data;
+} data_h5_scope;
+void data_h5_begin(data_h5_scope *s);
+void data_h5_end(data_h5_scope *s);
+
+/* The innermost message on this thread's HDF5 error stack ("" when none); call right after
+ * the failing call, before any other HDF5 call clears the stack. */
+void data_h5_error_detail(char *buf, size_t len);
+/* "uint8", "int64", "float32", "string", ... for messages. */
+void data_h5_type_name(hid_t type, char *buf, size_t len);
+/* "[60000,28,28]" (or "scalar") for messages. */
+void data_h5_space_text(hid_t space, char *buf, size_t len);
+
+/* ---- schema.c ---- */
+
+typedef struct {
+    hid_t file;
+    hid_t images;
+    hid_t images_memtype; /* H5T_NATIVE_UCHAR or H5T_NATIVE_FLOAT (not to be closed) */
+} data_h5_file;
+
+/* Opens and validates path (caller is inside data_h5_begin/end).  On success the handles stay
+ * open (close with data_schema_close) and, when labels_out is not NULL, *labels_out receives
+ * the validated labels [N] as int32 (malloc'd).  On failure everything is released. */
+int data_schema_open(const char *path, data_info *info, data_h5_file *h, int32_t **labels_out,
+                     char *err, size_t errlen);
+void data_schema_close(data_h5_file *h);
+
+/* ---- shard.c ---- */
+
+/* What the next item of a stream is, given its position (epoch, cursor). */
+typedef struct {
+    int end_of_pass;           /* eval only: the pass is over, nothing to read */
+    int64_t epoch, cursor;     /* position of this batch's first sample */
+    int64_t global_count;      /* samples in the global batch */
+    int last;                  /* eval: final batch of the pass */
+    int64_t next_epoch, next_cursor;
+} data_plan;
+
+/* Moves (epoch, cursor) to where the next batch really starts: in training a cursor with no
+ * room for a full global batch rolls into the next epoch. */
+void data_plan_normalize(data_mode mode, int64_t n, int64_t g, int64_t *epoch, int64_t *cursor);
+void data_plan_next(data_mode mode, int64_t n, int64_t g, int64_t epoch, int64_t cursor,
+                    data_plan *plan);
+
+/* ---- read.c ---- */
+
+typedef struct {
+    int64_t index; /* sample index in the file */
+    int64_t slot;  /* position in the batch */
+} data_read_item;
+
+typedef struct {
+    const char *path;
+    hid_t images;            /* borrowed from data_h5_file */
+    hid_t memtype;
+    int64_t n;
+    size_t sample_bytes;
+    int64_t cap;             /* most samples one read may ask for */
+    data_read_item *items;   /* [cap] */
+    unsigned char *staging;  /* [cap, sample_bytes]: rows in file order before permuting */
+    int use_cache;           /* whole /images fits cache_bytes: read once, serve from memory */
+    unsigned char *cache;    /* [n, sample_bytes] once loaded */
+} data_reader;
+
+int data_reader_init(data_reader *r, const char *path, const data_h5_file *h,
+                     const data_info *info, int64_t cap, int use_cache, char *err,
+                     size_t errlen);
+/* x[i] = images[indices[i]] for i < count (count <= cap).  Makes HDF5 calls: inside
+ * data_h5_begin/end. */
+int data_reader_read(data_reader *r, const int64_t *indices, int64_t count, void *x,
+                     char *err, size_t errlen);
+void data_reader_free(data_reader *r);
+
+#endif

@@ -1,0 +1,100 @@
+/* Small helpers every file of data/ uses: error messages, the module-wide HDF5 lock, and
+ * turning HDF5's error stack and types into words for those messages. */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "data_internal.h"
+
+/* HDF5 is built thread-safe (one global lock inside the library), but this module serialises
+ * its own calls as well so that a batch read of one loader is not interleaved call by call
+ * with another loader's, and so that a non-thread-safe HDF5 build would still be correct. */
+static pthread_mutex_t data_h5_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int data_errorf(char *err, size_t errlen, const char *fmt, ...) {
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void data_h5_begin(data_h5_scope *s) {
+    pthread_mutex_lock(&data_h5_lock);
+    s->func = NULL;
+    s->client_data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &s->func, &s->client_data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void data_h5_end(data_h5_scope *s) {
+    H5Eclear2(H5E_DEFAULT);
+    H5Eset_auto2(H5E_DEFAULT, s->func, s->client_data);
+    pthread_mutex_unlock(&data_h5_lock);
+}
+
+typedef struct {
+    char *buf;
+    size_t len;
+} detail_ctx;
+
+/* Walking upward visits the most specific error first: that is the one that says what
+ * actually went wrong ("truncated file: eof = ...", "inflate() failed"). */
+static herr_t detail_walk(unsigned n, const H5E_error2_t *e, void *client) {
+    detail_ctx *ctx = client;
+    if (n == 0 && e->desc != NULL) snprintf(ctx->buf, ctx->len, "%s", e->desc);
+    return 0;
+}
+
+void data_h5_error_detail(char *buf, size_t len) {
+    if (buf == NULL || len == 0) return;
+    buf[0] = '\0';
+    detail_ctx ctx = {buf, len};
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_walk, &ctx);
+}
+
+void data_h5_type_name(hid_t type, char *buf, size_t len) {
+    H5T_class_t cls = H5Tget_class(type);
+    size_t bits = H5Tget_size(type) * 8;
+    switch (cls) {
+    case H5T_INTEGER:
+        snprintf(buf, len, "%s%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int", bits);
+        break;
+    case H5T_FLOAT: snprintf(buf, len, "float%zu", bits); break;
+    case H5T_STRING: snprintf(buf, len, "string"); break;
+    case H5T_COMPOUND: snprintf(buf, len, "compound"); break;
+    case H5T_ENUM: snprintf(buf, len, "enum (bool?)"); break;
+    case H5T_ARRAY: snprintf(buf, len, "array type"); break;
+    case H5T_VLEN: snprintf(buf, len, "variable-length sequence"); break;
+    case H5T_OPAQUE: snprintf(buf, len, "opaque"); break;
+    case H5T_BITFIELD: snprintf(buf, len, "bitfield"); break;
+    case H5T_REFERENCE: snprintf(buf, len, "reference"); break;
+    case H5T_TIME: snprintf(buf, len, "time"); break;
+    default: snprintf(buf, len, "unknown type"); break;
+    }
+}
+
+void data_h5_space_text(hid_t space, char *buf, size_t len) {
+    H5S_class_t cls = H5Sget_simple_extent_type(space);
+    if (cls == H5S_SCALAR) {
+        snprintf(buf, len, "scalar");
+        return;
+    }
+    if (cls == H5S_NULL) {
+        snprintf(buf, len, "empty (null dataspace)");
+        return;
+    }
+    hsize_t dims[H5S_MAX_RANK];
+    int nd = H5Sget_simple_extent_dims(space, dims, NULL);
+    if (nd < 0) {
+        snprintf(buf, len, "unknown shape");
+        return;
+    }
+    size_t used = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < nd && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%llu", i ? "," : "",
+                                 (unsigned long long)dims[i]);
+    if (used < len) snprintf(buf + used, len - used, "]");
+}
