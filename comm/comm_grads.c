@@ -1,0 +1,133 @@
+/* Bucketed gradient all-reduce on host memory, overlapped with backward.
+ *
+ * comm_grads_ready(offset) starts MPI_Iallreduce(IN_PLACE, SUM) for each bucket now complete;
+ * comm_grads_wait() finishes them and scales by 1/world.  MPI requires nonblocking collectives
+ * on a communicator to be started in the same order on every rank: buckets start in bucket
+ * order (0, 1, 2, ...) on every rank, so that holds whenever all ranks register the same n and
+ * bucket_bytes and call ready/wait at the same points of the step (which the identical model
+ * and training loop on every rank guarantee).  No blocking collective may be issued on this
+ * comm between the first ready and the wait of a step.
+ *
+ * With world == 1 nothing here calls MPI.  Nothing here allocates after register. */
+#include <limits.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "comm_internal.h"
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
+                        char *err, size_t errlen) {
+    if (n < 0) return comm_error(err, errlen, "comm_grads_register: negative size %lld", (long long)n);
+    if (n > 0 && !grads) return comm_error(err, errlen, "comm_grads_register: buffer is NULL");
+    if (bucket_bytes == 0) return comm_error(err, errlen, "comm_grads_register: bucket_bytes is 0");
+    if (c->started > c->completed)
+        return comm_error(err, errlen, "comm_grads_register: buckets of the previous buffer are "
+                          "still in flight (call comm_grads_wait first)");
+
+    int64_t count = comm_bucket_count(n, bucket_bytes, INT_MAX);
+    comm_bucket *buckets = NULL;
+    MPI_Request *requests = NULL;
+    if (count > 0) {
+        buckets = malloc((size_t)count * sizeof *buckets);
+        requests = malloc((size_t)count * sizeof *requests);
+        if (!buckets || !requests) {
+            free(buckets);
+            free(requests);
+            return comm_error(err, errlen, "comm_grads_register: out of memory for %lld buckets",
+                              (long long)count);
+        }
+        comm_bucket_plan(n, bucket_bytes, INT_MAX, buckets);
+        for (int64_t i = 0; i < count; i++) requests[i] = MPI_REQUEST_NULL;
+    }
+    free(c->buckets);
+    free(c->requests);
+    c->grads = grads;
+    c->grads_n = n;
+    c->buckets = buckets;
+    c->requests = requests;
+    c->num_buckets = count;
+    c->started = 0;
+    c->completed = 0;
+    return 0;
+}
+
+/* Start buckets started..k-1, where bucket k is the first one reaching below offset. */
+static int start_buckets(comm *c, int64_t offset, char *err, size_t errlen) {
+    while (c->started < c->num_buckets && c->buckets[c->started].start >= offset) {
+        comm_bucket b = c->buckets[c->started];
+        c->sequence++;
+        if (c->world_size > 1) {
+            int rc = MPI_Iallreduce(MPI_IN_PLACE, c->grads + b.start, b.count, MPI_FLOAT, MPI_SUM,
+                                    c->world, &c->requests[c->started]);
+            if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Iallreduce (gradient bucket)", err, errlen);
+        }
+        c->started++;
+    }
+    return 0;
+}
+
+int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
+    if (offset < 0 || offset > c->grads_n)
+        return comm_error(err, errlen, "comm_grads_ready: offset %lld outside [0, %lld]",
+                          (long long)offset, (long long)c->grads_n);
+    int64_t before = c->started;
+    if (start_buckets(c, offset, err, errlen)) return 1;
+    if (c->world_size == 1) {
+        c->completed = c->started;
+        return 0;
+    }
+    /* Without a progress thread, MPI advances nonblocking collectives only inside MPI calls:
+     * poke the oldest unfinished buckets so the reduction moves while backward computes. */
+    if (c->started > before) {
+        while (c->completed < c->started) {
+            int done = 0;
+            int rc = MPI_Test(&c->requests[c->completed], &done, MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Test (gradient bucket)", err, errlen);
+            if (!done) break;
+            c->completed++;
+        }
+    }
+    return 0;
+}
+
+/* Buckets not yet started (ready never reached offset 0) are started here first, so the
+ * whole buffer is averaged on return. */
+int comm_grads_wait(comm *c, char *err, size_t errlen) {
+    double t0 = now_seconds();
+    int status = start_buckets(c, 0, err, errlen);
+    if (status == 0 && c->world_size > 1) {
+        int64_t first = c->completed;
+        /* Waitall takes an int count; more than INT_MAX buckets is only possible with absurd
+         * sizes, but wait in int-sized slices anyway. */
+        while (status == 0 && first < c->started) {
+            int64_t left = c->started - first;
+            int pending = (int)(left < INT_MAX ? left : INT_MAX);
+            int rc = MPI_Waitall(pending, c->requests + first, MPI_STATUSES_IGNORE);
+            if (rc != MPI_SUCCESS) status = comm_mpi_error(c, rc, "MPI_Waitall (gradient buckets)", err, errlen);
+            first += pending;
+        }
+        if (status == 0) {
+            float *g = c->grads;
+            /* Divide rather than multiply by 1/world: the average is then correctly rounded
+             * (sum of equal values / world is exact); the loop is memory-bound either way. */
+            const float world = (float)c->world_size;
+            for (int64_t i = 0; i < c->grads_n; i++) g[i] /= world;
+        }
+    }
+    c->started = 0;
+    c->completed = 0;
+    c->wait_seconds += now_seconds() - t0;
+    return status;
+}
+
+double comm_grads_wait_seconds(comm *c) {
+    double s = c->wait_seconds;
+    c->wait_seconds = 0.0;
+    return s;
+}
