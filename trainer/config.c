@@ -58,6 +58,10 @@ void config_defaults(config *c) {
     c->progress = -1;
 
     c->bucket_kb = 1024;
+
+    c->ckpt_dir[0] = '\0';
+    c->ckpt_every = 0;
+    c->ckpt_keep = 3;
 }
 
 const char *layer_type_name(layer_type t) {

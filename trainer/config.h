@@ -69,11 +69,20 @@ typedef struct {
 
     /* comm.* */
     int64_t bucket_kb;             /* comm.bucket_kb: gradient all-reduce bucket size */
+
+    /* checkpoint.* */
+    char ckpt_dir[CFG_PATH_MAX];   /* checkpoint.dir: "" = RUN_DIR/checkpoints */
+    int64_t ckpt_every;            /* checkpoint.every: steps between checkpoints; 0 = at the end only */
+    int ckpt_keep;                 /* checkpoint.keep: newest checkpoints kept (>= 1) */
 } config;
 
 void config_defaults(config *c);
 /* Reads a YAML file over the defaults.  0 or -1 with err naming file, line and key. */
 int config_load_file(config *c, const char *path, char *err, size_t errlen);
+/* The same from text in memory (e.g. the config stored in a checkpoint); origin names it in
+ * messages. */
+int config_load_string(config *c, const char *origin, const char *text, size_t len, char *err,
+                       size_t errlen);
 /* Applies one "key=value" override (value parsed as YAML scalar; model.layers takes a YAML
  * flow sequence, e.g. "[{type: linear, out: 10}]").  0 or -1 with err naming the key. */
 int config_set(config *c, const char *assignment, char *err, size_t errlen);

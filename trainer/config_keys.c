@@ -20,7 +20,8 @@ static const char *const schedule_names[] = {"constant", "cosine", "linear", NUL
 static const char *const init_names[] = {"kaiming_uniform", "normal", NULL};
 const char *const config_layer_names[] = {"flatten", "linear", "relu", "gelu", "dropout", NULL};
 
-const char *const config_sections[] = {"run", "data", "model", "train", "log", "comm", NULL};
+const char *const config_sections[] = {"run", "data", "model", "train", "log", "comm",
+                                       "checkpoint", NULL};
 const size_t config_n_sections = sizeof config_sections / sizeof config_sections[0] - 1;
 
 #define FIELD(f) .offset = offsetof(config, f), .size = sizeof(((config *)0)->f)
@@ -65,6 +66,10 @@ const config_key config_keys[] = {
     {.name = "log.progress", .kind = CK_TRISTATE, FIELD(progress)},
 
     {.name = "comm.bucket_kb", .kind = CK_I64, FIELD(bucket_kb), .imin = 1, .imax = INT64_C(1) << 22},
+
+    {.name = "checkpoint.dir", .kind = CK_STRING, FIELD(ckpt_dir)},
+    {.name = "checkpoint.every", .kind = CK_I64, FIELD(ckpt_every), .imin = 0, .imax = INT64_MAX},
+    {.name = "checkpoint.keep", .kind = CK_INT, FIELD(ckpt_keep), .imin = 1, .imax = 1000000},
 };
 const size_t config_n_keys = sizeof config_keys / sizeof config_keys[0];
 _Static_assert(sizeof config_keys / sizeof config_keys[0] <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");

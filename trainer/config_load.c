@@ -361,7 +361,7 @@ static int read_sections(reader *r, config *c) {
             char shown[64];
             config_quote_input(name, len, shown, sizeof shown);
             return unknown_key(r, line, shown, suggest_section(name, len),
-                               " (sections: run, data, model, train, log, comm)");
+                               " (sections: run, data, model, train, log, comm, checkpoint)");
         }
         if (section_line[s])
             return fail(r, line, "duplicate key '%s' (first on line %zu)", config_sections[s], section_line[s]);
@@ -382,7 +382,7 @@ static int read_file_stream(reader *r, config *c) {
     if (r->event.type == YAML_MAPPING_START_EVENT) {
         if (read_sections(r, c)) return -1;
     } else if (!is_empty_scalar(r)) {
-        return unexpected(r, "the config", "a mapping of sections (run, data, model, train, log, comm)");
+        return unexpected(r, "the config", "a mapping of sections (run, data, model, train, log, comm, checkpoint)");
     }
     if (next(r) || next(r)) return -1;  /* DOCUMENT_END, then the stream's end */
     if (r->event.type != YAML_STREAM_END_EVENT)
@@ -429,6 +429,24 @@ int config_load_file(config *c, const char *path, char *err, size_t errlen) {
         reader_close(&r);
     }
     free(text);
+    if (rc == 0) memcpy(c, &loaded, sizeof loaded);
+    return rc;
+}
+
+int config_load_string(config *c, const char *origin, const char *text, size_t len, char *err,
+                       size_t errlen) {
+    if (len > CONFIG_FILE_MAX) {
+        snprintf(err, errlen, "%s: larger than %d bytes; not a config?", origin, CONFIG_FILE_MAX);
+        return -1;
+    }
+    config loaded;
+    config_defaults(&loaded);
+    reader r;
+    int rc = reader_open(&r, origin, 1, (const unsigned char *)text, len, err, errlen);
+    if (rc == 0) {
+        rc = read_file_stream(&r, &loaded);
+        reader_close(&r);
+    }
     if (rc == 0) memcpy(c, &loaded, sizeof loaded);
     return rc;
 }

@@ -1,0 +1,68 @@
+/* cpu_backend.h: the CPU backend of kernels.h (internal; callers use kern_*).
+ *
+ * Same ops and argument order as kernels.h, with the backend's own context in place of
+ * kern_ctx.  Memory is ordinary host memory; GEMMs go to OpenBLAS (row-major cblas_sgemm),
+ * element-wise loops are plain C that gcc vectorises.  Nothing here allocates except
+ * kcpu_alloc and kcpu_create. */
+#ifndef HARNESS_KERNELS_CPU_BACKEND_H
+#define HARNESS_KERNELS_CPU_BACKEND_H
+
+#include "kernels.h"
+
+typedef struct kcpu_ctx kcpu_ctx;
+
+/* context and memory (cpu_context.c) */
+int kcpu_create(const kern_options *opt, kcpu_ctx **out, char *err, size_t errlen);
+void kcpu_destroy(kcpu_ctx *c);
+void *kcpu_alloc(kcpu_ctx *c, size_t bytes);   /* 64-byte aligned, zeroed */
+void kcpu_free(kcpu_ctx *c, void *p);
+void kcpu_to_device(kcpu_ctx *c, void *dst, const void *host_src, size_t bytes);
+void kcpu_to_host(kcpu_ctx *c, void *host_dst, const void *src, size_t bytes);
+int kcpu_sync(kcpu_ctx *c, char *err, size_t errlen);
+int kcpu_check(kcpu_ctx *c, char *err, size_t errlen);
+
+/* element-wise, fills, conversions, activations (cpu_elementwise.c) */
+void kcpu_fill(kcpu_ctx *c, float *x, float value, int64_t n);
+void kcpu_copy(kcpu_ctx *c, float *dst, const float *src, int64_t n);
+void kcpu_scale(kcpu_ctx *c, float *x, float alpha, int64_t n);
+void kcpu_axpy(kcpu_ctx *c, float *y, float alpha, const float *x, int64_t n);
+void kcpu_u8_to_f32(kcpu_ctx *c, float *dst, const uint8_t *src, int64_t n,
+                    float in_scale, float mean, float std);
+void kcpu_f32_normalize(kcpu_ctx *c, float *dst, const float *src, int64_t n,
+                        float mean, float std);
+void kcpu_relu_forward(kcpu_ctx *c, float *out, const float *in, int64_t n);
+void kcpu_relu_backward(kcpu_ctx *c, float *din, const float *dout, const float *in, int64_t n);
+void kcpu_gelu_forward(kcpu_ctx *c, float *out, const float *in, int64_t n);
+void kcpu_gelu_backward(kcpu_ctx *c, float *din, const float *dout, const float *in, int64_t n);
+
+/* random numbers and dropout (cpu_random.c) */
+void kcpu_init_uniform(kcpu_ctx *c, float *x, int64_t n, float lo, float hi,
+                       uint64_t seed, uint64_t stream_id);
+void kcpu_init_normal(kcpu_ctx *c, float *x, int64_t n, float mean, float std,
+                      uint64_t seed, uint64_t stream_id);
+void kcpu_dropout_forward(kcpu_ctx *c, float *out, uint8_t *mask, const float *in, int64_t n,
+                          float p, uint64_t seed, uint64_t stream_id);
+void kcpu_dropout_backward(kcpu_ctx *c, float *din, const float *dout, const uint8_t *mask,
+                           int64_t n, float p);
+
+/* linear layer (cpu_linear.c) */
+void kcpu_linear_forward(kcpu_ctx *c, float *out, const float *in, const float *w,
+                         const float *b, int B, int I, int O);
+void kcpu_linear_backward(kcpu_ctx *c, float *din, float *dw, float *db, const float *dout,
+                          const float *in, const float *w, int B, int I, int O);
+
+/* loss (cpu_softmax_xent.c) */
+double kcpu_softmax_xent(kcpu_ctx *c, float *losses, float *dlogits, int64_t *correct,
+                         const float *logits, const int32_t *labels, int B, int C,
+                         float grad_scale);
+
+/* reductions and optimizers (cpu_optim.c) */
+double kcpu_sumsq(kcpu_ctx *c, const float *x, int64_t n);
+int kcpu_has_nonfinite(kcpu_ctx *c, const float *x, int64_t n);
+void kcpu_sgd_update(kcpu_ctx *c, float *param, float *buf, const float *grad, int64_t n,
+                     float lr, float momentum, float weight_decay, int nesterov, int first);
+void kcpu_adamw_update(kcpu_ctx *c, float *param, float *m, float *v, const float *grad,
+                       int64_t n, float lr, float beta1, float beta2, float eps,
+                       float weight_decay, int64_t t);
+
+#endif

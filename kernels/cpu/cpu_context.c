@@ -1,0 +1,54 @@
+/* cpu_context.c: the CPU backend's context (BLAS thread count) and its host memory. */
+#include "cpu_backend.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kcpu_ctx {
+    int threads;
+};
+
+int kcpu_create(const kern_options *opt, kcpu_ctx **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (opt->threads < 1) {
+        snprintf(err, errlen, "kernels: threads must be >= 1 (got %d)", opt->threads);
+        return -1;
+    }
+    kcpu_ctx *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "kernels: out of memory creating the CPU context");
+        return -1;
+    }
+    c->threads = opt->threads;
+    /* OpenBLAS would otherwise start one thread per core in every rank.  The setting is
+     * process-wide: the last context created wins. */
+    openblas_set_num_threads(opt->threads);
+    *out = c;
+    return 0;
+}
+
+void kcpu_destroy(kcpu_ctx *c) { free(c); }
+
+void *kcpu_alloc(kcpu_ctx *c, size_t bytes) {
+    void *p = NULL;
+    /* 64 bytes: a cache line, and the widest SIMD register (AVX-512). */
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
+void kcpu_free(kcpu_ctx *c, void *p) { free(p); }
+
+void kcpu_to_device(kcpu_ctx *c, void *dst, const void *host_src, size_t bytes) {
+    if (bytes) memcpy(dst, host_src, bytes);
+}
+
+void kcpu_to_host(kcpu_ctx *c, void *host_dst, const void *src, size_t bytes) {
+    if (bytes) memcpy(host_dst, src, bytes);
+}
+
+int kcpu_sync(kcpu_ctx *c, char *err, size_t errlen) { return 0; }
+
+int kcpu_check(kcpu_ctx *c, char *err, size_t errlen) { return 0; }

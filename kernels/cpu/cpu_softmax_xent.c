@@ -1,0 +1,100 @@
+/* cpu_softmax_xent.c: fused softmax + cross-entropy on the CPU, one row at a time.
+ *   logits[B,C], labels[B] -> losses[B], dlogits[B,C] = (softmax - onehot) * grad_scale
+ * Stable: with m = max_j z_j, loss = log(sum_j exp(z_j - m)) - (z_label - m); every exponent
+ * is <= 0, which is what kern_exp_nonpos (vectorisable) takes.  The exponentials are
+ * computed twice (for the sum, then for dlogits) rather than stored: recomputing them is
+ * cheaper than a scratch buffer and keeps the op allocation-free.
+ * dlogits may alias logits: each element is read before it is overwritten.
+ * A label outside [0,C) gives a NaN loss and NaN gradients for its row, which the trainer's
+ * non-finite check catches, instead of reading out of bounds. */
+#include "cpu_backend.h"
+
+#include <math.h>
+
+#include "elementwise.h"
+
+#define CHUNK 512
+
+/* max_j z[j] with eight independent running maxima, so that gcc vectorises it */
+static float row_max(const float *restrict z, int C) {
+    float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                  -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int j = 0;
+    for (; j + 8 <= C; j += 8)
+        for (int k = 0; k < 8; k++) m[k] = z[j + k] > m[k] ? z[j + k] : m[k];
+    for (; j < C; j++) m[0] = z[j] > m[0] ? z[j] : m[0];
+    for (int k = 1; k < 8; k++) m[0] = m[k] > m[0] ? m[k] : m[0];
+    return m[0];
+}
+
+/* sum_j exp(z[j] - zmax) in double, in chunks: a vectorised exp loop into a stack buffer,
+ * then eight independent accumulators (no reassociation needed to vectorise them).
+ * kern_exp_nonpos turns NaN into a tiny number, so NaN and Inf logits are carried into the
+ * sum separately as z - z (0 when finite, NaN otherwise): the loss must not hide them. */
+static double sum_exp(const float *restrict z, int C, float zmax) {
+    float e[CHUNK];
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float poison = 0.0f;
+    for (int start = 0; start < C; start += CHUNK) {
+        int len = C - start < CHUNK ? C - start : CHUNK;
+        const float *restrict zc = z + start;
+        for (int j = 0; j < len; j++) {
+            e[j] = kern_exp_nonpos(zc[j] - zmax);
+            poison += zc[j] - zc[j];
+        }
+        int j = 0;
+        for (; j + 8 <= len; j += 8)
+            for (int k = 0; k < 8; k++) acc[k] += e[j + k];
+        for (; j < len; j++) acc[0] += e[j];
+    }
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) +
+           poison;
+}
+
+static void write_grad(float *restrict d, const float *restrict z, int C, float zmax,
+                       float inv) {
+    for (int j = 0; j < C; j++) d[j] = kern_exp_nonpos(z[j] - zmax) * inv;
+}
+
+static void write_grad_inplace(float *restrict z, int C, float zmax, float inv) {
+    for (int j = 0; j < C; j++) z[j] = kern_exp_nonpos(z[j] - zmax) * inv;
+}
+
+double kcpu_softmax_xent(kcpu_ctx *c, float *losses, float *dlogits, int64_t *correct,
+                         const float *logits, const int32_t *labels, int B, int C,
+                         float grad_scale) {
+    double total = 0.0;
+    int64_t right = 0;
+    for (int r = 0; r < B; r++) {
+        const float *z = logits + (size_t)r * C;
+        float *d = dlogits ? dlogits + (size_t)r * C : NULL;
+        int label = labels[r];
+        if (label < 0 || label >= C) {
+            if (losses) losses[r] = NAN;
+            if (d)
+                for (int j = 0; j < C; j++) d[j] = NAN;
+            total += NAN;
+            continue;
+        }
+        /* argmax: the first index holding the max, so ties go to the lowest index */
+        float zmax = row_max(z, C);
+        int argmax = 0;
+        while (argmax < C - 1 && !(z[argmax] == zmax)) argmax++;
+        float zlabel = z[label];
+        double sum = sum_exp(z, C, zmax);
+        float loss = (float)(log(sum) - ((double)zlabel - (double)zmax));
+        if (losses) losses[r] = loss;
+        total += loss;
+        right += argmax == label;
+        if (d) {
+            float inv = (float)(grad_scale / sum);
+            if (d == z)
+                write_grad_inplace(d, C, zmax, inv);
+            else
+                write_grad(d, z, C, zmax, inv);
+            d[label] -= grad_scale;
+        }
+    }
+    if (correct) *correct = right;
+    return total;
+}

@@ -1,0 +1,82 @@
+/* cuda_backend.h: the CUDA backend of kernels.h (internal; callers use kern_*).
+ *
+ * Declared here, implemented in the kernels/cuda .cu files; kernels.c calls these
+ * when the library is built with HARNESS_HAVE_CUDA.  Same ops and argument order as kernels.h
+ * and cpu_backend.h, with the backend's own context (device, stream, cuBLAS handle, first
+ * recorded error) in place of kern_ctx.  All pointers are device memory except where noted.
+ * Ops are asynchronous on the context's stream; errors are recorded and reported by
+ * kcuda_check / kcuda_sync.  The per-element math must come from elementwise.h and philox.h
+ * (KERN_HD functions) so that CPU and CUDA agree; kcuda_init_* must reproduce the CPU's bits.
+ * Extern "C" so that .cu files (compiled as C++) define C-callable symbols. */
+#ifndef HARNESS_KERNELS_CUDA_BACKEND_H
+#define HARNESS_KERNELS_CUDA_BACKEND_H
+
+#include "kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kcuda_ctx kcuda_ctx;
+
+/* context and memory (cuda_context.cu) */
+/* Number of usable CUDA devices (0 when there is no driver or device). */
+int kcuda_device_count(void);
+int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t errlen);
+void kcuda_destroy(kcuda_ctx *c);
+void *kcuda_alloc(kcuda_ctx *c, size_t bytes);   /* cudaMalloc, zeroed */
+void kcuda_free(kcuda_ctx *c, void *p);
+void kcuda_to_device(kcuda_ctx *c, void *dst, const void *host_src, size_t bytes);
+void kcuda_to_host(kcuda_ctx *c, void *host_dst, const void *src, size_t bytes);   /* synchronous */
+int kcuda_sync(kcuda_ctx *c, char *err, size_t errlen);
+int kcuda_check(kcuda_ctx *c, char *err, size_t errlen);
+
+/* element-wise, fills, conversions, activations (cuda_elementwise.cu) */
+void kcuda_fill(kcuda_ctx *c, float *x, float value, int64_t n);
+void kcuda_copy(kcuda_ctx *c, float *dst, const float *src, int64_t n);
+void kcuda_scale(kcuda_ctx *c, float *x, float alpha, int64_t n);
+void kcuda_axpy(kcuda_ctx *c, float *y, float alpha, const float *x, int64_t n);
+void kcuda_u8_to_f32(kcuda_ctx *c, float *dst, const uint8_t *src, int64_t n,
+                    float in_scale, float mean, float std);
+void kcuda_f32_normalize(kcuda_ctx *c, float *dst, const float *src, int64_t n,
+                        float mean, float std);
+void kcuda_relu_forward(kcuda_ctx *c, float *out, const float *in, int64_t n);
+void kcuda_relu_backward(kcuda_ctx *c, float *din, const float *dout, const float *in, int64_t n);
+void kcuda_gelu_forward(kcuda_ctx *c, float *out, const float *in, int64_t n);
+void kcuda_gelu_backward(kcuda_ctx *c, float *din, const float *dout, const float *in, int64_t n);
+
+/* random numbers and dropout (cuda_random.cu) */
+void kcuda_init_uniform(kcuda_ctx *c, float *x, int64_t n, float lo, float hi,
+                       uint64_t seed, uint64_t stream_id);
+void kcuda_init_normal(kcuda_ctx *c, float *x, int64_t n, float mean, float std,
+                      uint64_t seed, uint64_t stream_id);
+void kcuda_dropout_forward(kcuda_ctx *c, float *out, uint8_t *mask, const float *in, int64_t n,
+                          float p, uint64_t seed, uint64_t stream_id);
+void kcuda_dropout_backward(kcuda_ctx *c, float *din, const float *dout, const uint8_t *mask,
+                           int64_t n, float p);
+
+/* linear layer (cuda_linear.cu) */
+void kcuda_linear_forward(kcuda_ctx *c, float *out, const float *in, const float *w,
+                         const float *b, int B, int I, int O);
+void kcuda_linear_backward(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
+                          const float *in, const float *w, int B, int I, int O);
+
+/* loss (cuda_softmax_xent.cu) */
+double kcuda_softmax_xent(kcuda_ctx *c, float *losses, float *dlogits, int64_t *correct,
+                         const float *logits, const int32_t *labels, int B, int C,
+                         float grad_scale);   /* losses: device, correct: host memory; syncs */
+
+/* reductions and optimizers (cuda_optim.cu) */
+double kcuda_sumsq(kcuda_ctx *c, const float *x, int64_t n);            /* syncs */
+int kcuda_has_nonfinite(kcuda_ctx *c, const float *x, int64_t n);       /* syncs */
+void kcuda_sgd_update(kcuda_ctx *c, float *param, float *buf, const float *grad, int64_t n,
+                     float lr, float momentum, float weight_decay, int nesterov, int first);
+void kcuda_adamw_update(kcuda_ctx *c, float *param, float *m, float *v, const float *grad,
+                       int64_t n, float lr, float beta1, float beta2, float eps,
+                       float weight_decay, int64_t t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

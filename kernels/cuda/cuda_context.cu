@@ -1,0 +1,232 @@
+/* cuda_context.cu: the CUDA backend's context (device, stream, cuBLAS), device memory, copies,
+ * first-error recording, and the scratch through which reductions come back to the host.
+ *
+ * Everything is queued on one non-blocking stream, so ops never wait for (or are ordered with)
+ * the legacy default stream; anything that must see their results goes through this stream
+ * (kcuda_to_host, kcuda_sync).  Nothing here allocates after kcuda_create except kcuda_alloc. */
+#include "cuda_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- first-error recording ---- */
+
+static const char *base_name(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+static void record_error(kcuda_ctx *c, const char *what, const char *file, int line,
+                         const char *reason) {
+    if (c->has_error) return;
+    c->has_error = 1;
+    snprintf(c->error, sizeof c->error, "CUDA backend: %s failed at %s:%d: %s", what,
+             base_name(file), line, reason);
+}
+
+int kcuda_cuda_ok(kcuda_ctx *c, cudaError_t e, const char *what, const char *file, int line) {
+    if (e == cudaSuccess) return 1;
+    char reason[160];
+    snprintf(reason, sizeof reason, "%s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
+    record_error(c, what, file, line, reason);
+    /* The runtime also keeps it as its "last error"; clear that (when it is not sticky), or
+     * the next launch check would report it again as that kernel's failure. */
+    (void)cudaGetLastError();
+    return 0;
+}
+
+int kcuda_cublas_ok(kcuda_ctx *c, cublasStatus_t s, const char *what, const char *file,
+                    int line) {
+    if (s == CUBLAS_STATUS_SUCCESS) return 1;
+    record_error(c, what, file, line, cublasGetStatusString(s));
+    return 0;
+}
+
+/* ---- devices and the context ---- */
+
+int kcuda_device_count(void) {
+    int n = 0;
+    /* No driver, no device, a driver older than the runtime: all mean "no usable GPU".
+     * The failed call leaves its error as the runtime's last error; clear it so that it does
+     * not surface in an unrelated cudaGetLastError later. */
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n > 0 ? n : 0;
+}
+
+/* The cuBLAS math mode of every GEMM.  CUBLAS_DEFAULT_MATH keeps SGEMM in exact fp32, which
+ * is what the CPU comparison tests expect.  Returning CUBLAS_TF32_TENSOR_OP_MATH here lets
+ * cuBLAS use TF32 tensor cores (7-8x the fp32 rate on A100/H100; inputs rounded to 10 bits);
+ * wire it to an option when the trainer wants that trade. */
+static cublasMath_t kcuda_gemm_math_mode(void) { return CUBLAS_DEFAULT_MATH; }
+
+/* Copy the recorded error into err and release the half-built context. */
+static int create_failed(kcuda_ctx *c, char *err, size_t errlen) {
+    snprintf(err, errlen, "%s", c->has_error ? c->error : "CUDA backend: context creation failed");
+    kcuda_destroy(c);
+    return -1;
+}
+
+int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t errlen) {
+    *out = NULL;
+    int count = kcuda_device_count();
+    if (count == 0) {
+        snprintf(err, errlen, "CUDA backend: no usable CUDA device (no GPU, or no driver)");
+        return -1;
+    }
+    if (opt->device < 0 || opt->device >= count) {
+        snprintf(err, errlen, "CUDA backend: device %d does not exist (this node has %d)",
+                 opt->device, count);
+        return -1;
+    }
+    kcuda_ctx *c = (kcuda_ctx *)calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "CUDA backend: out of memory creating the context");
+        return -1;
+    }
+    c->device = opt->device;
+    if (!KCUDA_CALL(c, cudaSetDevice(c->device))) return create_failed(c, err, errlen);
+    if (!KCUDA_CALL(c, cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount,
+                                              c->device)))
+        return create_failed(c, err, errlen);
+    if (c->sm_count < 1) c->sm_count = 1;
+    if (!KCUDA_CALL(c, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)))
+        return create_failed(c, err, errlen);
+
+    /* cuBLAS: bound to our stream; the workspace is set after the stream because
+     * cublasSetStream resets it to the library's default pool. */
+    if (!KCUBLAS_CALL(c, cublasCreate(&c->cublas))) {
+        c->cublas = NULL;
+        return create_failed(c, err, errlen);
+    }
+    if (!KCUBLAS_CALL(c, cublasSetStream(c->cublas, c->stream)) ||
+        !KCUDA_CALL(c, cudaMalloc(&c->cublas_workspace, KCUDA_CUBLAS_WORKSPACE_BYTES)) ||
+        !KCUBLAS_CALL(c, cublasSetWorkspace(c->cublas, c->cublas_workspace,
+                                            KCUDA_CUBLAS_WORKSPACE_BYTES)) ||
+        !KCUBLAS_CALL(c, cublasSetMathMode(c->cublas, kcuda_gemm_math_mode())) ||
+        !KCUBLAS_CALL(c, cublasSetPointerMode(c->cublas, CUBLAS_POINTER_MODE_HOST)))
+        return create_failed(c, err, errlen);
+
+    /* reduction scratch: per-block partials on the device, the result on both sides */
+    if (!KCUDA_CALL(c, cudaMalloc((void **)&c->part_sum, KCUDA_MAX_PARTIALS * sizeof(double))) ||
+        !KCUDA_CALL(c, cudaMalloc((void **)&c->part_count,
+                                  KCUDA_MAX_PARTIALS * sizeof(long long))) ||
+        !KCUDA_CALL(c, cudaMalloc((void **)&c->result_dev, sizeof(kcuda_result))) ||
+        !KCUDA_CALL(c, cudaMallocHost((void **)&c->result_host, sizeof(kcuda_result))))
+        return create_failed(c, err, errlen);
+    *out = c;
+    return 0;
+}
+
+void kcuda_destroy(kcuda_ctx *c) {
+    if (!c) return;
+    /* Teardown: errors here have no one to be reported to, so they are ignored. */
+    if (c->stream) (void)cudaStreamSynchronize(c->stream);
+    if (c->cublas) (void)cublasDestroy(c->cublas);
+    if (c->cublas_workspace) (void)cudaFree(c->cublas_workspace);
+    if (c->part_sum) (void)cudaFree(c->part_sum);
+    if (c->part_count) (void)cudaFree(c->part_count);
+    if (c->result_dev) (void)cudaFree(c->result_dev);
+    if (c->result_host) (void)cudaFreeHost(c->result_host);
+    if (c->stream) (void)cudaStreamDestroy(c->stream);
+    (void)cudaGetLastError();
+    free(c);
+}
+
+/* ---- memory and copies ---- */
+
+void *kcuda_alloc(kcuda_ctx *c, size_t bytes) {
+    void *p = NULL;
+    /* cudaMalloc(0) succeeds with NULL, which kern_alloc callers read as failure. */
+    if (!KCUDA_CALL(c, cudaMalloc(&p, bytes ? bytes : 1))) return NULL;
+    /* Zero on our stream, then wait: the buffer may next be used on another stream (the
+     * trainer's copy or comm streams), which must not race with the memset.  Start-up only. */
+    if (!KCUDA_CALL(c, cudaMemsetAsync(p, 0, bytes, c->stream)) ||
+        !KCUDA_CALL(c, cudaStreamSynchronize(c->stream))) {
+        (void)cudaFree(p);
+        return NULL;
+    }
+    return p;
+}
+
+void kcuda_free(kcuda_ctx *c, void *p) {
+    if (p) KCUDA_CALL(c, cudaFree(p));
+}
+
+/* Asynchronous on the stream.  From pageable memory the runtime stages the data before it
+ * returns, so host_src may be reused at once; from pinned memory (cudaMallocHost) the copy
+ * really is asynchronous and host_src must stay untouched until the stream has passed it. */
+void kcuda_to_device(kcuda_ctx *c, void *dst, const void *host_src, size_t bytes) {
+    if (bytes == 0) return;
+    KCUDA_CALL(c, cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, c->stream));
+}
+
+/* Synchronous: queued after all earlier work on the stream, returns when host_dst is filled.
+ * (A plain cudaMemcpy would run on the legacy default stream, which a non-blocking stream does
+ * not synchronise with, and could read src before our kernels wrote it.) */
+void kcuda_to_host(kcuda_ctx *c, void *host_dst, const void *src, size_t bytes) {
+    if (bytes == 0) return;
+    if (KCUDA_CALL(c, cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, c->stream)))
+        KCUDA_CALL(c, cudaStreamSynchronize(c->stream));
+}
+
+int kcuda_check(kcuda_ctx *c, char *err, size_t errlen) {
+    /* also pick up a launch error or sticky fault that no checked call has seen yet */
+    kcuda_cuda_ok(c, cudaGetLastError(), "an earlier CUDA operation (seen by cudaGetLastError)",
+                  __FILE__, __LINE__);
+    if (!c->has_error) return 0;
+    snprintf(err, errlen, "%s", c->error);
+    c->has_error = 0;
+    c->error[0] = '\0';
+    return -1;
+}
+
+int kcuda_sync(kcuda_ctx *c, char *err, size_t errlen) {
+    KCUDA_CALL(c, cudaStreamSynchronize(c->stream));
+    return kcuda_check(c, err, errlen);
+}
+
+/* ---- reductions: per-block partials -> one result -> host ---- */
+
+/* One block of KCUDA_THREADS threads.  Thread t sums partials t, t+T, ... in order, then the
+ * block sums the threads in a fixed tree: the same partials always give the same bits.
+ * part_count may be NULL (count 0); counts are integers, exact in any order. */
+__global__ static void finish_reduction_kernel(kcuda_result *out, const double *part_sum,
+                                               const long long *part_count, unsigned int nparts) {
+    __shared__ long long warp_counts[KCUDA_THREADS / 32];
+    double s = 0.0;
+    long long n = 0;
+    for (unsigned int i = threadIdx.x; i < nparts; i += blockDim.x) {
+        s += part_sum[i];
+        if (part_count) n += part_count[i];
+    }
+    s = kcuda_block_sum_f64(s);
+    n = kcuda_warp_sum_i64(n);
+    if (threadIdx.x % 32 == 0) warp_counts[threadIdx.x / 32] = n;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        long long total = 0;
+        for (int w = 0; w < KCUDA_THREADS / 32; w++) total += warp_counts[w];
+        out->sum = s;
+        out->count = total;
+        out->flag = 0;
+    }
+}
+
+int kcuda_finish_reduction(kcuda_ctx *c, unsigned int nparts, int with_count) {
+    finish_reduction_kernel<<<1, KCUDA_THREADS, 0, c->stream>>>(
+        c->result_dev, c->part_sum, with_count ? c->part_count : NULL, nparts);
+    if (!KCUDA_LAUNCHED(c, "finish_reduction_kernel") ||
+        !KCUDA_CALL(c, cudaMemcpyAsync(c->result_host, c->result_dev, sizeof(kcuda_result),
+                                       cudaMemcpyDeviceToHost, c->stream)) ||
+        !KCUDA_CALL(c, cudaStreamSynchronize(c->stream))) {
+        c->result_host->sum = __builtin_nan("");
+        c->result_host->count = 0;
+        c->result_host->flag = 0;
+        return -1;
+    }
+    return 0;
+}

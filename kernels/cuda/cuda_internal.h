@@ -1,0 +1,112 @@
+/* cuda_internal.h: what the CUDA backend's .cu files share and nobody else sees.
+ *
+ * The context (device, stream, cuBLAS handle, preallocated scratch, first recorded error), the
+ * error-recording helpers every CUDA/cuBLAS call goes through, the launch geometry of the
+ * grid-stride kernels, and the block reductions used by the loss and the norm.
+ *
+ * Errors: every runtime and cuBLAS call, and every kernel launch, is checked; the first failure
+ * is recorded with the call, file and line, and kcuda_check/kcuda_sync report and clear it.
+ * Later errors are dropped (the first one is the cause; the rest are usually its echo). */
+#ifndef HARNESS_KERNELS_CUDA_INTERNAL_H
+#define HARNESS_KERNELS_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "cuda_backend.h"
+
+/* Threads per block of the 1-D element-wise kernels. */
+#define KCUDA_THREADS 256
+/* Upper bound on the blocks of a reduction launch: its per-block partials live in scratch
+ * of this many entries, and the grid size depends only on n, never on the device, so a sum
+ * is reduced in the same order (same bits) on every GPU. */
+#define KCUDA_MAX_PARTIALS 1024
+/* cuBLAS workspace, preallocated so that no GEMM allocates (32 MiB: NVIDIA's recommendation
+ * for Hopper; plenty for Ampere). */
+#define KCUDA_CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
+
+/* Result of a reduction, written on the device and copied back in one transfer. */
+typedef struct {
+    double sum;
+    long long count;
+    unsigned int flag;
+} kcuda_result;
+
+struct kcuda_ctx {
+    int device;
+    int sm_count;                /* multiprocessors: sizes the element-wise grids */
+    cudaStream_t stream;         /* non-blocking: all ops, copies and GEMMs run on it */
+    cublasHandle_t cublas;       /* bound to stream, workspace below */
+    void *cublas_workspace;      /* [KCUDA_CUBLAS_WORKSPACE_BYTES] */
+    double *part_sum;            /* [KCUDA_MAX_PARTIALS] per-block partial sums */
+    long long *part_count;       /* [KCUDA_MAX_PARTIALS] per-block partial counts */
+    kcuda_result *result_dev;    /* [1] the finished reduction */
+    kcuda_result *result_host;   /* [1] pinned copy of it */
+    int has_error;
+    char error[512];
+};
+
+/* Record the first failure; return 1 when `e` is a success, else 0.  `what` names the call. */
+int kcuda_cuda_ok(kcuda_ctx *c, cudaError_t e, const char *what, const char *file, int line);
+int kcuda_cublas_ok(kcuda_ctx *c, cublasStatus_t s, const char *what, const char *file,
+                    int line);
+
+#define KCUDA_CALL(c, call) kcuda_cuda_ok((c), (call), #call, __FILE__, __LINE__)
+#define KCUBLAS_CALL(c, call) kcuda_cublas_ok((c), (call), #call, __FILE__, __LINE__)
+/* After a <<<...>>> launch: catches bad configurations (and any earlier sticky error). */
+#define KCUDA_LAUNCHED(c, kernel) \
+    kcuda_cuda_ok((c), cudaGetLastError(), "launch of " kernel, __FILE__, __LINE__)
+
+/* for (i over [0,n) in steps of the whole grid): each thread visits i, i + grid size, ... */
+#define KCUDA_GRID_STRIDE_LOOP(i, n)                                            \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+         i += (int64_t)blockDim.x * gridDim.x)
+
+/* Blocks for a grid-stride loop over n items with KCUDA_THREADS threads each: enough to fill
+ * the device once (8 blocks of 256 threads per multiprocessor), fewer for small n.  n > 0. */
+static inline unsigned int kcuda_grid_1d(const kcuda_ctx *c, int64_t n) {
+    int64_t want = (n + KCUDA_THREADS - 1) / KCUDA_THREADS;
+    int64_t cap = (int64_t)c->sm_count * 8;
+    return (unsigned int)(want < cap ? want : cap);
+}
+
+/* Blocks of a reduction over n items (n > 0): a function of n only (see KCUDA_MAX_PARTIALS). */
+static inline unsigned int kcuda_grid_reduce(int64_t n) {
+    int64_t want = (n + KCUDA_THREADS - 1) / KCUDA_THREADS;
+    return (unsigned int)(want < KCUDA_MAX_PARTIALS ? want : KCUDA_MAX_PARTIALS);
+}
+
+/* Sum c->part_sum[0..nparts) (and c->part_count when with_count) on the device in a fixed
+ * order, copy the result to c->result_host and wait for it (cuda_context.cu).  0 on success;
+ * on failure the error is recorded and the result is NaN / 0. */
+int kcuda_finish_reduction(kcuda_ctx *c, unsigned int nparts, int with_count);
+
+#ifdef __CUDACC__
+/* Sum over the 32 lanes of a warp; every lane gets the total (butterfly, fixed order). */
+__device__ static inline double kcuda_warp_sum_f64(double v) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+__device__ static inline long long kcuda_warp_sum_i64(long long v) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+/* Sum over a block of KCUDA_THREADS threads; the total is valid in thread 0.  Deterministic:
+ * warps reduce by butterfly, then warp 0 adds the per-warp sums in warp order. */
+__device__ static inline double kcuda_block_sum_f64(double v) {
+    __shared__ double warp_sums[KCUDA_THREADS / 32];
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    v = kcuda_warp_sum_f64(v);
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    double total = 0.0;
+    if (threadIdx.x == 0)
+        for (int w = 0; w < KCUDA_THREADS / 32; w++) total += warp_sums[w];
+    __syncthreads();   /* warp_sums may be reused by a following call */
+    return total;
+}
+#endif
+
+#endif

@@ -1,0 +1,81 @@
+/* cuda_linear.cu: fully connected layer on the GPU, GEMMs in cuBLAS (fp32 SGEMM).
+ *   forward   out[B,O] = in[B,I] @ w[O,I]^T + b[O]
+ *   backward  din[B,I] = dout[B,O] @ w[O,I];  dw[O,I] += dout^T @ in;  db[O] += sum_b dout
+ *
+ * cuBLAS is column-major.  A row-major matrix X[r,c] (leading dimension c) is, byte for byte,
+ * the column-major matrix X^T[c,r] with the same leading dimension.  So each row-major product
+ * is computed as its transpose, (A B)^T = B^T A^T, on the same memory:
+ *
+ *   forward:  out^T[O,B] = w[O,I] @ in^T[I,B]
+ *             w's memory is col-major w^T[I,O] (ld I) -> op T;  in's is in^T[I,B] (ld I) -> N
+ *             sgemm(T, N, m=O, n=B, k=I, A=w lda=I, B=in ldb=I, C=out ldc=O), beta 0
+ *   din:      din^T[I,B] = w^T[I,O] @ dout^T[O,B]
+ *             w^T[I,O] is w's memory as is (ld I) -> N;  dout^T[O,B] is dout's (ld O) -> N
+ *             sgemm(N, N, m=I, n=B, k=O, A=w lda=I, B=dout ldb=O, C=din ldc=I), beta 0
+ *   dw:       dw^T[I,O] += in^T[I,B] @ dout[B,O]
+ *             in^T is in's memory (ld I) -> N;  dout[B,O] is the transpose of dout^T (ld O) -> T
+ *             sgemm(N, T, m=I, n=O, k=B, A=in lda=I, B=dout ldb=O, C=dw ldc=I), beta 1
+ *
+ * The bias is added by a separate element-wise pass after the forward GEMM, and db is a column
+ * sum of dout by a small deterministic kernel (no ones vector, so no size limit on B). */
+#include "cuda_internal.h"
+
+/* out[B,O] += b[O], broadcast over rows */
+__global__ static void add_bias_kernel(float *out, const float *b, int64_t rows, int cols) {
+    int64_t n = rows * cols;
+    KCUDA_GRID_STRIDE_LOOP(i, n) out[i] += b[i % cols];
+}
+
+/* db[O] += sum_b dout[b, :] for dout[B,O].  Block (32, COLSUM_ROWS): a block owns 32 adjacent
+ * columns (one coalesced 128-byte read per warp and row); thread (x, y) sums rows y, y+ROWS, ...
+ * of column x, then thread (x, 0) adds the ROWS partial sums in order.  Deterministic. */
+#define COLSUM_ROWS 32
+__global__ static void column_sum_kernel(float *db, const float *dout, int rows, int cols) {
+    __shared__ float partial[COLSUM_ROWS][33];   /* +1: no bank conflicts on the column read */
+    int col = blockIdx.x * 32 + threadIdx.x;
+    float acc = 0.0f;
+    if (col < cols)
+        for (int r = threadIdx.y; r < rows; r += COLSUM_ROWS) acc += dout[(int64_t)r * cols + col];
+    partial[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && col < cols) {
+        float sum = 0.0f;
+        for (int y = 0; y < COLSUM_ROWS; y++) sum += partial[y][threadIdx.x];
+        db[col] += sum;
+    }
+}
+
+void kcuda_linear_forward(kcuda_ctx *c, float *out, const float *in, const float *w,
+                          const float *b, int B, int I, int O) {
+    if (B <= 0 || O <= 0) return;
+    if (I <= 0) {
+        /* empty product: out = b (or 0); cuBLAS rejects lda = 0 */
+        KCUDA_CALL(c, cudaMemsetAsync(out, 0, (size_t)B * O * sizeof(float), c->stream));
+    } else {
+        const float one = 1.0f, zero = 0.0f;
+        KCUBLAS_CALL(c, cublasSgemm(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, O, B, I, &one, w, I,
+                                    in, I, &zero, out, O));
+    }
+    if (b) {
+        int64_t n = (int64_t)B * O;
+        add_bias_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(out, b, B, O);
+        KCUDA_LAUNCHED(c, "add_bias_kernel");
+    }
+}
+
+void kcuda_linear_backward(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
+                           const float *in, const float *w, int B, int I, int O) {
+    if (B <= 0 || I <= 0 || O <= 0) return;   /* nothing to accumulate; din has no elements */
+    const float one = 1.0f, zero = 0.0f;
+    if (din)
+        KCUBLAS_CALL(c, cublasSgemm(c->cublas, CUBLAS_OP_N, CUBLAS_OP_N, I, B, O, &one, w, I,
+                                    dout, O, &zero, din, I));
+    KCUBLAS_CALL(c, cublasSgemm(c->cublas, CUBLAS_OP_N, CUBLAS_OP_T, I, O, B, &one, in, I, dout,
+                                O, &one, dw, I));
+    if (db) {
+        dim3 block(32, COLSUM_ROWS);
+        unsigned int grid = (unsigned int)(((int64_t)O + 31) / 32);
+        column_sum_kernel<<<grid, block, 0, c->stream>>>(db, dout, B, O);
+        KCUDA_LAUNCHED(c, "column_sum_kernel");
+    }
+}

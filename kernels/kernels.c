@@ -1,0 +1,378 @@
+/* kernels.c: the kern_* API, dispatched to the CPU backend (cpu/) or, in builds with
+ * HARNESS_HAVE_CUDA, the CUDA backend (cuda/).  No math here: one switch per op. */
+#include "kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cpu/cpu_backend.h"
+#ifdef HARNESS_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+
+struct kern_ctx {
+    kern_backend backend;
+    kcpu_ctx *cpu;       /* set when backend == KERN_CPU */
+#ifdef HARNESS_HAVE_CUDA
+    kcuda_ctx *cuda;     /* set when backend == KERN_CUDA */
+#endif
+};
+
+int kern_cuda_device_count(void) {
+#ifdef HARNESS_HAVE_CUDA
+    return kcuda_device_count();
+#else
+    return 0;
+#endif
+}
+
+int kern_create(const kern_options *opt, kern_ctx **out, char *err, size_t errlen) {
+    *out = NULL;
+    kern_ctx *k = calloc(1, sizeof(*k));
+    if (!k) {
+        snprintf(err, errlen, "out of memory creating the kernel context");
+        return -1;
+    }
+    k->backend = opt->backend;
+    int rc;
+    switch (opt->backend) {
+    case KERN_CPU:
+        rc = kcpu_create(opt, &k->cpu, err, errlen);
+        break;
+    case KERN_CUDA:
+#ifdef HARNESS_HAVE_CUDA
+        rc = kcuda_create(opt, &k->cuda, err, errlen);
+#else
+        snprintf(err, errlen, "this build has no CUDA backend");
+        rc = -1;
+#endif
+        break;
+    default:
+        snprintf(err, errlen, "unknown kernel backend %d", (int)opt->backend);
+        rc = -1;
+        break;
+    }
+    if (rc != 0) {
+        free(k);
+        return -1;
+    }
+    *out = k;
+    return 0;
+}
+
+void kern_destroy(kern_ctx *k) {
+    if (!k) return;
+    switch (k->backend) {
+    case KERN_CPU: kcpu_destroy(k->cpu); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_destroy(k->cuda); break;
+#endif
+    default: break;
+    }
+    free(k);
+}
+
+kern_backend kern_get_backend(const kern_ctx *k) { return k->backend; }
+
+void *kern_alloc(kern_ctx *k, size_t bytes) {
+    switch (k->backend) {
+    case KERN_CPU: return kcpu_alloc(k->cpu, bytes);
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: return kcuda_alloc(k->cuda, bytes);
+#endif
+    default: return NULL;
+    }
+}
+
+void kern_free(kern_ctx *k, void *p) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_free(k->cpu, p); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_free(k->cuda, p); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_to_device(kern_ctx *k, void *dst, const void *host_src, size_t bytes) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_to_device(k->cpu, dst, host_src, bytes); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_to_device(k->cuda, dst, host_src, bytes); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_to_host(kern_ctx *k, void *host_dst, const void *src, size_t bytes) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_to_host(k->cpu, host_dst, src, bytes); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_to_host(k->cuda, host_dst, src, bytes); break;
+#endif
+    default: break;
+    }
+}
+
+int kern_sync(kern_ctx *k, char *err, size_t errlen) {
+    switch (k->backend) {
+    case KERN_CPU: return kcpu_sync(k->cpu, err, errlen);
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: return kcuda_sync(k->cuda, err, errlen);
+#endif
+    default:
+        snprintf(err, errlen, "invalid kernel context");
+        return -1;
+    }
+}
+
+int kern_check(kern_ctx *k, char *err, size_t errlen) {
+    switch (k->backend) {
+    case KERN_CPU: return kcpu_check(k->cpu, err, errlen);
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: return kcuda_check(k->cuda, err, errlen);
+#endif
+    default:
+        snprintf(err, errlen, "invalid kernel context");
+        return -1;
+    }
+}
+
+void kern_fill(kern_ctx *k, float *x, float value, int64_t n) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_fill(k->cpu, x, value, n); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_fill(k->cuda, x, value, n); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_copy(kern_ctx *k, float *dst, const float *src, int64_t n) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_copy(k->cpu, dst, src, n); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_copy(k->cuda, dst, src, n); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_scale(kern_ctx *k, float *x, float alpha, int64_t n) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_scale(k->cpu, x, alpha, n); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_scale(k->cuda, x, alpha, n); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_axpy(kern_ctx *k, float *y, float alpha, const float *x, int64_t n) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_axpy(k->cpu, y, alpha, x, n); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_axpy(k->cuda, y, alpha, x, n); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_u8_to_f32(kern_ctx *k, float *dst, const uint8_t *src, int64_t n, float in_scale,
+                    float mean, float std) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_u8_to_f32(k->cpu, dst, src, n, in_scale, mean, std); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_u8_to_f32(k->cuda, dst, src, n, in_scale, mean, std); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_f32_normalize(kern_ctx *k, float *dst, const float *src, int64_t n, float mean,
+                        float std) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_f32_normalize(k->cpu, dst, src, n, mean, std); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_f32_normalize(k->cuda, dst, src, n, mean, std); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_init_uniform(kern_ctx *k, float *x, int64_t n, float lo, float hi, uint64_t seed,
+                       uint64_t stream_id) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_init_uniform(k->cpu, x, n, lo, hi, seed, stream_id); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_init_uniform(k->cuda, x, n, lo, hi, seed, stream_id); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_init_normal(kern_ctx *k, float *x, int64_t n, float mean, float std, uint64_t seed,
+                      uint64_t stream_id) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_init_normal(k->cpu, x, n, mean, std, seed, stream_id); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_init_normal(k->cuda, x, n, mean, std, seed, stream_id); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_linear_forward(kern_ctx *k, float *out, const float *in, const float *w, const float *b,
+                         int B, int I, int O) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_linear_forward(k->cpu, out, in, w, b, B, I, O); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_linear_forward(k->cuda, out, in, w, b, B, I, O); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_linear_backward(kern_ctx *k, float *din, float *dw, float *db, const float *dout,
+                          const float *in, const float *w, int B, int I, int O) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_linear_backward(k->cpu, din, dw, db, dout, in, w, B, I, O); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_linear_backward(k->cuda, din, dw, db, dout, in, w, B, I, O); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_relu_forward(kern_ctx *k, float *out, const float *in, int64_t n) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_relu_forward(k->cpu, out, in, n); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_relu_forward(k->cuda, out, in, n); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_relu_backward(kern_ctx *k, float *din, const float *dout, const float *in, int64_t n) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_relu_backward(k->cpu, din, dout, in, n); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_relu_backward(k->cuda, din, dout, in, n); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_gelu_forward(kern_ctx *k, float *out, const float *in, int64_t n) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_gelu_forward(k->cpu, out, in, n); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_gelu_forward(k->cuda, out, in, n); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_gelu_backward(kern_ctx *k, float *din, const float *dout, const float *in, int64_t n) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_gelu_backward(k->cpu, din, dout, in, n); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_gelu_backward(k->cuda, din, dout, in, n); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_dropout_forward(kern_ctx *k, float *out, uint8_t *mask, const float *in, int64_t n,
+                          float p, uint64_t seed, uint64_t stream_id) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_dropout_forward(k->cpu, out, mask, in, n, p, seed, stream_id); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA:
+        kcuda_dropout_forward(k->cuda, out, mask, in, n, p, seed, stream_id);
+        break;
+#endif
+    default: break;
+    }
+}
+
+void kern_dropout_backward(kern_ctx *k, float *din, const float *dout, const uint8_t *mask,
+                           int64_t n, float p) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_dropout_backward(k->cpu, din, dout, mask, n, p); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_dropout_backward(k->cuda, din, dout, mask, n, p); break;
+#endif
+    default: break;
+    }
+}
+
+double kern_softmax_xent(kern_ctx *k, float *losses, float *dlogits, int64_t *correct,
+                         const float *logits, const int32_t *labels, int B, int C,
+                         float grad_scale) {
+    switch (k->backend) {
+    case KERN_CPU:
+        return kcpu_softmax_xent(k->cpu, losses, dlogits, correct, logits, labels, B, C,
+                                 grad_scale);
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA:
+        return kcuda_softmax_xent(k->cuda, losses, dlogits, correct, logits, labels, B, C,
+                                  grad_scale);
+#endif
+    default: return 0;
+    }
+}
+
+double kern_sumsq(kern_ctx *k, const float *x, int64_t n) {
+    switch (k->backend) {
+    case KERN_CPU: return kcpu_sumsq(k->cpu, x, n);
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: return kcuda_sumsq(k->cuda, x, n);
+#endif
+    default: return 0;
+    }
+}
+
+int kern_has_nonfinite(kern_ctx *k, const float *x, int64_t n) {
+    switch (k->backend) {
+    case KERN_CPU: return kcpu_has_nonfinite(k->cpu, x, n);
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: return kcuda_has_nonfinite(k->cuda, x, n);
+#endif
+    default: return 0;
+    }
+}
+
+void kern_sgd_update(kern_ctx *k, float *param, float *buf, const float *grad, int64_t n, float lr,
+                     float momentum, float weight_decay, int nesterov, int first) {
+    switch (k->backend) {
+    case KERN_CPU:
+        kcpu_sgd_update(k->cpu, param, buf, grad, n, lr, momentum, weight_decay, nesterov, first);
+        break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA:
+        kcuda_sgd_update(k->cuda, param, buf, grad, n, lr, momentum, weight_decay, nesterov,
+                         first);
+        break;
+#endif
+    default: break;
+    }
+}
+
+void kern_adamw_update(kern_ctx *k, float *param, float *m, float *v, const float *grad, int64_t n,
+                       float lr, float beta1, float beta2, float eps, float weight_decay,
+                       int64_t t) {
+    switch (k->backend) {
+    case KERN_CPU:
+        kcpu_adamw_update(k->cpu, param, m, v, grad, n, lr, beta1, beta2, eps, weight_decay, t);
+        break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA:
+        kcuda_adamw_update(k->cuda, param, m, v, grad, n, lr, beta1, beta2, eps, weight_decay,
+                           t);
+        break;
+#endif
+    default: break;
+    }
+}

@@ -1,0 +1,702 @@
+/* test_gpu_kernels.c: every kernels.h op on the CUDA backend against the CPU reference.
+ *
+ * Each op runs on fresh random inputs of odd sizes (tails, more elements than one grid covers)
+ * in a CPU and a CUDA context.  Device outputs are poisoned with NaN (mask bytes with 0xAB)
+ * before each op, so an element the GPU forgot to write shows up as a NaN the CPU does not
+ * have.  Results agree to a normwise relative error of 1e-5 (fp32; order of sums, expf),
+ * initialisation and dropout masks exactly.  Each check also says whether the two results are
+ * bit-identical, which the element-wise ops are expected to be (shared KERN_HD math, no FMA
+ * contraction on either side), as information for whoever runs this on a GPU.
+ *
+ * Without a CUDA device (or in a build without the CUDA backend) it prints
+ * "SKIP: no CUDA device" and exits 77, which ctest reports as skipped. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define SKIP_CODE 77
+#define TOL 1e-5
+
+static kern_ctx *cpu, *gpu;
+
+/* Odd element counts: a single element, tails of Philox blocks of 4, and more than one full
+ * grid of the element-wise kernels (132 SMs * 2048 threads on an H100), so the grid-stride
+ * loops go round. */
+static const int64_t sizes[] = {1, 3, 5, 4099, 1000003};
+#define NSIZES ((int)(sizeof sizes / sizeof sizes[0]))
+
+/* ---- a small deterministic host RNG (splitmix64) ---- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng_u64(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float rng_uniform(float lo, float hi) {
+    return lo + (hi - lo) * (float)((double)(rng_u64() >> 40) / 16777216.0);
+}
+
+/* ---- a float array in both backends ---- */
+
+typedef struct {
+    int64_t n;
+    float *cpu;    /* CPU backend memory (host) */
+    float *gpu;    /* CUDA backend memory (device) */
+    float *host;   /* staging for the GPU's result */
+} pair;
+
+static pair pair_new(int64_t n) {
+    pair p = {n, NULL, NULL, NULL};
+    size_t bytes = (size_t)n * sizeof(float);
+    p.cpu = kern_alloc(cpu, bytes);
+    p.gpu = kern_alloc(gpu, bytes);
+    p.host = malloc(bytes ? bytes : 1);
+    assert_non_null(p.cpu);
+    assert_non_null(p.gpu);
+    assert_non_null(p.host);
+    return p;
+}
+
+static void pair_free(pair *p) {
+    kern_free(cpu, p->cpu);
+    kern_free(gpu, p->gpu);
+    free(p->host);
+}
+
+/* Both sides get the same values, from p->host. */
+static void pair_upload(pair *p) {
+    size_t bytes = (size_t)p->n * sizeof(float);
+    kern_to_device(cpu, p->cpu, p->host, bytes);
+    kern_to_device(gpu, p->gpu, p->host, bytes);
+}
+
+static void pair_random(pair *p, float lo, float hi) {
+    for (int64_t i = 0; i < p->n; i++) p->host[i] = rng_uniform(lo, hi);
+    pair_upload(p);
+}
+
+static void pair_poison(pair *p) { kern_fill(gpu, p->gpu, NAN, p->n); }
+
+/* Copies the GPU's values into p->host. */
+static void pair_fetch(pair *p) {
+    kern_to_host(gpu, p->host, p->gpu, (size_t)p->n * sizeof(float));
+}
+
+/* ---- checks ---- */
+
+static void expect_no_gpu_error(void) {
+    char err[512];
+    if (kern_sync(gpu, err, sizeof err) != 0) fail_msg("CUDA error: %s", err);
+}
+
+static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+/* GPU result (fetched) against the CPU's: NaN exactly where the CPU has NaN, and
+ * max|gpu - cpu| <= tol * max|cpu| over the finite elements (tol 0: every bit equal). */
+static void expect_close_values(const char *what, const float *want, const float *got, int64_t n,
+                                double tol) {
+    double max_ref = 0.0, max_diff = 0.0;
+    int64_t worst = -1, differ = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isnan(want[i]) != !isnan(got[i]))
+            fail_msg("%s (n=%lld): element %lld is %g on the CPU but %g on the GPU", what,
+                     (long long)n, (long long)i, (double)want[i], (double)got[i]);
+        if (isnan(want[i])) continue;   /* NaN on both: payloads may differ */
+        if (!same_bits(want[i], got[i])) differ++;
+        if (isinf(want[i]) || isinf(got[i])) {
+            if (want[i] != got[i])
+                fail_msg("%s (n=%lld): element %lld is %g on the CPU but %g on the GPU", what,
+                         (long long)n, (long long)i, (double)want[i], (double)got[i]);
+            continue;
+        }
+        double ref = fabs((double)want[i]);
+        double diff = fabs((double)got[i] - (double)want[i]);
+        if (ref > max_ref) max_ref = ref;
+        if (diff > max_diff) {
+            max_diff = diff;
+            worst = i;
+        }
+    }
+    double rel = max_ref > 0.0 ? max_diff / max_ref : max_diff;
+    if (differ == 0)
+        printf("  %-40s n=%-8lld bit-identical\n", what, (long long)n);
+    else
+        printf("  %-40s n=%-8lld max rel err %.3g, %lld elements differ in bits\n", what,
+               (long long)n, rel, (long long)differ);
+    if (tol == 0.0 ? differ != 0 : rel > tol)
+        fail_msg("%s (n=%lld): normwise relative error %.3g > %.3g; worst element %lld: CPU %.9g "
+                 "GPU %.9g",
+                 what, (long long)n, rel, tol, (long long)worst,
+                 worst >= 0 ? (double)want[worst] : 0.0, worst >= 0 ? (double)got[worst] : 0.0);
+}
+
+static void expect_close(const char *what, pair *p, double tol) {
+    expect_no_gpu_error();
+    pair_fetch(p);
+    expect_close_values(what, p->cpu, p->host, p->n, tol);
+}
+
+static void expect_identical(const char *what, pair *p) { expect_close(what, p, 0.0); }
+
+/* ---- byte buffers (uint8 inputs, dropout masks) ---- */
+
+typedef struct {
+    int64_t n;
+    uint8_t *cpu, *gpu, *host;
+} bytes_pair;
+
+static bytes_pair bytes_new(int64_t n) {
+    bytes_pair b = {n, kern_alloc(cpu, (size_t)n), kern_alloc(gpu, (size_t)n),
+                    malloc(n ? (size_t)n : 1)};
+    assert_non_null(b.cpu);
+    assert_non_null(b.gpu);
+    assert_non_null(b.host);
+    return b;
+}
+
+static void bytes_free(bytes_pair *b) {
+    kern_free(cpu, b->cpu);
+    kern_free(gpu, b->gpu);
+    free(b->host);
+}
+
+static void bytes_poison(bytes_pair *b) {
+    memset(b->host, 0xAB, (size_t)b->n);
+    kern_to_device(gpu, b->gpu, b->host, (size_t)b->n);
+}
+
+static void expect_bytes_identical(const char *what, bytes_pair *b) {
+    expect_no_gpu_error();
+    kern_to_host(gpu, b->host, b->gpu, (size_t)b->n);
+    for (int64_t i = 0; i < b->n; i++)
+        if (b->host[i] != b->cpu[i])
+            fail_msg("%s (n=%lld): byte %lld is %d on the CPU but %d on the GPU", what,
+                     (long long)b->n, (long long)i, b->cpu[i], b->host[i]);
+    printf("  %-40s n=%-8lld identical\n", what, (long long)b->n);
+}
+
+/* ---- context and memory ---- */
+
+static void test_alloc_is_zeroed(void **state) {
+    const int64_t n = 100003;
+    float *d = kern_alloc(gpu, (size_t)n * sizeof(float));
+    float *h = malloc((size_t)n * sizeof(float));
+    assert_non_null(d);
+    assert_non_null(h);
+    memset(h, 0xFF, (size_t)n * sizeof(float));
+    kern_to_host(gpu, h, d, (size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++)
+        if (!same_bits(h[i], 0.0f)) fail_msg("kern_alloc: element %lld is not zero", (long long)i);
+    kern_free(gpu, d);
+    free(h);
+    void *empty = kern_alloc(gpu, 0);
+    assert_non_null(empty);
+    kern_free(gpu, empty);
+    expect_no_gpu_error();
+}
+
+/* A failed call is recorded, reported once by kern_check with the call and place, then
+ * cleared.  (An impossible allocation: a clean, non-sticky error.) */
+static void test_errors_are_reported_once(void **state) {
+    char err[512];
+    expect_no_gpu_error();
+    void *huge = kern_alloc(gpu, (size_t)1 << 60);
+    assert_null(huge);
+    if (kern_check(gpu, err, sizeof err) == 0) fail_msg("a failed cudaMalloc was not reported");
+    printf("  reported: %s\n", err);
+    assert_non_null(strstr(err, "cudaMalloc"));
+    assert_non_null(strstr(err, "cuda_context.cu:"));
+    assert_int_equal(kern_check(gpu, err, sizeof err), 0);
+    expect_no_gpu_error();
+}
+
+/* ---- element-wise ---- */
+
+static void test_fill_copy_scale_axpy(void **state) {
+    for (int s = 0; s < NSIZES; s++) {
+        int64_t n = sizes[s];
+        pair x = pair_new(n), y = pair_new(n);
+        pair_random(&x, -2.0f, 2.0f);
+
+        pair_poison(&y);
+        kern_fill(cpu, y.cpu, 2.5f, n);
+        kern_fill(gpu, y.gpu, 2.5f, n);
+        expect_identical("fill", &y);
+
+        pair_poison(&y);
+        kern_copy(cpu, y.cpu, x.cpu, n);
+        kern_copy(gpu, y.gpu, x.gpu, n);
+        expect_identical("copy", &y);
+
+        kern_scale(cpu, y.cpu, -0.37f, n);
+        kern_scale(gpu, y.gpu, -0.37f, n);
+        expect_close("scale", &y, TOL);
+
+        pair_random(&y, -1.0f, 1.0f);
+        kern_axpy(cpu, y.cpu, 0.61f, x.cpu, n);
+        kern_axpy(gpu, y.gpu, 0.61f, x.gpu, n);
+        expect_close("axpy", &y, TOL);
+
+        kern_axpy(cpu, y.cpu, -0.3f, y.cpu, n);
+        kern_axpy(gpu, y.gpu, -0.3f, y.gpu, n);
+        expect_close("axpy y == x", &y, TOL);
+        pair_free(&x);
+        pair_free(&y);
+    }
+}
+
+static void test_conversions(void **state) {
+    for (int s = 0; s < NSIZES; s++) {
+        int64_t n = sizes[s];
+        bytes_pair src = bytes_new(n);
+        pair out = pair_new(n), x = pair_new(n);
+        for (int64_t i = 0; i < n; i++) src.host[i] = (uint8_t)(rng_u64() >> 56);
+        kern_to_device(cpu, src.cpu, src.host, (size_t)n);
+        kern_to_device(gpu, src.gpu, src.host, (size_t)n);
+
+        pair_poison(&out);
+        kern_u8_to_f32(cpu, out.cpu, src.cpu, n, 1.0f / 255.0f, 0.1307f, 0.3081f);
+        kern_u8_to_f32(gpu, out.gpu, src.gpu, n, 1.0f / 255.0f, 0.1307f, 0.3081f);
+        expect_close("u8_to_f32", &out, TOL);
+
+        pair_random(&x, -50.0f, 200.0f);
+        pair_poison(&out);
+        kern_f32_normalize(cpu, out.cpu, x.cpu, n, 33.3f, 78.5f);
+        kern_f32_normalize(gpu, out.gpu, x.gpu, n, 33.3f, 78.5f);
+        expect_close("f32_normalize", &out, TOL);
+
+        kern_f32_normalize(cpu, x.cpu, x.cpu, n, -0.5f, 2.0f);
+        kern_f32_normalize(gpu, x.gpu, x.gpu, n, -0.5f, 2.0f);
+        expect_close("f32_normalize in place", &x, TOL);
+        bytes_free(&src);
+        pair_free(&out);
+        pair_free(&x);
+    }
+}
+
+/* Inputs in [-4, 4] with every 7th element exactly 0 (ReLU's boundary). */
+static void random_activations(pair *p) {
+    for (int64_t i = 0; i < p->n; i++) p->host[i] = i % 7 == 3 ? 0.0f : rng_uniform(-4.0f, 4.0f);
+    pair_upload(p);
+}
+
+static void test_activations(void **state) {
+    for (int s = 0; s < NSIZES; s++) {
+        int64_t n = sizes[s];
+        pair in = pair_new(n), out = pair_new(n), dout = pair_new(n), din = pair_new(n);
+        random_activations(&in);
+
+        pair_poison(&out);
+        kern_relu_forward(cpu, out.cpu, in.cpu, n);
+        kern_relu_forward(gpu, out.gpu, in.gpu, n);
+        expect_close("relu_forward", &out, TOL);
+
+        pair_random(&dout, -1.0f, 1.0f);
+        pair_poison(&din);
+        kern_relu_backward(cpu, din.cpu, dout.cpu, in.cpu, n);
+        kern_relu_backward(gpu, din.gpu, dout.gpu, in.gpu, n);
+        expect_close("relu_backward", &din, TOL);
+        kern_relu_backward(cpu, dout.cpu, dout.cpu, in.cpu, n);
+        kern_relu_backward(gpu, dout.gpu, dout.gpu, in.gpu, n);
+        expect_close("relu_backward in place", &dout, TOL);
+
+        pair_poison(&out);
+        kern_gelu_forward(cpu, out.cpu, in.cpu, n);
+        kern_gelu_forward(gpu, out.gpu, in.gpu, n);
+        expect_close("gelu_forward", &out, TOL);
+
+        pair_random(&dout, -1.0f, 1.0f);
+        pair_poison(&din);
+        kern_gelu_backward(cpu, din.cpu, dout.cpu, in.cpu, n);
+        kern_gelu_backward(gpu, din.gpu, dout.gpu, in.gpu, n);
+        expect_close("gelu_backward", &din, TOL);
+        kern_gelu_backward(cpu, dout.cpu, dout.cpu, in.cpu, n);
+        kern_gelu_backward(gpu, dout.gpu, dout.gpu, in.gpu, n);
+        expect_close("gelu_backward in place", &dout, TOL);
+
+        /* in-place forwards last: they overwrite the input */
+        pair_random(&out, -4.0f, 4.0f);
+        kern_gelu_forward(cpu, out.cpu, out.cpu, n);
+        kern_gelu_forward(gpu, out.gpu, out.gpu, n);
+        expect_close("gelu_forward in place", &out, TOL);
+        kern_relu_forward(cpu, in.cpu, in.cpu, n);
+        kern_relu_forward(gpu, in.gpu, in.gpu, n);
+        expect_close("relu_forward in place", &in, TOL);
+        pair_free(&in);
+        pair_free(&out);
+        pair_free(&dout);
+        pair_free(&din);
+    }
+}
+
+/* ---- random numbers ---- */
+
+static void test_init_is_bit_identical(void **state) {
+    const uint64_t seeds[][2] = {{0, 0},
+                                 {42, 7},
+                                 {0x0123456789ABCDEFull, 0xFEDCBA9876543210ull}};
+    for (int s = 0; s < NSIZES; s++) {
+        int64_t n = sizes[s];
+        pair x = pair_new(n);
+        for (int k = 0; k < 3; k++) {
+            uint64_t seed = seeds[k][0], stream = seeds[k][1];
+            pair_poison(&x);
+            kern_init_uniform(cpu, x.cpu, n, -0.1f, 0.3f, seed, stream);
+            kern_init_uniform(gpu, x.gpu, n, -0.1f, 0.3f, seed, stream);
+            expect_identical("init_uniform", &x);
+
+            pair_poison(&x);
+            kern_init_normal(cpu, x.cpu, n, 0.5f, 0.02f, seed, stream);
+            kern_init_normal(gpu, x.gpu, n, 0.5f, 0.02f, seed, stream);
+            expect_identical("init_normal", &x);
+
+            pair_poison(&x);
+            kern_init_normal(cpu, x.cpu, n, 0.0f, 1.0f, seed, stream);
+            kern_init_normal(gpu, x.gpu, n, 0.0f, 1.0f, seed, stream);
+            expect_identical("init_normal standard", &x);
+        }
+        pair_free(&x);
+    }
+}
+
+static void test_dropout(void **state) {
+    const float ps[] = {0.0f, 0.3f, 0.9f, 1.0f};
+    for (int s = 0; s < NSIZES; s++) {
+        int64_t n = sizes[s];
+        pair in = pair_new(n), out = pair_new(n), dout = pair_new(n), din = pair_new(n);
+        bytes_pair mask = bytes_new(n);
+        for (int k = 0; k < 4; k++) {
+            float p = ps[k];
+            uint64_t seed = 1234 + (uint64_t)k, stream = 0x100000000ull + (uint64_t)s;
+            char what[64];
+            pair_random(&in, -3.0f, 3.0f);
+            pair_poison(&out);
+            bytes_poison(&mask);
+            kern_dropout_forward(cpu, out.cpu, mask.cpu, in.cpu, n, p, seed, stream);
+            kern_dropout_forward(gpu, out.gpu, mask.gpu, in.gpu, n, p, seed, stream);
+            snprintf(what, sizeof what, "dropout_forward p=%.1f mask", (double)p);
+            expect_bytes_identical(what, &mask);
+            snprintf(what, sizeof what, "dropout_forward p=%.1f", (double)p);
+            expect_close(what, &out, TOL);
+
+            pair_random(&dout, -1.0f, 1.0f);
+            pair_poison(&din);
+            kern_dropout_backward(cpu, din.cpu, dout.cpu, mask.cpu, n, p);
+            kern_dropout_backward(gpu, din.gpu, dout.gpu, mask.gpu, n, p);
+            snprintf(what, sizeof what, "dropout_backward p=%.1f", (double)p);
+            expect_close(what, &din, TOL);
+            kern_dropout_backward(cpu, dout.cpu, dout.cpu, mask.cpu, n, p);
+            kern_dropout_backward(gpu, dout.gpu, dout.gpu, mask.gpu, n, p);
+            snprintf(what, sizeof what, "dropout_backward p=%.1f in place", (double)p);
+            expect_close(what, &dout, TOL);
+
+            bytes_poison(&mask);
+            kern_dropout_forward(cpu, in.cpu, mask.cpu, in.cpu, n, p, seed, stream + 1);
+            kern_dropout_forward(gpu, in.gpu, mask.gpu, in.gpu, n, p, seed, stream + 1);
+            snprintf(what, sizeof what, "dropout_forward p=%.1f in place mask", (double)p);
+            expect_bytes_identical(what, &mask);
+            snprintf(what, sizeof what, "dropout_forward p=%.1f in place", (double)p);
+            expect_close(what, &in, TOL);
+        }
+        pair_free(&in);
+        pair_free(&out);
+        pair_free(&dout);
+        pair_free(&din);
+        bytes_free(&mask);
+    }
+}
+
+/* ---- linear ---- */
+
+typedef struct {
+    int B, I, O;
+} linear_shape;
+
+static void check_linear(linear_shape sh, int with_bias, int with_din, int with_db) {
+    int B = sh.B, I = sh.I, O = sh.O;
+    char what[96];
+    pair in = pair_new((int64_t)B * I), w = pair_new((int64_t)O * I), b = pair_new(O);
+    pair out = pair_new((int64_t)B * O), dout = pair_new((int64_t)B * O);
+    pair din = pair_new((int64_t)B * I), dw = pair_new((int64_t)O * I), db = pair_new(O);
+    pair_random(&in, -1.0f, 1.0f);
+    pair_random(&w, -0.5f, 0.5f);
+    pair_random(&b, -0.5f, 0.5f);
+
+    pair_poison(&out);
+    kern_linear_forward(cpu, out.cpu, in.cpu, w.cpu, with_bias ? b.cpu : NULL, B, I, O);
+    kern_linear_forward(gpu, out.gpu, in.gpu, w.gpu, with_bias ? b.gpu : NULL, B, I, O);
+    snprintf(what, sizeof what, "linear_forward %dx%dx%d%s", B, I, O, with_bias ? " +b" : "");
+    expect_close(what, &out, TOL);
+
+    if (I > 0) {
+        /* dw and db start non-zero: the backward pass must add to them */
+        pair_random(&dout, -1.0f, 1.0f);
+        pair_random(&dw, -0.1f, 0.1f);
+        pair_random(&db, -0.1f, 0.1f);
+        pair_poison(&din);
+        kern_linear_backward(cpu, with_din ? din.cpu : NULL, dw.cpu, with_db ? db.cpu : NULL,
+                             dout.cpu, in.cpu, w.cpu, B, I, O);
+        kern_linear_backward(gpu, with_din ? din.gpu : NULL, dw.gpu, with_db ? db.gpu : NULL,
+                             dout.gpu, in.gpu, w.gpu, B, I, O);
+        if (with_din) {
+            snprintf(what, sizeof what, "linear_backward din %dx%dx%d", B, I, O);
+            expect_close(what, &din, TOL);
+        }
+        snprintf(what, sizeof what, "linear_backward dw %dx%dx%d", B, I, O);
+        expect_close(what, &dw, TOL);
+        snprintf(what, sizeof what, "linear_backward db %dx%dx%d%s", B, I, O,
+                 with_db ? "" : " (NULL)");
+        expect_close(what, &db, TOL);   /* unchanged when NULL: both still hold the seed */
+    }
+    pair_free(&in);
+    pair_free(&w);
+    pair_free(&b);
+    pair_free(&out);
+    pair_free(&dout);
+    pair_free(&din);
+    pair_free(&dw);
+    pair_free(&db);
+}
+
+static void test_linear(void **state) {
+    const linear_shape shapes[] = {{37, 129, 67}, {1, 1, 1},   {5, 3, 1},  {1, 77, 3},
+                                   {64, 33, 130}, {300, 17, 9}, {3, 0, 5}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        check_linear(shapes[i], 1, 1, 1);
+        check_linear(shapes[i], 0, 0, 0);
+        check_linear(shapes[i], 1, 0, 1);
+    }
+}
+
+/* ---- softmax cross-entropy ---- */
+
+typedef struct {
+    int B, C;
+    int ties;          /* integer logits in [0,4): many argmax ties */
+    int bad_label;     /* row 1 gets label C (invalid) */
+} xent_case;
+
+/* mode 0: separate dlogits; 1: dlogits NULL; 2: dlogits == logits; 3: losses NULL */
+static void check_xent(xent_case xc, int mode) {
+    int B = xc.B, C = xc.C;
+    float scale = 1.0f / (float)B;
+    char what[96];
+    pair logits = pair_new((int64_t)B * C), dlogits = pair_new((int64_t)B * C), losses = pair_new(B);
+    int32_t *labels_host = malloc((size_t)B * sizeof(int32_t));
+    int32_t *labels_cpu = kern_alloc(cpu, (size_t)B * sizeof(int32_t));
+    int32_t *labels_gpu = kern_alloc(gpu, (size_t)B * sizeof(int32_t));
+    assert_non_null(labels_host);
+    assert_non_null(labels_cpu);
+    assert_non_null(labels_gpu);
+
+    for (int64_t i = 0; i < logits.n; i++)
+        logits.host[i] = xc.ties ? (float)(rng_u64() >> 62) : rng_uniform(-6.0f, 6.0f);
+    pair_upload(&logits);
+    for (int r = 0; r < B; r++) labels_host[r] = (int32_t)(rng_u64() % (uint64_t)C);
+    if (xc.bad_label && B > 1) labels_host[1] = C;
+    kern_to_device(cpu, labels_cpu, labels_host, (size_t)B * sizeof(int32_t));
+    kern_to_device(gpu, labels_gpu, labels_host, (size_t)B * sizeof(int32_t));
+
+    pair_poison(&losses);
+    pair_poison(&dlogits);
+    float *d_cpu = mode == 1 ? NULL : mode == 2 ? logits.cpu : dlogits.cpu;
+    float *d_gpu = mode == 1 ? NULL : mode == 2 ? logits.gpu : dlogits.gpu;
+    int64_t right_cpu = -1, right_gpu = -1;
+    double sum_cpu = kern_softmax_xent(cpu, mode == 3 ? NULL : losses.cpu, d_cpu, &right_cpu,
+                                       logits.cpu, labels_cpu, B, C, scale);
+    double sum_gpu = kern_softmax_xent(gpu, mode == 3 ? NULL : losses.gpu, d_gpu, &right_gpu,
+                                       logits.gpu, labels_gpu, B, C, scale);
+    const char *mode_name[] = {"", " dlogits NULL", " in place", " losses NULL"};
+    snprintf(what, sizeof what, "softmax_xent %dx%d%s%s%s", B, C, xc.ties ? " ties" : "",
+             xc.bad_label ? " bad label" : "", mode_name[mode]);
+    expect_no_gpu_error();
+    printf("  %-40s loss sum CPU %.17g GPU %.17g, correct CPU %lld GPU %lld\n", what, sum_cpu,
+           sum_gpu, (long long)right_cpu, (long long)right_gpu);
+    if (!isnan(sum_cpu) != !isnan(sum_gpu) ||
+        (!isnan(sum_cpu) && fabs(sum_gpu - sum_cpu) > TOL * fabs(sum_cpu)))
+        fail_msg("%s: loss sum CPU %.17g GPU %.17g", what, sum_cpu, sum_gpu);
+    assert_int_equal(right_cpu, right_gpu);
+    if (mode != 3) expect_close(what, &losses, TOL);
+    if (mode == 0) expect_close(what, &dlogits, TOL);
+    if (mode == 2) expect_close(what, &logits, TOL);
+
+    if (mode == 1) {
+        /* no outputs but the sum, no count: the same sum, bit for bit (fixed reduction order) */
+        double again = kern_softmax_xent(gpu, NULL, NULL, NULL, logits.gpu, labels_gpu, B, C,
+                                         scale);
+        expect_no_gpu_error();
+        if (memcmp(&again, &sum_gpu, sizeof again) != 0)
+            fail_msg("%s: repeated loss sum %.17g != %.17g", what, again, sum_gpu);
+    }
+    free(labels_host);
+    kern_free(cpu, labels_cpu);
+    kern_free(gpu, labels_gpu);
+    pair_free(&logits);
+    pair_free(&dlogits);
+    pair_free(&losses);
+}
+
+static void test_softmax_xent(void **state) {
+    const xent_case cases[] = {{37, 1001, 0, 0}, {37, 10, 0, 0},   {5, 1, 0, 0},
+                               {64, 33, 1, 0},   {1000, 7, 1, 0},  {9000, 50, 0, 0},
+                               {13, 64, 0, 1},   {3, 50257, 0, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int mode = 0; mode < 4; mode++) check_xent(cases[i], mode);
+}
+
+/* ---- reductions ---- */
+
+static void test_reductions(void **state) {
+    for (int s = 0; s < NSIZES; s++) {
+        int64_t n = sizes[s];
+        pair x = pair_new(n);
+        pair_random(&x, -3.0f, 3.0f);
+        double want = kern_sumsq(cpu, x.cpu, n), got = kern_sumsq(gpu, x.gpu, n);
+        expect_no_gpu_error();
+        printf("  %-40s n=%-8lld CPU %.17g GPU %.17g\n", "sumsq", (long long)n, want, got);
+        if (!(fabs(got - want) <= 1e-12 * want))
+            fail_msg("sumsq (n=%lld): CPU %.17g GPU %.17g", (long long)n, want, got);
+
+        assert_int_equal(kern_has_nonfinite(gpu, x.gpu, n), 0);
+        assert_int_equal(kern_has_nonfinite(cpu, x.cpu, n), 0);
+        const float specials[] = {NAN, INFINITY, -INFINITY, FLT_MAX};
+        const int64_t where[] = {n - 1, 0, n / 2, n / 3};
+        for (int k = 0; k < 4; k++) {
+            float saved = x.host[where[k]];
+            x.host[where[k]] = specials[k];
+            pair_upload(&x);
+            int want_bad = kern_has_nonfinite(cpu, x.cpu, n);
+            int got_bad = kern_has_nonfinite(gpu, x.gpu, n);
+            expect_no_gpu_error();
+            assert_int_equal(want_bad, k < 3);
+            assert_int_equal(got_bad != 0, want_bad != 0);
+            x.host[where[k]] = saved;
+        }
+        pair_upload(&x);
+        pair_free(&x);
+    }
+    assert_true(kern_sumsq(gpu, NULL, 0) == 0.0);
+    assert_int_equal(kern_has_nonfinite(gpu, NULL, 0), 0);
+    expect_no_gpu_error();
+}
+
+/* ---- optimizers (several steps, so state carries over) ---- */
+
+static void test_sgd(void **state) {
+    const int64_t n = 100003;
+    const struct {
+        float momentum, wd;
+        int nesterov;
+    } variants[] = {{0.0f, 0.0f, 0}, {0.0f, 1e-2f, 0}, {0.9f, 1e-4f, 0}, {0.9f, 5e-4f, 1}};
+    for (int k = 0; k < 4; k++) {
+        pair param = pair_new(n), buf = pair_new(n), grad = pair_new(n);
+        pair_random(&param, -1.0f, 1.0f);
+        int with_buf = variants[k].momentum != 0.0f;
+        char what[96];
+        for (int step = 0; step < 3; step++) {
+            pair_random(&grad, -0.1f, 0.1f);
+            if (step == 0 && with_buf) pair_poison(&buf);   /* first step must not read it */
+            kern_sgd_update(cpu, param.cpu, with_buf ? buf.cpu : NULL, grad.cpu, n, 0.05f,
+                            variants[k].momentum, variants[k].wd, variants[k].nesterov, step == 0);
+            kern_sgd_update(gpu, param.gpu, with_buf ? buf.gpu : NULL, grad.gpu, n, 0.05f,
+                            variants[k].momentum, variants[k].wd, variants[k].nesterov, step == 0);
+            snprintf(what, sizeof what, "sgd m=%.1f wd=%g%s step %d param",
+                     (double)variants[k].momentum, (double)variants[k].wd,
+                     variants[k].nesterov ? " nesterov" : "", step);
+            expect_close(what, &param, TOL);
+            if (with_buf) {
+                snprintf(what, sizeof what, "sgd m=%.1f%s step %d buf",
+                         (double)variants[k].momentum, variants[k].nesterov ? " nesterov" : "",
+                         step);
+                expect_close(what, &buf, TOL);
+            }
+        }
+        pair_free(&param);
+        pair_free(&buf);
+        pair_free(&grad);
+    }
+}
+
+static void test_adamw(void **state) {
+    const int64_t n = 1000003;
+    pair param = pair_new(n), m = pair_new(n), v = pair_new(n), grad = pair_new(n);
+    pair_random(&param, -1.0f, 1.0f);
+    char what[64];
+    for (int64_t t = 1; t <= 4; t++) {
+        pair_random(&grad, -0.01f, 0.01f);
+        kern_adamw_update(cpu, param.cpu, m.cpu, v.cpu, grad.cpu, n, 1e-3f, 0.9f, 0.999f, 1e-8f,
+                          0.01f, t);
+        kern_adamw_update(gpu, param.gpu, m.gpu, v.gpu, grad.gpu, n, 1e-3f, 0.9f, 0.999f, 1e-8f,
+                          0.01f, t);
+        snprintf(what, sizeof what, "adamw t=%lld param", (long long)t);
+        expect_close(what, &param, TOL);
+        snprintf(what, sizeof what, "adamw t=%lld m", (long long)t);
+        expect_close(what, &m, TOL);
+        snprintf(what, sizeof what, "adamw t=%lld v", (long long)t);
+        expect_close(what, &v, TOL);
+    }
+    pair_free(&param);
+    pair_free(&m);
+    pair_free(&v);
+    pair_free(&grad);
+}
+
+/* ---- setup ---- */
+
+static int create_contexts(void **state) {
+    char err[512];
+    kern_options copt = {.backend = KERN_CPU, .threads = 1, .device = 0};
+    kern_options gopt = {.backend = KERN_CUDA, .threads = 1, .device = 0};
+    if (kern_create(&copt, &cpu, err, sizeof err) != 0) {
+        fprintf(stderr, "CPU context: %s\n", err);
+        return -1;
+    }
+    if (kern_create(&gopt, &gpu, err, sizeof err) != 0) {
+        fprintf(stderr, "CUDA context: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int destroy_contexts(void **state) {
+    kern_destroy(gpu);
+    kern_destroy(cpu);
+    return 0;
+}
+
+int main(void) {
+    if (kern_cuda_device_count() == 0) {
+        printf("SKIP: no CUDA device\n");
+        return SKIP_CODE;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_alloc_is_zeroed),
+        cmocka_unit_test(test_errors_are_reported_once),
+        cmocka_unit_test(test_fill_copy_scale_axpy),
+        cmocka_unit_test(test_conversions),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_init_is_bit_identical),
+        cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_softmax_xent),
+        cmocka_unit_test(test_reductions),
+        cmocka_unit_test(test_sgd),
+        cmocka_unit_test(test_adamw),
+    };
+    return cmocka_run_group_tests(tests, create_contexts, destroy_contexts);
+}

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# CPU benchmark: harness vs PyTorch on the launch/mlp.yaml MLP (784-256-128-10) and Fashion-MNIST.
+#
+# Run the full benchmark by hand (from the repository root, after building harness):
+#   bash tests/perf/bench_mlp.sh build/trainer/harness
+#   STEPS=1500 BATCHES="64 128 512" REPEAT=3 bash tests/perf/bench_mlp.sh build/trainer/harness
+# Arguments (all but the first optional): HARNESS [MPIRUN [PYTHON [WORKDIR]]]
+#   MPIRUN   default: mpirun on PATH
+#   PYTHON   the interpreter with torch, h5py, numpy (default /usr/bin/python3, Debian's)
+#   WORKDIR  scratch: converted data and run directories (default /tmp/harness-perf)
+# Environment:
+#   STEPS    timed optimizer steps per run (default 1500)
+#   BATCH    global batch size (default 128); BATCHES="64 128 512" runs several
+#   REPEAT   runs per configuration, the best is reported (default 1; use 3 on a busy machine)
+#   WARMUP   untimed PyTorch warm-up steps (default 20)
+#   CORES    cores to share out (default: nproc)
+# ctest runs a short smoke version (perf_mlp_cpu_smoke, label "perf").
+#
+# What is compared, and how it is kept fair:
+#   - the same model and init scheme (PyTorch nn.Linear default init; harness does the same),
+#     AdamW lr 1e-3 weight_decay 0.01, constant schedule, the same global batch and steps;
+#   - the same train.h5 (written once by `harness convert`), held in memory by both: PyTorch
+#     indexes a uint8 tensor per step and converts x/255 then (x-mean)/std like harness;
+#   - ranks x threads never exceed the cores: OMP/OpenBLAS thread counts are pinned per run;
+#   - timed: harness's step loop (summary train_seconds; no start-up, no eval, no data
+#     conversion); PyTorch's step loop after WARMUP untimed steps (no start-up, no file read).
+#     Harness's first steps are inside its timing, so any warm-up cost counts against it.
+# Configurations: harness 2 ranks x 1 thread (the one compared), harness 1 rank x CORES
+# threads and 1 rank x 1 thread (reference); PyTorch 1 thread, CORES threads, and DDP (gloo)
+# with 2 processes x 1 thread.  "PyTorch best" is the fastest of the PyTorch rows.
+# A benchmark, not a pass/fail test: exits 0 after printing, non-zero if any run fails.
+set -euo pipefail
+
+if [[ $# -lt 1 || $1 == -h || $1 == --help ]]; then
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+  [[ $# -lt 1 ]] && exit 2 || exit 0
+fi
+HARNESS=$(realpath "$1")
+MPIRUN=${2:-$(command -v mpirun || echo mpirun)}
+PY=${3:-/usr/bin/python3}
+WORK=${4:-/tmp/harness-perf}
+STEPS=${STEPS:-1500}
+BATCHES=${BATCHES:-${BATCH:-128}}
+REPEAT=${REPEAT:-1}
+WARMUP=${WARMUP:-20}
+CORES=${CORES:-$(nproc)}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CONFIG=$HERE/../../launch/mlp.yaml
+TORCH_MLP=$HERE/torch_mlp.py
+
+# mpirun as root in containers needs these (the same as HARNESS_MPI_ENV in tests/CMakeLists.txt).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+
+fail() { echo "bench_mlp: FAIL: $*" >&2; exit 1; }
+[[ -x $HARNESS ]] || fail "harness binary not found or not executable: $1"
+[[ -f $CONFIG ]] || fail "model config not found: $CONFIG"
+"$PY" -c 'import torch, h5py, numpy' 2>/dev/null \
+  || fail "$PY cannot import torch, h5py and numpy (Debian's /usr/bin/python3 can)"
+[[ $STEPS =~ ^[1-9][0-9]*$ ]] || fail "STEPS must be a positive integer (got '$STEPS')"
+[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || fail "REPEAT must be a positive integer (got '$REPEAT')"
+for b in $BATCHES; do
+  [[ $b =~ ^[1-9][0-9]*$ && $((b % 2)) -eq 0 ]] || fail "batch sizes must be even positive integers (got '$b')"
+done
+mkdir -p "$WORK"
+WORK=$(realpath "$WORK")
+DATA=$WORK/fashion-mnist
+RUNS=$WORK/runs
+RESULTS=$WORK/results.tsv   # batch, configuration, samples/s, compute, comm wait, data wait (s/step)
+LOGS=$WORK/logs
+mkdir -p "$RUNS" "$LOGS"
+: >"$RESULTS"
+
+# --- data: converted once, reused ---------------------------------------------------------
+if [[ ! -s $DATA/train.h5 ]]; then
+  echo "bench_mlp: converting Fashion-MNIST into $DATA" >&2
+  "$HARNESS" convert fashion-mnist --src /usr/share/datasets/fashion-mnist --out "$DATA" \
+    >"$LOGS/convert.log" 2>&1 || { cat "$LOGS/convert.log" >&2; fail "harness convert failed"; }
+  [[ -s $DATA/train.h5 ]] || fail "harness convert wrote no $DATA/train.h5"
+fi
+
+plural() { if [[ $1 -gt 1 ]]; then echo s; fi; }
+
+# --- runners: each appends one line to $RESULTS (best of REPEAT) -----------------------------
+# harness_run RANKS THREADS BATCH
+harness_run() {
+  local ranks=$1 threads=$2 batch=$3 name best="" line rep dir log
+  name="harness $ranks rank$(plural "$ranks") x $threads thread$(plural "$threads")"
+  for ((rep = 1; rep <= REPEAT; rep++)); do
+    dir=$RUNS/harness-r${ranks}t${threads}-b${batch}-${rep}
+    log=$LOGS/harness-r${ranks}t${threads}-b${batch}-${rep}.log
+    rm -rf "$dir"
+    local every=$((STEPS < 100 ? STEPS : 100))
+    if ! OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads \
+        "$MPIRUN" --oversubscribe -np "$ranks" -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS \
+        "$HARNESS" train "$CONFIG" \
+          --set run.dir="$dir" --set run.threads="$threads" \
+          --set data.train="$DATA/train.h5" --set data.test= \
+          --set train.steps="$STEPS" --set train.batch_size="$batch" \
+          --set train.optimizer=adamw --set train.lr=0.001 --set train.weight_decay=0.01 \
+          --set train.schedule=constant --set train.warmup_steps=0 \
+          --set log.every="$every" --set log.progress=false >"$log" 2>&1; then
+      tail -n 20 "$log" >&2
+      fail "$name, batch $batch: harness train failed (log: $log)"
+    fi
+    line=$("$PY" - "$dir/metrics.jsonl" "$STEPS" <<'EOF'
+import json, sys
+path, steps = sys.argv[1], int(sys.argv[2])
+summary, last = None, None
+for raw in open(path):
+    rec = json.loads(raw)
+    if rec.get("event") == "summary": summary = rec
+    elif rec.get("event") == "train": last = rec
+if summary is None or last is None or summary.get("steps") != steps:
+    sys.exit(f"{path}: no summary for {steps} steps, or no train record")
+print(f'{summary["samples_per_s"]}\t{last["step_compute_s"]}\t{last["step_comm_wait_s"]}\t{last["step_data_wait_s"]}')
+EOF
+    ) || fail "$name, batch $batch: cannot read $dir/metrics.jsonl"
+    best=$(pick_best "$best" "$line")
+  done
+  printf '%s\t%s\t%s\n' "$batch" "$name" "$best" >>"$RESULTS"
+}
+
+# torch_run LABEL BATCH ARGS...: torch_mlp.py with OMP threads pinned to --threads
+torch_run() {
+  local name=$1 batch=$2 best="" line rep log threads=1; shift 2
+  local a prev=""
+  for a in "$@"; do [[ $prev == --threads ]] && threads=$a; prev=$a; done
+  for ((rep = 1; rep <= REPEAT; rep++)); do
+    log=$LOGS/torch-$(echo "$name" | tr -c 'a-zA-Z0-9\n' '_')-b${batch}-${rep}.log
+    if ! OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads \
+        "$PY" "$TORCH_MLP" --data "$DATA/train.h5" --steps "$STEPS" --warmup "$WARMUP" \
+          --batch "$batch" "$@" >"$log" 2>&1; then
+      tail -n 20 "$log" >&2
+      fail "$name, batch $batch: torch_mlp.py failed (log: $log)"
+    fi
+    line=$("$PY" -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print(r["samples_per_s"], "-", "-", "-", sep="\t")' "$log") \
+      || fail "$name, batch $batch: no result line in $log"
+    best=$(pick_best "$best" "$line")
+  done
+  printf '%s\t%s\t%s\n' "$batch" "$name" "$best" >>"$RESULTS"
+}
+
+# pick_best OLD NEW: the line (tab-separated, samples/s first) with more samples/s
+pick_best() {
+  if [[ -z $1 ]]; then echo "$2"; return; fi
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, "\t"); split(b, y, "\t"); print (y[1] + 0 > x[1] + 0 ? b : a) }'
+}
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+
+# --- runs -------------------------------------------------------------------------------------
+for batch in $BATCHES; do
+  echo "bench_mlp: batch $batch, $STEPS steps, best of $REPEAT" >&2
+  harness_run 2 1 "$batch"
+  harness_run 1 "$CORES" "$batch"
+  if [[ $CORES -gt 1 ]]; then harness_run 1 1 "$batch"; fi
+  torch_run "PyTorch 1 thread" "$batch" --mode threads --threads 1
+  if [[ $CORES -gt 1 ]]; then
+    torch_run "PyTorch ${CORES} threads" "$batch" --mode threads --threads "$CORES"
+  fi
+  torch_run "PyTorch DDP gloo 2 procs x 1 thread" "$batch" --mode ddp --world 2 --threads 1
+done
+
+# --- table ------------------------------------------------------------------------------------
+echo
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
+echo "MLP 784-256-128-10, Fashion-MNIST, AdamW, $STEPS steps per run, best of $REPEAT"
+echo "host: $CORES cores (${CPU:-unknown CPU}); load average at start $LOAD_START," \
+  "at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?") (other work on the cores skews the numbers)"
+awk -F'\t' -v cores="$CORES" '
+  function ms(s) { return s == "-" ? "-" : sprintf("%.3f", s * 1000) }
+  { b = $1; order[++n] = NR; batch[NR] = b; name[NR] = $2; sps[NR] = $3
+    comp[NR] = $4; comm[NR] = $5; dw[NR] = $6
+    if ($2 ~ /^harness 2 ranks/) h2[b] = NR
+    if ($2 ~ /^PyTorch/ && (!(b in pbest) || $3 + 0 > sps[pbest[b]] + 0)) pbest[b] = NR
+    if (!(b in seen)) { seen[b] = 1; batches[++nb] = b } }
+  END {
+    printf "%-6s  %-36s  %11s  %9s  %14s\n", "batch", "configuration", "samples/s", "ms/step", "harness-2r/this"
+    for (i = 1; i <= n; i++) {
+      r = order[i]; b = batch[r]; h = sps[h2[b]]
+      mark = (r == pbest[b]) ? "  <- PyTorch best" : ""
+      printf "%-6s  %-36s  %11.0f  %9.3f  %14.2f%s\n", b, name[r], sps[r], 1000 * b / sps[r], h / sps[r], mark
+    }
+    print ""
+    print "harness 2 ranks: step time breakdown per step, ms (last log interval; compute includes the optimizer)"
+    printf "%-6s  %10s  %16s  %10s\n", "batch", "compute", "all-reduce wait", "data wait"
+    for (j = 1; j <= nb; j++) { b = batches[j]; r = h2[b]
+      printf "%-6s  %10s  %16s  %10s\n", b, ms(comp[r]), ms(comm[r]), ms(dw[r]) }
+    print ""
+    for (j = 1; j <= nb; j++) { b = batches[j]
+      printf "batch %-5s harness 2 ranks / PyTorch best (%s) = %.2f\n", b, name[pbest[b]], sps[h2[b]] / sps[pbest[b]] }
+  }' "$RESULTS"
+echo
+echo "raw results: $RESULTS; logs: $LOGS"

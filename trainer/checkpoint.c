@@ -1,0 +1,622 @@
+/* checkpoint: HDF5 checkpoint files (see checkpoint.h for the layout and the guarantees). */
+#include "checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "fsutil.h"
+
+#define MAX_TENSORS (2 * CFG_MAX_LAYERS)
+#define CHUNK_ELEMS (1 << 20)   /* at most 4 MiB per chunk (HDF5 chunks are limited to 4 GiB) */
+
+static int errorf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int errorf(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- small HDF5 helpers (all return <0 on failure) ---- */
+
+static hid_t fapl_v110(void) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    /* The 1.10 format puts checksums on the superblock and object headers. */
+    if (fapl >= 0) H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
+    return fapl;
+}
+
+static herr_t attr_write(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
+                         const void *value) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = (space < 0 || a < 0) ? -1 : H5Awrite(a, mem_type, value);
+    if (a >= 0) H5Aclose(a);
+    if (space >= 0) H5Sclose(space);
+    return rc;
+}
+
+static herr_t attr_write_string(hid_t loc, const char *name, const char *value) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    herr_t rc = attr_write(loc, name, t, t, &value);
+    H5Tclose(t);
+    return rc;
+}
+
+static herr_t attr_read(hid_t loc, const char *name, hid_t mem_type, void *value) {
+    if (H5Aexists(loc, name) <= 0) return -1;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t space = H5Aget_space(a);
+    herr_t rc = (space >= 0 && H5Sget_simple_extent_npoints(space) == 1) ? H5Aread(a, mem_type, value)
+                                                                       : -1;
+    if (space >= 0) H5Sclose(space);
+    H5Aclose(a);
+    return rc;
+}
+
+/* A variable-length string attribute, malloc'd; NULL when absent or of another type. */
+static char *attr_read_string(hid_t loc, const char *name) {
+    if (H5Aexists(loc, name) <= 0) return NULL;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0) return NULL;
+    char *result = NULL;
+    hid_t ft = H5Aget_type(a), space = H5Aget_space(a);
+    if (ft >= 0 && space >= 0 && H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0 &&
+        H5Sget_simple_extent_npoints(space) == 1) {
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, H5T_VARIABLE);
+        H5Tset_cset(t, H5Tget_cset(ft));
+        char *raw = NULL;
+        if (H5Aread(a, t, &raw) >= 0 && raw) {
+            result = strdup(raw);
+            H5free_memory(raw);
+        }
+        H5Tclose(t);
+    }
+    if (ft >= 0) H5Tclose(ft);
+    if (space >= 0) H5Sclose(space);
+    H5Aclose(a);
+    return result;
+}
+
+/* float32 dataset with the Fletcher-32 checksum filter */
+static herr_t write_tensor(hid_t loc, const char *name, const float *data, int ndim,
+                           const int64_t *dims) {
+    hsize_t d[2] = {1, 1}, chunk[2] = {1, 1};
+    for (int i = 0; i < ndim; i++) d[i] = chunk[i] = (hsize_t)dims[i];
+    if (ndim == 2) {
+        hsize_t rows = CHUNK_ELEMS / d[1];
+        chunk[0] = rows < 1 ? 1 : rows < d[0] ? rows : d[0];
+        if (chunk[1] > CHUNK_ELEMS) chunk[1] = CHUNK_ELEMS;
+    } else if (chunk[0] > CHUNK_ELEMS) {
+        chunk[0] = CHUNK_ELEMS;
+    }
+    hid_t space = H5Screate_simple(ndim, d, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    herr_t rc = -1;
+    hid_t ds = -1;
+    if (space >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, ndim, chunk) >= 0 &&
+        H5Pset_fletcher32(dcpl) >= 0) {
+        ds = H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        if (ds >= 0) rc = H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    }
+    if (ds >= 0) H5Dclose(ds);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (space >= 0) H5Sclose(space);
+    return rc;
+}
+
+/* Reads dataset `name` under loc into out; its shape must be exactly dims.
+ * Returns 0, CKPT_MISMATCH (other shape: message in err) or CKPT_CORRUPT. */
+static int read_tensor(hid_t loc, const char *name, const char *display, float *out, int ndim,
+                       const int64_t *dims, const char *path, char *err, size_t errlen) {
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) {
+        errorf(err, errlen, "%s: the model has tensor %s but the checkpoint does not", path,
+               display);
+        return CKPT_MISMATCH;
+    }
+    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (ds < 0) {
+        errorf(err, errlen, "%s: cannot open %s", path, display);
+        return CKPT_CORRUPT;
+    }
+    int rc = CKPT_OK;
+    hid_t space = H5Dget_space(ds);
+    hsize_t got[H5S_MAX_RANK];
+    int got_nd = space >= 0 ? H5Sget_simple_extent_dims(space, got, NULL) : -1;
+    int same = got_nd == ndim;
+    for (int i = 0; same && i < ndim; i++) same = got[i] == (hsize_t)dims[i];
+    if (got_nd < 0) {
+        errorf(err, errlen, "%s: %s has an unreadable shape", path, display);
+        rc = CKPT_CORRUPT;
+    } else if (!same) {
+        char want[64], have[128];
+        if (ndim == 2) snprintf(want, sizeof want, "[%lld, %lld]", (long long)dims[0], (long long)dims[1]);
+        else snprintf(want, sizeof want, "[%lld]", (long long)dims[0]);
+        int n = snprintf(have, sizeof have, "[");
+        for (int i = 0; i < got_nd && n < (int)sizeof have - 24; i++)
+            n += snprintf(have + n, sizeof have - n, "%s%llu", i ? ", " : "", (unsigned long long)got[i]);
+        snprintf(have + n, sizeof have - n, "]");
+        errorf(err, errlen, "%s: tensor %s has shape %s in the checkpoint but %s in the model "
+               "(does the config's model.layers match the run that wrote it?)", path, display,
+               have, want);
+        rc = CKPT_MISMATCH;
+    } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+        errorf(err, errlen, "%s: %s fails its checksum or cannot be read", path, display);
+        rc = CKPT_CORRUPT;
+    }
+    if (space >= 0) H5Sclose(space);
+    H5Dclose(ds);
+    return rc;
+}
+
+/* ---- the meta checksum: CRC-32 over a canonical text of every meta value ---- */
+
+static uint32_t meta_crc(const ckpt_state *s, const char *optimizer, const char *rng,
+                         const char *config_yaml) {
+    char head[512];
+    int n = snprintf(head, sizeof head, "v%d|step %" PRId64 "|epoch %" PRId64 "|cursor %" PRId64
+                     "|t %" PRId64 "|seed %" PRIu64 "|world %d|%s|%s|", CKPT_FORMAT_VERSION,
+                     s->step, s->epoch, s->cursor, s->optimizer_steps, s->seed, s->world_size,
+                     optimizer, rng);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32(crc, (const Bytef *)head, (uInt)n);
+    crc = crc32(crc, (const Bytef *)config_yaml, (uInt)strlen(config_yaml));
+    return (uint32_t)crc;
+}
+
+static const char *optimizer_name(const optim *o) {
+    return o->type == OPT_ADAMW ? "adamw" : "sgd";
+}
+
+/* State tensors of the optimizer: names and buffers (NULL-terminated lists of 2). */
+static int optim_states(const optim *o, const char **names, float **bufs) {
+    if (o->type == OPT_ADAMW) {
+        names[0] = "exp_avg"; bufs[0] = o->m;
+        names[1] = "exp_avg_sq"; bufs[1] = o->v;
+        return 2;
+    }
+    if (o->m) { names[0] = "momentum_buffer"; bufs[0] = o->m; return 1; }
+    return 0;
+}
+
+static const char *RNG_NOTE =
+    "philox4x32-10, stateless: init from (seed, tensor index), dropout from (seed, step, sample)";
+
+static int fsync_path(const char *path, int directory) {
+    int fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Test hook for fault-injection tests: HARNESS_FAULT_CKPT_SLEEP_MS makes the writer pause
+ * after the temporary file is complete and before the rename, so a test can kill -9 it there. */
+static void fault_pause(void) {
+    const char *ms = getenv("HARNESS_FAULT_CKPT_SLEEP_MS");
+    if (!ms) return;
+    long v = strtol(ms, NULL, 10);
+    if (v > 0) {
+        struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void prune(const char *dir, int keep) {
+    static char paths[4096][1200];
+    int n = ckpt_list(dir, paths, 4096);
+    for (int i = keep; i < n; i++) unlink(paths[i]);
+    /* leftovers of interrupted writes */
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[1200];
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len > 7 && strncmp(e->d_name, "step_", 5) == 0 && strstr(e->d_name, ".h5.tmp")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    }
+    closedir(d);
+}
+
+int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state *state,
+               const char *config_yaml, int keep, char *path_out, size_t path_len,
+               char *err, size_t errlen) {
+    if (make_dirs(dir) != 0)
+        return errorf(err, errlen, "checkpoint.dir: cannot create %s: %s", dir, strerror(errno));
+    char final[1200], tmp[1300];
+    snprintf(final, sizeof final, "%s/step_%08" PRId64 ".h5", dir, state->step);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", final, (long)getpid());
+
+    /* host copies of what lives on the backend */
+    model_tensor t[MAX_TENSORS];
+    int nt = model_tensors(m, t, MAX_TENSORS);
+    const char *snames[2];
+    float *sbufs[2];
+    int ns = optim_states(o, snames, sbufs);
+    size_t bytes = (size_t)m->n_params * sizeof(float);
+    float *host = malloc(bytes * (size_t)(1 + ns));
+    if (!host) return errorf(err, errlen, "%s: out of memory staging %zu bytes", final, bytes);
+    kern_to_host(m->k, host, m->params, bytes);
+    for (int s = 0; s < ns; s++) kern_to_host(m->k, host + (size_t)(s + 1) * m->n_params, sbufs[s], bytes);
+
+    const char *what = "creating the file";
+    hid_t fapl = fapl_v110();
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t g = -1, gp = -1, go = -1, gt = -1;
+    if (f < 0) goto fail;
+
+    what = "writing /meta";
+    g = H5Gcreate2(f, "meta", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int32_t version = CKPT_FORMAT_VERSION, world = state->world_size;
+    uint32_t crc = meta_crc(state, optimizer_name(o), RNG_NOTE, config_yaml);
+    if (g < 0 ||
+        attr_write(g, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version) < 0 ||
+        attr_write(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &state->step) < 0 ||
+        attr_write(g, "epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, &state->epoch) < 0 ||
+        attr_write(g, "cursor", H5T_STD_I64LE, H5T_NATIVE_INT64, &state->cursor) < 0 ||
+        attr_write(g, "optimizer_steps", H5T_STD_I64LE, H5T_NATIVE_INT64, &state->optimizer_steps) < 0 ||
+        attr_write(g, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &state->seed) < 0 ||
+        attr_write(g, "world_size", H5T_STD_I32LE, H5T_NATIVE_INT32, &world) < 0 ||
+        attr_write_string(g, "optimizer", optimizer_name(o)) < 0 ||
+        attr_write_string(g, "rng", RNG_NOTE) < 0 ||
+        attr_write_string(g, "config", config_yaml) < 0 ||
+        attr_write(g, "meta_crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc) < 0)
+        goto fail;
+
+    what = "writing /params";
+    gp = H5Gcreate2(f, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (gp < 0) goto fail;
+    for (int i = 0; i < nt; i++)
+        if (write_tensor(gp, t[i].name, host + t[i].offset, t[i].ndim, t[i].dims) < 0) goto fail;
+
+    what = "writing /optim";
+    go = H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (go < 0) goto fail;
+    for (int i = 0; i < nt && ns > 0; i++) {
+        gt = H5Gcreate2(go, t[i].name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (gt < 0) goto fail;
+        for (int s = 0; s < ns; s++)
+            if (write_tensor(gt, snames[s], host + (size_t)(s + 1) * m->n_params + t[i].offset,
+                             t[i].ndim, t[i].dims) < 0)
+                goto fail;
+        H5Gclose(gt);
+        gt = -1;
+    }
+
+    what = "closing the file";
+    H5Gclose(go); go = -1;
+    H5Gclose(gp); gp = -1;
+    H5Gclose(g); g = -1;
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) goto fail;
+    herr_t closed = H5Fclose(f);
+    f = -1;
+    if (closed < 0) goto fail;
+    H5Pclose(fapl);
+    fapl = -1;
+    free(host);
+    host = NULL;
+
+    if (fsync_path(tmp, 0) != 0) {
+        what = "fsync";
+        goto fail_errno;
+    }
+    fault_pause();
+    if (rename(tmp, final) != 0) {
+        what = "rename";
+        goto fail_errno;
+    }
+    fsync_path(dir, 1);   /* the rename itself is durable once the directory is synced */
+    prune(dir, keep);
+    if (path_out) snprintf(path_out, path_len, "%s", final);
+    return 0;
+
+fail_errno: {
+    int e = errno;
+    unlink(tmp);
+    return errorf(err, errlen, "%s: %s failed: %s", final, what, strerror(e));
+}
+fail:
+    if (gt >= 0) H5Gclose(gt);
+    if (go >= 0) H5Gclose(go);
+    if (gp >= 0) H5Gclose(gp);
+    if (g >= 0) H5Gclose(g);
+    if (f >= 0) H5Fclose(f);
+    if (fapl >= 0) H5Pclose(fapl);
+    free(host);
+    unlink(tmp);
+    return errorf(err, errlen, "%s: %s failed (disk full or not writable?)", final, what);
+}
+
+/* Opens a checkpoint read-only with HDF5's error printing off. */
+static hid_t open_ro(const char *path, char *err, size_t errlen) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        errorf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (H5Fis_hdf5(path) <= 0) {
+        errorf(err, errlen, "%s: not a readable HDF5 file (truncated or damaged?)", path);
+        return -1;
+    }
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) errorf(err, errlen, "%s: cannot open as HDF5 (damaged?)", path);
+    return f;
+}
+
+static int read_meta(hid_t f, const char *path, ckpt_state *s, char **optimizer, char **config,
+                     char *err, size_t errlen) {
+    *optimizer = *config = NULL;
+    if (H5Lexists(f, "meta", H5P_DEFAULT) <= 0)
+        return errorf(err, errlen, "%s: no /meta group: not a harness checkpoint", path), CKPT_CORRUPT;
+    hid_t g = H5Gopen2(f, "meta", H5P_DEFAULT);
+    if (g < 0) return errorf(err, errlen, "%s: cannot open /meta", path), CKPT_CORRUPT;
+    int32_t version = 0, world = 0;
+    uint32_t crc = 0;
+    char *rng = NULL;
+    int rc = CKPT_OK;
+    if (attr_read(g, "format_version", H5T_NATIVE_INT32, &version) < 0 ||
+        attr_read(g, "step", H5T_NATIVE_INT64, &s->step) < 0 ||
+        attr_read(g, "epoch", H5T_NATIVE_INT64, &s->epoch) < 0 ||
+        attr_read(g, "cursor", H5T_NATIVE_INT64, &s->cursor) < 0 ||
+        attr_read(g, "optimizer_steps", H5T_NATIVE_INT64, &s->optimizer_steps) < 0 ||
+        attr_read(g, "seed", H5T_NATIVE_UINT64, &s->seed) < 0 ||
+        attr_read(g, "world_size", H5T_NATIVE_INT32, &world) < 0 ||
+        attr_read(g, "meta_crc32", H5T_NATIVE_UINT32, &crc) < 0 ||
+        !(*optimizer = attr_read_string(g, "optimizer")) || !(rng = attr_read_string(g, "rng")) ||
+        !(*config = attr_read_string(g, "config"))) {
+        rc = CKPT_CORRUPT;
+        errorf(err, errlen, "%s: /meta attributes are missing or unreadable", path);
+    } else if (version != CKPT_FORMAT_VERSION) {
+        rc = CKPT_MISMATCH;
+        errorf(err, errlen, "%s: checkpoint format version %d, this harness reads version %d",
+               path, version, CKPT_FORMAT_VERSION);
+    } else {
+        s->world_size = world;
+        if (meta_crc(s, *optimizer, rng, *config) != crc) {
+            rc = CKPT_CORRUPT;
+            errorf(err, errlen, "%s: /meta fails its CRC-32 checksum", path);
+        } else if (s->step < 0 || s->epoch < 0 || s->cursor < 0 || s->optimizer_steps < 0) {
+            rc = CKPT_CORRUPT;
+            errorf(err, errlen, "%s: /meta holds negative positions", path);
+        }
+    }
+    free(rng);
+    H5Gclose(g);
+    if (rc != CKPT_OK) {
+        free(*optimizer);
+        free(*config);
+        *optimizer = *config = NULL;
+    }
+    return rc;
+}
+
+int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err, size_t errlen) {
+    hid_t f = open_ro(path, err, errlen);
+    if (f < 0) return CKPT_CORRUPT;
+    ckpt_state s;
+    char *opt_name = NULL, *config = NULL;
+    int rc = read_meta(f, path, &s, &opt_name, &config, err, errlen);
+    float *host = NULL;
+    hid_t gp = -1, go = -1;
+    model_tensor t[MAX_TENSORS];
+    int nt = model_tensors(m, t, MAX_TENSORS);
+    const char *snames[2];
+    float *sbufs[2];
+    int ns = o ? optim_states(o, snames, sbufs) : 0;
+    if (rc != CKPT_OK) goto done;
+    if (o && strcmp(opt_name, optimizer_name(o)) != 0) {
+        rc = CKPT_MISMATCH;
+        errorf(err, errlen, "%s: written with train.optimizer=%s, but this run uses %s", path,
+               opt_name, optimizer_name(o));
+        goto done;
+    }
+    size_t bytes = (size_t)m->n_params * sizeof(float);
+    host = malloc(bytes * (size_t)(1 + ns));
+    if (!host) {
+        rc = CKPT_CORRUPT;
+        errorf(err, errlen, "%s: out of memory", path);
+        goto done;
+    }
+    /* the model's tensors in order (the first mismatch is the one named), then anything extra */
+    gp = H5Lexists(f, "params", H5P_DEFAULT) > 0 ? H5Gopen2(f, "params", H5P_DEFAULT) : -1;
+    if (gp < 0) {
+        rc = CKPT_CORRUPT;
+        errorf(err, errlen, "%s: no /params group", path);
+        goto done;
+    }
+    for (int i = 0; i < nt; i++) {
+        char display[96];
+        snprintf(display, sizeof display, "/params/%s", t[i].name);
+        rc = read_tensor(gp, t[i].name, display, host + t[i].offset, t[i].ndim, t[i].dims, path,
+                         err, errlen);
+        if (rc != CKPT_OK) goto done;
+    }
+    H5G_info_t info;
+    if (H5Gget_info(gp, &info) < 0) {
+        rc = CKPT_CORRUPT;
+        errorf(err, errlen, "%s: /params is unreadable", path);
+        goto done;
+    }
+    for (hsize_t i = 0; i < info.nlinks; i++) {
+        char name[256];
+        if (H5Lget_name_by_idx(gp, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
+                               H5P_DEFAULT) < 0)
+            continue;
+        int known = 0;
+        for (int j = 0; j < nt && !known; j++) known = strcmp(name, t[j].name) == 0;
+        if (!known) {
+            rc = CKPT_MISMATCH;
+            errorf(err, errlen, "%s: the checkpoint has tensor %s, which the model lacks "
+                   "(does the config's model.layers match the run that wrote it?)", path, name);
+            goto done;
+        }
+    }
+    if (ns > 0) {
+        go = H5Lexists(f, "optim", H5P_DEFAULT) > 0 ? H5Gopen2(f, "optim", H5P_DEFAULT) : -1;
+        if (go < 0) {
+            rc = CKPT_CORRUPT;
+            errorf(err, errlen, "%s: no /optim group", path);
+            goto done;
+        }
+        for (int i = 0; i < nt; i++) {
+            for (int j = 0; j < ns; j++) {
+                char rel[96], display[128];
+                snprintf(rel, sizeof rel, "%s/%s", t[i].name, snames[j]);
+                snprintf(display, sizeof display, "/optim/%s", rel);
+                if (H5Lexists(go, t[i].name, H5P_DEFAULT) <= 0) {
+                    rc = CKPT_MISMATCH;
+                    errorf(err, errlen, "%s: no optimizer state %s (written with other "
+                           "optimizer settings?)", path, display);
+                    goto done;
+                }
+                rc = read_tensor(go, rel, display, host + (size_t)(j + 1) * m->n_params + t[i].offset,
+                                 t[i].ndim, t[i].dims, path, err, errlen);
+                if (rc != CKPT_OK) goto done;
+            }
+        }
+    }
+    /* verified: now hand everything over */
+    kern_to_device(m->k, m->params, host, bytes);
+    for (int j = 0; j < ns; j++) kern_to_device(m->k, sbufs[j], host + (size_t)(j + 1) * m->n_params, bytes);
+    if (o) o->t = s.optimizer_steps;
+    *state = s;
+    rc = CKPT_OK;
+done:
+    if (go >= 0) H5Gclose(go);
+    if (gp >= 0) H5Gclose(gp);
+    H5Fclose(f);
+    free(host);
+    free(opt_name);
+    free(config);
+    return rc;
+}
+
+char *ckpt_read_config(const char *path, char *err, size_t errlen) {
+    hid_t f = open_ro(path, err, errlen);
+    if (f < 0) return NULL;
+    ckpt_state s;
+    char *opt_name = NULL, *config = NULL;
+    read_meta(f, path, &s, &opt_name, &config, err, errlen);
+    free(opt_name);
+    H5Fclose(f);
+    return config;
+}
+
+static int by_step_desc(const void *a, const void *b) {
+    return strcmp((const char *)b, (const char *)a);   /* zero-padded steps sort as text */
+}
+
+int ckpt_list(const char *dir, char (*paths)[1200], int max) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        size_t len = strlen(e->d_name);
+        if (len < 9 || strncmp(e->d_name, "step_", 5) != 0 || strcmp(e->d_name + len - 3, ".h5") != 0)
+            continue;
+        snprintf(paths[n++], 1200, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    qsort(paths, (size_t)n, sizeof paths[0], by_step_desc);
+    return n;
+}
+
+/* ---- inspect ---- */
+
+typedef struct {
+    FILE *out;
+    const char *prefix;
+} walk_ctx;
+
+static herr_t print_dataset(hid_t loc, const char *name, const H5L_info_t *info, void *user) {
+    (void)info;
+    walk_ctx *w = user;
+    H5O_info_t oi;   /* HDF5 1.10 API (Debian 12) */
+    if (H5Oget_info_by_name2(loc, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return 0;
+    if (oi.type == H5O_TYPE_GROUP) {
+        hid_t g = H5Gopen2(loc, name, H5P_DEFAULT);
+        char prefix[512];
+        snprintf(prefix, sizeof prefix, "%s%s/", w->prefix, name);
+        walk_ctx sub = {w->out, prefix};
+        H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, print_dataset, &sub);
+        H5Gclose(g);
+        return 0;
+    }
+    if (oi.type != H5O_TYPE_DATASET) return 0;
+    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    hid_t space = H5Dget_space(ds);
+    hsize_t dims[H5S_MAX_RANK];
+    int nd = H5Sget_simple_extent_dims(space, dims, NULL);
+    hssize_t n = H5Sget_simple_extent_npoints(space);
+    char shape[128];
+    int k = snprintf(shape, sizeof shape, "[");
+    for (int i = 0; i < nd && k < (int)sizeof shape - 24; i++)
+        k += snprintf(shape + k, sizeof shape - k, "%s%llu", i ? ", " : "", (unsigned long long)dims[i]);
+    snprintf(shape + k, sizeof shape - k, "]");
+    char full[600];
+    snprintf(full, sizeof full, "%s%s", w->prefix, name);
+    float *buf = n > 0 ? malloc((size_t)n * sizeof(float)) : NULL;
+    if (buf && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0) {
+        double ss = 0;
+        for (hssize_t i = 0; i < n; i++) ss += (double)buf[i] * buf[i];
+        fprintf(w->out, "  %-40s %-14s norm %.6g\n", full, shape, sqrt(ss));
+    } else {
+        fprintf(w->out, "  %-40s %-14s UNREADABLE (checksum failure?)\n", full, shape);
+    }
+    free(buf);
+    H5Sclose(space);
+    H5Dclose(ds);
+    return 0;
+}
+
+int ckpt_inspect(const char *path, FILE *out, char *err, size_t errlen) {
+    hid_t f = open_ro(path, err, errlen);
+    if (f < 0) return -1;
+    ckpt_state s;
+    char *opt_name = NULL, *config = NULL;
+    int rc = read_meta(f, path, &s, &opt_name, &config, err, errlen);
+    if (rc != CKPT_OK) {
+        H5Fclose(f);
+        return -1;
+    }
+    fprintf(out, "checkpoint %s\n  format %d, step %" PRId64 ", epoch %" PRId64 ", cursor %" PRId64
+            ", optimizer %s (%" PRId64 " steps), seed %" PRIu64 ", written by %d rank%s\n",
+            path, CKPT_FORMAT_VERSION, s.step, s.epoch, s.cursor, opt_name, s.optimizer_steps,
+            s.seed, s.world_size, s.world_size == 1 ? "" : "s");
+    static const char *groups[2] = {"params", "optim"};
+    for (int i = 0; i < 2; i++) {
+        if (H5Lexists(f, groups[i], H5P_DEFAULT) <= 0) continue;
+        fprintf(out, "/%s:\n", groups[i]);
+        hid_t g = H5Gopen2(f, groups[i], H5P_DEFAULT);
+        walk_ctx w = {out, ""};
+        H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, print_dataset, &w);
+        H5Gclose(g);
+    }
+    fprintf(out, "config:\n%s", config);
+    free(opt_name);
+    free(config);
+    H5Fclose(f);
+    return 0;
+}

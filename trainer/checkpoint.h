@@ -1,0 +1,65 @@
+/* checkpoint: one HDF5 file per checkpoint, written atomically, verified on read.
+ *
+ * Layout (any h5py user can read it):
+ *   /meta                      group; attributes format_version, step, epoch, cursor,
+ *                              optimizer_steps, seed, world_size, optimizer, rng, config
+ *                              (the resolved YAML), meta_crc32 (CRC-32 of all of those)
+ *   /params/<name>             float32 [out, in] or [out]  (PyTorch names: layers.1.weight)
+ *   /optim/<name>/exp_avg, exp_avg_sq      (AdamW)   or   /optim/<name>/momentum_buffer (SGD)
+ * Every dataset is chunked with HDF5's Fletcher-32 checksum filter, and the file uses the
+ * 1.10 format so that HDF5's own metadata carries checksums too: a flipped byte anywhere
+ * that matters makes the file fail verification.
+ *
+ * Writing (rank 0 only): DIR/step_NNNNNNNN.h5.tmp, flushed, closed, fsynced, renamed to
+ * DIR/step_NNNNNNNN.h5, directory fsynced; then all but the newest `keep` are deleted.  A
+ * crash at any point leaves the previous checkpoints untouched.
+ *
+ * The RNG needs no saved stream: dropout masks are a pure function of (seed, step, sample). */
+#ifndef HARNESS_CHECKPOINT_H
+#define HARNESS_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "model.h"
+#include "optim.h"
+
+#define CKPT_FORMAT_VERSION 1
+
+typedef struct {
+    int64_t step;             /* optimizer steps completed */
+    int64_t epoch, cursor;    /* data position of the next batch */
+    int64_t optimizer_steps;  /* optim.t */
+    uint64_t seed;
+    int world_size;
+} ckpt_state;
+
+/* Writes the checkpoint of `state` into dir (created if missing).  params/optimizer state are
+ * read from the backend.  path_out (may be NULL) receives the final file name.  0 or -1. */
+int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state *state,
+               const char *config_yaml, int keep, char *path_out, size_t path_len,
+               char *err, size_t errlen);
+
+/* Errors of ckpt_read: the file is damaged (try an older one) or does not fit this run. */
+enum { CKPT_OK = 0, CKPT_CORRUPT = -1, CKPT_MISMATCH = -2 };
+
+/* Reads and verifies path into the model and optimizer (which must already be built for the
+ * run's config): every tensor's name and shape must match, the optimizer type too, else
+ * CKPT_MISMATCH naming the first mismatching tensor.  Checksum failures, missing pieces and
+ * unreadable files are CKPT_CORRUPT.  Nothing is modified unless the whole file verifies.
+ * o may be NULL (evaluation): then only the parameters are read. */
+int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err, size_t errlen);
+
+/* The resolved config stored in a checkpoint (malloc'd, NUL-terminated) or NULL with err. */
+char *ckpt_read_config(const char *path, char *err, size_t errlen);
+
+/* Checkpoint files in dir, newest step first: fills paths (each of path_len bytes) and returns
+ * how many (at most max).  Temporary files of interrupted writes are not listed. */
+int ckpt_list(const char *dir, char (*paths)[1200], int max);
+
+/* `harness inspect`: prints step, epoch, cursor, world size, config, and every tensor's name,
+ * shape and L2 norm.  0 or -1 with err. */
+int ckpt_inspect(const char *path, FILE *out, char *err, size_t errlen);
+
+#endif

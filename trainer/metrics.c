@@ -1,0 +1,107 @@
+/* metrics: progress line, JSONL records, notices. */
+#include "metrics.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double metrics_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int metrics_open(metrics *m, const char *run_dir, int progress, int append, char *err,
+                 size_t errlen) {
+    memset(m, 0, sizeof *m);
+    m->in_place = progress < 0 ? isatty(STDERR_FILENO) : progress;
+    m->t_start = metrics_now();
+    char path[1200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    m->jsonl = fopen(path, append ? "a" : "w");
+    if (!m->jsonl) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void close_line(metrics *m) {
+    if (m->line_open) {
+        fputc('\n', stderr);
+        m->line_open = 0;
+    }
+}
+
+void metrics_close(metrics *m) {
+    close_line(m);
+    if (m->jsonl) fclose(m->jsonl);
+    m->jsonl = NULL;
+}
+
+static void format_duration(char *buf, size_t n, double s) {
+    if (s < 0 || s > 1e7) { snprintf(buf, n, "?"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+void metrics_log_train(metrics *m, const metrics_train *t) {
+    char eta[32], el[32];
+    format_duration(eta, sizeof eta, t->eta_s);
+    format_duration(el, sizeof el, t->elapsed_s);
+    int width = snprintf(NULL, 0, "%lld", (long long)t->total_steps);
+    if (m->in_place) fputs("\r\033[K", stderr);
+    fprintf(stderr,
+            "step %*lld/%lld | epoch %lld | loss %.4f | acc %.3f | lr %.2e | %.0f samples/s"
+            " | %.2f GFLOP/s | %s elapsed, ETA %s",
+            width, (long long)t->step, (long long)t->total_steps, (long long)t->epoch, t->loss,
+            t->accuracy, t->lr, t->samples_per_s, t->flops_per_s * 1e-9, el, eta);
+    if (m->in_place) m->line_open = 1;
+    else fputc('\n', stderr);
+    fflush(stderr);
+    if (m->jsonl) {
+        fprintf(m->jsonl,
+                "{\"event\":\"train\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,"
+                "\"accuracy\":%.6f,\"lr\":%.9g,\"grad_norm\":%.9g,\"samples_per_s\":%.1f,"
+                "\"flops_per_s\":%.6g,\"elapsed_s\":%.3f,\"step_compute_s\":%.6g,"
+                "\"step_comm_wait_s\":%.6g,\"step_data_wait_s\":%.6g}\n",
+                (long long)t->step, (long long)t->epoch, t->loss, t->accuracy, t->lr,
+                t->grad_norm, t->samples_per_s, t->flops_per_s, t->elapsed_s, t->compute_s,
+                t->comm_wait_s, t->data_wait_s);
+        fflush(m->jsonl);
+    }
+}
+
+void metrics_log_eval(metrics *m, int64_t step, int64_t epoch, double loss, double accuracy,
+                      int64_t samples) {
+    close_line(m);
+    fprintf(stderr, "eval  step %lld | epoch %lld | test loss %.4f | test accuracy %.4f (%lld samples)\n",
+            (long long)step, (long long)epoch, loss, accuracy, (long long)samples);
+    fflush(stderr);
+    if (m->jsonl) {
+        fprintf(m->jsonl,
+                "{\"event\":\"eval\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,"
+                "\"accuracy\":%.6f,\"samples\":%lld}\n",
+                (long long)step, (long long)epoch, loss, accuracy, (long long)samples);
+        fflush(m->jsonl);
+    }
+}
+
+void metrics_log_event(metrics *m, const char *name, const char *json_fields) {
+    if (!m->jsonl) return;
+    fprintf(m->jsonl, "{\"event\":\"%s\"%s%s}\n", name, json_fields[0] ? "," : "", json_fields);
+    fflush(m->jsonl);
+}
+
+void metrics_notice(metrics *m, const char *fmt, ...) {
+    close_line(m);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+}

@@ -1,0 +1,612 @@
+/* train: set-up, the data-parallel step loop and evaluation.
+ *
+ * One optimizer step on rank r of R, with global batch G = batch_size and A = grad_accum:
+ *   for each of A micro-steps: the loader hands this rank its B = G/(A*R) samples of the next
+ *   global micro-batch; forward; loss gradient scaled by 1/(B*A); backward accumulates into
+ *   grads; on the last micro-step each finished layer starts its bucket all-reduces.
+ *   Then wait for the averaged gradients, clip by global norm, optimizer update.
+ * Start-up errors are agreed on by all ranks (comm_agree) so exactly one prints and every rank
+ * exits 1; errors in the middle of a run end the job through comm_abort. */
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "data.h"
+#include "fsutil.h"
+#include "kernels.h"
+#include "metrics.h"
+#include "model.h"
+#include "optim.h"
+
+#define ERRLEN 1024
+
+typedef struct {
+    const config *cfg;
+    comm *c;
+    int rank, world;
+    kern_ctx *k;
+    data_loader *train, *test;
+    const data_info *info;
+    model m;
+    optim opt;
+    metrics met;
+    int64_t G, B, accum;      /* global micro-batch, per-rank micro-batch, micro-steps */
+    int64_t rank_base;        /* this rank's first sample within each global micro-batch */
+    float in_scale, mean, std;
+    int32_t *labels_dev;      /* [B] labels on the backend */
+    int64_t total_steps;
+    int64_t start_step;       /* > 0 when resumed */
+    char ckpt_dir[CFG_PATH_MAX + 16];
+    char *config_yaml;        /* the resolved config, stored in checkpoints */
+    double last_eval_accuracy;
+    const char *resume_what;  /* --resume */
+} run;
+
+/* Set by SIGUSR1 / SIGTERM; read at step boundaries only. */
+static volatile sig_atomic_t stop_signal = 0;
+static void on_stop_signal(int sig) { stop_signal = sig; }
+/* Why the ranks stop, agreed with an all-reduce MAX: the signal number, or STOP_AFTER. */
+#define STOP_AFTER 1000
+
+static int cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* Agreement point: returns 0 when every rank is fine; otherwise rank 0 prints the first
+ * failing rank's message and every rank gets -1. */
+static int agree(run *r, int status, char *err) {
+    int who = comm_agree(r->c, status, err, ERRLEN);
+    if (who == 0) return 0;
+    if (r->rank == 0) {
+        if (who - 1 == 0 || r->world == 1) fprintf(stderr, "harness: error: %s\n", err);
+        else fprintf(stderr, "harness: error on rank %d: %s\n", who - 1, err);
+    }
+    return -1;
+}
+
+static int open_backend(run *r, char *err) {
+    const config *cfg = r->cfg;
+    kern_options ko = {0};
+    ko.backend = KERN_CPU;
+    ko.threads = cfg->threads > 0 ? cfg->threads : cpu_count() / comm_local_size(r->c);
+    if (ko.threads < 1) ko.threads = 1;
+    ko.device = comm_local_rank(r->c);
+    int gpus = kern_cuda_device_count();
+    if (cfg->device == DEVICE_CUDA) {
+        if (gpus <= 0) {
+            snprintf(err, ERRLEN, "run.device: cuda was asked for, but %s",
+                     gpus < 0 ? "this build has no CUDA backend" : "no CUDA device is visible");
+            return -1;
+        }
+        ko.backend = KERN_CUDA;
+    } else if (cfg->device == DEVICE_AUTO) {
+        if (gpus > 0) ko.backend = KERN_CUDA;
+        else if (r->rank == 0)
+            fprintf(stderr, "harness: no GPU found, training on the CPU backend "
+                            "(%d rank%s x %d thread%s)\n", r->world, r->world > 1 ? "s" : "",
+                    ko.threads, ko.threads > 1 ? "s" : "");
+    }
+    if (ko.backend == KERN_CUDA && gpus > 0) ko.device = comm_local_rank(r->c) % gpus;
+    return kern_create(&ko, &r->k, err, ERRLEN);
+}
+
+static int open_data(run *r, int need_train, char *err) {
+    const config *cfg = r->cfg;
+    data_config dc = {0};
+    if (!need_train) {
+        if (!cfg->test_path[0]) {
+            snprintf(err, ERRLEN, "data.test: evaluation needs a test set");
+            return -1;
+        }
+        dc.path = cfg->test_path;
+        dc.mode = DATA_EVAL;
+        dc.rank = r->rank;
+        dc.world = r->world;
+        dc.global_batch = r->G;
+        dc.cache_bytes = cfg->cache_mb * 1024 * 1024;
+        if (data_loader_open(&dc, &r->test, err, ERRLEN) != 0) return -1;
+        r->info = data_loader_info(r->test);
+        goto normalisation;
+    }
+    dc.path = cfg->train_path;
+    dc.mode = DATA_TRAIN;
+    dc.rank = r->rank;
+    dc.world = r->world;
+    dc.global_batch = r->G;
+    dc.seed = cfg->seed;
+    dc.shuffle = cfg->shuffle;
+    dc.cache_bytes = cfg->cache_mb * 1024 * 1024;
+    if (data_loader_open(&dc, &r->train, err, ERRLEN) != 0) return -1;
+    r->info = data_loader_info(r->train);
+    if (r->info->n < cfg->batch_size) {
+        snprintf(err, ERRLEN, "train.batch_size: %lld is larger than the training set %s (%lld samples)",
+                 (long long)cfg->batch_size, cfg->train_path, (long long)r->info->n);
+        return -1;
+    }
+    if (cfg->test_path[0]) {
+        dc.path = cfg->test_path;
+        dc.mode = DATA_EVAL;
+        if (data_loader_open(&dc, &r->test, err, ERRLEN) != 0) return -1;
+        const data_info *ti = data_loader_info(r->test);
+        if (ti->sample_elems != r->info->sample_elems || ti->dtype != r->info->dtype ||
+            ti->num_classes != r->info->num_classes) {
+            snprintf(err, ERRLEN, "%s: samples of %lld %s values in %d classes do not match the "
+                     "training set %s (%lld %s values, %d classes)", cfg->test_path,
+                     (long long)ti->sample_elems, ti->dtype == DATA_U8 ? "uint8" : "float32",
+                     ti->num_classes, cfg->train_path, (long long)r->info->sample_elems,
+                     r->info->dtype == DATA_U8 ? "uint8" : "float32", r->info->num_classes);
+            return -1;
+        }
+    }
+normalisation:
+    /* input normalisation: uint8 pixels are scaled to [0,1] first */
+    r->in_scale = r->info->dtype == DATA_U8 ? 1.0f / 255.0f : 1.0f;
+    r->mean = 0.0f;
+    r->std = 1.0f;
+    if (cfg->normalize && r->info->has_mean_std) {
+        if (!(r->info->std > 0.0f) || !isfinite(r->info->mean)) {
+            snprintf(err, ERRLEN, "%s: attributes mean=%g std=%g are not usable (std must be > 0)",
+                     need_train ? cfg->train_path : cfg->test_path, r->info->mean, r->info->std);
+            return -1;
+        }
+        r->mean = r->info->mean;
+        r->std = r->info->std;
+    }
+    return 0;
+}
+
+/* Copies a host batch read from `path` into the model's input buffer, converting and
+ * normalising. */
+static void load_batch(run *r, const data_batch *b, const char *path) {
+    int64_t n = b->count * r->info->sample_elems;
+    if (r->info->dtype == DATA_U8) {
+        /* CPU backend: the host batch is directly addressable */
+        kern_u8_to_f32(r->k, model_input(&r->m), (const uint8_t *)b->x, n, r->in_scale, r->mean,
+                       r->std);
+    } else {
+        kern_f32_normalize(r->k, model_input(&r->m), (const float *)b->x, n, r->mean, r->std);
+        /* float inputs can hold NaN or Inf: one cheap pass names the file and position */
+        if (kern_has_nonfinite(r->k, model_input(&r->m), n)) {
+            char err[ERRLEN];
+            snprintf(err, sizeof err, "%s: non-finite value (NaN or Inf) in /images among the "
+                     "samples of this batch (epoch %lld, cursor %lld)",
+                     path, (long long)b->epoch, (long long)b->cursor);
+            comm_abort(r->c, 1, err);
+        }
+    }
+    kern_to_device(r->k, r->labels_dev, b->y, (size_t)b->count * sizeof(int32_t));
+}
+
+static void grads_ready_cb(void *user, int64_t offset) {
+    run *r = user;
+    char err[ERRLEN];
+    if (comm_grads_ready(r->c, offset, err, sizeof err) != 0) comm_abort(r->c, 1, err);
+}
+
+/* Loss and accuracy over the whole test set, every sample exactly once across ranks. */
+static void evaluate(run *r, int64_t step, int64_t epoch) {
+    char err[ERRLEN];
+    double sums[2] = {0, 0};       /* loss sum, correct */
+    int64_t count = 0;
+    data_batch b;
+    for (;;) {
+        int rc = data_loader_next(r->test, &b, err, sizeof err);
+        if (rc < 0) comm_abort(r->c, 1, err);
+        if (rc == 1) break;
+        if (b.count == 0) continue;
+        load_batch(r, &b, r->cfg->test_path);
+        const float *logits = model_forward(&r->m, b.count, 0, 0, 0, 0);
+        int64_t correct = 0;
+        sums[0] += kern_softmax_xent(r->k, r->m.losses, NULL, &correct, logits, r->labels_dev,
+                                     (int)b.count, (int)r->m.n_classes, 1.0f);
+        sums[1] += (double)correct;
+        count += b.count;
+    }
+    if (comm_allreduce_sum_f64(r->c, sums, 2, err, sizeof err) != 0 ||
+        comm_allreduce_sum_i64(r->c, &count, 1, err, sizeof err) != 0)
+        comm_abort(r->c, 1, err);
+    r->last_eval_accuracy = count > 0 ? sums[1] / (double)count : 0.0;
+    if (r->rank == 0 && count > 0 && r->met.jsonl)
+        metrics_log_eval(&r->met, step, epoch, sums[0] / (double)count, sums[1] / (double)count,
+                         count);
+    else if (r->rank == 0 && count > 0)
+        printf("test loss %.6f, test accuracy %.4f (%lld samples)\n", sums[0] / (double)count,
+               sums[1] / (double)count, (long long)count);
+}
+
+/* Rank 0 picks and verifies the checkpoint, then every rank receives its contents.
+ * Returns 0 (resumed, or nothing to resume with "auto") or -1 (reported). */
+static int resume(run *r, const char *what, char *err) {
+    int st = 0, found = 0;
+    ckpt_state s = {0};
+    char path[1200] = "";
+    if (r->rank == 0) {
+        if (strcmp(what, "auto") == 0) {
+            static char paths[256][1200];
+            int n = ckpt_list(r->ckpt_dir, paths, 256);
+            for (int i = 0; i < n && !found && st == 0; i++) {
+                int rc = ckpt_read(paths[i], &r->m, &r->opt, &s, err, ERRLEN);
+                if (rc == CKPT_OK) {
+                    found = 1;
+                    snprintf(path, sizeof path, "%s", paths[i]);
+                } else if (rc == CKPT_MISMATCH) {
+                    st = -1;
+                } else {
+                    fprintf(stderr, "harness: skipping checkpoint that does not verify: %s\n", err);
+                }
+            }
+            if (st == 0 && !found && n > 0) {
+                snprintf(err, ERRLEN, "--resume auto: none of the %d checkpoints in %s verifies; "
+                         "refusing to start over (use --resume none to do that)", n, r->ckpt_dir);
+                st = -1;
+            } else if (st == 0 && !found) {
+                fprintf(stderr, "harness: no checkpoint in %s, starting from scratch\n", r->ckpt_dir);
+            }
+        } else {
+            int rc = ckpt_read(what, &r->m, &r->opt, &s, err, ERRLEN);
+            if (rc == CKPT_OK) {
+                found = 1;
+                snprintf(path, sizeof path, "%s", what);
+            } else {
+                st = -1;
+            }
+        }
+    }
+    if (agree(r, st, err)) return -1;
+    /* hand the checkpoint to every rank */
+    int64_t hdr[6] = {found, s.step, s.epoch, s.cursor, s.optimizer_steps, s.world_size};
+    st = comm_broadcast(r->c, hdr, sizeof hdr, 0, err, ERRLEN);
+    if (agree(r, st, err)) return -1;
+    if (!hdr[0]) return 0;
+    size_t bytes = (size_t)r->m.n_params * sizeof(float);
+    float *bufs[3] = {r->m.params, r->opt.m, r->opt.v};   /* CPU backend: host memory */
+    for (int i = 0; i < 3 && st == 0; i++)
+        if (bufs[i] && r->world > 1) st = comm_broadcast(r->c, bufs[i], bytes, 0, err, ERRLEN);
+    if (agree(r, st, err)) return -1;
+    r->opt.t = hdr[4];
+    r->start_step = hdr[1];
+    if (r->start_step > r->total_steps) {
+        snprintf(err, ERRLEN, "%s: checkpoint of step %lld is past this run's %lld steps "
+                 "(train.steps / train.epochs)", path, (long long)hdr[1], (long long)r->total_steps);
+        st = -1;
+    }
+    if (st == 0) st = data_loader_seek(r->train, hdr[2], hdr[3], err, ERRLEN);
+    if (agree(r, st, err)) return -1;
+    if (r->rank == 0)
+        fprintf(stderr, "harness: resumed from %s: step %lld, epoch %lld, cursor %lld "
+                "(written by %lld rank%s, now %d)\n", path, (long long)hdr[1], (long long)hdr[2],
+                (long long)hdr[3], (long long)hdr[5], hdr[5] == 1 ? "" : "s", r->world);
+    return 0;
+}
+
+/* Every rank calls this at the same step; rank 0 writes.  0, or -1 (reported). */
+static int checkpoint(run *r, int64_t step, char *path, size_t path_len) {
+    char err[ERRLEN];
+    int st = 0;
+    if (r->rank == 0) {
+        ckpt_state s = {0};
+        s.step = step;
+        data_loader_position(r->train, &s.epoch, &s.cursor);
+        s.optimizer_steps = r->opt.t;
+        s.seed = r->cfg->seed;
+        s.world_size = r->world;
+        st = ckpt_write(r->ckpt_dir, &r->m, &r->opt, &s, r->config_yaml, r->cfg->ckpt_keep, path,
+                        path_len, err, ERRLEN);
+    }
+    return agree(r, st, err);
+}
+
+static int setup(run *r, char *err) {
+    const config *cfg = r->cfg;
+    int st = 0;
+
+    r->accum = cfg->grad_accum;
+    r->G = cfg->batch_size / r->accum;
+    if (cfg->batch_size % ((int64_t)r->accum * r->world) != 0) {
+        snprintf(err, ERRLEN, "train.batch_size: %lld is not divisible by grad_accum (%lld) x "
+                 "ranks (%d); each rank needs an equal share of every micro-batch",
+                 (long long)cfg->batch_size, (long long)r->accum, r->world);
+        st = -1;
+    }
+    if (agree(r, st, err)) return -1;
+    r->B = r->G / r->world;
+    int64_t end;
+    data_rank_slice(r->G, r->rank, r->world, &r->rank_base, &end);
+
+    if (agree(r, open_backend(r, err), err)) return -1;
+    if (agree(r, open_data(r, 1, err), err)) return -1;
+
+    st = model_build(&r->m, cfg, r->info->sample_elems, r->info->num_classes, r->B, r->k, err,
+                     ERRLEN);
+    if (st == 0 && !(r->labels_dev = kern_alloc(r->k, (size_t)r->B * sizeof(int32_t)))) {
+        snprintf(err, ERRLEN, "out of memory for labels");
+        st = -1;
+    }
+    if (agree(r, st, err)) return -1;
+
+    int64_t per_epoch = r->info->n / cfg->batch_size;
+    r->total_steps = cfg->steps > 0 ? cfg->steps : cfg->epochs * per_epoch;
+    st = optim_create(&r->opt, cfg, r->m.n_params, r->total_steps, r->k, err, ERRLEN);
+    if (st == 0)
+        st = comm_grads_register(r->c, r->m.grads, r->m.n_params,
+                                 (size_t)cfg->bucket_kb * 1024, err, ERRLEN);
+    if (agree(r, st, err)) return -1;
+
+    /* Every rank draws the same weights from the seed; rank 0's are broadcast anyway so that
+     * the ranks provably start from identical parameters. */
+    model_init_params(&r->m, cfg->init, cfg->seed);
+    if (r->world > 1) {
+        float *host = r->m.params;   /* CPU backend: parameters are host memory */
+        if (comm_broadcast(r->c, host, (size_t)r->m.n_params * sizeof(float), 0, err, ERRLEN))
+            st = -1;
+    }
+    if (agree(r, st, err)) return -1;
+
+    if (r->rank == 0) {
+        char path[CFG_PATH_MAX + 32];
+        if (make_dirs(cfg->run_dir) != 0) {
+            snprintf(err, ERRLEN, "run.dir: cannot create %s: %s", cfg->run_dir, strerror(errno));
+            st = -1;
+        }
+        if (st == 0) {
+            snprintf(path, sizeof path, "%s/config.yaml", cfg->run_dir);
+            st = config_write(cfg, path, err, ERRLEN);
+        }
+    }
+    if (agree(r, st, err)) return -1;
+
+    if (cfg->ckpt_dir[0]) snprintf(r->ckpt_dir, sizeof r->ckpt_dir, "%s", cfg->ckpt_dir);
+    else snprintf(r->ckpt_dir, sizeof r->ckpt_dir, "%s/checkpoints", cfg->run_dir);
+    r->config_yaml = config_to_yaml(cfg);
+    if (!r->config_yaml) {
+        snprintf(err, ERRLEN, "out of memory");
+        st = -1;
+    }
+    if (agree(r, st, err)) return -1;
+    if (r->resume_what && strcmp(r->resume_what, "none") != 0 && resume(r, r->resume_what, err))
+        return -1;
+    if (r->rank == 0)
+        st = metrics_open(&r->met, cfg->run_dir, cfg->progress, r->start_step > 0, err, ERRLEN);
+    if (agree(r, st, err)) return -1;
+    return 0;
+}
+
+static void teardown(run *r) {
+    if (r->rank == 0) metrics_close(&r->met);
+    optim_free(&r->opt);
+    if (r->k) kern_free(r->k, r->labels_dev);
+    model_free(&r->m);
+    if (r->test) data_loader_close(r->test);
+    if (r->train) data_loader_close(r->train);
+    if (r->k) kern_destroy(r->k);
+    free(r->config_yaml);
+}
+
+static void run_init(run *r, const config *cfg, comm *c) {
+    memset(r, 0, sizeof *r);
+    r->cfg = cfg;
+    r->c = c;
+    r->rank = comm_rank(c);
+    r->world = comm_world(c);
+}
+
+int train_run(const config *cfg, const train_options *opt, comm *c) {
+    char err[ERRLEN];
+    run r;
+    run_init(&r, cfg, c);
+    r.resume_what = opt->resume;
+
+    /* SIGUSR1 (Slurm's warning before the time limit) and SIGTERM (preemption) only set a
+     * flag; the ranks agree at the next step boundary and checkpoint the same step. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    if (setup(&r, err) != 0) {
+        teardown(&r);
+        return HARNESS_EXIT_ERROR;
+    }
+    if (r.rank == 0) {
+        fprintf(stderr, "harness: %lld parameters, %d rank%s, global batch %lld (%lld per rank x %lld "
+                "micro-steps), %lld steps, %.1f MFLOP per sample\n", (long long)r.m.n_params,
+                r.world, r.world > 1 ? "s" : "", (long long)cfg->batch_size, (long long)r.B,
+                (long long)r.accum, (long long)r.total_steps, r.m.flops_per_sample * 1e-6);
+        char fields[512];
+        snprintf(fields, sizeof fields, "\"params\":%lld,\"world\":%d,\"batch_size\":%lld,"
+                 "\"total_steps\":%lld,\"start_step\":%lld,\"flops_per_sample\":%.6g",
+                 (long long)r.m.n_params, r.world, (long long)cfg->batch_size,
+                 (long long)r.total_steps, (long long)r.start_step, r.m.flops_per_sample);
+        metrics_log_event(&r.met, "start", fields);
+    }
+
+    /* interval accumulators: loss sum, correct, samples (this rank), timings */
+    double iv_loss = 0, iv_correct = 0, iv_compute = 0, iv_comm = 0, iv_data = 0, gnorm = 0;
+    int64_t iv_samples = 0, iv_steps = 0, epoch = 0, steps_run = 0;
+    double t_interval = metrics_now(), t_train = t_interval, t_excluded = 0;
+    float inv_scale = 1.0f / (float)(r.B * r.accum);
+    int exit_code = HARNESS_EXIT_OK;
+    char ckpt_path[1200] = "";
+    /* Fault-injection hook for tests: a pause after each micro-step, so that a signal can be
+     * delivered reliably in the middle of gradient accumulation. */
+    const char *sleep_env = getenv("HARNESS_FAULT_STEP_SLEEP_MS");
+    long step_sleep_ms = sleep_env ? strtol(sleep_env, NULL, 10) : 0;
+    data_batch b;
+
+    for (int64_t step = r.start_step; step < r.total_steps; step++) {
+        double t0 = metrics_now();
+        double data_before = data_loader_wait_seconds(r.train);
+        kern_fill(r.k, r.m.grads, 0.0f, r.m.n_params);
+        for (int64_t micro = 0; micro < r.accum; micro++) {
+            if (data_loader_next(r.train, &b, err, sizeof err) != 0) comm_abort(c, 1, err);
+            if (micro == 0) epoch = b.epoch;
+            load_batch(&r, &b, cfg->train_path);
+            uint64_t step_id = (uint64_t)(step * r.accum + micro);
+            const float *logits = model_forward(&r.m, r.B, 1, cfg->seed, step_id, r.rank_base);
+            int64_t correct = 0;
+            double loss = kern_softmax_xent(r.k, r.m.losses, model_dlogits(&r.m), &correct,
+                                            logits, r.labels_dev, (int)r.B, (int)r.m.n_classes,
+                                            inv_scale);
+            if (!isfinite(loss)) {
+                if (kern_check(r.k, err, sizeof err) != 0) comm_abort(c, 1, err);
+                snprintf(err, sizeof err, "loss is %s at step %lld (epoch %lld, cursor %lld): "
+                         "diverged or non-finite input data in %s; try a lower train.lr",
+                         isnan(loss) ? "NaN" : "infinite", (long long)step, (long long)b.epoch,
+                         (long long)b.cursor, cfg->train_path);
+                comm_abort(c, 1, err);
+            }
+            iv_loss += loss;
+            iv_correct += (double)correct;
+            iv_samples += r.B;
+            int last = micro == r.accum - 1;
+            model_backward(&r.m, r.B, last && r.world > 1 ? grads_ready_cb : NULL, &r);
+            if (step_sleep_ms > 0) {
+                struct timespec ts = {step_sleep_ms / 1000, (step_sleep_ms % 1000) * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+        }
+        if (r.world > 1) {
+            if (comm_grads_ready(c, 0, err, sizeof err) != 0 ||
+                comm_grads_wait(c, err, sizeof err) != 0)
+                comm_abort(c, 1, err);
+            iv_comm += comm_grads_wait_seconds(c);
+        }
+        gnorm = optim_clip(&r.opt, r.m.grads);
+        float lr = optim_lr(&r.opt, step);
+        optim_step(&r.opt, r.m.params, r.m.grads, lr);
+        double t1 = metrics_now();
+        iv_data += data_loader_wait_seconds(r.train) - data_before;
+        iv_compute += t1 - t0;
+        iv_steps++;
+        steps_run++;
+
+        int64_t done = step + 1;
+        int last_step = done == r.total_steps;
+        if (done % cfg->log_every == 0 || last_step) {
+            double sums[3] = {iv_loss, iv_correct, (double)iv_samples};
+            if (comm_allreduce_sum_f64(c, sums, 3, err, sizeof err) != 0) comm_abort(c, 1, err);
+            double now = metrics_now(), dt = now - t_interval;
+            if (r.rank == 0) {
+                metrics_train t = {0};
+                t.step = done;
+                t.total_steps = r.total_steps;
+                t.epoch = epoch;
+                t.loss = sums[0] / sums[2];
+                t.accuracy = sums[1] / sums[2];
+                t.lr = lr;
+                t.grad_norm = gnorm;
+                t.samples_per_s = (double)iv_steps * (double)cfg->batch_size / dt;
+                t.flops_per_s = t.samples_per_s * r.m.flops_per_sample;
+                t.elapsed_s = now - t_train - t_excluded;
+                t.eta_s = t.elapsed_s / (double)steps_run * (double)(r.total_steps - done);
+                t.comm_wait_s = iv_comm / (double)iv_steps;
+                t.data_wait_s = iv_data / (double)iv_steps;
+                t.compute_s = (iv_compute - iv_comm - iv_data) / (double)iv_steps;
+                metrics_log_train(&r.met, &t);
+            }
+            iv_loss = iv_correct = iv_compute = iv_comm = iv_data = 0;
+            iv_samples = iv_steps = 0;
+            t_interval = metrics_now();
+        }
+        if (last_step) break;
+
+        /* Evaluation and checkpoints do not count as training time. */
+        double te = metrics_now();
+        if (r.test && cfg->eval_every > 0 && done % cfg->eval_every == 0)
+            evaluate(&r, done, epoch);
+        /* One small all-reduce per step: every rank learns of a signal any rank received,
+         * so they all stop after the same step. */
+        int32_t stop = stop_signal ? stop_signal
+                       : (opt->stop_after > 0 && done == opt->stop_after) ? STOP_AFTER : 0;
+        if (r.world > 1 && comm_allreduce_max_i32(c, &stop, 1, err, sizeof err) != 0)
+            comm_abort(c, 1, err);
+        if (stop || (cfg->ckpt_every > 0 && done % cfg->ckpt_every == 0)) {
+            if (checkpoint(&r, done, ckpt_path, sizeof ckpt_path) != 0) {
+                exit_code = HARNESS_EXIT_ERROR;
+                break;
+            }
+        }
+        if (stop) {
+            if (r.rank == 0)
+                metrics_notice(&r.met, "harness: %s: checkpointed step %lld to %s; exiting with "
+                               "status %d (resume with --resume auto)",
+                               stop == SIGTERM ? "SIGTERM" : stop == SIGUSR1 ? "SIGUSR1"
+                               : "--stop-after", (long long)done, ckpt_path,
+                               HARNESS_EXIT_RESUBMIT);
+            exit_code = HARNESS_EXIT_RESUBMIT;
+            break;
+        }
+        double spent = metrics_now() - te;
+        t_interval += spent;
+        t_excluded += spent;
+    }
+    double train_s = metrics_now() - t_train - t_excluded;
+
+    if (exit_code == HARNESS_EXIT_OK) {
+        if (checkpoint(&r, r.total_steps, ckpt_path, sizeof ckpt_path) != 0)
+            exit_code = HARNESS_EXIT_ERROR;
+    }
+    if (exit_code == HARNESS_EXIT_OK) {
+        if (r.test) evaluate(&r, r.total_steps, epoch);
+        if (r.rank == 0) {
+            double sps = steps_run > 0 ? (double)steps_run * (double)cfg->batch_size / train_s : 0;
+            char acc[64] = "";
+            if (r.test) snprintf(acc, sizeof acc, ", test accuracy %.4f", r.last_eval_accuracy);
+            metrics_notice(&r.met, "harness: done: %lld steps in %.1f s, %.0f samples/s "
+                           "(%.2f GFLOP/s) on %d rank%s%s; checkpoint %s",
+                           (long long)steps_run, train_s, sps, sps * r.m.flops_per_sample * 1e-9,
+                           r.world, r.world > 1 ? "s" : "", acc, ckpt_path);
+            char fields[512];
+            snprintf(fields, sizeof fields, "\"steps\":%lld,\"train_seconds\":%.3f,"
+                     "\"samples_per_s\":%.1f,\"flops_per_s\":%.6g,\"test_accuracy\":%.6f,"
+                     "\"checkpoint\":\"%s\"", (long long)steps_run, train_s, sps,
+                     sps * r.m.flops_per_sample, r.test ? r.last_eval_accuracy : -1.0, ckpt_path);
+            metrics_log_event(&r.met, "summary", fields);
+        }
+    }
+    teardown(&r);
+    return exit_code;
+}
+
+int eval_run(const config *cfg, const char *ckpt, comm *c) {
+    char err[ERRLEN];
+    run r;
+    run_init(&r, cfg, c);
+    /* evaluation batches: up to batch_size / grad_accum samples per rank */
+    r.B = cfg->batch_size / cfg->grad_accum;
+    if (r.B < 1) r.B = 1;
+    r.G = r.B * r.world;
+    int st = 0;
+    if (agree(&r, open_backend(&r, err), err) || agree(&r, open_data(&r, 0, err), err))
+        goto out;
+    st = model_build(&r.m, cfg, r.info->sample_elems, r.info->num_classes, r.B, r.k, err, ERRLEN);
+    if (st == 0 && !(r.labels_dev = kern_alloc(r.k, (size_t)r.B * sizeof(int32_t)))) {
+        snprintf(err, ERRLEN, "out of memory for labels");
+        st = -1;
+    }
+    if (agree(&r, st, err)) goto out;
+    ckpt_state s;
+    if (r.rank == 0) st = ckpt_read(ckpt, &r.m, NULL, &s, err, ERRLEN) == CKPT_OK ? 0 : -1;
+    if (agree(&r, st, err)) goto out;
+    if (r.world > 1)
+        st = comm_broadcast(c, r.m.params, (size_t)r.m.n_params * sizeof(float), 0, err, ERRLEN);
+    if (agree(&r, st, err)) goto out;
+    evaluate(&r, 0, 0);
+    teardown(&r);
+    return HARNESS_EXIT_OK;
+out:
+    teardown(&r);
+    return HARNESS_EXIT_ERROR;
+}
