@@ -116,4 +116,70 @@ void kern_adamw_update(kern_ctx *k, float *param, float *m, float *v, const floa
                        int64_t n, float lr, float beta1, float beta2, float eps,
                        float weight_decay, int64_t t);
 
+/* ---- convolutional layers (NCHW: [batch, channels, height, width], row-major) ---- */
+
+/* conv2d: in[B,C,H,W], w[K, C/groups, R, S], b[K] (or NULL) -> out[B,K,P,Q] with
+ *   P = (H + 2*pad_h - dil_h*(R-1) - 1) / stride_h + 1   (Q likewise),
+ * PyTorch nn.Conv2d semantics (cross-correlation, zero padding, groups divide C and K). */
+typedef struct {
+    int B, C, H, W;           /* input */
+    int K, R, S;              /* output channels, kernel height, width */
+    int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+} kern_conv_shape;
+
+/* Output height / width of a convolution or pooling window (<= 0 when it does not fit). */
+int kern_conv_out_h(const kern_conv_shape *s);
+int kern_conv_out_w(const kern_conv_shape *s);
+/* Scratch bytes the backend needs for this shape (e.g. an im2col buffer); the caller passes
+ * at least that much workspace to the conv ops, allocated once at start-up. */
+size_t kern_conv2d_workspace(kern_ctx *k, const kern_conv_shape *s);
+void kern_conv2d_forward(kern_ctx *k, float *out, const float *in, const float *w,
+                         const float *b, const kern_conv_shape *s, void *workspace);
+/* din[B,C,H,W] overwritten (skipped when NULL); dw and db (may be NULL) ACCUMULATED. */
+void kern_conv2d_backward(kern_ctx *k, float *din, float *dw, float *db, const float *dout,
+                          const float *in, const float *w, const kern_conv_shape *s,
+                          void *workspace);
+
+/* Pooling over R x S windows (kern_conv_shape with K = C, groups, dil ignored).
+ * maxpool: padding counts as -inf; argmax[B,C,P,Q] keeps the winning input index (h*W + w)
+ * for backward; ties pick the first in row-major window order.
+ * avgpool: PyTorch's count_include_pad=True (divide by R*S); a global average pool is
+ * R = H, S = W, stride 1, pad 0.  Backward overwrites din. */
+void kern_maxpool2d_forward(kern_ctx *k, float *out, int32_t *argmax, const float *in,
+                            const kern_conv_shape *s);
+void kern_maxpool2d_backward(kern_ctx *k, float *din, const float *dout, const int32_t *argmax,
+                             const kern_conv_shape *s);
+void kern_avgpool2d_forward(kern_ctx *k, float *out, const float *in, const kern_conv_shape *s);
+void kern_avgpool2d_backward(kern_ctx *k, float *din, const float *dout,
+                             const kern_conv_shape *s);
+
+/* Batch norm over x[B,C,HW] per channel, split in steps so that statistics can be summed
+ * across ranks (synchronised batch norm) between them:
+ *   stats:   sums[2C] = {sum_c x, sum_c x^2} over this rank's B*HW values (overwritten; the
+ *            caller may all-reduce them and the count)
+ *   forward: mean = sum/count, var = sumsq/count - mean^2 (biased), invstd = 1/sqrt(var+eps);
+ *            out = (x-mean)*invstd*gamma + beta; saves mean_invstd[2C] for backward; updates
+ *            running_mean/var with momentum (PyTorch: running = (1-m)*running + m*batch, with
+ *            the UNBIASED variance var*count/(count-1)); NULL running buffers skip the update
+ *   eval:    out = (x-running_mean)/sqrt(running_var+eps)*gamma + beta
+ *   backward_reduce: red[2C] = {sum_c dy, sum_c dy*xhat} over this rank (overwritten; the
+ *            caller ACCUMULATES dbeta += red[0..C), dgamma += red[C..2C) from the LOCAL sums,
+ *            and may all-reduce red before backward)
+ *   backward: din = gamma*invstd/count * (count*dy - red_dy - xhat*red_dyxhat) (overwritten) */
+void kern_batchnorm_stats(kern_ctx *k, double *sums, const float *x, int B, int C, int HW);
+void kern_batchnorm_forward(kern_ctx *k, float *out, float *mean_invstd, const float *x,
+                            const float *gamma, const float *beta, const double *sums,
+                            double count, float eps, float *running_mean, float *running_var,
+                            float momentum, int B, int C, int HW);
+void kern_batchnorm_forward_eval(kern_ctx *k, float *out, const float *x, const float *gamma,
+                                 const float *beta, const float *running_mean,
+                                 const float *running_var, float eps, int B, int C, int HW);
+void kern_batchnorm_backward_reduce(kern_ctx *k, double *red, const float *dout, const float *x,
+                                    const float *mean_invstd, int B, int C, int HW);
+void kern_batchnorm_backward(kern_ctx *k, float *din, const float *dout, const float *x,
+                             const float *mean_invstd, const float *gamma, const double *red,
+                             double count, int B, int C, int HW);
+
+/* A residual connection is kern_axpy(y, 1, x). */
+
 #endif
