@@ -52,6 +52,7 @@ void config_defaults(config *c) {
     c->schedule = SCHED_COSINE;
     c->warmup_steps = 0;
     c->min_lr = 0.0f;
+    c->nonfinite = NONFINITE_STOP;
 
     c->log_every = 100;
     c->eval_every = 0;

@@ -26,6 +26,7 @@ typedef struct {
 typedef enum { OPT_SGD, OPT_ADAMW } optimizer_type;
 typedef enum { SCHED_CONSTANT, SCHED_COSINE, SCHED_LINEAR } schedule_type;
 typedef enum { DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA } device_type;
+typedef enum { NONFINITE_STOP, NONFINITE_SKIP } nonfinite_policy;
 
 typedef struct {
     /* run.* */
@@ -61,6 +62,7 @@ typedef struct {
     schedule_type schedule;        /* train.schedule: constant | cosine | linear */
     int64_t warmup_steps;          /* train.warmup_steps */
     float min_lr;                  /* train.min_lr: floor of the decay */
+    nonfinite_policy nonfinite;    /* train.nonfinite: stop (name step, layer, rank) | skip the step */
 
     /* log.* */
     int64_t log_every;             /* log.every: steps between progress lines / metrics */

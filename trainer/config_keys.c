@@ -17,6 +17,7 @@ _Static_assert(sizeof(layer_type) == sizeof(int), "enum fields must be int-sized
 static const char *const device_names[] = {"auto", "cpu", "cuda", NULL};
 static const char *const optimizer_names[] = {"sgd", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "linear", NULL};
+static const char *const nonfinite_names[] = {"stop", "skip", NULL};
 static const char *const init_names[] = {"kaiming_uniform", "normal", NULL};
 const char *const config_layer_names[] = {"flatten", "linear", "relu", "gelu", "dropout", NULL};
 
@@ -60,6 +61,7 @@ const config_key config_keys[] = {
     {.name = "train.schedule", .kind = CK_ENUM, FIELD(schedule), .names = schedule_names},
     {.name = "train.warmup_steps", .kind = CK_I64, FIELD(warmup_steps), .imin = 0, .imax = INT64_MAX},
     {.name = "train.min_lr", .kind = CK_FLOAT, FIELD(min_lr), .fmin = 0, .fmax = INFINITY},
+    {.name = "train.nonfinite", .kind = CK_ENUM, FIELD(nonfinite), .names = nonfinite_names},
 
     {.name = "log.every", .kind = CK_I64, FIELD(log_every), .imin = 1, .imax = INT64_MAX},
     {.name = "log.eval_every", .kind = CK_I64, FIELD(eval_every), .imin = 0, .imax = INT64_MAX},

@@ -99,6 +99,29 @@ oom:
     return -1;
 }
 
+int64_t model_estimate_bytes(const config *cfg, int64_t in_features, int64_t batch,
+                             int64_t *n_params) {
+    /* the same walk as model_build, counting instead of allocating (floats, then bytes) */
+    int64_t width = in_features, max_width = in_features, params = 0;
+    int64_t act = batch * in_features, masks = 0;
+    for (int i = 0; i < cfg->n_layers; i++) {
+        const layer_config *lc = &cfg->layers[i];
+        int64_t out = width;
+        if (lc->type == LAYER_LINEAR) {
+            if (lc->out < 1) return -1;
+            out = lc->out;
+            params += width * out + (lc->bias ? out : 0);
+        }
+        if (lc->type == LAYER_DROPOUT) masks += batch * width;   /* bytes */
+        if (lc->type != LAYER_FLATTEN) act += batch * out;
+        width = out;
+        if (width > max_width) max_width = width;
+    }
+    *n_params = params;
+    int64_t floats = 2 * params + act + 2 * batch * max_width + batch;
+    return floats * (int64_t)sizeof(float) + masks;
+}
+
 void model_free(model *m) {
     if (!m->k) return;
     kern_ctx *k = m->k;
@@ -232,4 +255,20 @@ void model_backward(model *m, int64_t B,
         }
         if (i <= first_param_layer) break;   /* nothing below needs gradients */
     }
+}
+
+int model_first_nonfinite_layer(model *m, int64_t B) {
+    if (kern_has_nonfinite(m->k, m->act[0], B * m->in_features)) return -1;
+    for (int i = 0; i < m->n_layers; i++)
+        if (kern_has_nonfinite(m->k, m->act[i + 1], B * m->layers[i].out)) return i;
+    return m->n_layers;
+}
+
+int model_first_nonfinite_tensor(model *m, int grads) {
+    model_tensor t[2 * CFG_MAX_LAYERS];
+    int n = model_tensors(m, t, 2 * CFG_MAX_LAYERS);
+    const float *base = grads ? m->grads : m->params;
+    for (int i = 0; i < n; i++)
+        if (kern_has_nonfinite(m->k, base + t[i].offset, t[i].count)) return i;
+    return -1;
 }

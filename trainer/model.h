@@ -52,6 +52,12 @@ int model_build(model *m, const config *cfg, int64_t in_features, int64_t n_clas
                 int64_t batch, kern_ctx *k, char *err, size_t errlen);
 void model_free(model *m);
 
+/* Bytes model_build would allocate for these inputs and micro-batch (parameters and
+ * gradients, activations), without allocating; and the parameter count.  -1 when the
+ * layer list does not fit the inputs (model_build then says why). */
+int64_t model_estimate_bytes(const config *cfg, int64_t in_features, int64_t batch,
+                             int64_t *n_params);
+
 /* The parameter tensors in buffer order; returns their number (at most 2 per layer). */
 int model_tensors(const model *m, model_tensor *out, int max);
 
@@ -79,5 +85,12 @@ float *model_dlogits(model *m);
  * first parameter) so communication can start early (may be NULL). */
 void model_backward(model *m, int64_t B,
                     void (*on_layer_done)(void *user, int64_t param_offset), void *user);
+
+/* Where non-finite values (NaN, Inf) first appear in the last forward pass of B samples:
+ * -1 = already in the input, i = in the output of layer i, n_layers = nowhere. */
+int model_first_nonfinite_layer(model *m, int64_t B);
+/* The first parameter tensor (model_tensors order) whose values (grads = 0) or gradients
+ * (grads = 1) are non-finite, or -1. */
+int model_first_nonfinite_tensor(model *m, int grads);
 
 #endif

@@ -55,11 +55,13 @@ float optim_lr(const optim *o, int64_t step) {
     return (float)(o->min_lr + (o->lr - o->min_lr) * decay);
 }
 
-double optim_clip(optim *o, float *grads) {
-    double norm = sqrt(kern_sumsq(o->k, grads, o->n));
+double optim_grad_norm(optim *o, const float *grads) {
+    return sqrt(kern_sumsq(o->k, grads, o->n));
+}
+
+void optim_clip(optim *o, float *grads, double norm) {
     if (o->clip > 0.0f && norm > o->clip)
         kern_scale(o->k, grads, (float)(o->clip / (norm + 1e-6)), o->n);
-    return norm;
 }
 
 void optim_step(optim *o, float *params, const float *grads, float lr) {

@@ -24,8 +24,10 @@ int optim_create(optim *o, const config *cfg, int64_t n_params, int64_t total_st
 void optim_free(optim *o);
 /* Learning rate for 0-based optimizer step `step`. */
 float optim_lr(const optim *o, int64_t step);
-/* Clips grads to the configured global norm (if any) and returns the norm before clipping. */
-double optim_clip(optim *o, float *grads);
+/* Global L2 norm of grads (NaN or Inf when any gradient is non-finite). */
+double optim_grad_norm(optim *o, const float *grads);
+/* Scales grads down to the configured clip norm when norm exceeds it (no-op when off). */
+void optim_clip(optim *o, float *grads, double norm);
 /* One update of params with grads at learning rate lr. */
 void optim_step(optim *o, float *params, const float *grads, float lr);
 

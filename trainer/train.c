@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +306,67 @@ static int checkpoint(run *r, int64_t step, char *path, size_t path_len) {
     return agree(r, st, err);
 }
 
+/* Memory this process may use: MemAvailable, and the cgroup's limit when there is one (a
+ * Slurm job or container), shared by the ranks on this node.  -1 when unknown. */
+static int64_t memory_available(int64_t *node_total) {
+    int64_t avail = -1;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        long long kb;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) avail = (int64_t)kb * 1024;
+        fclose(f);
+    }
+    static const char *limits[2][2] = {
+        {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+        {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"}};
+    for (int i = 0; i < 2; i++) {
+        long long lim = -1, used = 0;
+        FILE *fl = fopen(limits[i][0], "r"), *fu = fopen(limits[i][1], "r");
+        if (fl && fscanf(fl, "%lld", &lim) == 1 && fu && fscanf(fu, "%lld", &used) == 1 &&
+            lim > 0 && lim < (1LL << 60)) {
+            int64_t room = (int64_t)(lim - used);
+            if (avail < 0 || room < avail) avail = room;
+        }
+        if (fl) fclose(fl);
+        if (fu) fclose(fu);
+    }
+    *node_total = avail;
+    return avail;
+}
+
+/* Refuses, before anything big is allocated, a run that cannot fit in this node's memory. */
+static int check_memory(run *r, char *err) {
+    const config *cfg = r->cfg;
+    int64_t n_params = 0;
+    int64_t model = model_estimate_bytes(cfg, r->info->sample_elems, r->B, &n_params);
+    if (model < 0) return 0;   /* model_build explains */
+    int states = cfg->optimizer == OPT_ADAMW ? 2 : cfg->momentum > 0.0f ? 1 : 0;
+    int64_t optim_bytes = (int64_t)states * n_params * (int64_t)sizeof(float);
+    int64_t cache = cfg->cache_mb * 1024 * 1024, data = 0;
+    const data_info *infos[2] = {r->info, r->test ? data_loader_info(r->test) : NULL};
+    for (int i = 0; i < 2; i++) {
+        if (!infos[i]) continue;
+        int64_t bytes = infos[i]->n * (infos[i]->sample_elems *
+                                       (infos[i]->dtype == DATA_U8 ? 1 : 4) + 4);
+        data += bytes <= cache ? bytes : 0;
+    }
+    int64_t need = model + optim_bytes + data, node = 0;
+    int64_t avail = memory_available(&node);
+    int local = comm_local_size(r->c);
+    if (avail < 0 || need * local <= avail) return 0;
+    double g = 1024.0 * 1024.0 * 1024.0;
+    snprintf(err, ERRLEN, "this run needs about %.2f GiB per rank (parameters and gradients "
+             "%.2f GiB for %lld parameters, optimizer state %.2f GiB, activations %.2f GiB, "
+             "cached datasets %.2f GiB) x %d rank%s on this node = %.2f GiB, but only %.2f GiB "
+             "is available; reduce the model, train.batch_size or data.cache_mb, or use more "
+             "nodes", (double)need / g, (double)(2 * n_params * 4) / g, (long long)n_params,
+             (double)optim_bytes / g, (double)(model - 2 * n_params * 4) / g, (double)data / g,
+             local, local == 1 ? "" : "s", (double)(need * local) / g, (double)avail / g);
+    return -1;
+}
+
 static int setup(run *r, char *err) {
     const config *cfg = r->cfg;
     int st = 0;
@@ -324,6 +386,7 @@ static int setup(run *r, char *err) {
 
     if (agree(r, open_backend(r, err), err)) return -1;
     if (agree(r, open_data(r, 1, err), err)) return -1;
+    if (agree(r, check_memory(r, err), err)) return -1;
 
     st = model_build(&r->m, cfg, r->info->sample_elems, r->info->num_classes, r->B, r->k, err,
                      ERRLEN);
@@ -391,6 +454,46 @@ static void teardown(run *r) {
     free(r->config_yaml);
 }
 
+/* train.nonfinite=skip gives up after this many skipped steps in a row. */
+#define MAX_CONSECUTIVE_SKIPS 20
+
+/* Collective: finds where non-finite values first appeared in this step - the input, a
+ * layer's output (lowest layer, then lowest rank), or only the gradients - and reports it
+ * once, from rank 0. */
+static void report_nonfinite(run *r, int64_t step, int64_t skipped) {
+    char err[ERRLEN];
+    int layer = model_first_nonfinite_layer(&r->m, r->B);   /* -1 input .. n_layers none */
+    /* lowest (layer, rank) wins: all-reduce MAX of its complement */
+    int32_t key = layer < r->m.n_layers ? (int32_t)((layer + 1) * 65536 + r->rank) : INT32_MAX;
+    int32_t inv = INT32_MAX - key;
+    if (comm_allreduce_max_i32(r->c, &inv, 1, err, sizeof err) != 0) comm_abort(r->c, 1, err);
+    key = INT32_MAX - inv;
+    if (r->rank != 0) return;
+    char where[512];
+    if (key != INT32_MAX) {
+        int l = key / 65536 - 1, rank = key % 65536;
+        if (l < 0)
+            snprintf(where, sizeof where, "first in the input batch on rank %d (data %s)", rank,
+                     r->cfg->train_path);
+        else
+            snprintf(where, sizeof where, "first in the output of layer %d (%s) on rank %d%s", l,
+                     layer_type_name(r->m.layers[l].type), rank,
+                     model_first_nonfinite_tensor(&r->m, 0) >= 0 ? "; the parameters themselves "
+                     "are already non-finite" : "");
+    } else {
+        model_tensor t[2 * CFG_MAX_LAYERS];
+        model_tensors(&r->m, t, 2 * CFG_MAX_LAYERS);
+        int ti = model_first_nonfinite_tensor(&r->m, 1);
+        snprintf(where, sizeof where, "the forward pass is finite on every rank; the first "
+                 "non-finite gradient is %s's (backward overflow)", ti >= 0 ? t[ti].name : "?");
+    }
+    fprintf(stderr, "%sharness: error: non-finite loss or gradients at step %lld%s: %s; "
+            "try a lower train.lr or train.clip_grad_norm, or train.nonfinite=skip\n",
+            r->met.line_open ? "\n" : "", (long long)step,
+            skipped ? " (after the maximum of consecutive skipped steps)" : "", where);
+    r->met.line_open = 0;
+}
+
 static void run_init(run *r, const config *cfg, comm *c) {
     memset(r, 0, sizeof *r);
     r->cfg = cfg;
@@ -435,6 +538,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     /* interval accumulators: loss sum, correct, samples (this rank), timings */
     double iv_loss = 0, iv_correct = 0, iv_compute = 0, iv_comm = 0, iv_data = 0, gnorm = 0;
     int64_t iv_samples = 0, iv_steps = 0, epoch = 0, steps_run = 0;
+    int64_t skipped_steps = 0, consecutive_skips = 0;
     double t_interval = metrics_now(), t_train = t_interval, t_excluded = 0;
     float inv_scale = 1.0f / (float)(r.B * r.accum);
     int exit_code = HARNESS_EXIT_OK;
@@ -459,14 +563,8 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             double loss = kern_softmax_xent(r.k, r.m.losses, model_dlogits(&r.m), &correct,
                                             logits, r.labels_dev, (int)r.B, (int)r.m.n_classes,
                                             inv_scale);
-            if (!isfinite(loss)) {
-                if (kern_check(r.k, err, sizeof err) != 0) comm_abort(c, 1, err);
-                snprintf(err, sizeof err, "loss is %s at step %lld (epoch %lld, cursor %lld): "
-                         "diverged or non-finite input data in %s; try a lower train.lr",
-                         isnan(loss) ? "NaN" : "infinite", (long long)step, (long long)b.epoch,
-                         (long long)b.cursor, cfg->train_path);
-                comm_abort(c, 1, err);
-            }
+            /* a backend failure can masquerade as NaN: report the real cause */
+            if (!isfinite(loss) && kern_check(r.k, err, sizeof err) != 0) comm_abort(c, 1, err);
             iv_loss += loss;
             iv_correct += (double)correct;
             iv_samples += r.B;
@@ -483,9 +581,26 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                 comm_abort(c, 1, err);
             iv_comm += comm_grads_wait_seconds(c);
         }
-        gnorm = optim_clip(&r.opt, r.m.grads);
+        /* The averaged gradients are identical on every rank, so every rank reaches the same
+         * verdict here without communicating. */
+        gnorm = optim_grad_norm(&r.opt, r.m.grads);
         float lr = optim_lr(&r.opt, step);
-        optim_step(&r.opt, r.m.params, r.m.grads, lr);
+        if (isfinite(gnorm)) {
+            optim_clip(&r.opt, r.m.grads, gnorm);
+            optim_step(&r.opt, r.m.params, r.m.grads, lr);
+            consecutive_skips = 0;
+        } else if (cfg->nonfinite == NONFINITE_SKIP && consecutive_skips < MAX_CONSECUTIVE_SKIPS) {
+            consecutive_skips++;
+            skipped_steps++;
+            if (r.rank == 0)
+                metrics_notice(&r.met, "harness: warning: step %lld: non-finite gradients; step "
+                               "skipped (train.nonfinite=skip; %lld skipped so far)",
+                               (long long)step + 1, (long long)skipped_steps);
+        } else {
+            report_nonfinite(&r, step + 1, consecutive_skips);
+            exit_code = HARNESS_EXIT_ERROR;
+            break;
+        }
         double t1 = metrics_now();
         iv_data += data_loader_wait_seconds(r.train) - data_before;
         iv_compute += t1 - t0;
@@ -554,6 +669,9 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     }
     double train_s = metrics_now() - t_train - t_excluded;
 
+    if (exit_code == HARNESS_EXIT_OK && skipped_steps > 0 && r.rank == 0)
+        metrics_notice(&r.met, "harness: %lld step%s skipped for non-finite gradients",
+                       (long long)skipped_steps, skipped_steps == 1 ? "" : "s");
     if (exit_code == HARNESS_EXIT_OK) {
         if (checkpoint(&r, r.total_steps, ckpt_path, sizeof ckpt_path) != 0)
             exit_code = HARNESS_EXIT_ERROR;

@@ -62,4 +62,6 @@ expect classes       "num_classes"          --set data.train="$B/good.h5" $D \
                                             --set "model.layers=[{type: flatten}, {type: linear, out: 7}]"
 expect nan_input     "NaN"                  --set data.train="$B/nan_images.h5" $D --set train.batch_size=200 \
                                             --set data.shuffle=false --set train.steps=3
+expect too_big       "GiB is available"    --set data.train="$B/good.h5" $D \
+                  --set "model.layers=[{type: flatten}, {type: linear, out: 4000000}, {type: relu}, {type: linear, out: 10}]"
 echo "bad input: ok"
