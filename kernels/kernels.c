@@ -15,8 +15,21 @@ struct kern_ctx {
     kcpu_ctx *cpu;       /* set when backend == KERN_CPU */
 #ifdef HARNESS_HAVE_CUDA
     kcuda_ctx *cuda;     /* set when backend == KERN_CUDA */
+    /* First op called on CUDA that the CUDA backend does not have yet (conv, pooling, batch
+     * norm); reported and cleared by kern_check / kern_sync like a recorded CUDA error. */
+    const char *cuda_missing_op;
 #endif
 };
+
+#ifdef HARNESS_HAVE_CUDA
+/* 0, or -1 with err saying which op the CUDA backend lacks (and the record cleared). */
+static int report_cuda_missing_op(kern_ctx *k, char *err, size_t errlen) {
+    if (!k->cuda_missing_op) return 0;
+    snprintf(err, errlen, "CUDA backend: %s is not implemented yet", k->cuda_missing_op);
+    k->cuda_missing_op = NULL;
+    return -1;
+}
+#endif
 
 int kern_cuda_device_count(void) {
 #ifdef HARNESS_HAVE_CUDA
@@ -84,6 +97,33 @@ void *kern_alloc(kern_ctx *k, size_t bytes) {
     }
 }
 
+void *kern_alloc_host(kern_ctx *k, size_t bytes) {
+    switch (k->backend) {
+    case KERN_CPU: return kcpu_alloc(k->cpu, bytes);   /* host memory is all there is */
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: return kcuda_alloc_host(k->cuda, bytes);
+#endif
+    default: return NULL;
+    }
+}
+
+void kern_free_host(kern_ctx *k, void *p) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_free(k->cpu, p); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_free_host(k->cuda, p); break;
+#endif
+    default: break;
+    }
+}
+
+void *kern_native_stream(kern_ctx *k) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) return kcuda_native_stream(k->cuda);
+#endif
+    return NULL;
+}
+
 void kern_free(kern_ctx *k, void *p) {
     switch (k->backend) {
     case KERN_CPU: kcpu_free(k->cpu, p); break;
@@ -118,7 +158,9 @@ int kern_sync(kern_ctx *k, char *err, size_t errlen) {
     switch (k->backend) {
     case KERN_CPU: return kcpu_sync(k->cpu, err, errlen);
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: return kcuda_sync(k->cuda, err, errlen);
+    case KERN_CUDA:
+        if (kcuda_sync(k->cuda, err, errlen) != 0) return -1;
+        return report_cuda_missing_op(k, err, errlen);
 #endif
     default:
         snprintf(err, errlen, "invalid kernel context");
@@ -130,7 +172,9 @@ int kern_check(kern_ctx *k, char *err, size_t errlen) {
     switch (k->backend) {
     case KERN_CPU: return kcpu_check(k->cpu, err, errlen);
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: return kcuda_check(k->cuda, err, errlen);
+    case KERN_CUDA:
+        if (kcuda_check(k->cuda, err, errlen) != 0) return -1;
+        return report_cuda_missing_op(k, err, errlen);
 #endif
     default:
         snprintf(err, errlen, "invalid kernel context");
@@ -372,6 +416,178 @@ void kern_adamw_update(kern_ctx *k, float *param, float *m, float *v, const floa
         kcuda_adamw_update(k->cuda, param, m, v, grad, n, lr, beta1, beta2, eps, weight_decay,
                            t);
         break;
+#endif
+    default: break;
+    }
+}
+
+/* ---- convolutional layers ----
+ * The CUDA backend has no conv, pooling or batch norm yet: on CUDA these ops do nothing and
+ * record "not implemented" for kern_check / kern_sync (see cuda_missing_op above). */
+
+#ifdef HARNESS_HAVE_CUDA
+static void cuda_missing(kern_ctx *k, const char *op) {
+    if (!k->cuda_missing_op) k->cuda_missing_op = op;
+}
+#endif
+
+/* floor((in + 2*pad - dil*(win-1) - 1) / stride) + 1, or <= 0 when the window does not fit;
+ * dilation 0 (a zero-initialised pooling shape) counts as 1 */
+static int conv_out_size(int in, int pad, int dil, int win, int stride) {
+    int span = in + 2 * pad - (dil > 0 ? dil : 1) * (win - 1) - 1;
+    if (span < 0 || stride <= 0) return 0;
+    return span / stride + 1;
+}
+
+int kern_conv_out_h(const kern_conv_shape *s) {
+    return conv_out_size(s->H, s->pad_h, s->dil_h, s->R, s->stride_h);
+}
+
+int kern_conv_out_w(const kern_conv_shape *s) {
+    return conv_out_size(s->W, s->pad_w, s->dil_w, s->S, s->stride_w);
+}
+
+size_t kern_conv2d_workspace(kern_ctx *k, const kern_conv_shape *s) {
+    switch (k->backend) {
+    case KERN_CPU: return kcpu_conv2d_workspace(k->cpu, s);
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: cuda_missing(k, "conv2d"); return 0;
+#endif
+    default: return 0;
+    }
+}
+
+void kern_conv2d_forward(kern_ctx *k, float *out, const float *in, const float *w,
+                         const float *b, const kern_conv_shape *s, void *workspace) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_conv2d_forward(k->cpu, out, in, w, b, s, workspace); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: cuda_missing(k, "conv2d_forward"); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_conv2d_backward(kern_ctx *k, float *din, float *dw, float *db, const float *dout,
+                          const float *in, const float *w, const kern_conv_shape *s,
+                          void *workspace) {
+    switch (k->backend) {
+    case KERN_CPU:
+        kcpu_conv2d_backward(k->cpu, din, dw, db, dout, in, w, s, workspace);
+        break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: cuda_missing(k, "conv2d_backward"); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_maxpool2d_forward(kern_ctx *k, float *out, int32_t *argmax, const float *in,
+                            const kern_conv_shape *s) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_maxpool2d_forward(k->cpu, out, argmax, in, s); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: cuda_missing(k, "maxpool2d_forward"); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_maxpool2d_backward(kern_ctx *k, float *din, const float *dout, const int32_t *argmax,
+                             const kern_conv_shape *s) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_maxpool2d_backward(k->cpu, din, dout, argmax, s); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: cuda_missing(k, "maxpool2d_backward"); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_avgpool2d_forward(kern_ctx *k, float *out, const float *in, const kern_conv_shape *s) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_avgpool2d_forward(k->cpu, out, in, s); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: cuda_missing(k, "avgpool2d_forward"); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_avgpool2d_backward(kern_ctx *k, float *din, const float *dout,
+                             const kern_conv_shape *s) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_avgpool2d_backward(k->cpu, din, dout, s); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: cuda_missing(k, "avgpool2d_backward"); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_batchnorm_stats(kern_ctx *k, double *sums, const float *x, int B, int C, int HW) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_batchnorm_stats(k->cpu, sums, x, B, C, HW); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: cuda_missing(k, "batchnorm_stats"); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_batchnorm_forward(kern_ctx *k, float *out, float *mean_invstd, const float *x,
+                            const float *gamma, const float *beta, const double *sums,
+                            double count, float eps, float *running_mean, float *running_var,
+                            float momentum, int B, int C, int HW) {
+    switch (k->backend) {
+    case KERN_CPU:
+        kcpu_batchnorm_forward(k->cpu, out, mean_invstd, x, gamma, beta, sums, count, eps,
+                               running_mean, running_var, momentum, B, C, HW);
+        break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: cuda_missing(k, "batchnorm_forward"); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_batchnorm_forward_eval(kern_ctx *k, float *out, const float *x, const float *gamma,
+                                 const float *beta, const float *running_mean,
+                                 const float *running_var, float eps, int B, int C, int HW) {
+    switch (k->backend) {
+    case KERN_CPU:
+        kcpu_batchnorm_forward_eval(k->cpu, out, x, gamma, beta, running_mean, running_var, eps,
+                                    B, C, HW);
+        break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: cuda_missing(k, "batchnorm_forward_eval"); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_batchnorm_backward_reduce(kern_ctx *k, double *red, const float *dout, const float *x,
+                                    const float *mean_invstd, int B, int C, int HW) {
+    switch (k->backend) {
+    case KERN_CPU:
+        kcpu_batchnorm_backward_reduce(k->cpu, red, dout, x, mean_invstd, B, C, HW);
+        break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: cuda_missing(k, "batchnorm_backward_reduce"); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_batchnorm_backward(kern_ctx *k, float *din, const float *dout, const float *x,
+                             const float *mean_invstd, const float *gamma, const double *red,
+                             double count, int B, int C, int HW) {
+    switch (k->backend) {
+    case KERN_CPU:
+        kcpu_batchnorm_backward(k->cpu, din, dout, x, mean_invstd, gamma, red, count, B, C, HW);
+        break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: cuda_missing(k, "batchnorm_backward"); break;
 #endif
     default: break;
     }

@@ -19,10 +19,15 @@ typedef enum { KERN_CPU = 0, KERN_CUDA = 1 } kern_backend;
 
 typedef struct kern_ctx kern_ctx;
 
+/* What GEMM inputs are rounded to (products are accumulated in fp32 in every mode; master
+ * weights, gradients and optimizer state stay fp32).  The CPU backend computes fp32 always. */
+typedef enum { KERN_FP32 = 0, KERN_TF32 = 1, KERN_BF16 = 2 } kern_precision;
+
 typedef struct {
     kern_backend backend;
     int threads;      /* CPU: BLAS/worker threads for this process (>= 1) */
     int device;       /* CUDA: device ordinal; ignored on CPU */
+    kern_precision precision;   /* CUDA: GEMM input precision (tensor cores for TF32/BF16) */
 } kern_options;
 
 /* 0 on success; on failure *out is NULL and err holds the reason. */
@@ -35,6 +40,13 @@ int kern_cuda_device_count(void);
 /* Memory owned by the backend; for use at start-up, not inside a step. NULL on failure. */
 void *kern_alloc(kern_ctx *k, size_t bytes);
 void kern_free(kern_ctx *k, void *p);
+/* Host memory the backend copies from fastest (pinned on CUDA, aligned malloc on CPU), for
+ * batch buffers.  NULL on failure. */
+void *kern_alloc_host(kern_ctx *k, size_t bytes);
+void kern_free_host(kern_ctx *k, void *p);
+/* The backend's native stream (a cudaStream_t on CUDA, NULL on CPU), for the caller to hand to
+ * communication libraries (NCCL) so that they order their work after the compute. */
+void *kern_native_stream(kern_ctx *k);
 /* Copies between host memory and backend memory (plain memcpy on CPU). */
 void kern_to_device(kern_ctx *k, void *dst, const void *host_src, size_t bytes);
 void kern_to_host(kern_ctx *k, void *host_dst, const void *src, size_t bytes);

@@ -20,6 +20,7 @@ void config_defaults(config *c) {
     c->seed = 42;
     c->device = DEVICE_AUTO;
     c->threads = 0;
+    c->precision = PRECISION_FP32;
 
     strcpy(c->train_path, "datasets/fashion-mnist/train.h5");
     strcpy(c->test_path, "datasets/fashion-mnist/test.h5");

@@ -27,6 +27,7 @@ typedef enum { OPT_SGD, OPT_ADAMW } optimizer_type;
 typedef enum { SCHED_CONSTANT, SCHED_COSINE, SCHED_LINEAR } schedule_type;
 typedef enum { DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA } device_type;
 typedef enum { NONFINITE_STOP, NONFINITE_SKIP } nonfinite_policy;
+typedef enum { PRECISION_FP32, PRECISION_TF32, PRECISION_BF16 } precision_type;
 
 typedef struct {
     /* run.* */
@@ -34,6 +35,7 @@ typedef struct {
     uint64_t seed;                 /* run.seed */
     device_type device;            /* run.device: auto | cpu | cuda */
     int threads;                   /* run.threads: BLAS threads per rank; 0 = cores / local ranks */
+    precision_type precision;      /* run.precision: fp32 | tf32 | bf16 (GEMM inputs, CUDA) */
 
     /* data.* */
     char train_path[CFG_PATH_MAX]; /* data.train */

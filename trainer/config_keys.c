@@ -17,6 +17,7 @@ _Static_assert(sizeof(layer_type) == sizeof(int), "enum fields must be int-sized
 static const char *const device_names[] = {"auto", "cpu", "cuda", NULL};
 static const char *const optimizer_names[] = {"sgd", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "linear", NULL};
+static const char *const precision_names[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const nonfinite_names[] = {"stop", "skip", NULL};
 static const char *const init_names[] = {"kaiming_uniform", "normal", NULL};
 const char *const config_layer_names[] = {"flatten", "linear", "relu", "gelu", "dropout", NULL};
@@ -35,6 +36,7 @@ const config_key config_keys[] = {
     {.name = "run.seed", .kind = CK_U64, FIELD(seed)},
     {.name = "run.device", .kind = CK_ENUM, FIELD(device), .names = device_names},
     {.name = "run.threads", .kind = CK_INT, FIELD(threads), .imin = 0, .imax = INT_MAX},
+    {.name = "run.precision", .kind = CK_ENUM, FIELD(precision), .names = precision_names},
 
     {.name = "data.train", .kind = CK_STRING, FIELD(train_path)},
     {.name = "data.test", .kind = CK_STRING, FIELD(test_path)},

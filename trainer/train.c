@@ -43,6 +43,9 @@ typedef struct {
     int64_t rank_base;        /* this rank's first sample within each global micro-batch */
     float in_scale, mean, std;
     int32_t *labels_dev;      /* [B] labels on the backend */
+    void *x_dev;              /* [B, sample] raw batch on the device (NULL on the CPU backend) */
+    float *grads_host;        /* GPU with several ranks: pinned host copy the MPI all-reduce
+                               * averages (comm's GPU backends will replace this staging) */
     int64_t total_steps;
     int64_t start_step;       /* > 0 when resumed */
     char ckpt_dir[CFG_PATH_MAX + 16];
@@ -81,6 +84,8 @@ static int open_backend(run *r, char *err) {
     ko.threads = cfg->threads > 0 ? cfg->threads : cpu_count() / comm_local_size(r->c);
     if (ko.threads < 1) ko.threads = 1;
     ko.device = comm_local_rank(r->c);
+    ko.precision = cfg->precision == PRECISION_BF16 ? KERN_BF16
+                   : cfg->precision == PRECISION_TF32 ? KERN_TF32 : KERN_FP32;
     int gpus = kern_cuda_device_count();
     if (cfg->device == DEVICE_CUDA) {
         if (gpus <= 0) {
@@ -97,12 +102,21 @@ static int open_backend(run *r, char *err) {
                     ko.threads, ko.threads > 1 ? "s" : "");
     }
     if (ko.backend == KERN_CUDA && gpus > 0) ko.device = comm_local_rank(r->c) % gpus;
+    if (ko.backend == KERN_CPU && cfg->precision != PRECISION_FP32 && r->rank == 0)
+        fprintf(stderr, "harness: run.precision=%s applies to the CUDA backend; the CPU backend "
+                "computes in fp32\n", cfg->precision == PRECISION_BF16 ? "bf16" : "tf32");
     return kern_create(&ko, &r->k, err, ERRLEN);
 }
+
+static void *alloc_batch_host(size_t bytes, void *user) { return kern_alloc_host(user, bytes); }
+static void free_batch_host(void *p, void *user) { kern_free_host(user, p); }
 
 static int open_data(run *r, int need_train, char *err) {
     const config *cfg = r->cfg;
     data_config dc = {0};
+    dc.alloc_host = alloc_batch_host;   /* pinned on GPU runs: fast, async copies */
+    dc.free_host = free_batch_host;
+    dc.alloc_user = r->k;
     if (!need_train) {
         if (!cfg->test_path[0]) {
             snprintf(err, ERRLEN, "data.test: evaluation needs a test set");
@@ -169,12 +183,18 @@ normalisation:
  * normalising. */
 static void load_batch(run *r, const data_batch *b, const char *path) {
     int64_t n = b->count * r->info->sample_elems;
+    /* GPU: the raw batch goes to the device first (from pinned memory), then is converted
+     * there; CPU: converted straight from the host batch */
+    const void *src = b->x;
+    if (r->x_dev) {
+        kern_to_device(r->k, r->x_dev, b->x, (size_t)n * (r->info->dtype == DATA_U8 ? 1 : 4));
+        src = r->x_dev;
+    }
     if (r->info->dtype == DATA_U8) {
-        /* CPU backend: the host batch is directly addressable */
-        kern_u8_to_f32(r->k, model_input(&r->m), (const uint8_t *)b->x, n, r->in_scale, r->mean,
+        kern_u8_to_f32(r->k, model_input(&r->m), (const uint8_t *)src, n, r->in_scale, r->mean,
                        r->std);
     } else {
-        kern_f32_normalize(r->k, model_input(&r->m), (const float *)b->x, n, r->mean, r->std);
+        kern_f32_normalize(r->k, model_input(&r->m), (const float *)src, n, r->mean, r->std);
         /* float inputs can hold NaN or Inf: one cheap pass names the file and position */
         if (kern_has_nonfinite(r->k, model_input(&r->m), n)) {
             char err[ERRLEN];
@@ -185,6 +205,34 @@ static void load_batch(run *r, const data_batch *b, const char *path) {
         }
     }
     kern_to_device(r->k, r->labels_dev, b->y, (size_t)b->count * sizeof(int32_t));
+}
+
+/* Broadcast of backend memory from rank 0 (staged through the host on GPUs). */
+static int broadcast_floats(run *r, float *buf, int64_t n, char *err) {
+    size_t bytes = (size_t)n * sizeof(float);
+    if (r->world == 1 || !buf) return 0;
+    if (kern_get_backend(r->k) == KERN_CPU) return comm_broadcast(r->c, buf, bytes, 0, err, ERRLEN);
+    float *host = malloc(bytes);
+    if (!host) return snprintf(err, ERRLEN, "out of memory staging a broadcast"), -1;
+    kern_to_host(r->k, host, buf, bytes);
+    int st = comm_broadcast(r->c, host, bytes, 0, err, ERRLEN);
+    if (st == 0) kern_to_device(r->k, buf, host, bytes);
+    free(host);
+    return st;
+}
+
+/* Allocates the per-rank batch buffers on the backend. */
+static int alloc_batch_buffers(run *r, char *err) {
+    if (!(r->labels_dev = kern_alloc(r->k, (size_t)r->B * sizeof(int32_t)))) goto oom;
+    if (kern_get_backend(r->k) != KERN_CPU) {
+        size_t bytes = (size_t)(r->B * r->info->sample_elems) * (r->info->dtype == DATA_U8 ? 1 : 4);
+        if (!(r->x_dev = kern_alloc(r->k, bytes))) goto oom;
+    }
+    return 0;
+oom:
+    snprintf(err, ERRLEN, "out of memory for batch buffers (%lld samples per rank)",
+             (long long)r->B);
+    return -1;
 }
 
 static void grads_ready_cb(void *user, int64_t offset) {
@@ -268,10 +316,8 @@ static int resume(run *r, const char *what, char *err) {
     st = comm_broadcast(r->c, hdr, sizeof hdr, 0, err, ERRLEN);
     if (agree(r, st, err)) return -1;
     if (!hdr[0]) return 0;
-    size_t bytes = (size_t)r->m.n_params * sizeof(float);
-    float *bufs[3] = {r->m.params, r->opt.m, r->opt.v};   /* CPU backend: host memory */
-    for (int i = 0; i < 3 && st == 0; i++)
-        if (bufs[i] && r->world > 1) st = comm_broadcast(r->c, bufs[i], bytes, 0, err, ERRLEN);
+    float *bufs[3] = {r->m.params, r->opt.m, r->opt.v};
+    for (int i = 0; i < 3 && st == 0; i++) st = broadcast_floats(r, bufs[i], r->m.n_params, err);
     if (agree(r, st, err)) return -1;
     r->opt.t = hdr[4];
     r->start_step = hdr[1];
@@ -390,28 +436,30 @@ static int setup(run *r, char *err) {
 
     st = model_build(&r->m, cfg, r->info->sample_elems, r->info->num_classes, r->B, r->k, err,
                      ERRLEN);
-    if (st == 0 && !(r->labels_dev = kern_alloc(r->k, (size_t)r->B * sizeof(int32_t)))) {
-        snprintf(err, ERRLEN, "out of memory for labels");
-        st = -1;
-    }
+    if (st == 0) st = alloc_batch_buffers(r, err);
     if (agree(r, st, err)) return -1;
 
     int64_t per_epoch = r->info->n / cfg->batch_size;
     r->total_steps = cfg->steps > 0 ? cfg->steps : cfg->epochs * per_epoch;
     st = optim_create(&r->opt, cfg, r->m.n_params, r->total_steps, r->k, err, ERRLEN);
+    float *comm_grads = r->m.grads;
+    if (st == 0 && kern_get_backend(r->k) != KERN_CPU && r->world > 1) {
+        r->grads_host = kern_alloc_host(r->k, (size_t)r->m.n_params * sizeof(float));
+        if (!r->grads_host) {
+            snprintf(err, ERRLEN, "out of memory for the gradient staging buffer");
+            st = -1;
+        }
+        comm_grads = r->grads_host;
+    }
     if (st == 0)
-        st = comm_grads_register(r->c, r->m.grads, r->m.n_params,
+        st = comm_grads_register(r->c, comm_grads, r->m.n_params,
                                  (size_t)cfg->bucket_kb * 1024, err, ERRLEN);
     if (agree(r, st, err)) return -1;
 
     /* Every rank draws the same weights from the seed; rank 0's are broadcast anyway so that
      * the ranks provably start from identical parameters. */
     model_init_params(&r->m, cfg->init, cfg->seed);
-    if (r->world > 1) {
-        float *host = r->m.params;   /* CPU backend: parameters are host memory */
-        if (comm_broadcast(r->c, host, (size_t)r->m.n_params * sizeof(float), 0, err, ERRLEN))
-            st = -1;
-    }
+    st = broadcast_floats(r, r->m.params, r->m.n_params, err);
     if (agree(r, st, err)) return -1;
 
     if (r->rank == 0) {
@@ -446,7 +494,11 @@ static int setup(run *r, char *err) {
 static void teardown(run *r) {
     if (r->rank == 0) metrics_close(&r->met);
     optim_free(&r->opt);
-    if (r->k) kern_free(r->k, r->labels_dev);
+    if (r->k) {
+        kern_free(r->k, r->labels_dev);
+        kern_free(r->k, r->x_dev);
+        kern_free_host(r->k, r->grads_host);
+    }
     model_free(&r->m);
     if (r->test) data_loader_close(r->test);
     if (r->train) data_loader_close(r->train);
@@ -569,16 +621,20 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             iv_correct += (double)correct;
             iv_samples += r.B;
             int last = micro == r.accum - 1;
-            model_backward(&r.m, r.B, last && r.world > 1 ? grads_ready_cb : NULL, &r);
+            model_backward(&r.m, r.B, last && r.world > 1 && !r.grads_host ? grads_ready_cb : NULL,
+                           &r);
             if (step_sleep_ms > 0) {
                 struct timespec ts = {step_sleep_ms / 1000, (step_sleep_ms % 1000) * 1000000L};
                 nanosleep(&ts, NULL);
             }
         }
         if (r.world > 1) {
+            size_t gbytes = (size_t)r.m.n_params * sizeof(float);
+            if (r.grads_host) kern_to_host(r.k, r.grads_host, r.m.grads, gbytes);
             if (comm_grads_ready(c, 0, err, sizeof err) != 0 ||
                 comm_grads_wait(c, err, sizeof err) != 0)
                 comm_abort(c, 1, err);
+            if (r.grads_host) kern_to_device(r.k, r.m.grads, r.grads_host, gbytes);
             iv_comm += comm_grads_wait_seconds(c);
         }
         /* The averaged gradients are identical on every rank, so every rank reaches the same
@@ -710,16 +766,12 @@ int eval_run(const config *cfg, const char *ckpt, comm *c) {
     if (agree(&r, open_backend(&r, err), err) || agree(&r, open_data(&r, 0, err), err))
         goto out;
     st = model_build(&r.m, cfg, r.info->sample_elems, r.info->num_classes, r.B, r.k, err, ERRLEN);
-    if (st == 0 && !(r.labels_dev = kern_alloc(r.k, (size_t)r.B * sizeof(int32_t)))) {
-        snprintf(err, ERRLEN, "out of memory for labels");
-        st = -1;
-    }
+    if (st == 0) st = alloc_batch_buffers(&r, err);
     if (agree(&r, st, err)) goto out;
     ckpt_state s;
     if (r.rank == 0) st = ckpt_read(ckpt, &r.m, NULL, &s, err, ERRLEN) == CKPT_OK ? 0 : -1;
     if (agree(&r, st, err)) goto out;
-    if (r.world > 1)
-        st = comm_broadcast(c, r.m.params, (size_t)r.m.n_params * sizeof(float), 0, err, ERRLEN);
+    st = broadcast_floats(&r, r.m.params, r.m.n_params, err);
     if (agree(&r, st, err)) goto out;
     evaluate(&r, 0, 0);
     teardown(&r);

@@ -65,4 +65,36 @@ void kcpu_adamw_update(kcpu_ctx *c, float *param, float *m, float *v, const floa
                        int64_t n, float lr, float beta1, float beta2, float eps,
                        float weight_decay, int64_t t);
 
+/* convolution: im2col + GEMM per image and group (cpu_conv.c) */
+size_t kcpu_conv2d_workspace(kcpu_ctx *c, const kern_conv_shape *s);
+void kcpu_conv2d_forward(kcpu_ctx *c, float *out, const float *in, const float *w,
+                         const float *b, const kern_conv_shape *s, void *workspace);
+void kcpu_conv2d_backward(kcpu_ctx *c, float *din, float *dw, float *db, const float *dout,
+                          const float *in, const float *w, const kern_conv_shape *s,
+                          void *workspace);
+
+/* max and average pooling (cpu_pool.c) */
+void kcpu_maxpool2d_forward(kcpu_ctx *c, float *out, int32_t *argmax, const float *in,
+                            const kern_conv_shape *s);
+void kcpu_maxpool2d_backward(kcpu_ctx *c, float *din, const float *dout, const int32_t *argmax,
+                             const kern_conv_shape *s);
+void kcpu_avgpool2d_forward(kcpu_ctx *c, float *out, const float *in, const kern_conv_shape *s);
+void kcpu_avgpool2d_backward(kcpu_ctx *c, float *din, const float *dout,
+                             const kern_conv_shape *s);
+
+/* batch norm in synchronisable steps (cpu_batchnorm.c) */
+void kcpu_batchnorm_stats(kcpu_ctx *c, double *sums, const float *x, int B, int C, int HW);
+void kcpu_batchnorm_forward(kcpu_ctx *c, float *out, float *mean_invstd, const float *x,
+                            const float *gamma, const float *beta, const double *sums,
+                            double count, float eps, float *running_mean, float *running_var,
+                            float momentum, int B, int C, int HW);
+void kcpu_batchnorm_forward_eval(kcpu_ctx *c, float *out, const float *x, const float *gamma,
+                                 const float *beta, const float *running_mean,
+                                 const float *running_var, float eps, int B, int C, int HW);
+void kcpu_batchnorm_backward_reduce(kcpu_ctx *c, double *red, const float *dout, const float *x,
+                                    const float *mean_invstd, int B, int C, int HW);
+void kcpu_batchnorm_backward(kcpu_ctx *c, float *din, const float *dout, const float *x,
+                             const float *mean_invstd, const float *gamma, const double *red,
+                             double count, int B, int C, int HW);
+
 #endif

@@ -63,6 +63,37 @@ int kcuda_device_count(void) {
  * wire it to an option when the trainer wants that trade. */
 static cublasMath_t kcuda_gemm_math_mode(void) { return CUBLAS_DEFAULT_MATH; }
 
+/* The precision of GEMM inputs: exact fp32, or tensor cores with inputs rounded to TF32 or
+ * BF16 (fp32 accumulation and fp32 storage either way). */
+static cublasComputeType_t gemm_compute_type(kern_precision p) {
+    switch (p) {
+    case KERN_TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case KERN_BF16: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    default: return CUBLAS_COMPUTE_32F;
+    }
+}
+
+void kcuda_sgemm(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                 float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                 float *C, int ldc) {
+    KCUBLAS_CALL(c, cublasGemmEx(c->cublas, ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B,
+                                 CUDA_R_32F, ldb, &beta, C, CUDA_R_32F, ldc, c->gemm_compute,
+                                 CUBLAS_GEMM_DEFAULT));
+}
+
+void *kcuda_alloc_host(kcuda_ctx *c, size_t bytes) {
+    void *p = NULL;
+    if (!KCUDA_CALL(c, cudaMallocHost(&p, bytes ? bytes : 64))) return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
+void kcuda_free_host(kcuda_ctx *c, void *p) {
+    if (p) KCUDA_CALL(c, cudaFreeHost(p));
+}
+
+void *kcuda_native_stream(kcuda_ctx *c) { return (void *)c->stream; }
+
 /* Copy the recorded error into err and release the half-built context. */
 static int create_failed(kcuda_ctx *c, char *err, size_t errlen) {
     snprintf(err, errlen, "%s", c->has_error ? c->error : "CUDA backend: context creation failed");
@@ -88,6 +119,7 @@ int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t err
         return -1;
     }
     c->device = opt->device;
+    c->gemm_compute = gemm_compute_type(opt->precision);
     if (!KCUDA_CALL(c, cudaSetDevice(c->device))) return create_failed(c, err, errlen);
     if (!KCUDA_CALL(c, cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount,
                                               c->device)))

@@ -37,6 +37,7 @@ struct kcuda_ctx {
     int sm_count;                /* multiprocessors: sizes the element-wise grids */
     cudaStream_t stream;         /* non-blocking: all ops, copies and GEMMs run on it */
     cublasHandle_t cublas;       /* bound to stream, workspace below */
+    cublasComputeType_t gemm_compute;   /* fp32, or tensor-core TF32 / BF16 inputs */
     void *cublas_workspace;      /* [KCUDA_CUBLAS_WORKSPACE_BYTES] */
     double *part_sum;            /* [KCUDA_MAX_PARTIALS] per-block partial sums */
     long long *part_count;       /* [KCUDA_MAX_PARTIALS] per-block partial counts */
@@ -45,6 +46,12 @@ struct kcuda_ctx {
     int has_error;
     char error[512];
 };
+
+/* C[m,n] = alpha * op(A) op(B) + beta * C, column-major, fp32 in and out, computed with the
+ * context's precision (cublasGemmEx). */
+void kcuda_sgemm(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                 float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                 float *C, int ldc);
 
 /* Record the first failure; return 1 when `e` is a success, else 0.  `what` names the call. */
 int kcuda_cuda_ok(kcuda_ctx *c, cudaError_t e, const char *what, const char *file, int line);

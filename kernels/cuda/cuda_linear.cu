@@ -52,9 +52,7 @@ void kcuda_linear_forward(kcuda_ctx *c, float *out, const float *in, const float
         /* empty product: out = b (or 0); cuBLAS rejects lda = 0 */
         KCUDA_CALL(c, cudaMemsetAsync(out, 0, (size_t)B * O * sizeof(float), c->stream));
     } else {
-        const float one = 1.0f, zero = 0.0f;
-        KCUBLAS_CALL(c, cublasSgemm(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, O, B, I, &one, w, I,
-                                    in, I, &zero, out, O));
+        kcuda_sgemm(c, CUBLAS_OP_T, CUBLAS_OP_N, O, B, I, 1.0f, w, I, in, I, 0.0f, out, O);
     }
     if (b) {
         int64_t n = (int64_t)B * O;
@@ -66,12 +64,8 @@ void kcuda_linear_forward(kcuda_ctx *c, float *out, const float *in, const float
 void kcuda_linear_backward(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
                            const float *in, const float *w, int B, int I, int O) {
     if (B <= 0 || I <= 0 || O <= 0) return;   /* nothing to accumulate; din has no elements */
-    const float one = 1.0f, zero = 0.0f;
-    if (din)
-        KCUBLAS_CALL(c, cublasSgemm(c->cublas, CUBLAS_OP_N, CUBLAS_OP_N, I, B, O, &one, w, I,
-                                    dout, O, &zero, din, I));
-    KCUBLAS_CALL(c, cublasSgemm(c->cublas, CUBLAS_OP_N, CUBLAS_OP_T, I, O, B, &one, in, I, dout,
-                                O, &one, dw, I));
+    if (din) kcuda_sgemm(c, CUBLAS_OP_N, CUBLAS_OP_N, I, B, O, 1.0f, w, I, dout, O, 0.0f, din, I);
+    kcuda_sgemm(c, CUBLAS_OP_N, CUBLAS_OP_T, I, O, B, 1.0f, in, I, dout, O, 1.0f, dw, I);
     if (db) {
         dim3 block(32, COLSUM_ROWS);
         unsigned int grid = (unsigned int)(((int64_t)O + 31) / 32);
