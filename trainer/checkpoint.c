@@ -17,7 +17,7 @@
 
 #include "fsutil.h"
 
-#define MAX_TENSORS (2 * CFG_MAX_LAYERS)
+#define MAX_TENSORS MODEL_MAX_TENSORS
 #define CHUNK_ELEMS (1 << 20)   /* at most 4 MiB per chunk (HDF5 chunks are limited to 4 GiB) */
 
 static int errorf(char *err, size_t errlen, const char *fmt, ...)
@@ -95,18 +95,18 @@ static char *attr_read_string(hid_t loc, const char *name) {
     return result;
 }
 
-/* float32 dataset with the Fletcher-32 checksum filter */
+/* float32 dataset with the Fletcher-32 checksum filter; chunks of whole rows of the first
+ * dimension, at most CHUNK_ELEMS elements where the rows allow */
 static herr_t write_tensor(hid_t loc, const char *name, const float *data, int ndim,
                            const int64_t *dims) {
-    hsize_t d[2] = {1, 1}, chunk[2] = {1, 1};
-    for (int i = 0; i < ndim; i++) d[i] = chunk[i] = (hsize_t)dims[i];
-    if (ndim == 2) {
-        hsize_t rows = CHUNK_ELEMS / d[1];
-        chunk[0] = rows < 1 ? 1 : rows < d[0] ? rows : d[0];
-        if (chunk[1] > CHUNK_ELEMS) chunk[1] = CHUNK_ELEMS;
-    } else if (chunk[0] > CHUNK_ELEMS) {
-        chunk[0] = CHUNK_ELEMS;
+    hsize_t d[4] = {1, 1, 1, 1}, chunk[4] = {1, 1, 1, 1};
+    hsize_t inner = 1;
+    for (int i = 0; i < ndim; i++) {
+        d[i] = chunk[i] = (hsize_t)dims[i];
+        if (i > 0) inner *= d[i];
     }
+    hsize_t rows = inner >= CHUNK_ELEMS ? 1 : CHUNK_ELEMS / inner;
+    chunk[0] = rows < d[0] ? rows : d[0];
     hid_t space = H5Screate_simple(ndim, d, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     herr_t rc = -1;
@@ -120,6 +120,14 @@ static herr_t write_tensor(hid_t loc, const char *name, const float *data, int n
     if (dcpl >= 0) H5Pclose(dcpl);
     if (space >= 0) H5Sclose(space);
     return rc;
+}
+
+static void format_shape(char *buf, size_t n, int ndim, const hsize_t *dims) {
+    int used = snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && used < (int)n - 24; i++)
+        used += snprintf(buf + used, n - (size_t)used, "%s%llu", i ? ", " : "",
+                         (unsigned long long)dims[i]);
+    snprintf(buf + used, n - (size_t)used, "]");
 }
 
 /* Reads dataset `name` under loc into out; its shape must be exactly dims.
@@ -146,13 +154,11 @@ static int read_tensor(hid_t loc, const char *name, const char *display, float *
         errorf(err, errlen, "%s: %s has an unreadable shape", path, display);
         rc = CKPT_CORRUPT;
     } else if (!same) {
-        char want[64], have[128];
-        if (ndim == 2) snprintf(want, sizeof want, "[%lld, %lld]", (long long)dims[0], (long long)dims[1]);
-        else snprintf(want, sizeof want, "[%lld]", (long long)dims[0]);
-        int n = snprintf(have, sizeof have, "[");
-        for (int i = 0; i < got_nd && n < (int)sizeof have - 24; i++)
-            n += snprintf(have + n, sizeof have - n, "%s%llu", i ? ", " : "", (unsigned long long)got[i]);
-        snprintf(have + n, sizeof have - n, "]");
+        char want[96], have[128];
+        hsize_t wd[4];
+        for (int i = 0; i < ndim; i++) wd[i] = (hsize_t)dims[i];
+        format_shape(want, sizeof want, ndim, wd);
+        format_shape(have, sizeof have, got_nd, got);
         errorf(err, errlen, "%s: tensor %s has shape %s in the checkpoint but %s in the model "
                "(does the config's model.layers match the run that wrote it?)", path, display,
                have, want);
@@ -254,15 +260,18 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
     float *sbufs[2];
     int ns = optim_states(o, snames, sbufs);
     size_t bytes = (size_t)m->n_params * sizeof(float);
-    float *host = malloc(bytes * (size_t)(1 + ns));
+    size_t bbytes = (size_t)m->n_buffers * sizeof(float);
+    float *host = malloc(bytes * (size_t)(1 + ns) + bbytes + 1);
     if (!host) return errorf(err, errlen, "%s: out of memory staging %zu bytes", final, bytes);
+    float *host_buffers = host + (size_t)(1 + ns) * m->n_params;
     kern_to_host(m->k, host, m->params, bytes);
     for (int s = 0; s < ns; s++) kern_to_host(m->k, host + (size_t)(s + 1) * m->n_params, sbufs[s], bytes);
+    if (bbytes) kern_to_host(m->k, host_buffers, m->buffers, bbytes);
 
     const char *what = "creating the file";
     hid_t fapl = fapl_v110();
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    hid_t g = -1, gp = -1, go = -1, gt = -1;
+    hid_t g = -1, gp = -1, go = -1, gt = -1, gb = -1;
     if (f < 0) goto fail;
 
     what = "writing /meta";
@@ -287,12 +296,23 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
     gp = H5Gcreate2(f, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (gp < 0) goto fail;
     for (int i = 0; i < nt; i++)
-        if (write_tensor(gp, t[i].name, host + t[i].offset, t[i].ndim, t[i].dims) < 0) goto fail;
+        if (!t[i].is_buffer &&
+            write_tensor(gp, t[i].name, host + t[i].offset, t[i].ndim, t[i].dims) < 0)
+            goto fail;
+
+    what = "writing /buffers";
+    gb = H5Gcreate2(f, "buffers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (gb < 0) goto fail;
+    for (int i = 0; i < nt; i++)
+        if (t[i].is_buffer &&
+            write_tensor(gb, t[i].name, host_buffers + t[i].offset, t[i].ndim, t[i].dims) < 0)
+            goto fail;
 
     what = "writing /optim";
     go = H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (go < 0) goto fail;
     for (int i = 0; i < nt && ns > 0; i++) {
+        if (t[i].is_buffer) continue;
         gt = H5Gcreate2(go, t[i].name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (gt < 0) goto fail;
         for (int s = 0; s < ns; s++)
@@ -304,6 +324,7 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
     }
 
     what = "closing the file";
+    H5Gclose(gb); gb = -1;
     H5Gclose(go); go = -1;
     H5Gclose(gp); gp = -1;
     H5Gclose(g); g = -1;
@@ -336,6 +357,7 @@ fail_errno: {
     return errorf(err, errlen, "%s: %s failed: %s", final, what, strerror(e));
 }
 fail:
+    if (gb >= 0) H5Gclose(gb);
     if (gt >= 0) H5Gclose(gt);
     if (go >= 0) H5Gclose(go);
     if (gp >= 0) H5Gclose(gp);
@@ -418,7 +440,7 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
     char *opt_name = NULL, *config = NULL;
     int rc = read_meta(f, path, &s, &opt_name, &config, err, errlen);
     float *host = NULL;
-    hid_t gp = -1, go = -1;
+    hid_t gp = -1, go = -1, gb = -1;
     model_tensor t[MAX_TENSORS];
     int nt = model_tensors(m, t, MAX_TENSORS);
     const char *snames[2];
@@ -432,7 +454,9 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
         goto done;
     }
     size_t bytes = (size_t)m->n_params * sizeof(float);
-    host = malloc(bytes * (size_t)(1 + ns));
+    size_t bbytes = (size_t)m->n_buffers * sizeof(float);
+    host = malloc(bytes * (size_t)(1 + ns) + bbytes + 1);
+    float *host_buffers = host ? host + (size_t)(1 + ns) * m->n_params : NULL;
     if (!host) {
         rc = CKPT_CORRUPT;
         errorf(err, errlen, "%s: out of memory", path);
@@ -445,11 +469,21 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
         errorf(err, errlen, "%s: no /params group", path);
         goto done;
     }
+    gb = m->n_buffers && H5Lexists(f, "buffers", H5P_DEFAULT) > 0
+             ? H5Gopen2(f, "buffers", H5P_DEFAULT) : -1;
     for (int i = 0; i < nt; i++) {
         char display[96];
-        snprintf(display, sizeof display, "/params/%s", t[i].name);
-        rc = read_tensor(gp, t[i].name, display, host + t[i].offset, t[i].ndim, t[i].dims, path,
-                         err, errlen);
+        snprintf(display, sizeof display, "/%s/%s", t[i].is_buffer ? "buffers" : "params",
+                 t[i].name);
+        if (t[i].is_buffer && gb < 0) {
+            rc = CKPT_MISMATCH;
+            errorf(err, errlen, "%s: the model has buffer %s but the checkpoint has no /buffers "
+                   "(written for a model without batch norm?)", path, display);
+            goto done;
+        }
+        rc = read_tensor(t[i].is_buffer ? gb : gp, t[i].name, display,
+                         (t[i].is_buffer ? host_buffers : host) + t[i].offset, t[i].ndim,
+                         t[i].dims, path, err, errlen);
         if (rc != CKPT_OK) goto done;
     }
     H5G_info_t info;
@@ -464,7 +498,7 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
                                H5P_DEFAULT) < 0)
             continue;
         int known = 0;
-        for (int j = 0; j < nt && !known; j++) known = strcmp(name, t[j].name) == 0;
+        for (int j = 0; j < nt && !known; j++) known = !t[j].is_buffer && strcmp(name, t[j].name) == 0;
         if (!known) {
             rc = CKPT_MISMATCH;
             errorf(err, errlen, "%s: the checkpoint has tensor %s, which the model lacks "
@@ -480,6 +514,7 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
             goto done;
         }
         for (int i = 0; i < nt; i++) {
+            if (t[i].is_buffer) continue;
             for (int j = 0; j < ns; j++) {
                 char rel[96], display[128];
                 snprintf(rel, sizeof rel, "%s/%s", t[i].name, snames[j]);
@@ -499,10 +534,12 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
     /* verified: now hand everything over */
     kern_to_device(m->k, m->params, host, bytes);
     for (int j = 0; j < ns; j++) kern_to_device(m->k, sbufs[j], host + (size_t)(j + 1) * m->n_params, bytes);
+    if (bbytes) kern_to_device(m->k, m->buffers, host_buffers, bbytes);
     if (o) o->t = s.optimizer_steps;
     *state = s;
     rc = CKPT_OK;
 done:
+    if (gb >= 0) H5Gclose(gb);
     if (go >= 0) H5Gclose(go);
     if (gp >= 0) H5Gclose(gp);
     H5Fclose(f);
@@ -571,10 +608,7 @@ static herr_t print_dataset(hid_t loc, const char *name, const H5L_info_t *info,
     int nd = H5Sget_simple_extent_dims(space, dims, NULL);
     hssize_t n = H5Sget_simple_extent_npoints(space);
     char shape[128];
-    int k = snprintf(shape, sizeof shape, "[");
-    for (int i = 0; i < nd && k < (int)sizeof shape - 24; i++)
-        k += snprintf(shape + k, sizeof shape - k, "%s%llu", i ? ", " : "", (unsigned long long)dims[i]);
-    snprintf(shape + k, sizeof shape - k, "]");
+    format_shape(shape, sizeof shape, nd, dims);
     char full[600];
     snprintf(full, sizeof full, "%s%s", w->prefix, name);
     float *buf = n > 0 ? malloc((size_t)n * sizeof(float)) : NULL;
@@ -605,8 +639,8 @@ int ckpt_inspect(const char *path, FILE *out, char *err, size_t errlen) {
             ", optimizer %s (%" PRId64 " steps), seed %" PRIu64 ", written by %d rank%s\n",
             path, CKPT_FORMAT_VERSION, s.step, s.epoch, s.cursor, opt_name, s.optimizer_steps,
             s.seed, s.world_size, s.world_size == 1 ? "" : "s");
-    static const char *groups[2] = {"params", "optim"};
-    for (int i = 0; i < 2; i++) {
+    static const char *groups[3] = {"params", "buffers", "optim"};
+    for (int i = 0; i < 3; i++) {
         if (H5Lexists(f, groups[i], H5P_DEFAULT) <= 0) continue;
         fprintf(out, "/%s:\n", groups[i]);
         hid_t g = H5Gopen2(f, groups[i], H5P_DEFAULT);

@@ -4,7 +4,9 @@
  *   /meta                      group; attributes format_version, step, epoch, cursor,
  *                              optimizer_steps, seed, world_size, optimizer, rng, config
  *                              (the resolved YAML), meta_crc32 (CRC-32 of all of those)
- *   /params/<name>             float32 [out, in] or [out]  (PyTorch names: layers.1.weight)
+ *   /params/<name>             float32 [out, in], [out, in/groups, kh, kw] or [out]
+ *                              (PyTorch names: layers.1.weight, layers.3.bias)
+ *   /buffers/<name>            batch-norm running statistics (layers.2.running_mean)
  *   /optim/<name>/exp_avg, exp_avg_sq      (AdamW)   or   /optim/<name>/momentum_buffer (SGD)
  * Every dataset is chunked with HDF5's Fletcher-32 checksum filter, and the file uses the
  * 1.10 format so that HDF5's own metadata carries checksums too: a flipped byte anywhere

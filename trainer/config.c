@@ -11,7 +11,7 @@ static void add_layer(config *c, layer_type type, int out) {
     layer_config *l = &c->layers[c->n_layers++];
     l->type = type;
     l->out = out;
-    l->bias = type == LAYER_LINEAR;
+    config_layer_fill_defaults(l, out ? 1u << LAYER_KEY_OUT : 0);
 }
 
 void config_defaults(config *c) {
@@ -67,7 +67,7 @@ void config_defaults(config *c) {
 }
 
 const char *layer_type_name(layer_type t) {
-    return (int)t >= 0 && (int)t < 5 ? config_layer_names[t] : "unknown";
+    return (int)t >= 0 && (int)t < LAYER_TYPE_COUNT ? config_layer_names[t] : "unknown";
 }
 
 static int check_layers(const config *c, char *err, size_t errlen) {
@@ -75,25 +75,39 @@ static int check_layers(const config *c, char *err, size_t errlen) {
         snprintf(err, errlen, "model.layers: expected 1 to %d layers, got %d", CFG_MAX_LAYERS, c->n_layers);
         return -1;
     }
-    int n_linear = 0;
+    int n_linear = 0, open_block = -1;
     for (int i = 0; i < c->n_layers; i++) {
         const layer_config *l = &c->layers[i];
         char display[48];
         snprintf(display, sizeof display, "model.layers[%d].type", i);
         if (config_key_check(&config_layer_keys[LAYER_KEY_TYPE], l, display, err, errlen)) return -1;
-        int keys[2] = {-1, -1};
-        if (l->type == LAYER_LINEAR) {
-            keys[0] = LAYER_KEY_OUT;
-            keys[1] = LAYER_KEY_BIAS;
-            n_linear++;
-        } else if (l->type == LAYER_DROPOUT) {
-            keys[0] = LAYER_KEY_P;
-        }
-        for (int j = 0; j < 2 && keys[j] >= 0; j++) {
-            const config_key *k = &config_layer_keys[keys[j]];
+        if (l->type == LAYER_LINEAR) n_linear++;
+        unsigned takes = config_layer_rules[l->type].takes;
+        for (size_t j = 1; j < config_n_layer_keys; j++) {
+            if (!(takes & (1u << j))) continue;
+            const config_key *k = &config_layer_keys[j];
             snprintf(display, sizeof display, "model.layers[%d].%s", i, k->name);
             if (config_key_check(k, l, display, err, errlen)) return -1;
         }
+        /* residual blocks: start ... end, not nested */
+        if (l->type == LAYER_RESIDUAL_START) {
+            if (open_block >= 0) {
+                snprintf(err, errlen, "model.layers[%d]: residual_start inside the block opened at "
+                         "model.layers[%d] (blocks do not nest; close it with residual_end)", i, open_block);
+                return -1;
+            }
+            open_block = i;
+        } else if (l->type == LAYER_RESIDUAL_END) {
+            if (open_block < 0) {
+                snprintf(err, errlen, "model.layers[%d]: residual_end without a residual_start before it", i);
+                return -1;
+            }
+            open_block = -1;
+        }
+    }
+    if (open_block >= 0) {
+        snprintf(err, errlen, "model.layers[%d]: residual_start is never closed by a residual_end", open_block);
+        return -1;
     }
     if (n_linear == 0) {
         snprintf(err, errlen, "model.layers: needs at least one linear layer");

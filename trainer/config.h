@@ -14,13 +14,30 @@
 #define CFG_MAX_LAYERS 64
 #define CFG_PATH_MAX 1024
 
-typedef enum { LAYER_FLATTEN, LAYER_LINEAR, LAYER_RELU, LAYER_GELU, LAYER_DROPOUT } layer_type;
+typedef enum {
+    LAYER_FLATTEN, LAYER_LINEAR, LAYER_RELU, LAYER_GELU, LAYER_DROPOUT,
+    LAYER_CONV2D, LAYER_MAXPOOL2D, LAYER_AVGPOOL2D, LAYER_GLOBAL_AVGPOOL, LAYER_BATCHNORM2D,
+    LAYER_RESIDUAL_START, LAYER_RESIDUAL_END,
+    LAYER_TYPE_COUNT
+} layer_type;
 
+/* One layer.  Keys a layer type does not take are zero.  residual_start remembers its input;
+ * the next residual_end adds it to its own input (through a 1x1 convolution when project is
+ * set, for blocks that change the shape). */
 typedef struct {
     layer_type type;
-    int out;           /* linear: output features (>= 1) */
-    int bias;          /* linear: 1 (default) or 0 */
-    float p;           /* dropout: probability in [0, 1) */
+    int out;           /* linear: output features; conv2d: output channels (>= 1) */
+    int bias;          /* linear, conv2d: 1 (default) or 0 */
+    float p;           /* dropout: probability in [0, 1) (default 0.5) */
+    int kernel;        /* conv2d, maxpool2d, avgpool2d: square window */
+    int stride;        /* conv2d (default 1); pools (default = kernel) */
+    int padding;       /* conv2d, pools: zeros added on each side (default 0) */
+    int dilation;      /* conv2d (default 1) */
+    int groups;        /* conv2d (default 1) */
+    float eps;         /* batchnorm2d (default 1e-5) */
+    float momentum;    /* batchnorm2d: running statistics update (default 0.1) */
+    int sync;          /* batchnorm2d: statistics over the whole global batch (all ranks) */
+    int project;       /* residual_end: 1x1 convolution on the shortcut */
 } layer_config;
 
 typedef enum { OPT_SGD, OPT_ADAMW } optimizer_type;

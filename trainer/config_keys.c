@@ -20,7 +20,11 @@ static const char *const schedule_names[] = {"constant", "cosine", "linear", NUL
 static const char *const precision_names[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const nonfinite_names[] = {"stop", "skip", NULL};
 static const char *const init_names[] = {"kaiming_uniform", "normal", NULL};
-const char *const config_layer_names[] = {"flatten", "linear", "relu", "gelu", "dropout", NULL};
+const char *const config_layer_names[] = {"flatten", "linear", "relu", "gelu", "dropout",
+                                          "conv2d", "maxpool2d", "avgpool2d", "global_avgpool",
+                                          "batchnorm2d", "residual_start", "residual_end", NULL};
+_Static_assert(sizeof config_layer_names / sizeof config_layer_names[0] == LAYER_TYPE_COUNT + 1,
+               "a name for every layer type");
 
 const char *const config_sections[] = {"run", "data", "model", "train", "log", "comm",
                                        "checkpoint", NULL};
@@ -83,8 +87,67 @@ const config_key config_layer_keys[] = {
     {.name = "out", .kind = CK_INT, LAYER_FIELD(out), .imin = 1, .imax = 1 << 24},
     {.name = "bias", .kind = CK_BOOL, LAYER_FIELD(bias)},
     {.name = "p", .kind = CK_FLOAT, LAYER_FIELD(p), .fmin = 0, .fmax = 1, .fmax_open = 1},
+    {.name = "kernel", .kind = CK_INT, LAYER_FIELD(kernel), .imin = 1, .imax = 1024},
+    {.name = "stride", .kind = CK_INT, LAYER_FIELD(stride), .imin = 1, .imax = 1024},
+    {.name = "padding", .kind = CK_INT, LAYER_FIELD(padding), .imin = 0, .imax = 1024},
+    {.name = "dilation", .kind = CK_INT, LAYER_FIELD(dilation), .imin = 1, .imax = 1024},
+    {.name = "groups", .kind = CK_INT, LAYER_FIELD(groups), .imin = 1, .imax = 1 << 16},
+    {.name = "eps", .kind = CK_FLOAT, LAYER_FIELD(eps), .fmin = 0, .fmin_open = 1, .fmax = 1},
+    {.name = "momentum", .kind = CK_FLOAT, LAYER_FIELD(momentum), .fmin = 0, .fmax = 1},
+    {.name = "sync", .kind = CK_BOOL, LAYER_FIELD(sync)},
+    {.name = "project", .kind = CK_BOOL, LAYER_FIELD(project)},
 };
 const size_t config_n_layer_keys = sizeof config_layer_keys / sizeof config_layer_keys[0];
+_Static_assert(sizeof config_layer_keys / sizeof config_layer_keys[0] == LAYER_KEY_COUNT,
+               "config_layer_keys follows the LAYER_KEY_* order");
+
+#define K(key) (1u << LAYER_KEY_##key)
+const layer_key_rule config_layer_rules[LAYER_TYPE_COUNT] = {
+    [LAYER_FLATTEN] = {K(TYPE), K(TYPE)},
+    [LAYER_LINEAR] = {K(TYPE) | K(OUT) | K(BIAS), K(TYPE) | K(OUT)},
+    [LAYER_RELU] = {K(TYPE), K(TYPE)},
+    [LAYER_GELU] = {K(TYPE), K(TYPE)},
+    [LAYER_DROPOUT] = {K(TYPE) | K(P), K(TYPE)},
+    [LAYER_CONV2D] = {K(TYPE) | K(OUT) | K(BIAS) | K(KERNEL) | K(STRIDE) | K(PADDING) |
+                      K(DILATION) | K(GROUPS), K(TYPE) | K(OUT) | K(KERNEL)},
+    [LAYER_MAXPOOL2D] = {K(TYPE) | K(KERNEL) | K(STRIDE) | K(PADDING), K(TYPE) | K(KERNEL)},
+    [LAYER_AVGPOOL2D] = {K(TYPE) | K(KERNEL) | K(STRIDE) | K(PADDING), K(TYPE) | K(KERNEL)},
+    [LAYER_GLOBAL_AVGPOOL] = {K(TYPE), K(TYPE)},
+    [LAYER_BATCHNORM2D] = {K(TYPE) | K(EPS) | K(MOMENTUM) | K(SYNC), K(TYPE)},
+    [LAYER_RESIDUAL_START] = {K(TYPE), K(TYPE)},
+    [LAYER_RESIDUAL_END] = {K(TYPE) | K(PROJECT), K(TYPE)},
+};
+#undef K
+
+void config_layer_fill_defaults(layer_config *l, unsigned given) {
+    layer_config d;
+    memset(&d, 0, sizeof d);
+    d.type = l->type;
+    d.bias = 1;
+    d.p = 0.5f;   /* torch.nn.Dropout */
+    d.stride = (l->type == LAYER_MAXPOOL2D || l->type == LAYER_AVGPOOL2D) ? l->kernel : 1;
+    d.dilation = 1;
+    d.groups = 1;
+    d.eps = 1e-5f;      /* torch.nn.BatchNorm2d */
+    d.momentum = 0.1f;
+    unsigned takes = (int)l->type >= 0 && l->type < LAYER_TYPE_COUNT ? config_layer_rules[l->type].takes : 1u;
+    for (size_t i = 1; i < config_n_layer_keys; i++) {
+        const config_key *k = &config_layer_keys[i];
+        char *field = (char *)l + k->offset;
+        if (!(takes & (1u << i))) memset(field, 0, k->size);
+        else if (!(given & (1u << i))) memcpy(field, (const char *)&d + k->offset, k->size);
+    }
+}
+
+void config_layer_describe_keys(layer_type t, char *buf, size_t n) {
+    unsigned takes = (int)t >= 0 && t < LAYER_TYPE_COUNT ? config_layer_rules[t].takes : 1u;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < config_n_layer_keys && used < n; i++)
+        if (takes & (1u << i))
+            used += (size_t)snprintf(buf + used, n - used, "%s%s", used ? ", " : "",
+                                     config_layer_keys[i].name);
+}
 
 const config_key *config_key_find(const config_key *keys, size_t n, const char *name, size_t len) {
     for (size_t i = 0; i < n; i++)

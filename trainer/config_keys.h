@@ -36,7 +36,23 @@ typedef struct {
 } config_key;
 
 #define CONFIG_KEYS_MAX 64                 /* bound on config_n_keys (for per-key arrays) */
-enum { LAYER_KEY_TYPE, LAYER_KEY_OUT, LAYER_KEY_BIAS, LAYER_KEY_P }; /* config_layer_keys order */
+/* config_layer_keys order */
+enum {
+    LAYER_KEY_TYPE, LAYER_KEY_OUT, LAYER_KEY_BIAS, LAYER_KEY_P, LAYER_KEY_KERNEL,
+    LAYER_KEY_STRIDE, LAYER_KEY_PADDING, LAYER_KEY_DILATION, LAYER_KEY_GROUPS, LAYER_KEY_EPS,
+    LAYER_KEY_MOMENTUM, LAYER_KEY_SYNC, LAYER_KEY_PROJECT, LAYER_KEY_COUNT
+};
+
+/* Which layer keys a layer type takes and which it needs: bit i = config_layer_keys[i]. */
+typedef struct {
+    unsigned takes, needs;
+} layer_key_rule;
+extern const layer_key_rule config_layer_rules[];   /* indexed by layer_type */
+/* Fills the default of every key l->type takes that is not marked in given (bit per key), and
+ * zeroes the keys it does not take. */
+void config_layer_fill_defaults(layer_config *l, unsigned given);
+/* "type, out, bias": the keys a layer type takes, for messages. */
+void config_layer_describe_keys(layer_type t, char *buf, size_t n);
 
 extern const config_key config_keys[];      /* every key of config, in written order */
 extern const size_t config_n_keys;

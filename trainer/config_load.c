@@ -211,11 +211,9 @@ static int apply_scalar(reader *r, const config_key *k, void *base, const char *
 static int read_layer(reader *r, int index, layer_config *out) {
     char display[32], keyname[112], shown[64];
     snprintf(display, sizeof display, "model.layers[%d]", index);
-    size_t map_line = event_line(r), key_line[4] = {0};
+    size_t map_line = event_line(r), key_line[LAYER_KEY_COUNT] = {0};
     layer_config l;
     memset(&l, 0, sizeof l);
-    l.bias = 1;
-    l.p = 0.5f;  /* torch.nn.Dropout's default */
     for (;;) {
         if (next(r)) return -1;
         if (r->event.type == YAML_MAPPING_END_EVENT) break;
@@ -236,7 +234,16 @@ static int read_layer(reader *r, int index, layer_config *out) {
             }
             config_quote_input(name, len, shown, sizeof shown);
             snprintf(keyname, sizeof keyname, "%s.%s", display, shown);
-            if (!best) return unknown_key(r, line, keyname, NULL, " (layer keys: type, out, bias, p)");
+            if (!best) {
+                char all[200];
+                size_t used = 0;
+                for (size_t i = 0; i < config_n_layer_keys; i++)
+                    used += (size_t)snprintf(all + used, sizeof all - used, "%s%s", i ? ", " : "",
+                                             config_layer_keys[i].name);
+                char tail[224];
+                snprintf(tail, sizeof tail, " (layer keys: %s)", all);
+                return unknown_key(r, line, keyname, NULL, tail);
+            }
             char suggestion[48];
             snprintf(suggestion, sizeof suggestion, "%s.%s", display, best);
             return unknown_key(r, line, keyname, suggestion, "");
@@ -255,20 +262,39 @@ static int read_layer(reader *r, int index, layer_config *out) {
         if (apply_scalar(r, k, &l, keyname, scalar_text(r), scalar_len(r), scalar_plain(r), event_line(r)))
             return -1;
     }
-    if (!key_line[LAYER_KEY_TYPE])
-        return fail(r, map_line, "%s: missing 'type' (one of flatten, linear, relu, gelu, dropout)", display);
-    int allowed[4] = {1, l.type == LAYER_LINEAR, l.type == LAYER_LINEAR, l.type == LAYER_DROPOUT};
-    const char *takes = l.type == LAYER_LINEAR ? "takes type, out, bias"
-                        : l.type == LAYER_DROPOUT ? "takes type, p" : "takes only type";
-    for (size_t i = 1; i < 4; i++)
-        if (key_line[i] && !allowed[i])
-            return fail(r, key_line[i], "%s.%s: not a key of a %s layer (%s %s)", display,
+    if (!key_line[LAYER_KEY_TYPE]) {
+        char types[256];
+        size_t used = 0;
+        for (int t = 0; t < LAYER_TYPE_COUNT; t++)
+            used += (size_t)snprintf(types + used, sizeof types - used, "%s%s", t ? ", " : "",
+                                     config_layer_names[t]);
+        return fail(r, map_line, "%s: missing 'type' (one of %s)", display, types);
+    }
+    const layer_key_rule *rule = &config_layer_rules[l.type];
+    char takes[160];
+    config_layer_describe_keys(l.type, takes, sizeof takes);
+    unsigned given = 0;
+    for (size_t i = 0; i < LAYER_KEY_COUNT; i++) {
+        if (!key_line[i]) continue;
+        given |= 1u << i;
+        if (!(rule->takes & (1u << i))) {
+            if (rule->takes == 1u)
+                return fail(r, key_line[i], "%s.%s: not a key of a %s layer (%s takes only type)",
+                            display, config_layer_keys[i].name, config_layer_names[l.type],
+                            config_layer_names[l.type]);
+            return fail(r, key_line[i], "%s.%s: not a key of a %s layer (%s takes %s)", display,
                         config_layer_keys[i].name, config_layer_names[l.type],
                         config_layer_names[l.type], takes);
-    if (l.type == LAYER_LINEAR && !key_line[LAYER_KEY_OUT])
-        return fail(r, map_line, "%s: a linear layer needs 'out' (its output features)", display);
-    if (l.type != LAYER_LINEAR) l.out = l.bias = 0;
-    if (l.type != LAYER_DROPOUT) l.p = 0.0f;
+        }
+    }
+    for (size_t i = 1; i < LAYER_KEY_COUNT; i++)
+        if ((rule->needs & (1u << i)) && !key_line[i]) {
+            if (l.type == LAYER_LINEAR && i == LAYER_KEY_OUT)
+                return fail(r, map_line, "%s: a linear layer needs 'out' (its output features)", display);
+            return fail(r, map_line, "%s: a %s layer needs '%s' (it takes %s)", display,
+                        config_layer_names[l.type], config_layer_keys[i].name, takes);
+        }
+    config_layer_fill_defaults(&l, given);
     *out = l;
     return 0;
 }

@@ -102,14 +102,11 @@ static void append_quoted(text_buffer *b, const char *s, size_t len) {
 static void append_layer(text_buffer *b, const layer_config *l) {
     char value[32];
     append(b, "    - {type: %s", layer_type_name(l->type));
-    if (l->type == LAYER_LINEAR) {
-        config_key_format(&config_layer_keys[LAYER_KEY_OUT], l, value, sizeof value);
-        append(b, ", out: %s", value);
-        config_key_format(&config_layer_keys[LAYER_KEY_BIAS], l, value, sizeof value);
-        append(b, ", bias: %s", value);
-    } else if (l->type == LAYER_DROPOUT) {
-        config_key_format(&config_layer_keys[LAYER_KEY_P], l, value, sizeof value);
-        append(b, ", p: %s", value);
+    unsigned takes = (int)l->type >= 0 && l->type < LAYER_TYPE_COUNT ? config_layer_rules[l->type].takes : 1u;
+    for (size_t i = 1; i < config_n_layer_keys; i++) {
+        if (!(takes & (1u << i))) continue;
+        config_key_format(&config_layer_keys[i], l, value, sizeof value);
+        append(b, ", %s: %s", config_layer_keys[i].name, value);
     }
     append(b, "}\n");
 }

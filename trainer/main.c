@@ -9,6 +9,7 @@
 #include "config.h"
 #include "data.h"
 #include "fsutil.h"
+#include "kernels.h"
 #include "train.h"
 
 #define HARNESS_VERSION "0.1.0"
@@ -24,6 +25,7 @@ static const char *usage_main =
     "  eval --checkpoint CKPT [--set KEY=VALUE]...\n"
     "                                        test loss and accuracy of a saved model\n"
     "  inspect CKPT                          step, config, tensors (shapes, norms) of a checkpoint\n"
+    "  devices [--count]                     the compute backends this build and machine offer\n"
     "  convert fashion-mnist [--src DIR] [--out DIR]\n"
     "                                        turn IDX files into HDF5 train.h5 / test.h5\n"
     "  help [COMMAND]                        this text, or a command's\n"
@@ -260,6 +262,13 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "train")) return cmd_run(argc, argv, 0);
     if (!strcmp(argv[1], "eval")) return cmd_run(argc, argv, 1);
     if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc, argv);
+    if (!strcmp(argv[1], "devices")) {
+        int gpus = kern_cuda_device_count();
+        if (argc > 2 && !strcmp(argv[2], "--count")) printf("%d\n", gpus);
+        else printf("cpu: available\ncuda: %d device%s%s\n", gpus, gpus == 1 ? "" : "s",
+                    gpus ? "" : " (none visible, or this build has no CUDA backend)");
+        return 0;
+    }
     if (!strcmp(argv[1], "convert")) return cmd_convert(argc, argv);
     fprintf(stderr, "harness: unknown command '%s'\n%s", argv[1], usage_main);
     return 1;

@@ -221,6 +221,22 @@ static int broadcast_floats(run *r, float *buf, int64_t n, char *err) {
     return st;
 }
 
+/* Synchronised batch norm: sums over all ranks (host doubles). */
+static int allreduce_for_model(void *user, double *x, int n) {
+    run *r = user;
+    char err[ERRLEN];
+    if (comm_allreduce_sum_f64(r->c, x, n, err, sizeof err) != 0) comm_abort(r->c, 1, err);
+    return 0;
+}
+
+/* Batch-norm running statistics are per rank unless synchronised; like DDP, rank 0's are
+ * the model's: broadcast before they are used for evaluation or saved. */
+static void sync_buffers(run *r) {
+    char err[ERRLEN];
+    if (r->m.n_buffers && broadcast_floats(r, r->m.buffers, r->m.n_buffers, err) != 0)
+        comm_abort(r->c, 1, err);
+}
+
 /* Allocates the per-rank batch buffers on the backend. */
 static int alloc_batch_buffers(run *r, char *err) {
     if (!(r->labels_dev = kern_alloc(r->k, (size_t)r->B * sizeof(int32_t)))) goto oom;
@@ -244,6 +260,7 @@ static void grads_ready_cb(void *user, int64_t offset) {
 /* Loss and accuracy over the whole test set, every sample exactly once across ranks. */
 static void evaluate(run *r, int64_t step, int64_t epoch) {
     char err[ERRLEN];
+    sync_buffers(r);
     double sums[2] = {0, 0};       /* loss sum, correct */
     int64_t count = 0;
     data_batch b;
@@ -318,6 +335,7 @@ static int resume(run *r, const char *what, char *err) {
     if (!hdr[0]) return 0;
     float *bufs[3] = {r->m.params, r->opt.m, r->opt.v};
     for (int i = 0; i < 3 && st == 0; i++) st = broadcast_floats(r, bufs[i], r->m.n_params, err);
+    if (st == 0) st = broadcast_floats(r, r->m.buffers, r->m.n_buffers, err);
     if (agree(r, st, err)) return -1;
     r->opt.t = hdr[4];
     r->start_step = hdr[1];
@@ -339,6 +357,7 @@ static int resume(run *r, const char *what, char *err) {
 static int checkpoint(run *r, int64_t step, char *path, size_t path_len) {
     char err[ERRLEN];
     int st = 0;
+    sync_buffers(r);
     if (r->rank == 0) {
         ckpt_state s = {0};
         s.step = step;
@@ -386,7 +405,8 @@ static int64_t memory_available(int64_t *node_total) {
 static int check_memory(run *r, char *err) {
     const config *cfg = r->cfg;
     int64_t n_params = 0;
-    int64_t model = model_estimate_bytes(cfg, r->info->sample_elems, r->B, &n_params);
+    int64_t model = model_estimate_bytes(cfg, r->info->sample_shape, r->info->sample_ndim,
+                                         r->info->num_classes, r->B, &n_params);
     if (model < 0) return 0;   /* model_build explains */
     int states = cfg->optimizer == OPT_ADAMW ? 2 : cfg->momentum > 0.0f ? 1 : 0;
     int64_t optim_bytes = (int64_t)states * n_params * (int64_t)sizeof(float);
@@ -434,8 +454,8 @@ static int setup(run *r, char *err) {
     if (agree(r, open_data(r, 1, err), err)) return -1;
     if (agree(r, check_memory(r, err), err)) return -1;
 
-    st = model_build(&r->m, cfg, r->info->sample_elems, r->info->num_classes, r->B, r->k, err,
-                     ERRLEN);
+    st = model_build(&r->m, cfg, r->info->sample_shape, r->info->sample_ndim,
+                     r->info->num_classes, r->B, r->k, err, ERRLEN);
     if (st == 0) st = alloc_batch_buffers(r, err);
     if (agree(r, st, err)) return -1;
 
@@ -460,6 +480,11 @@ static int setup(run *r, char *err) {
      * the ranks provably start from identical parameters. */
     model_init_params(&r->m, cfg->init, cfg->seed);
     st = broadcast_floats(r, r->m.params, r->m.n_params, err);
+    if (st == 0) st = broadcast_floats(r, r->m.buffers, r->m.n_buffers, err);
+    if (r->world > 1) {
+        r->m.allreduce = allreduce_for_model;
+        r->m.allreduce_user = r;
+    }
     if (agree(r, st, err)) return -1;
 
     if (r->rank == 0) {
@@ -533,8 +558,8 @@ static void report_nonfinite(run *r, int64_t step, int64_t skipped) {
                      model_first_nonfinite_tensor(&r->m, 0) >= 0 ? "; the parameters themselves "
                      "are already non-finite" : "");
     } else {
-        model_tensor t[2 * CFG_MAX_LAYERS];
-        model_tensors(&r->m, t, 2 * CFG_MAX_LAYERS);
+        model_tensor t[MODEL_MAX_TENSORS];
+        model_tensors(&r->m, t, MODEL_MAX_TENSORS);
         int ti = model_first_nonfinite_tensor(&r->m, 1);
         snprintf(where, sizeof where, "the forward pass is finite on every rank; the first "
                  "non-finite gradient is %s's (backward overflow)", ti >= 0 ? t[ti].name : "?");
@@ -765,7 +790,8 @@ int eval_run(const config *cfg, const char *ckpt, comm *c) {
     int st = 0;
     if (agree(&r, open_backend(&r, err), err) || agree(&r, open_data(&r, 0, err), err))
         goto out;
-    st = model_build(&r.m, cfg, r.info->sample_elems, r.info->num_classes, r.B, r.k, err, ERRLEN);
+    st = model_build(&r.m, cfg, r.info->sample_shape, r.info->sample_ndim, r.info->num_classes,
+                     r.B, r.k, err, ERRLEN);
     if (st == 0) st = alloc_batch_buffers(&r, err);
     if (agree(&r, st, err)) goto out;
     ckpt_state s;
@@ -773,7 +799,7 @@ int eval_run(const config *cfg, const char *ckpt, comm *c) {
     if (agree(&r, st, err)) goto out;
     st = broadcast_floats(&r, r.m.params, r.m.n_params, err);
     if (agree(&r, st, err)) goto out;
-    evaluate(&r, 0, 0);
+    evaluate(&r, 0, 0);   /* broadcasts the running statistics too */
     teardown(&r);
     return HARNESS_EXIT_OK;
 out:

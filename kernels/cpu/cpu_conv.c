@@ -10,8 +10,11 @@
  *   backward  dw_g[Kg,CRSg] += dout_g[Kg,PQ] @ cols_g^T
  *             dcols_g[CRSg,PQ] = w_g^T @ dout_g, then col2im adds dcols into din
  * The workspace is one image's cols (C*R*S*PQ floats), reused for dcols in backward.
- * A 1x1, stride-1, unpadded convolution needs no im2col: the image in[C,HW] is already cols
- * (and din[C,HW] is dcols), so it is GEMMs only and the workspace is not touched. */
+ * Fast paths: a 1x1, stride-1, unpadded convolution needs no im2col: the image in[C,HW] is
+ * already cols (and din[C,HW] is dcols), so it is GEMMs only and the workspace is not touched.
+ * A stride-1 "same"-width convolution (3x3 pad 1, ...) copies each cols row as one contiguous
+ * run of the image (see is_contiguous).  Nothing allocates; the loops are plain copies and
+ * adds that gcc vectorises. */
 #include "cpu_backend.h"
 
 #include <cblas.h>
@@ -28,8 +31,8 @@ size_t kcpu_conv2d_workspace(kcpu_ctx *c, const kern_conv_shape *s) {
     return (size_t)s->C * s->R * s->S * (size_t)P * Q * sizeof(float);
 }
 
-/* Valid output columns q in [*q0, *q1) for kernel column offset `off` = s*dw - pw:
- * those with 0 <= q*sw + off < W. */
+/* The outputs q in [*q0, *q1) whose input q*stride + off lies inside [0, W), for a kernel
+ * offset off = s*dw - pw (columns) or r*dh - ph (rows, with H, P). */
 static void valid_range(int off, int stride, int W, int Q, int *q0, int *q1) {
     int lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
     int hi = W - off <= 0 ? 0 : (W - off + stride - 1) / stride;   /* first q with q*sw+off >= W */
@@ -40,28 +43,52 @@ static void valid_range(int off, int stride, int W, int Q, int *q0, int *q1) {
     *q1 = hi;
 }
 
+/* Stride 1 with Q == W ("same" width: 2*pw == dw*(S-1), e.g. 3x3 pad 1): for one (c,r,s) the
+ * in-image part of a cols row is one contiguous run of x shifted by (r*dh - ph)*W + s*dw - pw,
+ * except at the wrap positions q < q0 and q >= q1 of each output row, which fall outside the
+ * image row (in x they alias a neighbouring row).  Copying (or adding) the whole run at once
+ * and fixing the wrap positions replaces P short row copies by one long one. */
+static int is_contiguous(const kern_conv_shape *s, int Q) {
+    return s->stride_h == 1 && s->stride_w == 1 && Q == s->W;
+}
+
 /* cols[C*R*S, P*Q] from one image x[C,H,W] */
 static void im2col(float *restrict cols, const float *restrict x, const kern_conv_shape *s,
                    int P, int Q) {
     const int C = s->C, H = s->H, W = s->W, R = s->R, S = s->S;
     const int sh = s->stride_h, sw = s->stride_w;
+    const int contiguous = is_contiguous(s, Q);
     for (int c = 0; c < C; c++) {
         const float *restrict xc = x + (size_t)c * H * W;
         for (int r = 0; r < R; r++) {
             int hoff = r * s->dil_h - s->pad_h;
+            int p0, p1;   /* output rows whose input row is inside the image */
+            valid_range(hoff, sh, H, P, &p0, &p1);
             for (int t = 0; t < S; t++) {
                 int woff = t * s->dil_w - s->pad_w;
                 int q0, q1;
                 valid_range(woff, sw, W, Q, &q0, &q1);
                 float *restrict row = cols + ((size_t)(c * R + r) * S + t) * P * Q;
-                for (int p = 0; p < P; p++) {
-                    float *restrict dst = row + (size_t)p * Q;
-                    int h = p * sh + hoff;
-                    if (h < 0 || h >= H) {
-                        memset(dst, 0, (size_t)Q * sizeof(float));
-                        continue;
+                int pe = q1 > q0 ? p1 : p0;   /* no column inside: every row is zero */
+                memset(row, 0, (size_t)p0 * Q * sizeof(float));
+                memset(row + (size_t)pe * Q, 0, (size_t)(P - pe) * Q * sizeof(float));
+                if (pe <= p0) continue;
+                if (contiguous) {
+                    /* row[p*Q + q] = xc[(p + hoff)*W + q + woff], from (p0,q0) to (p1-1,q1-1) */
+                    size_t n = (size_t)(p1 - p0 - 1) * Q + (q1 - q0);
+                    float *restrict dst = row + (size_t)p0 * Q + q0;
+                    const float *restrict src = xc + (size_t)(p0 + hoff) * W + (q0 + woff);
+                    for (size_t i = 0; i < n; i++) dst[i] = src[i];
+                    for (int p = p0; p < p1; p++) {
+                        float *restrict d = row + (size_t)p * Q;
+                        for (int q = 0; q < q0; q++) d[q] = 0.0f;
+                        for (int q = q1; q < Q; q++) d[q] = 0.0f;
                     }
-                    const float *restrict xrow = xc + (size_t)h * W;
+                    continue;
+                }
+                for (int p = p0; p < pe; p++) {
+                    float *restrict dst = row + (size_t)p * Q;
+                    const float *restrict xrow = xc + (size_t)(p * sh + hoff) * W;
                     for (int q = 0; q < q0; q++) dst[q] = 0.0f;
                     if (sw == 1) {
                         for (int q = q0; q < q1; q++) dst[q] = xrow[q + woff];
@@ -75,25 +102,40 @@ static void im2col(float *restrict cols, const float *restrict x, const kern_con
     }
 }
 
-/* dx[C,H,W] += cols[C*R*S, P*Q] scattered back (the adjoint of im2col) */
-static void col2im_add(float *restrict dx, const float *restrict cols, const kern_conv_shape *s,
+/* dx[C,H,W] += cols[C*R*S, P*Q] scattered back (the adjoint of im2col).  The contiguous case
+ * zeroes the wrap positions of cols first (cols is scratch), then adds whole runs. */
+static void col2im_add(float *restrict dx, float *restrict cols, const kern_conv_shape *s,
                        int P, int Q) {
     const int C = s->C, H = s->H, W = s->W, R = s->R, S = s->S;
     const int sh = s->stride_h, sw = s->stride_w;
+    const int contiguous = is_contiguous(s, Q);
     for (int c = 0; c < C; c++) {
         float *restrict xc = dx + (size_t)c * H * W;
         for (int r = 0; r < R; r++) {
             int hoff = r * s->dil_h - s->pad_h;
+            int p0, p1;
+            valid_range(hoff, sh, H, P, &p0, &p1);
             for (int t = 0; t < S; t++) {
                 int woff = t * s->dil_w - s->pad_w;
                 int q0, q1;
                 valid_range(woff, sw, W, Q, &q0, &q1);
-                const float *restrict row = cols + ((size_t)(c * R + r) * S + t) * P * Q;
-                for (int p = 0; p < P; p++) {
-                    int h = p * sh + hoff;
-                    if (h < 0 || h >= H) continue;
+                float *restrict row = cols + ((size_t)(c * R + r) * S + t) * P * Q;
+                if (p1 <= p0 || q1 <= q0) continue;
+                if (contiguous) {
+                    for (int p = p0; p < p1; p++) {
+                        float *restrict d = row + (size_t)p * Q;
+                        for (int q = 0; q < q0; q++) d[q] = 0.0f;
+                        for (int q = q1; q < Q; q++) d[q] = 0.0f;
+                    }
+                    size_t n = (size_t)(p1 - p0 - 1) * Q + (q1 - q0);
+                    const float *restrict src = row + (size_t)p0 * Q + q0;
+                    float *restrict dst = xc + (size_t)(p0 + hoff) * W + (q0 + woff);
+                    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+                    continue;
+                }
+                for (int p = p0; p < p1; p++) {
                     const float *restrict src = row + (size_t)p * Q;
-                    float *restrict xrow = xc + (size_t)h * W;
+                    float *restrict xrow = xc + (size_t)(p * sh + hoff) * W;
                     if (sw == 1) {
                         for (int q = q0; q < q1; q++) xrow[q + woff] += src[q];
                     } else {

@@ -42,7 +42,7 @@ expect() {
   [ "$rc" -lt 128 ] || fail "$name: crashed (status $rc)"
   grep -qF -- "$want" "$B/$name.err" || { cat "$B/$name.err" >&2; fail "$name: message lacks '$want'"; }
   [ "$ms" -lt 15000 ] || fail "$name: took ${ms} ms"
-  if pgrep -f "$HARNESS train" >/dev/null; then fail "$name: processes left behind"; fi
+  if pgrep -f "$HARNESS train .*$B/run_$name" >/dev/null; then fail "$name: processes left behind"; fi
   printf '%-14s exit %d in %5d ms: %s\n' "$name" "$rc" "$ms" "$(grep -m1 -F -- "$want" "$B/$name.err")"
 }
 D="--set data.test="
