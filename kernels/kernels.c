@@ -97,6 +97,8 @@ void *kern_alloc(kern_ctx *k, size_t bytes) {
     }
 }
 
+const char *kern_blas_coretype_hint(void) { return kcpu_blas_coretype_hint(); }
+
 void *kern_alloc_host(kern_ctx *k, size_t bytes) {
     switch (k->backend) {
     case KERN_CPU: return kcpu_alloc(k->cpu, bytes);   /* host memory is all there is */

@@ -34,6 +34,12 @@ typedef struct {
 int kern_create(const kern_options *opt, kern_ctx **out, char *err, size_t errlen);
 void kern_destroy(kern_ctx *k);
 kern_backend kern_get_backend(const kern_ctx *k);
+/* OpenBLAS picks its CPU kernels when it loads, from the CPU model it knows; a CPU it does not
+ * know gets a generic older kernel.  When a faster one fits this CPU (AVX-512 CPUs that OpenBLAS
+ * runs with its AVX2 kernels, measured 1.2-1.6x on GEMMs here), returns the value for the
+ * OPENBLAS_CORETYPE environment variable that selects it; NULL when nothing is to be gained.
+ * Only effective for a process that sets it before it starts (see harness's main). */
+const char *kern_blas_coretype_hint(void);
 /* Whether this build contains the CUDA backend and a device is usable (count of devices). */
 int kern_cuda_device_count(void);
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm.h"
 #include "checkpoint.h"
@@ -246,7 +247,20 @@ static int cmd_inspect(int argc, char **argv) {
     return 0;
 }
 
+/* OpenBLAS chooses its CPU kernels at load time, before main; when it chose slower ones than
+ * this CPU can run, start again with OPENBLAS_CORETYPE set (the same process, before MPI or
+ * anything else has started).  HARNESS_NO_BLAS_REEXEC=1 or an explicit OPENBLAS_CORETYPE
+ * keeps the library's own choice. */
+static void reexec_with_faster_blas(char **argv) {
+    const char *hint = kern_blas_coretype_hint();
+    if (!hint || getenv("OPENBLAS_CORETYPE") || getenv("HARNESS_NO_BLAS_REEXEC")) return;
+    if (setenv("OPENBLAS_CORETYPE", hint, 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE");   /* exec failed: carry on with the library's choice */
+}
+
 int main(int argc, char **argv) {
+    reexec_with_faster_blas(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(usage_main, argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;

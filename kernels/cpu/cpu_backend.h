@@ -16,6 +16,7 @@ int kcpu_create(const kern_options *opt, kcpu_ctx **out, char *err, size_t errle
 void kcpu_destroy(kcpu_ctx *c);
 void *kcpu_alloc(kcpu_ctx *c, size_t bytes);   /* 64-byte aligned, zeroed */
 void kcpu_free(kcpu_ctx *c, void *p);
+const char *kcpu_blas_coretype_hint(void);
 void kcpu_to_device(kcpu_ctx *c, void *dst, const void *host_src, size_t bytes);
 void kcpu_to_host(kcpu_ctx *c, void *host_dst, const void *src, size_t bytes);
 int kcpu_sync(kcpu_ctx *c, char *err, size_t errlen);

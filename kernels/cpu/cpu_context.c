@@ -52,3 +52,17 @@ void kcpu_to_host(kcpu_ctx *c, void *host_dst, const void *src, size_t bytes) {
 int kcpu_sync(kcpu_ctx *c, char *err, size_t errlen) { return 0; }
 
 int kcpu_check(kcpu_ctx *c, char *err, size_t errlen) { return 0; }
+
+const char *kcpu_blas_coretype_hint(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    const char *core = openblas_get_corename();
+    if (!core) return NULL;
+    /* AVX2-era kernels on a CPU with the AVX-512 subsets OpenBLAS's SkylakeX kernels use */
+    int generic = !strcmp(core, "Haswell") || !strcmp(core, "Zen") || !strcmp(core, "Sandybridge");
+    __builtin_cpu_init();
+    if (generic && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return "SkylakeX";
+#endif
+    return NULL;
+}
