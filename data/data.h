@@ -55,6 +55,13 @@ typedef struct {
     uint64_t seed;
     int shuffle;              /* training: permute each epoch; eval ignores this */
     int64_t cache_bytes;      /* whole dataset kept in memory when it fits; 0 = never */
+    /* Training augmentation of image samples ([N,H,W] or [N,H,W,C]), applied on the fly in
+     * the background thread, deterministic from (seed, epoch, sample index) so that a resumed
+     * run sees the same pixels: random crop after zero padding of augment_pad pixels on each
+     * side (torchvision RandomCrop(size, padding)), and horizontal flip with probability 1/2
+     * when augment_hflip.  Ignored in eval mode. */
+    int augment_pad;
+    int augment_hflip;
     /* Host buffers for batches (pinned memory on GPU runs); NULL = malloc/free. */
     void *(*alloc_host)(size_t bytes, void *user);
     void (*free_host)(void *p, void *user);
