@@ -130,6 +130,37 @@ static void format_shape(char *buf, size_t n, int ndim, const hsize_t *dims) {
     snprintf(buf + used, n - (size_t)used, "]");
 }
 
+/* Hostile files (tests/fuzz): 1 when all of the dataset's data is stored in this file.  HDF5
+ * 1.10 reads a compact dataset whose stored size disagrees with its shape from a NULL buffer
+ * (a crash), and chunks missing from the file as fill values; external and virtual datasets
+ * keep their data in other files.  Checked before every H5Dread of a checkpoint. */
+static int stored_whole(hid_t ds) {
+    hid_t dcpl = H5Dget_create_plist(ds), type = H5Dget_type(ds), space = H5Dget_space(ds);
+    hsize_t dims[H5S_MAX_RANK], chunk[H5S_MAX_RANK], need = 1, have = 0;
+    int nd = space >= 0 ? H5Sget_simple_extent_dims(space, dims, NULL) : -1;
+    hssize_t npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    size_t tsize = type >= 0 ? H5Tget_size(type) : 0;
+    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+    int ok = nd >= 0 && npoints >= 0 && tsize > 0 && H5Pget_external_count(dcpl) == 0;
+    if (ok && layout == H5D_CHUNKED) {
+        ok = H5Pget_chunk(dcpl, nd, chunk) == nd;
+        for (int i = 0; ok && i < nd; i++) {
+            hsize_t k = chunk[i] ? dims[i] / chunk[i] + (dims[i] % chunk[i] != 0) : 0;
+            ok = chunk[i] > 0 && (k == 0 || need <= (hsize_t)-1 / k);
+            need *= k;
+        }
+        ok = ok && H5Dget_num_chunks(ds, space, &have) >= 0 && have == need;
+    } else if (ok) {
+        hsize_t stored = H5Dget_storage_size(ds);
+        ok = (layout == H5D_COMPACT || layout == H5D_CONTIGUOUS) && stored % tsize == 0 &&
+             stored / tsize == (hsize_t)npoints;
+    }
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    return ok;
+}
+
 /* Reads dataset `name` under loc into out; its shape must be exactly dims.
  * Returns 0, CKPT_MISMATCH (other shape: message in err) or CKPT_CORRUPT. */
 static int read_tensor(hid_t loc, const char *name, const char *display, float *out, int ndim,
@@ -163,6 +194,10 @@ static int read_tensor(hid_t loc, const char *name, const char *display, float *
                "(does the config's model.layers match the run that wrote it?)", path, display,
                have, want);
         rc = CKPT_MISMATCH;
+    } else if (!stored_whole(ds)) {   /* hostile files: see stored_whole */
+        errorf(err, errlen, "%s: %s is damaged (its data is not all stored in the file)", path,
+               display);
+        rc = CKPT_CORRUPT;
     } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
         errorf(err, errlen, "%s: %s fails its checksum or cannot be read", path, display);
         rc = CKPT_CORRUPT;
@@ -585,18 +620,25 @@ int ckpt_list(const char *dir, char (*paths)[1200], int max) {
 typedef struct {
     FILE *out;
     const char *prefix;
+    int depth;        /* groups below /params or /optim; bounded: links may form a cycle */
+    long *left;       /* entries still to show (hostile files: a cycle of many links) */
 } walk_ctx;
 
 static herr_t print_dataset(hid_t loc, const char *name, const H5L_info_t *info, void *user) {
     (void)info;
     walk_ctx *w = user;
+    if (--*w->left < 0) return 1;  /* stops the iteration */
     H5O_info_t oi;   /* HDF5 1.10 API (Debian 12) */
     if (H5Oget_info_by_name2(loc, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return 0;
     if (oi.type == H5O_TYPE_GROUP) {
+        if (w->depth >= 4) {  /* hostile files: a hard link to an ancestor recursed forever */
+            fprintf(w->out, "  %s%s/  (nested too deep, not shown)\n", w->prefix, name);
+            return 0;
+        }
         hid_t g = H5Gopen2(loc, name, H5P_DEFAULT);
         char prefix[512];
         snprintf(prefix, sizeof prefix, "%s%s/", w->prefix, name);
-        walk_ctx sub = {w->out, prefix};
+        walk_ctx sub = {w->out, prefix, w->depth + 1, w->left};
         H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, print_dataset, &sub);
         H5Gclose(g);
         return 0;
@@ -611,7 +653,7 @@ static herr_t print_dataset(hid_t loc, const char *name, const H5L_info_t *info,
     format_shape(shape, sizeof shape, nd, dims);
     char full[600];
     snprintf(full, sizeof full, "%s%s", w->prefix, name);
-    float *buf = n > 0 ? malloc((size_t)n * sizeof(float)) : NULL;
+    float *buf = n > 0 && stored_whole(ds) ? malloc((size_t)n * sizeof(float)) : NULL;
     if (buf && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0) {
         double ss = 0;
         for (hssize_t i = 0; i < n; i++) ss += (double)buf[i] * buf[i];
@@ -644,7 +686,8 @@ int ckpt_inspect(const char *path, FILE *out, char *err, size_t errlen) {
         if (H5Lexists(f, groups[i], H5P_DEFAULT) <= 0) continue;
         fprintf(out, "/%s:\n", groups[i]);
         hid_t g = H5Gopen2(f, groups[i], H5P_DEFAULT);
-        walk_ctx w = {out, ""};
+        long left = 100000;
+        walk_ctx w = {out, "", 0, &left};
         H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, print_dataset, &w);
         H5Gclose(g);
     }

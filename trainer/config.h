@@ -60,6 +60,8 @@ typedef struct {
     int64_t cache_mb;              /* data.cache_mb: keep a dataset in memory when it fits */
     int shuffle;                   /* data.shuffle */
     int normalize;                 /* data.normalize: use mean/std attributes (or the data's own) */
+    int augment_pad;               /* data.augment_pad: random crop after this much zero padding */
+    int augment_hflip;             /* data.augment_hflip: random horizontal flips */
 
     /* model.* */
     int n_layers;                  /* model.layers: a YAML sequence of maps {type: ..., ...} */

@@ -47,6 +47,8 @@ const config_key config_keys[] = {
     {.name = "data.cache_mb", .kind = CK_I64, FIELD(cache_mb), .imin = 0, .imax = INT64_C(1) << 30},
     {.name = "data.shuffle", .kind = CK_BOOL, FIELD(shuffle)},
     {.name = "data.normalize", .kind = CK_BOOL, FIELD(normalize)},
+    {.name = "data.augment_pad", .kind = CK_INT, FIELD(augment_pad), .imin = 0, .imax = 1024},
+    {.name = "data.augment_hflip", .kind = CK_BOOL, FIELD(augment_hflip)},
 
     {.name = "model.layers", .kind = CK_LAYERS, FIELD(layers)},
     {.name = "model.init", .kind = CK_NAME, FIELD(init), .names = init_names},

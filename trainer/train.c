@@ -134,6 +134,8 @@ static int open_data(run *r, int need_train, char *err) {
     }
     dc.path = cfg->train_path;
     dc.mode = DATA_TRAIN;
+    dc.augment_pad = cfg->augment_pad;
+    dc.augment_hflip = cfg->augment_hflip;
     dc.rank = r->rank;
     dc.world = r->world;
     dc.global_batch = r->G;
@@ -150,6 +152,7 @@ static int open_data(run *r, int need_train, char *err) {
     if (cfg->test_path[0]) {
         dc.path = cfg->test_path;
         dc.mode = DATA_EVAL;
+        dc.augment_pad = dc.augment_hflip = 0;
         if (data_loader_open(&dc, &r->test, err, ERRLEN) != 0) return -1;
         const data_info *ti = data_loader_info(r->test);
         if (ti->sample_elems != r->info->sample_elems || ti->dtype != r->info->dtype ||
