@@ -2,7 +2,8 @@
  *
  *   hdf5_util.c  error messages, the module-wide HDF5 lock, quiet HDF5 error printing
  *   schema.c     open + validate a classification file (data_inspect)
- *   shard.c      epoch permutation, rank slices, the plan of the next batch
+ *   shard.c      the splitmix64 generator, epoch permutation, rank slices, the batch plan
+ *   augment.c    training augmentation: random crop after zero padding, horizontal flip
  *   read.c       batched reads: sort, merge runs, grouped hyperslab reads, permute; cache
  *   loader.c     the loader: background thread, double buffering, public loader API
  *   convert_idx.c  IDX -> HDF5 converter */
@@ -60,6 +61,17 @@ void data_schema_close(data_h5_file *h);
 
 /* ---- shard.c ---- */
 
+/* splitmix64 (a counter-based generator): state advances by the golden gamma, the output is
+ * the mixed state, so a stream is a pure function of its starting state. */
+#define DATA_GOLDEN_GAMMA 0x9e3779b97f4a7c15ULL
+typedef struct {
+    uint64_t state;
+} data_rng;
+uint64_t data_splitmix64_mix(uint64_t z);
+uint64_t data_rng_next(data_rng *r);
+/* Uniform in [0, bound), bound >= 1, without modulo bias. */
+uint64_t data_rng_below(data_rng *r, uint64_t bound);
+
 /* What the next item of a stream is, given its position (epoch, cursor). */
 typedef struct {
     int end_of_pass;           /* eval only: the pass is over, nothing to read */
@@ -103,5 +115,37 @@ int data_reader_init(data_reader *r, const char *path, const data_h5_file *h,
 int data_reader_read(data_reader *r, const int64_t *indices, int64_t count, void *x,
                      char *err, size_t errlen);
 void data_reader_free(data_reader *r);
+
+/* ---- augment.c ---- */
+
+/* What one training sample gets: crop offset (dy, dx) in [0, 2*pad]^2 into the zero-padded
+ * [H+2p, W+2p] image, then a horizontal flip when flip. */
+typedef struct {
+    int dy, dx;
+    int flip;
+} data_augment_draw;
+
+/* The key of the augmentation stream of (seed, epoch), distinct from the permutation's. */
+uint64_t data_augment_key(uint64_t seed, int64_t epoch);
+/* The draws of sample `index` (in the dataset) under key: a pure function of its arguments,
+ * so neither world size, rank, batch position nor resume changes them. */
+data_augment_draw data_augment_draw_sample(uint64_t key, int64_t index, int pad, int hflip);
+
+typedef struct {
+    int on;                  /* training with pad > 0 or hflip */
+    int pad, hflip;
+    int64_t h, w;            /* sample [H, W] or [H, W, C] */
+    size_t pixel_bytes;      /* C * element size */
+} data_augment;
+
+/* Validates cfg's augmentation against the samples (training only; eval ignores it) and fills
+ * a.  Errors name the file, /images and the config field. */
+int data_augment_init(data_augment *a, const data_config *cfg, const data_info *info,
+                      char *err, size_t errlen);
+/* One sample [H, W, C] in place (no allocation). */
+void data_augment_sample(const data_augment *a, data_augment_draw d, void *sample);
+/* x[i] = augment(x[i]) with the draws of sample indices[i] in epoch `epoch`. */
+void data_augment_batch(const data_augment *a, uint64_t seed, int64_t epoch,
+                        const int64_t *indices, int64_t count, void *x);
 
 #endif

@@ -7,6 +7,9 @@
  * stream.  After open the thread makes every HDF5 call; seek and close stop it (join) and seek
  * starts a fresh one at the new position.
  *
+ * Training augmentation (augment.c) runs in the thread on the filled slot, after the samples are
+ * in batch order, whether they came from the cache or from HDF5 reads, outside the HDF5 lock.
+ *
  * Ownership: slot state, `stop` and the wait are guarded by mu.  The thread alone touches the
  * plan position, permutation, reader and the contents of a slot it is filling; the caller
  * alone touches take/held, the handed-out position and the wait time. */
@@ -45,6 +48,7 @@ struct data_loader {
 
     /* Prefetch thread side. */
     data_reader reader;
+    data_augment augment;   /* on only in training with augment_pad > 0 or augment_hflip */
     int64_t *perm;          /* [N] order of perm_epoch (training with shuffle) */
     int64_t perm_epoch;
     int64_t *indices;       /* [cap] this rank's sample indices of the batch being filled */
@@ -130,6 +134,7 @@ static void fill_slot(data_loader *l, data_slot *s) {
         return;
     }
     for (int64_t i = 0; i < count; i++) s->y[i] = l->labels[l->indices[i]];
+    data_augment_batch(&l->augment, l->cfg.seed, p.epoch, l->indices, count, s->x);
     s->kind = ITEM_BATCH;
     s->batch.count = count;
     s->batch.global_count = p.global_count;
@@ -246,6 +251,7 @@ int data_loader_open(const data_config *cfg, data_loader **out, char *err, size_
     int rc = data_schema_open(l->path, &l->info, &l->h5, &l->labels, err, errlen);
     data_h5_end(&scope);
     if (rc) goto fail;
+    if (data_augment_init(&l->augment, &l->cfg, &l->info, err, errlen)) goto fail;
 
     int64_t n = l->info.n, g = cfg->global_batch;
     if (cfg->mode == DATA_TRAIN && g > n) {

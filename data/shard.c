@@ -2,42 +2,38 @@
  *
  * The order of an epoch is a Fisher-Yates shuffle of [0,N) driven by splitmix64 keyed by
  * (seed, epoch): a pure function of its arguments, so every rank computes the same order and
- * a resumed run recomputes it without stored state. */
+ * a resumed run recomputes it without stored state.  The same generator, keyed apart, draws
+ * the training augmentation (augment.c). */
 #include "data_internal.h"
 
-#define GOLDEN 0x9e3779b97f4a7c15ULL
-
-static uint64_t splitmix64_mix(uint64_t z) {
+/* splitmix64's finaliser: a bijective mix of 64 bits. */
+uint64_t data_splitmix64_mix(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
 
-/* A splitmix64 stream: state advances by the golden gamma, output is the mixed state. */
-typedef struct {
-    uint64_t state;
-} shuffle_rng;
-
-static uint64_t rng_next(shuffle_rng *r) {
-    r->state += GOLDEN;
-    return splitmix64_mix(r->state);
+uint64_t data_rng_next(data_rng *r) {
+    r->state += DATA_GOLDEN_GAMMA;
+    return data_splitmix64_mix(r->state);
 }
 
 /* Uniform in [0, bound) without modulo bias: reject the lowest 2^64 mod bound values. */
-static uint64_t rng_below(shuffle_rng *r, uint64_t bound) {
+uint64_t data_rng_below(data_rng *r, uint64_t bound) {
     uint64_t threshold = (0 - bound) % bound;
     for (;;) {
-        uint64_t x = rng_next(r);
+        uint64_t x = data_rng_next(r);
         if (x >= threshold) return x % bound;
     }
 }
 
 void data_epoch_permutation(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch) {
     /* Mixing epoch before combining keeps (seed, epoch) and (seed+1, epoch-1) apart. */
-    shuffle_rng r = {splitmix64_mix(seed ^ splitmix64_mix((uint64_t)epoch + GOLDEN))};
+    uint64_t epoch_key = data_splitmix64_mix((uint64_t)epoch + DATA_GOLDEN_GAMMA);
+    data_rng r = {data_splitmix64_mix(seed ^ epoch_key)};
     for (int64_t i = 0; i < n; i++) perm[i] = i;
     for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)rng_below(&r, (uint64_t)i + 1);
+        int64_t j = (int64_t)data_rng_below(&r, (uint64_t)i + 1);
         int64_t t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
