@@ -76,8 +76,14 @@ static void test_layer_checks(void **state) {
     c.layers[3].out = 0;
     invalid(&c, "model.layers[3].out: expected an integer in [1, 16777216], got '0'", NULL);
     config_defaults(&c);
-    c.layers[2].type = (layer_type)9;
-    invalid(&c, "model.layers[2].type: expected one of flatten", "got '9'");
+    c.layers[2].type = (layer_type)LAYER_TYPE_COUNT;   /* one past the last type */
+    invalid(&c, "model.layers[2].type: expected one of flatten", "got '12'");
+    config_defaults(&c);
+    c.layers[2].type = LAYER_RESIDUAL_END;
+    invalid(&c, "model.layers[2]: residual_end without a residual_start", NULL);
+    config_defaults(&c);
+    c.layers[1].type = LAYER_RESIDUAL_START;
+    invalid(&c, "model.layers[1]: residual_start is never closed", NULL);
     config_defaults(&c);
     c.layers[2].type = LAYER_DROPOUT;
     c.layers[2].p = 1.0f;
