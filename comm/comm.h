@@ -10,7 +10,18 @@
  * start (last layer first), so buckets are cut from the end.
  *
  * Every collective carries a sequence number; errors are returned with a message, and
- * comm_abort() ends the whole job with a message naming this rank. */
+ * comm_abort() ends the whole job with a message naming this rank.
+ *
+ * Faults.  Each collective also publishes its fingerprint (sequence number, operation, count,
+ * type, root) and, while the rank waits in it, since when.  The ranks of a node publish into
+ * one small shared-memory segment, so a watchdog thread (comm_watchdog_start) can see every
+ * local rank, even one that is stopped or dead.  It ends the job with a report when this rank
+ * waits in one collective longer than the timeout (naming the collective and the ranks that
+ * have not joined it) or when a rank of this node vanishes without comm_finalize (naming it,
+ * its last step and collective).  Ranks on other nodes are not visible: a stall report says
+ * which ranks of this node joined; the launcher, or the other node's own watchdog, ends them.
+ * comm_check_fingerprints turns on a debug check that names the first rank whose collective
+ * differs from rank 0's, instead of hanging. */
 #ifndef HARNESS_COMM_H
 #define HARNESS_COMM_H
 
@@ -61,5 +72,41 @@ double comm_grads_wait_seconds(comm *c);
 /* Ends every rank of the job now: prints "harness: rank R: MESSAGE" to stderr and calls
  * MPI_Abort with the given code.  Does not return. */
 void comm_abort(comm *c, int code, const char *message);
+
+/* Starts the watchdog thread of this rank (or, when it runs, sets a new timeout).  It never
+ * calls MPI and costs nothing per collective; it wakes every 100 ms (timeout/10 when shorter).
+ * It fires when
+ *   - this rank has waited in one collective more than timeout_s seconds (plus any
+ *     comm_watchdog_allow), or
+ *   - a rank on this node has ended without comm_finalize or comm_abort (killed, crashed, out
+ *     of memory),
+ * and then writes a report to stderr ("harness: rank R: ..." lines: the collective and step,
+ * the ranks that have not joined it and what each local rank is doing; or the lost rank, its
+ * last step and collective), SIGKILLs the local ranks that have not joined a stalled
+ * collective, and ends this process with _exit(1): no atexit handlers, buffered stdio is lost.
+ * One watchdog per node reports; the other local ranks end silently right after.  Under
+ * mpirun the exit makes mpirun end the other nodes too; under srun use --kill-on-bad-exit=1.
+ * Start it on every rank once the start-up's long one-rank phases are over.  timeout_s > 0;
+ * returns 0 or an error. */
+int comm_watchdog_start(comm *c, double timeout_s, char *err, size_t errlen);
+/* Stops the thread (comm_finalize does it too).  Safe when it does not run. */
+void comm_watchdog_stop(comm *c);
+/* The step this rank is working on, for reports (e.g. the 1-based step of the logs).  One
+ * relaxed store. */
+void comm_set_step(comm *c, int64_t step);
+/* The next time this rank waits in a collective it may wait timeout + seconds: for a wait
+ * that is long for a good reason, e.g. while rank 0 writes a checkpoint and the others wait in
+ * the collective after it.  Call it on the ranks that will wait (every rank is simplest) just
+ * before; it applies to that one wait only. */
+void comm_watchdog_allow(comm *c, double seconds);
+/* Debug check, collective (every rank, same `on`): when on, before each collective the ranks
+ * compare fingerprints (sequence number, operation, count, type, root) with one small extra
+ * all-reduce.  On a mismatch every rank skips that collective and it returns an error on every
+ * rank naming rank 0's collective and the first rank whose collective differs, e.g.
+ * "collective mismatch: rank 0 calls #12 comm_allreduce_sum_f64(4 x f64) but rank 1 calls
+ * #12 comm_allreduce_sum_f64(3 x f64) ...".  For gradient buckets the extra all-reduce blocks
+ * once per bucket, which defeats the overlap: a debug setting.  Returns 0, or an error when the
+ * ranks disagree on `on` (then nothing changes). */
+int comm_check_fingerprints(comm *c, int on, char *err, size_t errlen);
 
 #endif

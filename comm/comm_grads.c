@@ -61,7 +61,10 @@ int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
 static int start_buckets(comm *c, int64_t offset, char *err, size_t errlen) {
     while (c->started < c->num_buckets && c->buckets[c->started].start >= offset) {
         comm_bucket b = c->buckets[c->started];
-        c->sequence++;
+        if (c->started == 0) c->bucket_seq0 = c->sequence + 1;
+        /* With fingerprint checking on, a mismatch skips this bucket on every rank. */
+        if (comm_collective_join(c, COMM_OP_GRADS_BUCKET, COMM_TYPE_F32, b.count, 0, err, errlen))
+            return 1;
         if (c->world_size > 1) {
             int rc = MPI_Iallreduce(MPI_IN_PLACE, c->grads + b.start, b.count, MPI_FLOAT, MPI_SUM,
                                     c->world, &c->requests[c->started]);
@@ -103,6 +106,11 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
     int status = start_buckets(c, 0, err, errlen);
     if (status == 0 && c->world_size > 1) {
         int64_t first = c->completed;
+        if (first < c->started) {   /* the watchdog times the wait for the oldest open bucket */
+            comm_fingerprint fp = {c->bucket_seq0 + (uint64_t)first, COMM_OP_GRADS_BUCKET,
+                                   COMM_TYPE_F32, c->buckets[first].count, 0};
+            comm_wait_begin(c, &fp);
+        }
         /* Waitall takes an int count; more than INT_MAX buckets is only possible with absurd
          * sizes, but wait in int-sized slices anyway. */
         while (status == 0 && first < c->started) {
@@ -112,6 +120,7 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
             if (rc != MPI_SUCCESS) status = comm_mpi_error(c, rc, "MPI_Waitall (gradient buckets)", err, errlen);
             first += pending;
         }
+        comm_collective_end(c);   /* every bucket started so far is complete */
         if (status == 0) {
             float *g = c->grads;
             /* Divide rather than multiply by 1/world: the average is then correctly rounded

@@ -1,4 +1,5 @@
-/* comm bootstrap: MPI_Init_thread, our own communicator, ranks, finalize and abort. */
+/* comm bootstrap: MPI_Init_thread, our own communicator, ranks, the node's shared state,
+ * finalize and abort. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,8 @@ int comm_init(int *argc, char ***argv, comm **out, char *err, size_t errlen) {
     if (!c) return comm_error(err, errlen, "comm_init: out of memory");
     c->owns_mpi = owns_mpi;
     c->world = MPI_COMM_NULL;
+    c->check = MPI_COMM_NULL;
+    comm_watchdog_init(c);
 
     /* A private communicator: our collectives never match someone else's, and MPI errors on it
      * come back as return codes instead of killing the job. */
@@ -66,6 +69,7 @@ int comm_init(int *argc, char ***argv, comm **out, char *err, size_t errlen) {
     if (rc != MPI_SUCCESS) { comm_mpi_error(NULL, rc, "MPI_Comm_split_type", err, errlen); goto fail; }
     MPI_Comm_rank(local, &c->local_rank);
     MPI_Comm_size(local, &c->local_size);
+    comm_state_open(c, local);
     MPI_Comm_free(&local);
 
     *out = c;
@@ -74,18 +78,25 @@ int comm_init(int *argc, char ***argv, comm **out, char *err, size_t errlen) {
 fail:
     /* MPI stays initialised: the caller reports the error and ends with comm_abort(NULL, ...). */
     if (c->world != MPI_COMM_NULL) MPI_Comm_free(&c->world);
+    comm_watchdog_destroy(c);
     free(c);
     return 1;
 }
 
 /* Buckets still in flight after a comm_grads_* error are not waited for (ranks may be out of
- * step and waiting could hang); after such an error the caller should use comm_abort. */
+ * step and waiting could hang); after such an error the caller should use comm_abort.
+ * The slot says FINALIZED first, so that local watchdogs take this rank's exit for what it is. */
 void comm_finalize(comm *c) {
     if (!c) return;
+    comm_state_set(c, COMM_SLOT_FINALIZED);
+    comm_watchdog_shutdown(c);
     int finalized = 0;
     MPI_Finalized(&finalized);  /* a program that owns MPI may have finalised it already */
+    if (!finalized && c->check != MPI_COMM_NULL) MPI_Comm_free(&c->check);
     if (!finalized && c->world != MPI_COMM_NULL) MPI_Comm_free(&c->world);
     if (!finalized && c->owns_mpi) MPI_Finalize();
+    comm_state_close(c);
+    comm_watchdog_destroy(c);
     free(c->buckets);
     free(c->requests);
     free(c);
@@ -107,6 +118,7 @@ void comm_abort(comm *c, int code, const char *message) {
     int rank = -1;
     if (c) rank = c->rank;
     else if (mpi_up) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    comm_state_set(c, COMM_SLOT_ABORTING);   /* local watchdogs: this exit is not a lost rank */
 
     fflush(stdout);
     if (rank >= 0) fprintf(stderr, "harness: rank %d: %s\n", rank, message ? message : "aborting");

@@ -3,18 +3,110 @@
 #define HARNESS_COMM_INTERNAL_H
 
 #include <mpi.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "comm.h"
 #include "comm_buckets.h"
 
+/* What a collective is, for sequence records, fingerprints and reports (comm_state.c names
+ * them).  Append only: the values are hashed into fingerprints. */
+typedef enum {
+    COMM_OP_NONE = 0,
+    COMM_OP_BARRIER,
+    COMM_OP_BROADCAST,
+    COMM_OP_ALLREDUCE_SUM_F64,
+    COMM_OP_ALLREDUCE_SUM_I64,
+    COMM_OP_ALLREDUCE_MAX_I32,
+    COMM_OP_AGREE,
+    COMM_OP_GRADS_BUCKET,
+    COMM_OP_CHECK_FINGERPRINTS,
+    COMM_OP_COUNT
+} comm_op;
+
+typedef enum {
+    COMM_TYPE_NONE = 0,
+    COMM_TYPE_BYTE,
+    COMM_TYPE_INT,
+    COMM_TYPE_I32,
+    COMM_TYPE_I64,
+    COMM_TYPE_F32,
+    COMM_TYPE_F64,
+    COMM_TYPE_COUNT
+} comm_type;
+
+/* A collective as every rank must issue it: same seq, op, type, count and root everywhere. */
+typedef struct {
+    uint64_t seq;
+    int32_t op, type;   /* comm_op, comm_type */
+    int64_t count;      /* elements (bytes for broadcast) */
+    int32_t root;       /* broadcast root; 0 otherwise */
+} comm_fingerprint;
+
+/* Slot states. */
+enum { COMM_SLOT_EMPTY = 0, COMM_SLOT_RUNNING, COMM_SLOT_FINALIZED, COMM_SLOT_ABORTING,
+       COMM_SLOT_FIRED };
+
+/* What one rank publishes about itself, in memory shared by the ranks of its node (or private
+ * memory when shared memory is unavailable).  Only the owning rank's main thread writes it;
+ * watchdog threads of every local rank read it.  The collective fields are written under a
+ * sequence lock (version odd while a write is in progress) so readers see a consistent record;
+ * state, pid and step are single atomics read on their own.  All accesses are relaxed atomics
+ * plus the lock's fences: plain loads and stores on x86-64 and arm64, no system calls. */
+typedef struct {
+    _Atomic uint32_t version;
+    _Atomic int32_t state;          /* COMM_SLOT_* */
+    _Atomic int32_t pid;
+    _Atomic int32_t world_rank;
+    _Atomic uint64_t proc_start;    /* start time of pid (/proc/PID/stat field 22); guards pid reuse */
+    _Atomic int64_t step;           /* comm_set_step */
+    /* the newest collective this rank has joined (started) */
+    _Atomic uint64_t seq;
+    _Atomic int32_t op, type, root;
+    _Atomic int64_t count;
+    /* the collective this rank is blocked in, while waiting != 0 */
+    _Atomic int32_t waiting;
+    _Atomic uint64_t wait_seq;
+    _Atomic int32_t wait_op, wait_type;
+    _Atomic int64_t wait_count;
+    _Atomic int64_t wait_since_ns;  /* CLOCK_MONOTONIC, comparable across the node's processes */
+    _Atomic int64_t wait_allow_ns;  /* extra time granted by comm_watchdog_allow */
+    _Atomic uint64_t done_seq;      /* every collective up to this one has completed here */
+    char pad[8];
+} comm_slot;
+
+/* A consistent copy of a slot, as a reader sees it. */
+typedef struct {
+    int consistent;                 /* 0: the owner stopped in the middle of a write */
+    int32_t state, pid, world_rank;
+    uint64_t proc_start;
+    int64_t step;
+    comm_fingerprint joined;
+    int waiting;
+    comm_fingerprint wait;
+    int64_t wait_since_ns, wait_allow_ns;
+    uint64_t done_seq;
+} comm_slot_view;
+
+/* Head of the node's shared segment, followed by local_size slots. */
+typedef struct {
+    uint64_t magic;
+    int32_t local_size;
+    _Atomic int32_t fired_by;       /* world rank of the first local watchdog that fired, or -1 */
+    _Atomic int32_t report_done;    /* that watchdog has written its report */
+    char pad[44];
+} comm_shared_header;
+
 struct comm {
     MPI_Comm world;         /* our dup of MPI_COMM_WORLD, with MPI_ERRORS_RETURN */
+    MPI_Comm check;         /* a second dup for fingerprint checks (MPI_COMM_NULL until enabled) */
     int rank, world_size;
     int local_rank, local_size;
     int owns_mpi;           /* we called MPI_Init_thread, so we call MPI_Finalize */
     uint64_t sequence;      /* collectives issued so far (one per call, one per bucket) */
+    int check_fingerprints; /* compare fingerprints across ranks before each collective */
 
     /* Gradient all-reduce state, sized once in comm_grads_register. */
     float *grads;           /* [grads_n], the caller's buffer */
@@ -24,7 +116,27 @@ struct comm {
     int64_t num_buckets;
     int64_t started;        /* buckets 0..started-1 have been started this step */
     int64_t completed;      /* buckets 0..completed-1 are known to be finished */
+    uint64_t bucket_seq0;   /* sequence number of bucket 0 of this step */
     double wait_seconds;    /* blocked in comm_grads_wait since last read */
+
+    /* Published state (comm_state.c): header + slots [shared_slots], this rank's is self. */
+    comm_shared_header *header;
+    comm_slot *slots;
+    int shared_slots;       /* local_size when the node segment is mapped, else 1 (private) */
+    int shared;             /* 1: slots are the node's shared segment */
+    void *mapping;          /* what to munmap (or free when private) */
+    size_t mapping_bytes;
+    comm_slot *self;
+    int64_t pending_allow_ns;   /* comm_watchdog_allow, applied at the next wait */
+    char host[64];
+
+    /* Watchdog thread (comm_watchdog.c). */
+    pthread_t watchdog;
+    int watchdog_running;
+    pthread_mutex_t watchdog_lock;
+    pthread_cond_t watchdog_wake;
+    int watchdog_stop;              /* under watchdog_lock */
+    _Atomic int64_t timeout_ns;
 };
 
 /* snprintf into err (if err and errlen allow); returns 1 so callers can `return comm_error(...)`. */
@@ -40,5 +152,51 @@ int comm_mpi_error(const comm *c, int rc, const char *what, char *err, size_t er
  * Separate so tests can exercise the chunking on small buffers. */
 int comm_broadcast_chunked(comm *c, void *buf, size_t bytes, int root, size_t chunk_bytes,
                            char *err, size_t errlen);
+
+/* ---- comm_state.c: the published per-rank state ----------------------------------------- */
+
+/* Maps the node's shared segment (collective over world and the node communicator `local`)
+ * or falls back to a private slot; never fails the job.  Fills this rank's slot. */
+void comm_state_open(comm *c, MPI_Comm local);
+void comm_state_close(comm *c);
+void comm_state_set(comm *c, int32_t state);
+
+/* A blocking collective starts: increments the sequence, publishes the fingerprint and that
+ * this rank now waits in it, and (when enabled) compares fingerprints across ranks.  Returns 0,
+ * or 1 with err on a fingerprint mismatch or MPI error: then the caller must skip the collective
+ * (every rank gets the same verdict) and still call comm_collective_end. */
+int comm_collective_begin(comm *c, comm_op op, comm_type type, int64_t count, int32_t root,
+                          char *err, size_t errlen);
+/* The collective has completed (or failed) here: not waiting, done up to the sequence number. */
+void comm_collective_end(comm *c);
+/* A non-blocking collective (gradient bucket) starts: as above, but this rank does not wait. */
+int comm_collective_join(comm *c, comm_op op, comm_type type, int64_t count, int32_t root,
+                         char *err, size_t errlen);
+/* This rank blocks in collective `fp` (joined earlier) / has stopped blocking (nothing more is
+ * known complete; gradient buckets end their wait with comm_collective_end). */
+void comm_wait_begin(comm *c, const comm_fingerprint *fp);
+void comm_wait_end(comm *c);
+
+void comm_slot_read(const comm_slot *s, comm_slot_view *out);
+int64_t comm_now_ns(void);
+const char *comm_op_name(int32_t op);
+const char *comm_type_name(int32_t type);
+/* "#SEQ comm_allreduce_sum_f64(4 x f64)" (", root R" for broadcasts). */
+void comm_fingerprint_text(const comm_fingerprint *fp, char *out, size_t len);
+
+/* /proc/PID/stat: state letter and start time.  0, or -1 when the process does not exist (or
+ * /proc is unavailable). */
+int comm_proc_stat(int pid, char *state, uint64_t *start);
+
+/* ---- comm_fingerprint.c ------------------------------------------------------------------ */
+
+/* The debug check behind comm_check_fingerprints: one small all-reduce on c->check; on a
+ * mismatch an all-gather names the first rank that disagrees with rank 0.  0 or 1 with err. */
+int comm_fingerprint_compare(comm *c, const comm_fingerprint *fp, char *err, size_t errlen);
+
+/* ---- comm_watchdog.c --------------------------------------------------------------------- */
+void comm_watchdog_init(comm *c);       /* lock and condition; no thread yet */
+void comm_watchdog_shutdown(comm *c);   /* stops and joins the thread if it runs */
+void comm_watchdog_destroy(comm *c);
 
 #endif

@@ -60,10 +60,13 @@ void config_defaults(config *c) {
     c->progress = -1;
 
     c->bucket_kb = 1024;
+    c->comm_timeout_s = 30.0f;
+    c->check_fingerprints = 0;
 
     c->ckpt_dir[0] = '\0';
     c->ckpt_every = 0;
     c->ckpt_keep = 3;
+    c->ckpt_timeout_s = 600.0f;
 }
 
 const char *layer_type_name(layer_type t) {

@@ -92,11 +92,14 @@ typedef struct {
 
     /* comm.* */
     int64_t bucket_kb;             /* comm.bucket_kb: gradient all-reduce bucket size */
+    float comm_timeout_s;          /* comm.timeout_s: watchdog; a collective waiting longer ends the job; 0 = off */
+    int check_fingerprints;        /* comm.check_fingerprints: debug: compare collectives across ranks */
 
     /* checkpoint.* */
     char ckpt_dir[CFG_PATH_MAX];   /* checkpoint.dir: "" = RUN_DIR/checkpoints */
     int64_t ckpt_every;            /* checkpoint.every: steps between checkpoints; 0 = at the end only */
     int ckpt_keep;                 /* checkpoint.keep: newest checkpoints kept (>= 1) */
+    float ckpt_timeout_s;          /* checkpoint.timeout_s: how long the other ranks may wait for rank 0's write */
 } config;
 
 void config_defaults(config *c);

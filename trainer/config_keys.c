@@ -76,10 +76,13 @@ const config_key config_keys[] = {
     {.name = "log.progress", .kind = CK_TRISTATE, FIELD(progress)},
 
     {.name = "comm.bucket_kb", .kind = CK_I64, FIELD(bucket_kb), .imin = 1, .imax = INT64_C(1) << 22},
+    {.name = "comm.timeout_s", .kind = CK_FLOAT, FIELD(comm_timeout_s), .fmin = 0, .fmax = 1e6},
+    {.name = "comm.check_fingerprints", .kind = CK_BOOL, FIELD(check_fingerprints)},
 
     {.name = "checkpoint.dir", .kind = CK_STRING, FIELD(ckpt_dir)},
     {.name = "checkpoint.every", .kind = CK_I64, FIELD(ckpt_every), .imin = 0, .imax = INT64_MAX},
     {.name = "checkpoint.keep", .kind = CK_INT, FIELD(ckpt_keep), .imin = 1, .imax = 1000000},
+    {.name = "checkpoint.timeout_s", .kind = CK_FLOAT, FIELD(ckpt_timeout_s), .fmin = 0, .fmax = 1e6},
 };
 const size_t config_n_keys = sizeof config_keys / sizeof config_keys[0];
 _Static_assert(sizeof config_keys / sizeof config_keys[0] <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");

@@ -7,7 +7,9 @@
  *   Then wait for the averaged gradients, clip by global norm, optimizer update.
  * Start-up errors are agreed on by all ranks (comm_agree) so exactly one prints and every rank
  * exits 1; errors in the middle of a run end the job through comm_abort. */
+#define _GNU_SOURCE   /* sched_getaffinity */
 #include "train.h"
+#include <sched.h>
 
 #include <errno.h>
 #include <math.h>
@@ -60,9 +62,17 @@ static void on_stop_signal(int sig) { stop_signal = sig; }
 /* Why the ranks stop, agreed with an all-reduce MAX: the signal number, or STOP_AFTER. */
 #define STOP_AFTER 1000
 
-static int cpu_count(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+/* BLAS threads per rank when run.threads is 0: a process bound to a set of cores (by Slurm
+ * or mpirun) uses them all; an unbound one shares the node's cores with the other local ranks. */
+static int default_threads(int local_ranks) {
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (online < 1) online = 1;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0 &&
+        CPU_COUNT(&set) < online)
+        return CPU_COUNT(&set);
+    int t = (int)(online / (local_ranks > 0 ? local_ranks : 1));
+    return t > 0 ? t : 1;
 }
 
 /* Agreement point: returns 0 when every rank is fine; otherwise rank 0 prints the first
@@ -81,8 +91,7 @@ static int open_backend(run *r, char *err) {
     const config *cfg = r->cfg;
     kern_options ko = {0};
     ko.backend = KERN_CPU;
-    ko.threads = cfg->threads > 0 ? cfg->threads : cpu_count() / comm_local_size(r->c);
-    if (ko.threads < 1) ko.threads = 1;
+    ko.threads = cfg->threads > 0 ? cfg->threads : default_threads(comm_local_size(r->c));
     ko.device = comm_local_rank(r->c);
     ko.precision = cfg->precision == PRECISION_BF16 ? KERN_BF16
                    : cfg->precision == PRECISION_TF32 ? KERN_TF32 : KERN_FP32;
@@ -598,7 +607,19 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    /* Debug: every collective's fingerprint compared across ranks (a collective call). */
+    if (cfg->check_fingerprints && comm_check_fingerprints(c, 1, err, sizeof err) != 0) {
+        if (r.rank == 0) fprintf(stderr, "harness: error: %s\n", err);
+        return HARNESS_EXIT_ERROR;
+    }
     if (setup(&r, err) != 0) {
+        teardown(&r);
+        return HARNESS_EXIT_ERROR;
+    }
+    /* From here on a stalled collective or a lost rank ends the job with a report (the
+     * one-rank phases of start-up - reading data, resuming - are over). */
+    int wd = cfg->comm_timeout_s > 0 ? comm_watchdog_start(c, cfg->comm_timeout_s, err, sizeof err) : 0;
+    if (agree(&r, wd, err)) {
         teardown(&r);
         return HARNESS_EXIT_ERROR;
     }
@@ -630,6 +651,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     data_batch b;
 
     for (int64_t step = r.start_step; step < r.total_steps; step++) {
+        comm_set_step(c, step + 1);   /* 1-based, as in the logs and checkpoint names */
         double t0 = metrics_now();
         double data_before = data_loader_wait_seconds(r.train);
         kern_fill(r.k, r.m.grads, 0.0f, r.m.n_params);
@@ -732,6 +754,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         if (r.world > 1 && comm_allreduce_max_i32(c, &stop, 1, err, sizeof err) != 0)
             comm_abort(c, 1, err);
         if (stop || (cfg->ckpt_every > 0 && done % cfg->ckpt_every == 0)) {
+            comm_watchdog_allow(c, cfg->ckpt_timeout_s);   /* the others wait for rank 0's write */
             if (checkpoint(&r, done, ckpt_path, sizeof ckpt_path) != 0) {
                 exit_code = HARNESS_EXIT_ERROR;
                 break;
@@ -757,6 +780,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         metrics_notice(&r.met, "harness: %lld step%s skipped for non-finite gradients",
                        (long long)skipped_steps, skipped_steps == 1 ? "" : "s");
     if (exit_code == HARNESS_EXIT_OK) {
+        comm_watchdog_allow(c, cfg->ckpt_timeout_s);
         if (checkpoint(&r, r.total_steps, ckpt_path, sizeof ckpt_path) != 0)
             exit_code = HARNESS_EXIT_ERROR;
     }
