@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the Slurm tests: a throw-away one-node Slurm cluster on this machine.
 #
 #   slurm_install                 apt-get slurm-wlm + munge when missing (exit 77 when impossible)
@@ -156,7 +157,7 @@ cluster_strays() {
   for p in /proc/[0-9]*; do
     pid=${p#/proc/}
     { [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; } && continue
-    cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+    cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
     [ -n "$cmd" ] || continue          # kernel threads, zombies
     for job in "${CLUSTER_JOBS[@]}"; do
       case $cmd in "slurmstepd: [$job."*) echo "$pid"; continue 2 ;; esac
