@@ -15,21 +15,8 @@ struct kern_ctx {
     kcpu_ctx *cpu;       /* set when backend == KERN_CPU */
 #ifdef HARNESS_HAVE_CUDA
     kcuda_ctx *cuda;     /* set when backend == KERN_CUDA */
-    /* First op called on CUDA that the CUDA backend does not have yet (conv, pooling, batch
-     * norm); reported and cleared by kern_check / kern_sync like a recorded CUDA error. */
-    const char *cuda_missing_op;
 #endif
 };
-
-#ifdef HARNESS_HAVE_CUDA
-/* 0, or -1 with err saying which op the CUDA backend lacks (and the record cleared). */
-static int report_cuda_missing_op(kern_ctx *k, char *err, size_t errlen) {
-    if (!k->cuda_missing_op) return 0;
-    snprintf(err, errlen, "CUDA backend: %s is not implemented yet", k->cuda_missing_op);
-    k->cuda_missing_op = NULL;
-    return -1;
-}
-#endif
 
 int kern_cuda_device_count(void) {
 #ifdef HARNESS_HAVE_CUDA
@@ -160,9 +147,7 @@ int kern_sync(kern_ctx *k, char *err, size_t errlen) {
     switch (k->backend) {
     case KERN_CPU: return kcpu_sync(k->cpu, err, errlen);
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA:
-        if (kcuda_sync(k->cuda, err, errlen) != 0) return -1;
-        return report_cuda_missing_op(k, err, errlen);
+    case KERN_CUDA: return kcuda_sync(k->cuda, err, errlen);
 #endif
     default:
         snprintf(err, errlen, "invalid kernel context");
@@ -174,9 +159,7 @@ int kern_check(kern_ctx *k, char *err, size_t errlen) {
     switch (k->backend) {
     case KERN_CPU: return kcpu_check(k->cpu, err, errlen);
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA:
-        if (kcuda_check(k->cuda, err, errlen) != 0) return -1;
-        return report_cuda_missing_op(k, err, errlen);
+    case KERN_CUDA: return kcuda_check(k->cuda, err, errlen);
 #endif
     default:
         snprintf(err, errlen, "invalid kernel context");
@@ -423,15 +406,7 @@ void kern_adamw_update(kern_ctx *k, float *param, float *m, float *v, const floa
     }
 }
 
-/* ---- convolutional layers ----
- * The CUDA backend has no conv, pooling or batch norm yet: on CUDA these ops do nothing and
- * record "not implemented" for kern_check / kern_sync (see cuda_missing_op above). */
-
-#ifdef HARNESS_HAVE_CUDA
-static void cuda_missing(kern_ctx *k, const char *op) {
-    if (!k->cuda_missing_op) k->cuda_missing_op = op;
-}
-#endif
+/* ---- convolutional layers ---- */
 
 /* floor((in + 2*pad - dil*(win-1) - 1) / stride) + 1, or <= 0 when the window does not fit;
  * dilation 0 (a zero-initialised pooling shape) counts as 1 */
@@ -453,7 +428,7 @@ size_t kern_conv2d_workspace(kern_ctx *k, const kern_conv_shape *s) {
     switch (k->backend) {
     case KERN_CPU: return kcpu_conv2d_workspace(k->cpu, s);
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: cuda_missing(k, "conv2d"); return 0;
+    case KERN_CUDA: return kcuda_conv2d_workspace(k->cuda, s);
 #endif
     default: return 0;
     }
@@ -464,7 +439,7 @@ void kern_conv2d_forward(kern_ctx *k, float *out, const float *in, const float *
     switch (k->backend) {
     case KERN_CPU: kcpu_conv2d_forward(k->cpu, out, in, w, b, s, workspace); break;
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: cuda_missing(k, "conv2d_forward"); break;
+    case KERN_CUDA: kcuda_conv2d_forward(k->cuda, out, in, w, b, s, workspace); break;
 #endif
     default: break;
     }
@@ -478,7 +453,9 @@ void kern_conv2d_backward(kern_ctx *k, float *din, float *dw, float *db, const f
         kcpu_conv2d_backward(k->cpu, din, dw, db, dout, in, w, s, workspace);
         break;
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: cuda_missing(k, "conv2d_backward"); break;
+    case KERN_CUDA:
+        kcuda_conv2d_backward(k->cuda, din, dw, db, dout, in, w, s, workspace);
+        break;
 #endif
     default: break;
     }
@@ -489,7 +466,7 @@ void kern_maxpool2d_forward(kern_ctx *k, float *out, int32_t *argmax, const floa
     switch (k->backend) {
     case KERN_CPU: kcpu_maxpool2d_forward(k->cpu, out, argmax, in, s); break;
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: cuda_missing(k, "maxpool2d_forward"); break;
+    case KERN_CUDA: kcuda_maxpool2d_forward(k->cuda, out, argmax, in, s); break;
 #endif
     default: break;
     }
@@ -500,7 +477,7 @@ void kern_maxpool2d_backward(kern_ctx *k, float *din, const float *dout, const i
     switch (k->backend) {
     case KERN_CPU: kcpu_maxpool2d_backward(k->cpu, din, dout, argmax, s); break;
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: cuda_missing(k, "maxpool2d_backward"); break;
+    case KERN_CUDA: kcuda_maxpool2d_backward(k->cuda, din, dout, argmax, s); break;
 #endif
     default: break;
     }
@@ -510,7 +487,7 @@ void kern_avgpool2d_forward(kern_ctx *k, float *out, const float *in, const kern
     switch (k->backend) {
     case KERN_CPU: kcpu_avgpool2d_forward(k->cpu, out, in, s); break;
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: cuda_missing(k, "avgpool2d_forward"); break;
+    case KERN_CUDA: kcuda_avgpool2d_forward(k->cuda, out, in, s); break;
 #endif
     default: break;
     }
@@ -521,7 +498,7 @@ void kern_avgpool2d_backward(kern_ctx *k, float *din, const float *dout,
     switch (k->backend) {
     case KERN_CPU: kcpu_avgpool2d_backward(k->cpu, din, dout, s); break;
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: cuda_missing(k, "avgpool2d_backward"); break;
+    case KERN_CUDA: kcuda_avgpool2d_backward(k->cuda, din, dout, s); break;
 #endif
     default: break;
     }
@@ -531,7 +508,7 @@ void kern_batchnorm_stats(kern_ctx *k, double *sums, const float *x, int B, int 
     switch (k->backend) {
     case KERN_CPU: kcpu_batchnorm_stats(k->cpu, sums, x, B, C, HW); break;
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: cuda_missing(k, "batchnorm_stats"); break;
+    case KERN_CUDA: kcuda_batchnorm_stats(k->cuda, sums, x, B, C, HW); break;
 #endif
     default: break;
     }
@@ -547,7 +524,10 @@ void kern_batchnorm_forward(kern_ctx *k, float *out, float *mean_invstd, const f
                                running_mean, running_var, momentum, B, C, HW);
         break;
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: cuda_missing(k, "batchnorm_forward"); break;
+    case KERN_CUDA:
+        kcuda_batchnorm_forward(k->cuda, out, mean_invstd, x, gamma, beta, sums, count, eps,
+                                running_mean, running_var, momentum, B, C, HW);
+        break;
 #endif
     default: break;
     }
@@ -562,7 +542,10 @@ void kern_batchnorm_forward_eval(kern_ctx *k, float *out, const float *x, const 
                                     B, C, HW);
         break;
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: cuda_missing(k, "batchnorm_forward_eval"); break;
+    case KERN_CUDA:
+        kcuda_batchnorm_forward_eval(k->cuda, out, x, gamma, beta, running_mean, running_var,
+                                     eps, B, C, HW);
+        break;
 #endif
     default: break;
     }
@@ -575,7 +558,9 @@ void kern_batchnorm_backward_reduce(kern_ctx *k, double *red, const float *dout,
         kcpu_batchnorm_backward_reduce(k->cpu, red, dout, x, mean_invstd, B, C, HW);
         break;
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: cuda_missing(k, "batchnorm_backward_reduce"); break;
+    case KERN_CUDA:
+        kcuda_batchnorm_backward_reduce(k->cuda, red, dout, x, mean_invstd, B, C, HW);
+        break;
 #endif
     default: break;
     }
@@ -589,7 +574,10 @@ void kern_batchnorm_backward(kern_ctx *k, float *din, const float *dout, const f
         kcpu_batchnorm_backward(k->cpu, din, dout, x, mean_invstd, gamma, red, count, B, C, HW);
         break;
 #ifdef HARNESS_HAVE_CUDA
-    case KERN_CUDA: cuda_missing(k, "batchnorm_backward"); break;
+    case KERN_CUDA:
+        kcuda_batchnorm_backward(k->cuda, din, dout, x, mean_invstd, gamma, red, count, B, C,
+                                 HW);
+        break;
 #endif
     default: break;
     }

@@ -129,7 +129,9 @@ static int plan(model *m, const config *cfg, const int64_t *sample_shape, int sa
                 off += lc->out;
             }
             name_param(L, i, "weight", "bias");
-            size_t ws = k ? kern_conv2d_workspace(k, &L->conv) : 0;
+            kern_conv_shape q = L->conv;   /* workspaces grow with the batch (cuDNN) */
+            q.B = (int)batch;
+            size_t ws = k ? kern_conv2d_workspace(k, &q) : 0;
             if (ws > t->workspace) t->workspace = ws;
             layer_flops = 2.0 * (double)lc->out * (double)(in.c / lc->groups) * lc->kernel *
                           lc->kernel * P * Q;
@@ -211,7 +213,9 @@ static int plan(model *m, const config *cfg, const int64_t *sample_shape, int sa
             L->b_off = off;
             off += in.c;
             name_param(L, i, "shortcut.weight", "shortcut.bias");
-            size_t ws = k ? kern_conv2d_workspace(k, &L->conv) : 0;
+            kern_conv_shape q = L->conv;
+            q.B = (int)batch;
+            size_t ws = k ? kern_conv2d_workspace(k, &q) : 0;
             if (ws > t->workspace) t->workspace = ws;
             t->proj_floats += batch * features(in);
             layer_flops = 2.0 * (double)in.c * (double)skip.c * in.h * in.w;

@@ -78,6 +78,38 @@ void kcuda_adamw_update(kcuda_ctx *c, float *param, float *m, float *v, const fl
                        int64_t n, float lr, float beta1, float beta2, float eps,
                        float weight_decay, int64_t t);
 
+/* convolution with cuDNN (cuda_conv.cu): plans (descriptors, algorithms) cached per shape */
+size_t kcuda_conv2d_workspace(kcuda_ctx *c, const kern_conv_shape *s);
+void kcuda_conv2d_forward(kcuda_ctx *c, float *out, const float *in, const float *w,
+                          const float *b, const kern_conv_shape *s, void *workspace);
+void kcuda_conv2d_backward(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
+                           const float *in, const float *w, const kern_conv_shape *s,
+                           void *workspace);
+
+/* pooling (cuda_pool.cu) */
+void kcuda_maxpool2d_forward(kcuda_ctx *c, float *out, int32_t *argmax, const float *in,
+                             const kern_conv_shape *s);
+void kcuda_maxpool2d_backward(kcuda_ctx *c, float *din, const float *dout, const int32_t *argmax,
+                              const kern_conv_shape *s);
+void kcuda_avgpool2d_forward(kcuda_ctx *c, float *out, const float *in, const kern_conv_shape *s);
+void kcuda_avgpool2d_backward(kcuda_ctx *c, float *din, const float *dout,
+                              const kern_conv_shape *s);
+
+/* batch norm (cuda_batchnorm.cu); sums, red: device memory */
+void kcuda_batchnorm_stats(kcuda_ctx *c, double *sums, const float *x, int B, int C, int HW);
+void kcuda_batchnorm_forward(kcuda_ctx *c, float *out, float *mean_invstd, const float *x,
+                             const float *gamma, const float *beta, const double *sums,
+                             double count, float eps, float *running_mean, float *running_var,
+                             float momentum, int B, int C, int HW);
+void kcuda_batchnorm_forward_eval(kcuda_ctx *c, float *out, const float *x, const float *gamma,
+                                  const float *beta, const float *running_mean,
+                                  const float *running_var, float eps, int B, int C, int HW);
+void kcuda_batchnorm_backward_reduce(kcuda_ctx *c, double *red, const float *dout, const float *x,
+                                     const float *mean_invstd, int B, int C, int HW);
+void kcuda_batchnorm_backward(kcuda_ctx *c, float *din, const float *dout, const float *x,
+                              const float *mean_invstd, const float *gamma, const double *red,
+                              double count, int B, int C, int HW);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,6 @@
-/* cuda_context.cu: the CUDA backend's context (device, stream, cuBLAS), device memory, copies,
- * first-error recording, and the scratch through which reductions come back to the host.
+/* cuda_context.cu: the CUDA backend's context (device, stream, cuBLAS, cuDNN), device memory,
+ * copies, first-error recording, and the scratch through which reductions come back to the
+ * host.
  *
  * Everything is queued on one non-blocking stream, so ops never wait for (or are ordered with)
  * the legacy default stream; anything that must see their results goes through this stream
@@ -43,6 +44,23 @@ int kcuda_cublas_ok(kcuda_ctx *c, cublasStatus_t s, const char *what, const char
     return 0;
 }
 
+int kcuda_cudnn_ok(kcuda_ctx *c, cudnnStatus_t s, const char *what, const char *file, int line) {
+    if (s == CUDNN_STATUS_SUCCESS) return 1;
+    /* cuDNN 9 keeps a message saying which parameter it rejected; it is the useful part */
+    char detail[256] = "", reason[400];
+    cudnnGetLastErrorString(detail, sizeof detail);
+    if (detail[0])
+        snprintf(reason, sizeof reason, "%s (%s)", cudnnGetErrorString(s), detail);
+    else
+        snprintf(reason, sizeof reason, "%s", cudnnGetErrorString(s));
+    record_error(c, what, file, line, reason);
+    return 0;
+}
+
+void kcuda_fail(kcuda_ctx *c, const char *what, const char *file, int line, const char *reason) {
+    record_error(c, what, file, line, reason);
+}
+
 /* ---- devices and the context ---- */
 
 int kcuda_device_count(void) {
@@ -71,6 +89,15 @@ static cublasComputeType_t gemm_compute_type(kern_precision p) {
     case KERN_BF16: return CUBLAS_COMPUTE_32F_FAST_16BF;
     default: return CUBLAS_COMPUTE_32F;
     }
+}
+
+/* The convolutions' math.  fp32: CUDNN_FMA_MATH, plain fp32 FMA kernels (CUDNN_DEFAULT_MATH
+ * would let cuDNN use TF32 tensor cores on Ampere and later, as PyTorch's allow_tf32 does).
+ * TF32 and BF16: CUDNN_TENSOR_OP_MATH, i.e. TF32 tensor cores; fp32 tensors in cuDNN's legacy
+ * API get no BF16 mode (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION converts to FP16, whose range
+ * is too small for activations and gradients), so BF16 runs convolutions in TF32. */
+static cudnnMathType_t conv_math_type(kern_precision p) {
+    return p == KERN_FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
 }
 
 void kcuda_sgemm(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
@@ -120,6 +147,7 @@ int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t err
     }
     c->device = opt->device;
     c->gemm_compute = gemm_compute_type(opt->precision);
+    c->conv_math = conv_math_type(opt->precision);
     if (!KCUDA_CALL(c, cudaSetDevice(c->device))) return create_failed(c, err, errlen);
     if (!KCUDA_CALL(c, cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount,
                                               c->device)))
@@ -147,7 +175,17 @@ int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t err
         !KCUDA_CALL(c, cudaMalloc((void **)&c->part_count,
                                   KCUDA_MAX_PARTIALS * sizeof(long long))) ||
         !KCUDA_CALL(c, cudaMalloc((void **)&c->result_dev, sizeof(kcuda_result))) ||
-        !KCUDA_CALL(c, cudaMallocHost((void **)&c->result_host, sizeof(kcuda_result))))
+        !KCUDA_CALL(c, cudaMallocHost((void **)&c->result_host, sizeof(kcuda_result))) ||
+        !KCUDA_CALL(c, cudaMalloc((void **)&c->bn_partials, KCUDA_BN_PARTIALS * sizeof(double))))
+        return create_failed(c, err, errlen);
+
+    /* cuDNN: bound to our stream; the convolutions' descriptors and algorithms are cached per
+     * shape (cuda_conv.cu), their workspace comes from the caller */
+    if (!KCUDNN_CALL(c, cudnnCreate(&c->cudnn))) {
+        c->cudnn = NULL;
+        return create_failed(c, err, errlen);
+    }
+    if (!KCUDNN_CALL(c, cudnnSetStream(c->cudnn, c->stream)) || kcuda_conv_cache_create(c) != 0)
         return create_failed(c, err, errlen);
     *out = c;
     return 0;
@@ -157,12 +195,15 @@ void kcuda_destroy(kcuda_ctx *c) {
     if (!c) return;
     /* Teardown: errors here have no one to be reported to, so they are ignored. */
     if (c->stream) (void)cudaStreamSynchronize(c->stream);
+    kcuda_conv_cache_destroy(c);
+    if (c->cudnn) (void)cudnnDestroy(c->cudnn);
     if (c->cublas) (void)cublasDestroy(c->cublas);
     if (c->cublas_workspace) (void)cudaFree(c->cublas_workspace);
     if (c->part_sum) (void)cudaFree(c->part_sum);
     if (c->part_count) (void)cudaFree(c->part_count);
     if (c->result_dev) (void)cudaFree(c->result_dev);
     if (c->result_host) (void)cudaFreeHost(c->result_host);
+    if (c->bn_partials) (void)cudaFree(c->bn_partials);
     if (c->stream) (void)cudaStreamDestroy(c->stream);
     (void)cudaGetLastError();
     free(c);

@@ -1,17 +1,19 @@
 /* cuda_internal.h: what the CUDA backend's .cu files share and nobody else sees.
  *
- * The context (device, stream, cuBLAS handle, preallocated scratch, first recorded error), the
- * error-recording helpers every CUDA/cuBLAS call goes through, the launch geometry of the
- * grid-stride kernels, and the block reductions used by the loss and the norm.
+ * The context (device, stream, cuBLAS and cuDNN handles, preallocated scratch, first recorded
+ * error), the error-recording helpers every CUDA/cuBLAS/cuDNN call goes through, the launch
+ * geometry of the grid-stride kernels, and the block reductions used by the loss, the norm and
+ * batch norm.
  *
- * Errors: every runtime and cuBLAS call, and every kernel launch, is checked; the first failure
- * is recorded with the call, file and line, and kcuda_check/kcuda_sync report and clear it.
- * Later errors are dropped (the first one is the cause; the rest are usually its echo). */
+ * Errors: every runtime, cuBLAS and cuDNN call, and every kernel launch, is checked; the first
+ * failure is recorded with the call, file and line, and kcuda_check/kcuda_sync report and clear
+ * it.  Later errors are dropped (the first one is the cause; the rest are usually its echo). */
 #ifndef HARNESS_KERNELS_CUDA_INTERNAL_H
 #define HARNESS_KERNELS_CUDA_INTERNAL_H
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
 
 #include "cuda_backend.h"
 
@@ -24,6 +26,9 @@
 /* cuBLAS workspace, preallocated so that no GEMM allocates (32 MiB: NVIDIA's recommendation
  * for Hopper; plenty for Ampere). */
 #define KCUDA_CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
+/* Per-block partial sums of the batch-norm reductions: 2 (sum, sum of squares) x channels x
+ * blocks per channel doubles (2 MiB; cuda_batchnorm.cu fits its grid to it). */
+#define KCUDA_BN_PARTIALS ((size_t)1 << 18)
 
 /* Result of a reduction, written on the device and copied back in one transfer. */
 typedef struct {
@@ -43,6 +48,10 @@ struct kcuda_ctx {
     long long *part_count;       /* [KCUDA_MAX_PARTIALS] per-block partial counts */
     kcuda_result *result_dev;    /* [1] the finished reduction */
     kcuda_result *result_host;   /* [1] pinned copy of it */
+    cudnnHandle_t cudnn;         /* bound to stream: the convolutions */
+    cudnnMathType_t conv_math;   /* FMA (exact fp32) or tensor-op (TF32) convolutions */
+    struct kcuda_conv_cache *conv_cache;   /* descriptors + algorithms per shape (cuda_conv.cu) */
+    double *bn_partials;         /* [KCUDA_BN_PARTIALS] batch-norm per-block partial sums */
     int has_error;
     char error[512];
 };
@@ -57,9 +66,13 @@ void kcuda_sgemm(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m
 int kcuda_cuda_ok(kcuda_ctx *c, cudaError_t e, const char *what, const char *file, int line);
 int kcuda_cublas_ok(kcuda_ctx *c, cublasStatus_t s, const char *what, const char *file,
                     int line);
+int kcuda_cudnn_ok(kcuda_ctx *c, cudnnStatus_t s, const char *what, const char *file, int line);
+/* Record a failure that is not a library status (a shape an op cannot handle, ...). */
+void kcuda_fail(kcuda_ctx *c, const char *what, const char *file, int line, const char *reason);
 
 #define KCUDA_CALL(c, call) kcuda_cuda_ok((c), (call), #call, __FILE__, __LINE__)
 #define KCUBLAS_CALL(c, call) kcuda_cublas_ok((c), (call), #call, __FILE__, __LINE__)
+#define KCUDNN_CALL(c, call) kcuda_cudnn_ok((c), (call), #call, __FILE__, __LINE__)
 /* After a <<<...>>> launch: catches bad configurations (and any earlier sticky error). */
 #define KCUDA_LAUNCHED(c, kernel) \
     kcuda_cuda_ok((c), cudaGetLastError(), "launch of " kernel, __FILE__, __LINE__)
@@ -87,6 +100,20 @@ static inline unsigned int kcuda_grid_reduce(int64_t n) {
  * order, copy the result to c->result_host and wait for it (cuda_context.cu).  0 on success;
  * on failure the error is recorded and the result is NaN / 0. */
 int kcuda_finish_reduction(kcuda_ctx *c, unsigned int nparts, int with_count);
+
+/* The convolution plan cache (cuda_conv.cu), created and destroyed with the context.
+ * 0 on success; on failure the error is recorded. */
+int kcuda_conv_cache_create(kcuda_ctx *c);
+void kcuda_conv_cache_destroy(kcuda_ctx *c);
+
+/* Output size of a convolution or pooling window along one axis, as kern_conv_out_h/_w
+ * compute it (kernels.c): floor((in + 2*pad - dil*(win-1) - 1) / stride) + 1, or 0 when the
+ * window does not fit; dilation 0 counts as 1. */
+static inline int kcuda_conv_out_size(int in, int pad, int dil, int win, int stride) {
+    int span = in + 2 * pad - (dil > 0 ? dil : 1) * (win - 1) - 1;
+    if (span < 0 || stride <= 0) return 0;
+    return span / stride + 1;
+}
 
 #ifdef __CUDACC__
 /* Sum over the 32 lanes of a warp; every lane gets the total (butterfly, fixed order). */
