@@ -175,6 +175,61 @@ done:
     return rc;
 }
 
+/* Hostile-file check (fuzzing, tests/fuzz): the data must be stored in this file before
+ * anything reads or sizes buffers by the shape.  Otherwise a few-KB file can declare
+ * billions of never-written samples (read back as fill values: hours of label validation and
+ * gigabytes of buffers), point at external files, or carry a compact dataset whose stored
+ * size disagrees with its shape (HDF5 1.10 then copies from a NULL buffer: a crash).
+ * Compact and contiguous data must be exactly elements x element size; chunked data must
+ * have every chunk in the file (H5Dget_space_status cannot tell: it compares compressed
+ * bytes with the full size). */
+static int check_storage(const char *path, const char *name, hid_t dset, char *err,
+                         size_t errlen) {
+    hid_t dcpl = H5Dget_create_plist(dset), type = H5Dget_type(dset), space = H5Dget_space(dset);
+    hsize_t dims[H5S_MAX_RANK], maxdims[H5S_MAX_RANK], chunk[H5S_MAX_RANK], need = 1, have = 0;
+    int rc = -1, nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (dcpl < 0 || type < 0 || nd < 0 || nd > H5S_MAX_RANK ||
+        H5Sget_simple_extent_dims(space, dims, maxdims) < 0) {
+        data_errorf(err, errlen, "%s: dataset /%s: cannot read its storage layout", path, name);
+        goto done;
+    }
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    hssize_t npoints = H5Sget_simple_extent_npoints(space);
+    size_t tsize = H5Tget_size(type);
+    hsize_t stored = H5Dget_storage_size(dset);
+    if ((layout != H5D_COMPACT && layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED) ||
+        H5Pget_external_count(dcpl) != 0) {
+        data_errorf(err, errlen, "%s: dataset /%s: data in external files or a virtual dataset "
+                    "(expected its data in this file)", path, name);
+        goto done;
+    }
+    if (layout == H5D_CHUNKED) {
+        if (H5Pget_chunk(dcpl, nd, chunk) != nd) goto not_stored;
+        for (int i = 0; i < nd; i++) {
+            /* HDF5 never writes a chunk larger than a fixed dimension; one that says so
+             * makes HDF5 1.10 copy past the chunk it decompressed (a crash). */
+            if (chunk[i] == 0 || (maxdims[i] != H5S_UNLIMITED && chunk[i] > maxdims[i]))
+                goto not_stored;
+            need *= dims[i] / chunk[i] + (dims[i] % chunk[i] != 0);  /* <= elements: no overflow */
+        }
+        if (H5Dget_num_chunks(dset, space, &have) < 0 || have != need) goto not_stored;
+    } else if (npoints < 0 || tsize == 0 || stored % tsize != 0 ||
+               stored / tsize != (hsize_t)npoints) {
+        goto not_stored;
+    }
+    rc = 0;
+    goto done;
+not_stored:
+    data_errorf(err, errlen, "%s: dataset /%s: its stored data does not match its shape (%llu "
+                "bytes%s; never written, or the file is damaged)", path, name,
+                (unsigned long long)stored, layout == H5D_CHUNKED ? " in chunks" : "");
+done:
+    close_hid(&dcpl, H5Pclose);
+    close_hid(&type, H5Tclose);
+    close_hid(&space, H5Sclose);
+    return rc;
+}
+
 /* ---- attributes ---- */
 
 typedef struct {
@@ -319,6 +374,13 @@ static int read_class_names(const char *path, attr_home home, data_info *info, c
 #endif
     } else {
         size_t size = H5Tget_size(type);
+        /* Hostile files: n strings of `size` bytes must be what the attribute stores. */
+        if (size == 0 || (hsize_t)n * size != H5Aget_storage_size(attr)) {
+            data_errorf(err, errlen, "%s: attribute class_names (on %s): damaged (%lld strings "
+                        "of %zu bytes, %llu bytes stored)", path, home.where, (long long)n, size,
+                        (unsigned long long)H5Aget_storage_size(attr));
+            goto done;
+        }
         fixed = malloc((size_t)n * size + 1);
         if (fixed == NULL) goto oom;
         if (H5Aread(attr, type, fixed) < 0) goto read_failed;
@@ -475,6 +537,9 @@ int data_schema_open(const char *path, data_info *info, data_h5_file *h, int32_t
     labels = open_dataset(h->file, path, "labels", "integer [N] class labels", err, errlen);
     if (labels < 0) goto fail;
     if (check_labels(path, labels, info->n, err, errlen)) goto fail;
+    if (check_storage(path, "images", h->images, err, errlen) ||  /* hostile files: see there */
+        check_storage(path, "labels", labels, err, errlen))
+        goto fail;
     if (read_num_classes(path, h->file, labels, info, err, errlen)) goto fail;
     if (read_optional_attrs(path, h->file, h->images, labels, info, err, errlen)) goto fail;
     if (validate_labels(path, labels, info, labels_out, err, errlen)) goto fail;

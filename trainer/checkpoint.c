@@ -132,12 +132,13 @@ static void format_shape(char *buf, size_t n, int ndim, const hsize_t *dims) {
 
 /* Hostile files (tests/fuzz): 1 when all of the dataset's data is stored in this file.  HDF5
  * 1.10 reads a compact dataset whose stored size disagrees with its shape from a NULL buffer
- * (a crash), and chunks missing from the file as fill values; external and virtual datasets
- * keep their data in other files.  Checked before every H5Dread of a checkpoint. */
+ * (a crash), chunks missing from the file as fill values, and past the end of a chunk that
+ * claims to be larger than a fixed dimension (a crash); external and virtual datasets keep
+ * their data in other files.  Checked before every H5Dread of a checkpoint. */
 static int stored_whole(hid_t ds) {
     hid_t dcpl = H5Dget_create_plist(ds), type = H5Dget_type(ds), space = H5Dget_space(ds);
-    hsize_t dims[H5S_MAX_RANK], chunk[H5S_MAX_RANK], need = 1, have = 0;
-    int nd = space >= 0 ? H5Sget_simple_extent_dims(space, dims, NULL) : -1;
+    hsize_t dims[H5S_MAX_RANK], maxdims[H5S_MAX_RANK], chunk[H5S_MAX_RANK], need = 1, have = 0;
+    int nd = space >= 0 ? H5Sget_simple_extent_dims(space, dims, maxdims) : -1;
     hssize_t npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
     size_t tsize = type >= 0 ? H5Tget_size(type) : 0;
     H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
@@ -146,7 +147,8 @@ static int stored_whole(hid_t ds) {
         ok = H5Pget_chunk(dcpl, nd, chunk) == nd;
         for (int i = 0; ok && i < nd; i++) {
             hsize_t k = chunk[i] ? dims[i] / chunk[i] + (dims[i] % chunk[i] != 0) : 0;
-            ok = chunk[i] > 0 && (k == 0 || need <= (hsize_t)-1 / k);
+            ok = chunk[i] > 0 && (k == 0 || need <= (hsize_t)-1 / k) &&
+                 (maxdims[i] == H5S_UNLIMITED || chunk[i] <= maxdims[i]);
             need *= k;
         }
         ok = ok && H5Dget_num_chunks(ds, space, &have) >= 0 && have == need;
