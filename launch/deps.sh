@@ -5,7 +5,11 @@ set -euo pipefail
 pkgs=(cmake make gcc pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
       libopenblas-dev libyaml-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist)
 # The test suite also compares with PyTorch and writes files with h5py.
-if [ "${HARNESS_DEPS:-}" = test ]; then pkgs+=(python3-torch python3-h5py python3-numpy); fi
+if [ "${HARNESS_DEPS:-}" = test ]; then
+  pkgs+=(python3-torch python3-h5py python3-numpy python3-yaml)
+  # the sanitizer build and the fuzzers (tests/sanitize.sh, tests/fuzz/run.sh) use clang
+  pkgs+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
