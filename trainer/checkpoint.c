@@ -49,11 +49,18 @@ static herr_t attr_write(hid_t loc, const char *name, hid_t file_type, hid_t mem
     return rc;
 }
 
+/* Strings are fixed-length attributes: variable-length ones live in HDF5's global heap, which
+ * has no checksum and which a damaged file can make the library crash or hang on. */
+#define ATTR_STRING_MAX (1 << 20)
+
 static herr_t attr_write_string(hid_t loc, const char *name, const char *value) {
+    size_t len = strlen(value);
+    if (len + 1 > ATTR_STRING_MAX) return -1;
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_size(t, len + 1);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
     H5Tset_cset(t, H5T_CSET_UTF8);
-    herr_t rc = attr_write(loc, name, t, t, &value);
+    herr_t rc = attr_write(loc, name, t, t, value);
     H5Tclose(t);
     return rc;
 }
@@ -71,21 +78,26 @@ static herr_t attr_read(hid_t loc, const char *name, hid_t mem_type, void *value
 }
 
 /* A variable-length string attribute, malloc'd; NULL when absent or of another type. */
+/* A fixed-length string attribute (at most ATTR_STRING_MAX bytes), malloc'd and
+ * NUL-terminated; NULL when absent, variable-length or of another type. */
 static char *attr_read_string(hid_t loc, const char *name) {
     if (H5Aexists(loc, name) <= 0) return NULL;
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
     if (a < 0) return NULL;
     char *result = NULL;
     hid_t ft = H5Aget_type(a), space = H5Aget_space(a);
-    if (ft >= 0 && space >= 0 && H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0 &&
-        H5Sget_simple_extent_npoints(space) == 1) {
+    size_t size = ft >= 0 ? H5Tget_size(ft) : 0;
+    if (ft >= 0 && space >= 0 && H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) == 0 &&
+        H5Sget_simple_extent_npoints(space) == 1 && size > 0 && size <= ATTR_STRING_MAX &&
+        H5Aget_storage_size(a) == size && (result = malloc(size + 1))) {
         hid_t t = H5Tcopy(H5T_C_S1);
-        H5Tset_size(t, H5T_VARIABLE);
+        H5Tset_size(t, size);
         H5Tset_cset(t, H5Tget_cset(ft));
-        char *raw = NULL;
-        if (H5Aread(a, t, &raw) >= 0 && raw) {
-            result = strdup(raw);
-            H5free_memory(raw);
+        if (H5Aread(a, t, result) >= 0) {
+            result[size] = '\0';
+        } else {
+            free(result);
+            result = NULL;
         }
         H5Tclose(t);
     }
