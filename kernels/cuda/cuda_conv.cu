@@ -140,9 +140,58 @@ static cudnnMathType_t math_to_run(const kcuda_ctx *c, cudnnMathType_t candidate
     return c->conv_math == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : candidate;
 }
 
-/* The three pickers: the first acceptable candidate of the heuristics (pass 0: deterministic
- * only, pass 1: any) whose workspace, asked of cuDNN with the math type it will run with, is
- * at most limit.  1 on success; 0 when none fits (nothing recorded: the caller says why). */
+/* The workspace bytes that algorithm `algo` needs with convolution descriptor `conv` (whose
+ * math type is set) on plan p's tensors: one overload per direction, chosen by the type of
+ * algo. */
+static cudnnStatus_t workspace_bytes(kcuda_ctx *c, const conv_plan *p,
+                                     cudnnConvolutionDescriptor_t conv,
+                                     cudnnConvolutionFwdAlgo_t algo, size_t *bytes) {
+    return cudnnGetConvolutionForwardWorkspaceSize(c->cudnn, p->x, p->w, conv, p->y, algo, bytes);
+}
+
+static cudnnStatus_t workspace_bytes(kcuda_ctx *c, const conv_plan *p,
+                                     cudnnConvolutionDescriptor_t conv,
+                                     cudnnConvolutionBwdDataAlgo_t algo, size_t *bytes) {
+    return cudnnGetConvolutionBackwardDataWorkspaceSize(c->cudnn, p->w, p->y, conv, p->x, algo,
+                                                        bytes);
+}
+
+static cudnnStatus_t workspace_bytes(kcuda_ctx *c, const conv_plan *p,
+                                     cudnnConvolutionDescriptor_t conv,
+                                     cudnnConvolutionBwdFilterAlgo_t algo, size_t *bytes) {
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(c->cudnn, p->x, p->y, conv, p->w, algo,
+                                                          bytes);
+}
+
+/* The rule of the three pickers, for the n candidates perf[] of the heuristics (Perf: the
+ * direction's cudnnConvolution*AlgoPerf_t): the first acceptable candidate (pass 0:
+ * deterministic only, pass 1: any) whose workspace, asked of cuDNN with the math type it will
+ * run with (left set on conv), is at most limit.  1 with *algo and *algo_bytes set; 0 when
+ * none fits (nothing recorded: the caller says why). */
+template <typename Perf, typename Algo>
+static int pick_first_fit(kcuda_ctx *c, const conv_plan *p, cudnnConvolutionDescriptor_t conv,
+                          const Perf *perf, int n, size_t limit, Algo *algo, size_t *algo_bytes) {
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < n; i++) {
+            size_t bytes = 0;
+            if (perf[i].status != CUDNN_STATUS_SUCCESS || !math_acceptable(c, perf[i].mathType))
+                continue;
+            if (pass == 0 && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+            if (cudnnSetConvolutionMathType(conv, math_to_run(c, perf[i].mathType)) !=
+                    CUDNN_STATUS_SUCCESS ||
+                workspace_bytes(c, p, conv, perf[i].algo, &bytes) != CUDNN_STATUS_SUCCESS ||
+                bytes > limit)
+                continue;
+            *algo = perf[i].algo;
+            *algo_bytes = bytes;
+            return 1;
+        }
+    return 0;
+}
+
+/* The three pickers: the heuristics' candidates for one direction (fastest first), then
+ * pick_first_fit.  1 on success; 0 when the heuristics fail (the error recorded) or when none
+ * fits (nothing recorded). */
 static int pick_forward(kcuda_ctx *c, conv_plan *p, size_t limit) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int n = 0;
@@ -150,24 +199,7 @@ static int pick_forward(kcuda_ctx *c, conv_plan *p, size_t limit) {
                             c->cudnn, p->x, p->w, p->conv_fwd, p->y,
                             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf)))
         return 0;
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < n; i++) {
-            size_t bytes = 0;
-            if (perf[i].status != CUDNN_STATUS_SUCCESS || !math_acceptable(c, perf[i].mathType))
-                continue;
-            if (pass == 0 && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
-            if (cudnnSetConvolutionMathType(p->conv_fwd, math_to_run(c, perf[i].mathType)) !=
-                    CUDNN_STATUS_SUCCESS ||
-                cudnnGetConvolutionForwardWorkspaceSize(c->cudnn, p->x, p->w, p->conv_fwd, p->y,
-                                                        perf[i].algo, &bytes) !=
-                    CUDNN_STATUS_SUCCESS ||
-                bytes > limit)
-                continue;
-            p->fwd = perf[i].algo;
-            p->fwd_bytes = bytes;
-            return 1;
-        }
-    return 0;
+    return pick_first_fit(c, p, p->conv_fwd, perf, n, limit, &p->fwd, &p->fwd_bytes);
 }
 
 static int pick_backward_data(kcuda_ctx *c, conv_plan *p, size_t limit) {
@@ -177,26 +209,8 @@ static int pick_backward_data(kcuda_ctx *c, conv_plan *p, size_t limit) {
                             c->cudnn, p->w, p->y, p->conv_bwd_data, p->x,
                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf)))
         return 0;
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < n; i++) {
-            size_t bytes = 0;
-            if (perf[i].status != CUDNN_STATUS_SUCCESS || !math_acceptable(c, perf[i].mathType))
-                continue;
-            if (pass == 0 && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
-            if (cudnnSetConvolutionMathType(p->conv_bwd_data,
-                                            math_to_run(c, perf[i].mathType)) !=
-                    CUDNN_STATUS_SUCCESS ||
-                cudnnGetConvolutionBackwardDataWorkspaceSize(c->cudnn, p->w, p->y,
-                                                             p->conv_bwd_data, p->x,
-                                                             perf[i].algo, &bytes) !=
-                    CUDNN_STATUS_SUCCESS ||
-                bytes > limit)
-                continue;
-            p->bwd_data = perf[i].algo;
-            p->bwd_data_bytes = bytes;
-            return 1;
-        }
-    return 0;
+    return pick_first_fit(c, p, p->conv_bwd_data, perf, n, limit, &p->bwd_data,
+                          &p->bwd_data_bytes);
 }
 
 static int pick_backward_filter(kcuda_ctx *c, conv_plan *p, size_t limit) {
@@ -206,26 +220,8 @@ static int pick_backward_filter(kcuda_ctx *c, conv_plan *p, size_t limit) {
                             c->cudnn, p->x, p->y, p->conv_bwd_filter, p->w,
                             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf)))
         return 0;
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < n; i++) {
-            size_t bytes = 0;
-            if (perf[i].status != CUDNN_STATUS_SUCCESS || !math_acceptable(c, perf[i].mathType))
-                continue;
-            if (pass == 0 && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
-            if (cudnnSetConvolutionMathType(p->conv_bwd_filter,
-                                            math_to_run(c, perf[i].mathType)) !=
-                    CUDNN_STATUS_SUCCESS ||
-                cudnnGetConvolutionBackwardFilterWorkspaceSize(c->cudnn, p->x, p->y,
-                                                               p->conv_bwd_filter, p->w,
-                                                               perf[i].algo, &bytes) !=
-                    CUDNN_STATUS_SUCCESS ||
-                bytes > limit)
-                continue;
-            p->bwd_filter = perf[i].algo;
-            p->bwd_filter_bytes = bytes;
-            return 1;
-        }
-    return 0;
+    return pick_first_fit(c, p, p->conv_bwd_filter, perf, n, limit, &p->bwd_filter,
+                          &p->bwd_filter_bytes);
 }
 
 /* Describe plan p's shape to cuDNN (creating its descriptors on the slot's first use) and

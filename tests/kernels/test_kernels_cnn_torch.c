@@ -15,10 +15,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "kernels.h"
 #include "reference_cnn.h"
+#include "torch_file.h"
 
 /* Both sides round in float32 (different summation orders): sums of products agree to a few
  * 1e-7 of their natural scale sum|terms| (conv), element-wise results to a few 1e-7 relative,
@@ -28,82 +28,7 @@
 #define RTOL 2e-5
 #define ABS_FLOOR 1e-6
 
-/* ---- the reference file (format: see torch_cnn_reference.py) ---- */
-
-typedef struct {
-    char name[64];
-    int dtype;   /* 0 float32, 1 int32 */
-    int64_t count;
-    void *data;
-} ref_array;
-
-static ref_array *arrays;
-static int narrays;
 static kern_ctx *K;
-
-static int load(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    char magic[8];
-    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "HKTORCH1", 8) != 0) {
-        fclose(f);
-        return -2;
-    }
-    int cap = 0;
-    for (;;) {
-        uint32_t len, dtype;
-        uint64_t count;
-        if (fread(&len, 4, 1, f) != 1) break;
-        if (narrays == cap) {
-            cap = cap ? 2 * cap : 64;
-            arrays = realloc(arrays, cap * sizeof(*arrays));
-        }
-        ref_array *a = &arrays[narrays];
-        if (len >= sizeof(a->name) || fread(a->name, 1, len, f) != len) goto bad;
-        a->name[len] = '\0';
-        if (fread(&dtype, 4, 1, f) != 1 || fread(&count, 8, 1, f) != 1 || dtype > 1) goto bad;
-        a->dtype = (int)dtype;
-        a->count = (int64_t)count;
-        a->data = malloc(count * 4 + 1);
-        if (fread(a->data, 4, count, f) != count) goto bad;
-        narrays++;
-    }
-    fclose(f);
-    return 0;
-bad:
-    fclose(f);
-    return -2;
-}
-
-static const ref_array *get(const char *name, int dtype) {
-    for (int i = 0; i < narrays; i++)
-        if (strcmp(arrays[i].name, name) == 0) {
-            if (arrays[i].dtype != dtype) fail_msg("%s: wrong dtype", name);
-            return &arrays[i];
-        }
-    fail_msg("reference file has no array %s", name);
-    return NULL;
-}
-
-static const float *getf(const char *prefix, const char *key, int64_t want_count) {
-    char name[64];
-    snprintf(name, sizeof(name), "%s.%s", prefix, key);
-    const ref_array *a = get(name, 0);
-    if (want_count >= 0 && a->count != want_count)
-        fail_msg("%s has %lld values, expected %lld", name, (long long)a->count,
-                 (long long)want_count);
-    return a->data;
-}
-
-static const int32_t *geti(const char *prefix, const char *key, int64_t want_count) {
-    char name[64];
-    snprintf(name, sizeof(name), "%s.%s", prefix, key);
-    const ref_array *a = get(name, 1);
-    if (want_count >= 0 && a->count != want_count)
-        fail_msg("%s has %lld values, expected %lld", name, (long long)a->count,
-                 (long long)want_count);
-    return a->data;
-}
 
 /* A backend buffer holding a copy of host data (n floats). */
 static float *upload(const float *host, int64_t n) {
@@ -119,33 +44,11 @@ static float *zeros(int64_t n) {
     return p;
 }
 
-static float *download(const float *dev, int64_t n) {
-    float *h = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    kern_to_host(K, h, dev, (size_t)n * sizeof(float));
-    return h;
-}
-
 /* |got - want| <= RTOL*|want| + floor_rel*max|want|  (scale == NULL), or
  * |got - want| <= SCALED_TOL*scale[i] */
 static void expect_close(const char *what, const float *dev, const float *want, int64_t n,
                          const double *scale, double floor_rel) {
-    float *got = download(dev, n);
-    double maxref = 0;
-    for (int64_t i = 0; i < n; i++) maxref = fmax(maxref, fabs(want[i]));
-    int64_t worst = -1;
-    double worst_ratio = 1.0;
-    for (int64_t i = 0; i < n; i++) {
-        double tol = scale ? SCALED_TOL * scale[i] : RTOL * fabs(want[i]) + floor_rel * maxref;
-        double err = fabs((double)got[i] - want[i]), ratio = err / tol;
-        if (!(err <= tol) && (worst < 0 || !(ratio <= worst_ratio))) worst = i, worst_ratio = ratio;
-    }
-    if (worst >= 0) {
-        float g = got[worst];
-        free(got);
-        fail_msg("%s: element %lld is %.9g, torch has %.9g (%.3g x tolerance)", what,
-                 (long long)worst, g, want[worst], worst_ratio);
-    }
-    free(got);
+    torch_expect_close(K, what, dev, want, n, scale, scale ? SCALED_TOL : RTOL, floor_rel);
 }
 
 static double *abs_copy(const float *x, int64_t n) {
@@ -157,7 +60,7 @@ static double *abs_copy(const float *x, int64_t n) {
 /* ---- conv2d ---- */
 
 static void check_conv(const char *name) {
-    const int32_t *d = geti(name, "dims", 15);
+    const int32_t *d = torch_ints(name, "dims", 15);
     kern_conv_shape s = {.B = d[0], .C = d[1], .H = d[2], .W = d[3], .K = d[4], .R = d[5],
                          .S = d[6], .stride_h = d[7], .stride_w = d[8], .pad_h = d[9],
                          .pad_w = d[10], .dil_h = d[11], .dil_w = d[12], .groups = d[13]};
@@ -165,8 +68,9 @@ static void check_conv(const char *name) {
     int P = kern_conv_out_h(&s), Q = kern_conv_out_w(&s);
     int64_t ni = (int64_t)s.B * s.C * s.H * s.W, nw = (int64_t)s.K * (s.C / s.groups) * s.R * s.S;
     int64_t no = (int64_t)s.B * s.K * P * Q;
-    const float *hx = getf(name, "x", ni), *hw = getf(name, "w", nw), *hdy = getf(name, "dy", no);
-    const float *hb = has_bias ? getf(name, "b", s.K) : NULL;
+    const float *hx = torch_floats(name, "x", ni), *hw = torch_floats(name, "w", nw);
+    const float *hdy = torch_floats(name, "dy", no);
+    const float *hb = has_bias ? torch_floats(name, "b", s.K) : NULL;
     float *x = upload(hx, ni), *w = upload(hw, nw), *dy = upload(hdy, no);
     float *b = hb ? upload(hb, s.K) : NULL;
     float *y = zeros(no), *dx = zeros(ni), *dw = zeros(nw), *db = zeros(s.K);
@@ -184,14 +88,14 @@ static void check_conv(const char *name) {
     ref_conv2d_backward(sdx, sdw, sdb, ady, ax, aw, &s);
     char what[64];
     snprintf(what, sizeof what, "%s y", name);
-    expect_close(what, y, getf(name, "y", no), no, sy, 0);
+    expect_close(what, y, torch_floats(name, "y", no), no, sy, 0);
     snprintf(what, sizeof what, "%s dx", name);
-    expect_close(what, dx, getf(name, "dx", ni), ni, sdx, 0);
+    expect_close(what, dx, torch_floats(name, "dx", ni), ni, sdx, 0);
     snprintf(what, sizeof what, "%s dw", name);
-    expect_close(what, dw, getf(name, "dw", nw), nw, sdw, 0);
+    expect_close(what, dw, torch_floats(name, "dw", nw), nw, sdw, 0);
     if (hb) {
         snprintf(what, sizeof what, "%s db", name);
-        expect_close(what, db, getf(name, "db", s.K), s.K, sdb, 0);
+        expect_close(what, db, torch_floats(name, "db", s.K), s.K, sdb, 0);
     }
     free(ax), free(aw), free(ady), free(ab), free(sy), free(sdx), free(sdw), free(sdb);
     kern_free(K, x), kern_free(K, w), kern_free(K, dy), kern_free(K, b), kern_free(K, y);
@@ -207,13 +111,14 @@ static void test_conv2d(void **state) {
 /* ---- pooling ---- */
 
 static void check_pool(const char *name) {
-    const int32_t *d = geti(name, "dims", 10);
+    const int32_t *d = torch_ints(name, "dims", 10);
     kern_conv_shape s = {.B = d[0], .C = d[1], .H = d[2], .W = d[3], .K = d[1], .R = d[4],
                          .S = d[5], .stride_h = d[6], .stride_w = d[7], .pad_h = d[8],
                          .pad_w = d[9], .dil_h = 1, .dil_w = 1, .groups = 1};
     int P = kern_conv_out_h(&s), Q = kern_conv_out_w(&s);
     int64_t ni = (int64_t)s.B * s.C * s.H * s.W, no = (int64_t)s.B * s.C * P * Q;
-    float *x = upload(getf(name, "x", ni), ni), *dy = upload(getf(name, "dy", no), no);
+    float *x = upload(torch_floats(name, "x", ni), ni);
+    float *dy = upload(torch_floats(name, "dy", no), no);
     float *y = zeros(no), *dx = zeros(ni);
     int32_t *idx = kern_alloc(K, (size_t)no * sizeof(int32_t));
     char what[64];
@@ -221,8 +126,8 @@ static void check_pool(const char *name) {
     kern_maxpool2d_forward(K, y, idx, x, &s);
     kern_maxpool2d_backward(K, dx, dy, idx, &s);
     snprintf(what, sizeof what, "%s max y", name);
-    expect_close(what, y, getf(name, "max_y", no), no, NULL, 0);   /* a selection: exact */
-    const int32_t *want_idx = geti(name, "max_idx", no);
+    expect_close(what, y, torch_floats(name, "max_y", no), no, NULL, 0);   /* a selection: exact */
+    const int32_t *want_idx = torch_ints(name, "max_idx", no);
     int32_t *got_idx = malloc((size_t)no * sizeof(int32_t));
     kern_to_host(K, got_idx, idx, (size_t)no * sizeof(int32_t));
     for (int64_t i = 0; i < no; i++)
@@ -231,14 +136,14 @@ static void check_pool(const char *name) {
                      want_idx[i]);
     free(got_idx);
     snprintf(what, sizeof what, "%s max dx", name);
-    expect_close(what, dx, getf(name, "max_dx", ni), ni, NULL, ABS_FLOOR);
+    expect_close(what, dx, torch_floats(name, "max_dx", ni), ni, NULL, ABS_FLOOR);
 
     kern_avgpool2d_forward(K, y, x, &s);
     kern_avgpool2d_backward(K, dx, dy, &s);
     snprintf(what, sizeof what, "%s avg y", name);
-    expect_close(what, y, getf(name, "avg_y", no), no, NULL, ABS_FLOOR);
+    expect_close(what, y, torch_floats(name, "avg_y", no), no, NULL, ABS_FLOOR);
     snprintf(what, sizeof what, "%s avg dx", name);
-    expect_close(what, dx, getf(name, "avg_dx", ni), ni, NULL, ABS_FLOOR);
+    expect_close(what, dx, torch_floats(name, "avg_dx", ni), ni, NULL, ABS_FLOOR);
     kern_free(K, x), kern_free(K, dy), kern_free(K, y), kern_free(K, dx), kern_free(K, idx);
 }
 
@@ -250,32 +155,34 @@ static void test_pools(void **state) {
 
 /* adaptive_avg_pool2d(x, 1) is an average pool with the whole plane as its window */
 static void test_global_avg_pool(void **state) {
-    const int32_t *d = geti("gap", "dims", 4);
+    const int32_t *d = torch_ints("gap", "dims", 4);
     kern_conv_shape s = {.B = d[0], .C = d[1], .H = d[2], .W = d[3], .K = d[1], .R = d[2],
                          .S = d[3], .stride_h = 1, .stride_w = 1, .groups = 1};
     assert_int_equal(kern_conv_out_h(&s), 1);
     assert_int_equal(kern_conv_out_w(&s), 1);
     int64_t ni = (int64_t)s.B * s.C * s.H * s.W, no = (int64_t)s.B * s.C;
-    float *x = upload(getf("gap", "x", ni), ni), *dy = upload(getf("gap", "dy", no), no);
+    float *x = upload(torch_floats("gap", "x", ni), ni);
+    float *dy = upload(torch_floats("gap", "dy", no), no);
     float *y = zeros(no), *dx = zeros(ni);
     kern_avgpool2d_forward(K, y, x, &s);
     kern_avgpool2d_backward(K, dx, dy, &s);
-    expect_close("global avg pool y", y, getf("gap", "y", no), no, NULL, ABS_FLOOR);
-    expect_close("global avg pool dx", dx, getf("gap", "dx", ni), ni, NULL, ABS_FLOOR);
+    expect_close("global avg pool y", y, torch_floats("gap", "y", no), no, NULL, ABS_FLOOR);
+    expect_close("global avg pool dx", dx, torch_floats("gap", "dx", ni), ni, NULL, ABS_FLOOR);
     kern_free(K, x), kern_free(K, dy), kern_free(K, y), kern_free(K, dx);
 }
 
 /* ---- batch norm ---- */
 
 static void check_batchnorm(const char *name) {
-    const int32_t *d = geti(name, "dims", 4);
+    const int32_t *d = torch_ints(name, "dims", 4);
     int B = d[0], C = d[1], HW = d[2] * d[3];
     int64_t n = (int64_t)B * C * HW;
     double count = (double)B * HW;
-    float *x = upload(getf(name, "x", n), n), *dy = upload(getf(name, "dy", n), n);
-    float *gamma = upload(getf(name, "gamma", C), C), *beta = upload(getf(name, "beta", C), C);
-    float *rm = upload(getf(name, "running_mean0", C), C);
-    float *rv = upload(getf(name, "running_var0", C), C);
+    float *x = upload(torch_floats(name, "x", n), n), *dy = upload(torch_floats(name, "dy", n), n);
+    float *gamma = upload(torch_floats(name, "gamma", C), C);
+    float *beta = upload(torch_floats(name, "beta", C), C);
+    float *rm = upload(torch_floats(name, "running_mean0", C), C);
+    float *rv = upload(torch_floats(name, "running_var0", C), C);
     float *y = zeros(n), *dx = zeros(n), *mi = zeros(2 * C);
     double *sums = calloc(2 * C, sizeof(double)), *red = calloc(2 * C, sizeof(double));
     kern_batchnorm_stats(K, sums, x, B, C, HW);
@@ -289,23 +196,23 @@ static void check_batchnorm(const char *name) {
 
     char what[64];
     snprintf(what, sizeof what, "%s train y", name);
-    expect_close(what, y, getf(name, "y", n), n, NULL, ABS_FLOOR);
+    expect_close(what, y, torch_floats(name, "y", n), n, NULL, ABS_FLOOR);
     snprintf(what, sizeof what, "%s running_mean", name);
-    expect_close(what, rm, getf(name, "running_mean", C), C, NULL, ABS_FLOOR);
+    expect_close(what, rm, torch_floats(name, "running_mean", C), C, NULL, ABS_FLOOR);
     snprintf(what, sizeof what, "%s running_var", name);
-    expect_close(what, rv, getf(name, "running_var", C), C, NULL, ABS_FLOOR);
+    expect_close(what, rv, torch_floats(name, "running_var", C), C, NULL, ABS_FLOOR);
     snprintf(what, sizeof what, "%s dx", name);
-    expect_close(what, dx, getf(name, "dx", n), n, NULL, ABS_FLOOR);
+    expect_close(what, dx, torch_floats(name, "dx", n), n, NULL, ABS_FLOOR);
     snprintf(what, sizeof what, "%s dgamma", name);
-    expect_close(what, dgamma, getf(name, "dgamma", C), C, NULL, ABS_FLOOR);
+    expect_close(what, dgamma, torch_floats(name, "dgamma", C), C, NULL, ABS_FLOOR);
     snprintf(what, sizeof what, "%s dbeta", name);
-    expect_close(what, dbeta, getf(name, "dbeta", C), C, NULL, ABS_FLOOR);
+    expect_close(what, dbeta, torch_floats(name, "dbeta", C), C, NULL, ABS_FLOOR);
 
     /* eval mode with the updated running statistics */
-    float *x2 = upload(getf(name, "eval_x", n), n);
+    float *x2 = upload(torch_floats(name, "eval_x", n), n);
     kern_batchnorm_forward_eval(K, y, x2, gamma, beta, rm, rv, 1e-5f, B, C, HW);
     snprintf(what, sizeof what, "%s eval y", name);
-    expect_close(what, y, getf(name, "eval_y", n), n, NULL, ABS_FLOOR);
+    expect_close(what, y, torch_floats(name, "eval_y", n), n, NULL, ABS_FLOOR);
 
     free(sums), free(red);
     float *fs[] = {x, dy, gamma, beta, rm, rv, y, dx, mi, dgamma, dbeta, x2};
@@ -318,25 +225,8 @@ static void test_batchnorm(void **state) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s REFERENCE.bin\n", argv[0]);
-        return 2;
-    }
-    int rc = load(argv[1]);
-    if (rc == -1) {
-        fprintf(stderr, "%s: not found (torch_cnn_reference.py skipped?); skipping\n", argv[1]);
-        return 77;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "%s: malformed reference file\n", argv[1]);
-        return 1;
-    }
-    kern_options opt = {.backend = KERN_CPU, .threads = 1, .device = 0};
-    char err[256];
-    if (kern_create(&opt, &K, err, sizeof(err)) != 0) {
-        fprintf(stderr, "kern_create: %s\n", err);
-        return 1;
-    }
+    int rc = torch_test_start(argc, argv, "torch_cnn_reference.py", 1, &K);
+    if (rc != 0) return rc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_pools),
@@ -344,6 +234,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_batchnorm),
     };
     rc = cmocka_run_group_tests(tests, NULL, NULL);
-    kern_destroy(K);
+    torch_test_finish(K);
     return rc;
 }

@@ -13,10 +13,9 @@
 
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "kernels.h"
+#include "torch_file.h"
 
 /* Relative tolerance against PyTorch, plus an absolute floor of ABS_FLOOR * max|reference|
  * for values that are sums of many rounded products (GEMMs) or cancel (GELU for x << 0).
@@ -25,78 +24,7 @@
 #define RTOL 2e-5
 #define ABS_FLOOR 1e-6
 
-/* ---- the reference file ---- */
-
-typedef struct {
-    char name[64];
-    int dtype;   /* 0 float32, 1 int32 */
-    int64_t count;
-    void *data;
-} ref_array;
-
-static ref_array *arrays;
-static int narrays;
 static kern_ctx *K;
-
-static int load(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    char magic[8];
-    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "HKTORCH1", 8) != 0) {
-        fclose(f);
-        return -2;
-    }
-    int cap = 0;
-    for (;;) {
-        uint32_t len, dtype;
-        uint64_t count;
-        if (fread(&len, 4, 1, f) != 1) break;
-        if (narrays == cap) {
-            cap = cap ? 2 * cap : 64;
-            arrays = realloc(arrays, cap * sizeof(*arrays));
-        }
-        ref_array *a = &arrays[narrays];
-        if (len >= sizeof(a->name) || fread(a->name, 1, len, f) != len) goto bad;
-        a->name[len] = '\0';
-        if (fread(&dtype, 4, 1, f) != 1 || fread(&count, 8, 1, f) != 1 || dtype > 1) goto bad;
-        a->dtype = (int)dtype;
-        a->count = (int64_t)count;
-        a->data = malloc(count * 4 + 1);
-        if (fread(a->data, 4, count, f) != count) goto bad;
-        narrays++;
-    }
-    fclose(f);
-    return 0;
-bad:
-    fclose(f);
-    return -2;
-}
-
-static const ref_array *get(const char *name, int dtype) {
-    for (int i = 0; i < narrays; i++)
-        if (strcmp(arrays[i].name, name) == 0) {
-            if (arrays[i].dtype != dtype) fail_msg("%s: wrong dtype", name);
-            return &arrays[i];
-        }
-    fail_msg("reference file has no array %s", name);
-    return NULL;
-}
-
-static const float *getf(const char *prefix, const char *key, int64_t want_count) {
-    char name[64];
-    snprintf(name, sizeof(name), "%s.%s", prefix, key);
-    const ref_array *a = get(name, 0);
-    if (want_count >= 0 && a->count != want_count)
-        fail_msg("%s has %lld values, expected %lld", name, (long long)a->count,
-                 (long long)want_count);
-    return a->data;
-}
-
-static const int32_t *geti(const char *prefix, const char *key) {
-    char name[64];
-    snprintf(name, sizeof(name), "%s.%s", prefix, key);
-    return get(name, 1)->data;
-}
 
 /* A backend buffer holding a copy of host data (n floats). */
 static float *upload(const float *host, int64_t n) {
@@ -110,40 +38,25 @@ static float *zeros(int64_t n) { return kern_alloc(K, (size_t)(n > 0 ? n : 1) * 
 
 /* compare backend buffer `dev` with torch's `want` */
 static void expect_close(const char *what, const float *dev, const float *want, int64_t n) {
-    float *got = malloc((size_t)n * sizeof(float));
-    kern_to_host(K, got, dev, (size_t)n * sizeof(float));
-    double maxref = 0;
-    for (int64_t i = 0; i < n; i++) maxref = fmax(maxref, fabs(want[i]));
-    int64_t worst = -1;
-    double worst_ratio = 1.0;
-    for (int64_t i = 0; i < n; i++) {
-        double tol = RTOL * fabs(want[i]) + ABS_FLOOR * maxref;
-        double ratio = fabs((double)got[i] - want[i]) / tol;
-        if (!(ratio <= worst_ratio)) worst = i, worst_ratio = ratio;
-    }
-    if (worst >= 0) {
-        float g = got[worst];
-        free(got);
-        fail_msg("%s: element %lld is %.9g, torch has %.9g (%.3g x tolerance)", what,
-                 (long long)worst, g, want[worst], worst_ratio);
-    }
-    free(got);
+    torch_expect_close(K, what, dev, want, n, NULL, RTOL, ABS_FLOOR);
 }
 
 /* ---- tests ---- */
 
 static void check_linear(const char *name) {
-    const int32_t *d = geti(name, "dims");
+    const int32_t *d = torch_ints(name, "dims", 3);
     int B = d[0], I = d[1], O = d[2];
-    float *x = upload(getf(name, "x", B * I), B * I), *w = upload(getf(name, "w", O * I), O * I);
-    float *b = upload(getf(name, "b", O), O), *dy = upload(getf(name, "dy", B * O), B * O);
+    float *x = upload(torch_floats(name, "x", B * I), B * I);
+    float *w = upload(torch_floats(name, "w", O * I), O * I);
+    float *b = upload(torch_floats(name, "b", O), O);
+    float *dy = upload(torch_floats(name, "dy", B * O), B * O);
     float *y = zeros(B * O), *dx = zeros(B * I), *dw = zeros(O * I), *db = zeros(O);
     kern_linear_forward(K, y, x, w, b, B, I, O);
-    expect_close(name, y, getf(name, "y", B * O), B * O);
+    expect_close(name, y, torch_floats(name, "y", B * O), B * O);
     kern_linear_backward(K, dx, dw, db, dy, x, w, B, I, O);
-    expect_close("linear dx", dx, getf(name, "dx", B * I), B * I);
-    expect_close("linear dw", dw, getf(name, "dw", O * I), O * I);
-    expect_close("linear db", db, getf(name, "db", O), O);
+    expect_close("linear dx", dx, torch_floats(name, "dx", B * I), B * I);
+    expect_close("linear dw", dw, torch_floats(name, "dw", O * I), O * I);
+    expect_close("linear db", db, torch_floats(name, "db", O), O);
     kern_free(K, x), kern_free(K, w), kern_free(K, b), kern_free(K, dy);
     kern_free(K, y), kern_free(K, dx), kern_free(K, dw), kern_free(K, db);
 }
@@ -158,9 +71,10 @@ static void test_activations(void **state) {
     for (int a = 0; a < 2; a++) {
         const char *name = names[a];
         char what[64];
-        get(a == 0 ? "relu.x" : "gelu.x", 0);
-        int64_t n = get(a == 0 ? "relu.x" : "gelu.x", 0)->count;
-        float *x = upload(getf(name, "x", n), n), *dy = upload(getf(name, "dy", n), n);
+        torch_array_named(a == 0 ? "relu.x" : "gelu.x", TORCH_FLOAT32);
+        int64_t n = torch_array_named(a == 0 ? "relu.x" : "gelu.x", TORCH_FLOAT32)->count;
+        float *x = upload(torch_floats(name, "x", n), n);
+        float *dy = upload(torch_floats(name, "dy", n), n);
         float *y = zeros(n), *dx = zeros(n);
         if (a == 0) {
             kern_relu_forward(K, y, x, n);
@@ -170,44 +84,46 @@ static void test_activations(void **state) {
             kern_gelu_backward(K, dx, dy, x, n);
         }
         snprintf(what, sizeof(what), "%s out", name);
-        expect_close(what, y, getf(name, "y", n), n);
+        expect_close(what, y, torch_floats(name, "y", n), n);
         snprintf(what, sizeof(what), "%s din", name);
-        expect_close(what, dx, getf(name, "dx", n), n);
+        expect_close(what, dx, torch_floats(name, "dx", n), n);
         kern_free(K, x), kern_free(K, dy), kern_free(K, y), kern_free(K, dx);
     }
 }
 
 static void test_cross_entropy(void **state) {
-    const int32_t *d = geti("xent", "dims");
+    const int32_t *d = torch_ints("xent", "dims", 2);
     int B = d[0], C = d[1];
-    float *logits = upload(getf("xent", "logits", B * C), B * C);
+    float *logits = upload(torch_floats("xent", "logits", B * C), B * C);
     int32_t *labels = kern_alloc(K, B * sizeof(int32_t));
-    kern_to_device(K, labels, geti("xent", "labels"), B * sizeof(int32_t));
+    kern_to_device(K, labels, torch_ints("xent", "labels", B), B * sizeof(int32_t));
     float *losses = zeros(B), *dl = zeros(B * C);
 
     int64_t correct = -1;
     double sum = kern_softmax_xent(K, losses, dl, &correct, logits, labels, B, C, 1.0f / B);
-    assert_int_equal(correct, geti("xent", "correct")[0]);
-    expect_close("xent losses", losses, getf("xent", "losses", B), B);
-    expect_close("xent dlogits (mean)", dl, getf("xent", "dlogits_mean", B * C), B * C);
+    assert_int_equal(correct, torch_ints("xent", "correct", 1)[0]);
+    expect_close("xent losses", losses, torch_floats("xent", "losses", B), B);
+    expect_close("xent dlogits (mean)", dl, torch_floats("xent", "dlogits_mean", B * C), B * C);
     float mean = (float)(sum / B);
-    assert_true(fabs(mean - getf("xent", "loss_mean", 1)[0]) <= RTOL * fabs(mean));
+    assert_true(fabs(mean - torch_floats("xent", "loss_mean", 1)[0]) <= RTOL * fabs(mean));
 
     sum = kern_softmax_xent(K, NULL, dl, NULL, logits, labels, B, C, 1.0f);
-    expect_close("xent dlogits (sum)", dl, getf("xent", "dlogits_sum", B * C), B * C);
-    assert_true(fabs(sum - getf("xent", "loss_sum", 1)[0]) <= RTOL * fabs(sum));
+    expect_close("xent dlogits (sum)", dl, torch_floats("xent", "dlogits_sum", B * C), B * C);
+    assert_true(fabs(sum - torch_floats("xent", "loss_sum", 1)[0]) <= RTOL * fabs(sum));
     kern_free(K, logits), kern_free(K, labels), kern_free(K, losses), kern_free(K, dl);
 }
 
 /* linear -> gelu -> linear -> cross-entropy(mean), forward and backward through the kernels */
 static void test_mlp(void **state) {
-    const int32_t *d = geti("mlp", "dims");
+    const int32_t *d = torch_ints("mlp", "dims", 4);
     int B = d[0], I = d[1], H = d[2], C = d[3];
-    float *x = upload(getf("mlp", "x", B * I), B * I);
-    float *w1 = upload(getf("mlp", "w1", H * I), H * I), *b1 = upload(getf("mlp", "b1", H), H);
-    float *w2 = upload(getf("mlp", "w2", C * H), C * H), *b2 = upload(getf("mlp", "b2", C), C);
+    float *x = upload(torch_floats("mlp", "x", B * I), B * I);
+    float *w1 = upload(torch_floats("mlp", "w1", H * I), H * I);
+    float *b1 = upload(torch_floats("mlp", "b1", H), H);
+    float *w2 = upload(torch_floats("mlp", "w2", C * H), C * H);
+    float *b2 = upload(torch_floats("mlp", "b2", C), C);
     int32_t *labels = kern_alloc(K, B * sizeof(int32_t));
-    kern_to_device(K, labels, geti("mlp", "labels"), B * sizeof(int32_t));
+    kern_to_device(K, labels, torch_ints("mlp", "labels", B), B * sizeof(int32_t));
     float *h = zeros(B * H), *a = zeros(B * H), *logits = zeros(B * C), *dlogits = zeros(B * C);
     float *da = zeros(B * H), *dw1 = zeros(H * I), *db1 = zeros(H), *dw2 = zeros(C * H);
     float *db2 = zeros(C);
@@ -220,13 +136,13 @@ static void test_mlp(void **state) {
     kern_gelu_backward(K, da, da, h, B * H);   /* in place */
     kern_linear_backward(K, NULL, dw1, db1, da, x, w1, B, I, H);
 
-    expect_close("mlp logits", logits, getf("mlp", "logits", B * C), B * C);
-    float want = getf("mlp", "loss", 1)[0];
+    expect_close("mlp logits", logits, torch_floats("mlp", "logits", B * C), B * C);
+    float want = torch_floats("mlp", "loss", 1)[0];
     assert_true(fabs(loss - want) <= RTOL * fabs(want));
-    expect_close("mlp dw2", dw2, getf("mlp", "dw2", C * H), C * H);
-    expect_close("mlp db2", db2, getf("mlp", "db2", C), C);
-    expect_close("mlp dw1", dw1, getf("mlp", "dw1", H * I), H * I);
-    expect_close("mlp db1", db1, getf("mlp", "db1", H), H);
+    expect_close("mlp dw2", dw2, torch_floats("mlp", "dw2", C * H), C * H);
+    expect_close("mlp db2", db2, torch_floats("mlp", "db2", C), C);
+    expect_close("mlp dw1", dw1, torch_floats("mlp", "dw1", H * I), H * I);
+    expect_close("mlp db1", db1, torch_floats("mlp", "db1", H), H);
     float *bufs[] = {x, w1, b1, w2, b2, h, a, logits, dlogits, da, dw1, db1, dw2, db2};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) kern_free(K, bufs[i]);
     kern_free(K, labels);
@@ -236,13 +152,14 @@ static void test_sgd(void **state) {
     for (int c = 0; c < 5; c++) {
         char name[16];
         snprintf(name, sizeof(name), "sgd%d", c);
-        const float *cfg = getf(name, "cfg", 4);
+        const float *cfg = torch_floats(name, "cfg", 4);
         float lr = cfg[0], momentum = cfg[1], wd = cfg[2];
         int nesterov = cfg[3] != 0.0f;
-        int64_t n = get("sgd0.p0", 0)->count;
-        const float *grads = getf(name, "grads", 5 * n), *params = getf(name, "params", 5 * n);
-        const float *bufs = momentum != 0.0f ? getf(name, "momentum_buffer", 5 * n) : NULL;
-        float *p = upload(getf(name, "p0", n), n), *g = zeros(n);
+        int64_t n = torch_array_named("sgd0.p0", TORCH_FLOAT32)->count;
+        const float *grads = torch_floats(name, "grads", 5 * n);
+        const float *params = torch_floats(name, "params", 5 * n);
+        const float *bufs = momentum != 0.0f ? torch_floats(name, "momentum_buffer", 5 * n) : NULL;
+        float *p = upload(torch_floats(name, "p0", n), n), *g = zeros(n);
         float *buf = momentum != 0.0f ? zeros(n) : NULL;
         for (int t = 0; t < 5; t++) {
             kern_to_device(K, g, grads + t * n, n * sizeof(float));
@@ -264,11 +181,14 @@ static void test_adamw(void **state) {
     for (int c = 0; c < 3; c++) {
         char name[16];
         snprintf(name, sizeof(name), "adamw%d", c);
-        const float *cfg = getf(name, "cfg", 5);
-        int64_t n = get("adamw0.p0", 0)->count;
-        const float *grads = getf(name, "grads", 5 * n), *params = getf(name, "params", 5 * n);
-        const float *ms = getf(name, "exp_avg", 5 * n), *vs = getf(name, "exp_avg_sq", 5 * n);
-        float *p = upload(getf(name, "p0", n), n), *g = zeros(n), *m = zeros(n), *v = zeros(n);
+        const float *cfg = torch_floats(name, "cfg", 5);
+        int64_t n = torch_array_named("adamw0.p0", TORCH_FLOAT32)->count;
+        const float *grads = torch_floats(name, "grads", 5 * n);
+        const float *params = torch_floats(name, "params", 5 * n);
+        const float *ms = torch_floats(name, "exp_avg", 5 * n);
+        const float *vs = torch_floats(name, "exp_avg_sq", 5 * n);
+        float *p = upload(torch_floats(name, "p0", n), n);
+        float *g = zeros(n), *m = zeros(n), *v = zeros(n);
         for (int t = 1; t <= 5; t++) {
             kern_to_device(K, g, grads + (t - 1) * n, n * sizeof(float));
             kern_adamw_update(K, p, m, v, g, n, cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], t);
@@ -285,25 +205,8 @@ static void test_adamw(void **state) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s TORCH_REFERENCE.bin\n", argv[0]);
-        return 2;
-    }
-    int rc = load(argv[1]);
-    if (rc == -1) {
-        fprintf(stderr, "%s not found (torch_reference.py skipped?): skipping\n", argv[1]);
-        return 77;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "%s: not a torch reference file\n", argv[1]);
-        return 1;
-    }
-    kern_options opt = {.backend = KERN_CPU, .threads = 2, .device = 0};
-    char err[256];
-    if (kern_create(&opt, &K, err, sizeof(err)) != 0) {
-        fprintf(stderr, "kern_create: %s\n", err);
-        return 1;
-    }
+    int rc = torch_test_start(argc, argv, "torch_reference.py", 2, &K);
+    if (rc != 0) return rc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_activations),
@@ -313,8 +216,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_adamw),
     };
     rc = cmocka_run_group_tests(tests, NULL, NULL);
-    kern_destroy(K);
-    for (int i = 0; i < narrays; i++) free(arrays[i].data);
-    free(arrays);
+    torch_test_finish(K);
     return rc;
 }

@@ -10,12 +10,10 @@ nn.BatchNorm2d in train mode (output, running stats after one step with momentum
 weight and bias grads) and then in eval mode.  Everything float32, deterministic (fixed
 torch.Generator seed, one thread).
 
-File format (the same as torch_reference.py's): 8 bytes magic "HKTORCH1", then per array
-u32 name length, name bytes, u32 dtype (0 float32, 1 int32), u64 count, count values,
-little-endian.  Exits 77 (ctest: skipped) when torch cannot be imported.
+File format: torch_ref_file.py (the same as torch_reference.py's).  Exits 77 (ctest: skipped)
+when torch cannot be imported.
 """
 import os
-import struct
 import sys
 
 try:
@@ -25,31 +23,10 @@ except ImportError as e:  # pragma: no cover - depends on the machine
     print(f"torch not importable ({e}); skipping", file=sys.stderr)
     sys.exit(77)
 
-
-class Writer:
-    def __init__(self, path):
-        self.f = open(path, "wb")
-        self.f.write(b"HKTORCH1")
-
-    def put(self, name, t):
-        t = torch.as_tensor(t).detach().contiguous()
-        if t.dtype == torch.float32:
-            dtype, fmt = 0, "f"
-        elif t.dtype in (torch.int32, torch.int64):
-            t, dtype, fmt = t.to(torch.int32), 1, "i"
-        else:
-            raise TypeError(f"{name}: {t.dtype}")
-        vals = t.reshape(-1).tolist()
-        nb = name.encode()
-        self.f.write(struct.pack("<I", len(nb)) + nb + struct.pack("<IQ", dtype, len(vals)))
-        self.f.write(struct.pack(f"<{len(vals)}{fmt}", *vals))
-
-    def close(self):
-        self.f.close()
-
-
-def randn(gen, *shape, scale=1.0):
-    return torch.randn(*shape, generator=gen, dtype=torch.float32) * scale
+# torch_ref_file.py lies next to this script (ctest runs it from the build directory)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_ref_file  # noqa: E402
+from torch_ref_file import randn  # noqa: E402
 
 
 # name, B, C, H, W, K, (R, S), stride, padding, dilation, groups, bias
@@ -152,17 +129,7 @@ def batchnorm_case(w, gen, name, B, C, H, W, shift):
         w.put(f"{name}.eval_y", bn(x2))
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    out = sys.argv[1]
-    if os.path.exists(out):
-        os.remove(out)
-    torch.set_num_threads(1)
-    gen = torch.Generator().manual_seed(20240611)
-    tmp = out + ".tmp"
-    w = Writer(tmp)
+def write_cases(w, gen):
     for case in CONV_CASES:
         conv_case(w, gen, *case)
     for case in POOL_CASES:
@@ -170,10 +137,7 @@ def main():
     global_pool_case(w, gen, 3, 5, 7, 9)
     batchnorm_case(w, gen, "bn0", 4, 6, 5, 7, 0.0)
     batchnorm_case(w, gen, "bn1", 8, 3, 1, 1, 3.0)   # after a global pool: HW = 1
-    w.close()
-    os.replace(tmp, out)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(torch_ref_file.main(__doc__, 20240611, write_cases))

@@ -4,13 +4,10 @@
 Usage: torch_reference.py OUT.bin
 
 Everything is float32, deterministic (fixed torch.Generator seeds, one thread).  The file is
-a flat list of named arrays, read by test_kernels_torch.c:
-    8 bytes magic "HKTORCH1", then per array:
-    u32 name length, name bytes, u32 dtype (0 float32, 1 int32), u64 count, count values
-little-endian.  Exits 77 (ctest: skipped) when torch cannot be imported.
+a flat list of named arrays (format: torch_ref_file.py), read by test_kernels_torch.c.
+Exits 77 (ctest: skipped) when torch cannot be imported.
 """
 import os
-import struct
 import sys
 
 try:
@@ -20,33 +17,12 @@ except ImportError as e:  # pragma: no cover - depends on the machine
     print(f"torch not importable ({e}); skipping", file=sys.stderr)
     sys.exit(77)
 
+# torch_ref_file.py lies next to this script (ctest runs it from the build directory)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_ref_file  # noqa: E402
+from torch_ref_file import randn  # noqa: E402
+
 STEPS = 5
-
-
-class Writer:
-    def __init__(self, path):
-        self.f = open(path, "wb")
-        self.f.write(b"HKTORCH1")
-
-    def put(self, name, t):
-        t = torch.as_tensor(t).detach().contiguous()
-        if t.dtype == torch.float32:
-            dtype, fmt = 0, "f"
-        elif t.dtype in (torch.int32, torch.int64):
-            t, dtype, fmt = t.to(torch.int32), 1, "i"
-        else:
-            raise TypeError(f"{name}: {t.dtype}")
-        vals = t.reshape(-1).tolist()
-        nb = name.encode()
-        self.f.write(struct.pack("<I", len(nb)) + nb + struct.pack("<IQ", dtype, len(vals)))
-        self.f.write(struct.pack(f"<{len(vals)}{fmt}", *vals))
-
-    def close(self):
-        self.f.close()
-
-
-def randn(gen, *shape, scale=1.0):
-    return torch.randn(*shape, generator=gen, dtype=torch.float32) * scale
 
 
 def linear_case(w, name, gen, B, I, O):
@@ -148,17 +124,7 @@ ADAMW_CASES = [
 ]
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    out = sys.argv[1]
-    if os.path.exists(out):
-        os.remove(out)
-    torch.set_num_threads(1)
-    gen = torch.Generator().manual_seed(20240601)
-    tmp = out + ".tmp"
-    w = Writer(tmp)
+def write_cases(w, gen):
     linear_case(w, "linear0", gen, 3, 7, 5)
     linear_case(w, "linear1", gen, 32, 65, 17)
     x = randn(gen, 1001, scale=3.0)
@@ -177,10 +143,7 @@ def main():
                        lambda ps: torch.optim.AdamW(ps, lr=lr, betas=(b1, b2), eps=eps,
                                                     weight_decay=wd),
                        [lr, b1, b2, eps, wd])
-    w.close()
-    os.replace(tmp, out)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(torch_ref_file.main(__doc__, 20240601, write_cases))
