@@ -9,6 +9,7 @@
 #   PYTHON   the interpreter with torch, h5py, numpy (default /usr/bin/python3, Debian's)
 #   WORKDIR  scratch: converted data and run directories (default /tmp/harness-perf)
 # Environment:
+#   MODEL    mlp (default) or cnn (launch/cnn.yaml's network; use fewer STEPS, e.g. 150)
 #   STEPS    timed optimizer steps per run (default 1500)
 #   BATCH    global batch size (default 128); BATCHES="64 128 512" runs several
 #   REPEAT   runs per configuration, the best is reported (default 1; use 3 on a busy machine)
@@ -45,7 +46,7 @@ REPEAT=${REPEAT:-1}
 WARMUP=${WARMUP:-20}
 CORES=${CORES:-$(nproc)}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CONFIG=$HERE/../../launch/mlp.yaml
+MODEL=${MODEL:-mlp}
 TORCH_MLP=$HERE/torch_mlp.py
 
 # mpirun as root in containers needs these (the same as HARNESS_MPI_ENV in tests/CMakeLists.txt).
@@ -54,7 +55,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechan
 
 fail() { echo "bench_mlp: FAIL: $*" >&2; exit 1; }
 [[ -x $HARNESS ]] || fail "harness binary not found or not executable: $1"
-[[ -f $CONFIG ]] || fail "model config not found: $CONFIG"
+[[ $MODEL == mlp || $MODEL == cnn ]] || fail "MODEL must be mlp or cnn (got '$MODEL')"
 "$PY" -c 'import torch, h5py, numpy' 2>/dev/null \
   || fail "$PY cannot import torch, h5py and numpy (Debian's /usr/bin/python3 can)"
 [[ $STEPS =~ ^[1-9][0-9]*$ ]] || fail "STEPS must be a positive integer (got '$STEPS')"
@@ -68,6 +69,21 @@ DATA=$WORK/fashion-mnist
 RUNS=$WORK/runs
 RESULTS=$WORK/results.tsv   # batch, configuration, samples/s, compute, comm wait, data wait (s/step)
 LOGS=$WORK/logs
+
+# The benchmark's own model config, the network torch_mlp.py --model builds, so that a change
+# to launch/*.yaml (dropout, augmentation) cannot make the two sides train different models.
+CONFIG=$WORK/${MODEL}_bench.yaml
+{
+  printf '# Written by tests/perf/bench_mlp.sh: the %s that torch_mlp.py --model %s builds.\n' "$MODEL" "$MODEL"
+  printf 'run:\n  seed: 42\n  device: cpu\nmodel:\n  init: kaiming_uniform\n  layers:\n'
+  if [[ $MODEL == cnn ]]; then
+    printf '    - {type: %s}\n' "conv2d, out: 32, kernel: 3, padding: 1" batchnorm2d relu \
+      "maxpool2d, kernel: 2" "conv2d, out: 64, kernel: 3, padding: 1" batchnorm2d relu \
+      "maxpool2d, kernel: 2" flatten "linear, out: 256" relu "dropout, p: 0.4" "linear, out: 10"
+  else
+    printf '    - {type: %s}\n' flatten "linear, out: 256" relu "linear, out: 128" relu "linear, out: 10"
+  fi
+} >"$CONFIG"
 mkdir -p "$RUNS" "$LOGS"
 : >"$RESULTS"
 
@@ -106,14 +122,16 @@ harness_run() {
     line=$("$PY" - "$dir/metrics.jsonl" "$STEPS" <<'EOF'
 import json, sys
 path, steps = sys.argv[1], int(sys.argv[2])
-summary, last = None, None
+summary, train = None, []
 for raw in open(path):
     rec = json.loads(raw)
     if rec.get("event") == "summary": summary = rec
-    elif rec.get("event") == "train": last = rec
-if summary is None or last is None or summary.get("steps") != steps:
+    elif rec.get("event") == "train": train.append(rec)
+if summary is None or not train or summary.get("steps") != steps:
     sys.exit(f"{path}: no summary for {steps} steps, or no train record")
-print(f'{summary["samples_per_s"]}\t{last["step_compute_s"]}\t{last["step_comm_wait_s"]}\t{last["step_data_wait_s"]}')
+# the step-time breakdown averaged over every log interval (single intervals are noisy)
+mean = lambda k: sum(r[k] for r in train) / len(train)
+print(f'{summary["samples_per_s"]}\t{mean("step_compute_s")}\t{mean("step_comm_wait_s")}\t{mean("step_data_wait_s")}')
 EOF
     ) || fail "$name, batch $batch: cannot read $dir/metrics.jsonl"
     best=$(pick_best "$best" "$line")
@@ -129,8 +147,8 @@ torch_run() {
   for ((rep = 1; rep <= REPEAT; rep++)); do
     log=$LOGS/torch-$(echo "$name" | tr -c 'a-zA-Z0-9\n' '_')-b${batch}-${rep}.log
     if ! OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads \
-        "$PY" "$TORCH_MLP" --data "$DATA/train.h5" --steps "$STEPS" --warmup "$WARMUP" \
-          --batch "$batch" "$@" >"$log" 2>&1; then
+        "$PY" "$TORCH_MLP" --data "$DATA/train.h5" --model "$MODEL" --steps "$STEPS" \
+          --warmup "$WARMUP" --batch "$batch" "$@" >"$log" 2>&1; then
       tail -n 20 "$log" >&2
       fail "$name, batch $batch: torch_mlp.py failed (log: $log)"
     fi
@@ -165,7 +183,11 @@ done
 # --- table ------------------------------------------------------------------------------------
 echo
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
-echo "MLP 784-256-128-10, Fashion-MNIST, AdamW, $STEPS steps per run, best of $REPEAT"
+if [[ $MODEL == cnn ]]; then
+  echo "CNN of launch/cnn.yaml (2 conv + batch norm + 2 FC), Fashion-MNIST, AdamW, $STEPS steps per run, best of $REPEAT"
+else
+  echo "MLP 784-256-128-10, Fashion-MNIST, AdamW, $STEPS steps per run, best of $REPEAT"
+fi
 echo "host: $CORES cores (${CPU:-unknown CPU}); load average at start $LOAD_START," \
   "at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?") (other work on the cores skews the numbers)"
 awk -F'\t' -v cores="$CORES" '

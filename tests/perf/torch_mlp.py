@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""PyTorch twin of launch/mlp.yaml, timed the way the harness benchmark times harness.
+"""PyTorch twin of launch/mlp.yaml (or, with --model cnn, launch/cnn.yaml), timed the way the
+harness benchmark times harness.
 
 Same model (Flatten, Linear 784-256, ReLU, Linear 256-128, ReLU, Linear 128-10, nn.Linear's
 default init), same data (train.h5 read into memory once as uint8), same per-step work: index
@@ -29,6 +30,12 @@ import time
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="train.h5 written by `harness convert`")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: model, data and steps on the GPU (--mode threads only)")
+    p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32",
+                   help="cuda: fp32 exact, tf32 matmuls, or bf16 autocast (fp32 master weights)")
+    p.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                   help="mlp: launch/mlp.yaml without dropout; cnn: launch/cnn.yaml")
     p.add_argument("--mode", choices=("threads", "ddp"), default="threads")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads per process")
     p.add_argument("--world", type=int, default=2, help="processes for --mode ddp")
@@ -62,10 +69,18 @@ def load_train(path, normalize):
     return torch.from_numpy(images), torch.from_numpy(labels), (mean_std if normalize else None)
 
 
-def build_model(seed):
+def build_model(seed, kind="mlp"):
     import torch
     from torch import nn
     torch.manual_seed(seed)
+    if kind == "cnn":  # launch/cnn.yaml: [1,28,28] -> 2 x (conv 3x3, batch norm, relu, pool) -> 256 -> 10
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(3136, 256), nn.ReLU(), nn.Dropout(0.4),
+            nn.Linear(256, 10),
+        )
     return nn.Sequential(
         nn.Flatten(),
         nn.Linear(784, 256), nn.ReLU(),
@@ -88,7 +103,12 @@ def train(args, rank, world, threads, allreduce_max=None):
     if steps_per_epoch < 1:
         sys.exit(f"{args.data}: {n} samples is fewer than one batch of {args.batch}")
 
-    model = build_model(args.seed)
+    dev = torch.device(args.device)
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
+        images, labels = images.to(dev), labels.to(dev)
+    model = build_model(args.seed, args.model).to(dev)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -97,18 +117,22 @@ def train(args, rank, world, threads, allreduce_max=None):
     # Every rank draws the same permutation per epoch and takes its contiguous slice of each
     # global batch (DESIGN.md, Sharding).
     gen = torch.Generator().manual_seed(args.seed)
-    perm, cursor = torch.randperm(n, generator=gen), 0
+    perm, cursor = torch.randperm(n, generator=gen).to(dev), 0
 
     def step():
         nonlocal perm, cursor
         if cursor + args.batch > n:
-            perm, cursor = torch.randperm(n, generator=gen), 0
+            perm, cursor = torch.randperm(n, generator=gen).to(dev), 0
         idx = perm[cursor + rank * per_rank: cursor + (rank + 1) * per_rank]
         cursor += args.batch
         x = images[idx].float().mul_(scale)
+        if args.model == "cnn":
+            x = x.unsqueeze(1)  # [B,1,28,28], NCHW like harness
         if mean_std is not None:
             x.sub_(mean_std[0]).div_(mean_std[1])
-        loss = F.cross_entropy(model(x), labels[idx])
+        with torch.autocast(args.device, dtype=torch.bfloat16,
+                            enabled=args.device == "cuda" and args.precision == "bf16"):
+            loss = F.cross_entropy(model(x), labels[idx])
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -118,10 +142,12 @@ def train(args, rank, world, threads, allreduce_max=None):
         step()
     if world > 1:
         torch.distributed.barrier()
+    if args.device == "cuda":
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(args.steps):
         loss = step()
-    final = float(loss.detach())  # the step is synchronous on CPU; this only reads the value
+    final = float(loss.detach())  # waits for the last step (GPU) / only reads the value (CPU)
     seconds = time.perf_counter() - t0
     if allreduce_max is not None:
         seconds = allreduce_max(seconds)
@@ -163,7 +189,7 @@ def main(argv=None):
                                join=True, start_method="spawn")
         seconds, final = queue.get()
     print(json.dumps({
-        "mode": args.mode, "threads": args.threads, "world": world, "batch": args.batch,
+        "model": args.model, "device": args.device, "precision": args.precision, "mode": args.mode, "threads": args.threads, "world": world, "batch": args.batch,
         "steps": args.steps, "seconds": round(seconds, 6),
         "samples_per_s": round(args.steps * args.batch / seconds, 1),
         "final_loss": round(final, 6),
