@@ -1,5 +1,6 @@
 /* comm: the process group.  MPI bootstrap, ranks, broadcast, metric reductions, the bucketed
- * gradient all-reduce, and the abort path.
+ * gradient all-reduce (host memory over MPI; device memory over NCCL or MPI through pinned host
+ * memory, see "GPU backends" below), and the abort path.
  *
  * Ranks come from MPI only (the local rank from MPI_Comm_split_type, never from launcher
  * environment variables).  Gradients live in one flat float buffer registered once; it is cut
@@ -33,7 +34,10 @@ typedef struct comm comm;
 /* MPI_Init_thread (MPI_THREAD_FUNNELED is enough: only the main thread calls MPI).
  * Returns 0 or an error. */
 int comm_init(int *argc, char ***argv, comm **out, char *err, size_t errlen);
-/* MPI_Finalize and free.  Safe after errors on every rank (all ranks must call it). */
+/* MPI_Finalize and free.  Safe after errors on every rank (all ranks must call it).  With a GPU
+ * backend it first destroys the NCCL communicator (ncclCommFinalize + ncclCommDestroy, or
+ * ncclCommAbort after an NCCL error), comm's stream and events and the pinned mirror; it never
+ * touches the caller's compute stream, which may already be gone. */
 void comm_finalize(comm *c);
 
 int comm_rank(const comm *c);
@@ -56,7 +60,8 @@ int comm_allreduce_max_i32(comm *c, int32_t *x, int n, char *err, size_t errlen)
  * one rank needs to print it and all ranks can exit cleanly with status 1. */
 int comm_agree(comm *c, int local_status, char *err, size_t errlen);
 
-/* Gradient buffer: grads[n] floats (host memory on the MPI backend).  bucket_bytes > 0. */
+/* Gradient buffer: grads[n] floats in host memory.  bucket_bytes > 0.  (Device memory:
+ * comm_grads_register_device below.) */
 int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
                         char *err, size_t errlen);
 /* Backward has produced final gradients for grads[offset, n): start every bucket that lies
@@ -68,6 +73,75 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen);
 int comm_grads_wait(comm *c, char *err, size_t errlen);
 /* Seconds spent blocked in comm_grads_wait since the last call (step time breakdown). */
 double comm_grads_wait_seconds(comm *c);
+
+/* ---- GPU backends ------------------------------------------------------------------------
+ *
+ * On GPUs the gradient buffer lives in device memory and is averaged there, overlapped with
+ * backward, by one of two backends:
+ *   COMM_GPU_NCCL        ncclAllReduce(in place, ncclAvg) per bucket on comm's own stream.
+ *                        One GPU per rank (NCCL refuses two ranks on one GPU).
+ *   COMM_GPU_MPI_STAGED  per bucket: copy to a pinned host mirror on comm's stream, MPI
+ *                        all-reduce there (the host path above), divide by world, copy back.
+ *                        Works when several ranks share one GPU.
+ *   COMM_GPU_AUTO        NCCL when this build has it and no two ranks use the same GPU (their
+ *                        UUIDs are compared), else MPI_STAGED.
+ * The caller hands comm its compute stream (a cudaStream_t as void *; comm never sees the
+ * kernels library).  Ordering is by CUDA events, never by blocking the host:
+ *   comm_grads_ready(offset)  records an event on the compute stream ("the gradients of
+ *                             [offset, n) are queued") and makes comm's stream wait for it, then
+ *                             queues every bucket it completes on comm's stream.  It returns at
+ *                             once: the host goes on queueing backward.  (MPI_STAGED starts a
+ *                             bucket's MPI all-reduce when its copy to the host has finished,
+ *                             checked without blocking at each later ready, and at the latest
+ *                             in comm_grads_wait; its buckets use their own MPI communicator, so
+ *                             when each one starts does not matter to the other collectives.)
+ *   comm_grads_wait()         queues the remaining buckets and makes the compute stream wait for
+ *                             comm's stream.  NCCL: no host wait at all - work queued on the
+ *                             compute stream afterwards (clipping, the optimizer) sees averaged
+ *                             gradients; read them on the host only through that stream.
+ *                             MPI_STAGED: the host waits for the MPI all-reduces (as on the CPU),
+ *                             then the copies back are queued on comm's stream.
+ *   comm_grads_wait_seconds() NCCL: GPU time the compute stream stood still waiting for the
+ *                             all-reduces after the last backward kernel (the communication that
+ *                             backward did not hide), timed with CUDA events and counted once
+ *                             those events have completed - usually at the next step's wait, so
+ *                             it runs one step behind.  MPI_STAGED: host seconds blocked in
+ *                             comm_grads_wait, as on the CPU.
+ * Every bucket still carries a sequence number and fingerprint.  With NCCL a bucket counts as
+ * complete when an event recorded after it on comm's stream has completed; the watchdog
+ * thread polls those events and ncclCommGetAsyncError at every tick, and on an NCCL error or a
+ * bucket not done after the timeout it reports (collective, bucket, step, ranks) like any
+ * stall, aborts the NCCL communicator (ncclCommAbort, given 10 s) and ends the job.
+ * All calls come from the thread that calls MPI, with the compute stream's device current. */
+typedef enum {
+    COMM_GPU_NONE = 0,      /* comm_gpu_backend_in_use before comm_gpu_init */
+    COMM_GPU_AUTO,
+    COMM_GPU_NCCL,
+    COMM_GPU_MPI_STAGED,
+} comm_gpu_backend;
+
+/* Collective.  Binds comm to `device` (cudaSetDevice), creates its stream (non-blocking,
+ * highest priority) and events; NCCL: rank 0's ncclGetUniqueId is broadcast over MPI and every
+ * rank calls ncclCommInitRank; MPI_STAGED: a private communicator for the buckets.  The ranks
+ * agree on the outcome: on failure every rank returns 1 with the same message naming the rank
+ * and the cause ("no CUDA in this build", "this build has no NCCL", "no usable CUDA device:
+ * ...", "ranks 0 and 1 share GPU ...: NCCL needs one GPU per rank", an NCCL error), and comm
+ * stays usable on the host.  Once per comm. */
+int comm_gpu_init(comm *c, int device, void *compute_stream, comm_gpu_backend backend,
+                  char *err, size_t errlen);
+/* The backend comm_gpu_init chose (NCCL or MPI_STAGED), COMM_GPU_NONE before. */
+comm_gpu_backend comm_gpu_backend_in_use(const comm *c);
+/* Whether this build contains the backend (NCCL: CUDA and NCCL found at configure time;
+ * MPI_STAGED, AUTO: CUDA found).  Says nothing about a device being there. */
+int comm_gpu_built(comm_gpu_backend backend);
+const char *comm_gpu_backend_name(comm_gpu_backend backend);   /* "nccl", "mpi-staged", ... */
+
+/* comm_grads_register for a device buffer: dev_grads[n] floats on comm_gpu_init's device, cut
+ * into the same buckets (comm_buckets.h).  MPI_STAGED allocates its pinned host mirror (n floats,
+ * cudaMallocHost) here.  comm_grads_ready / comm_grads_wait / comm_grads_wait_seconds then work
+ * on it as described above; comm_grads_register goes back to a host buffer.  Not collective. */
+int comm_grads_register_device(comm *c, float *dev_grads, int64_t n, size_t bucket_bytes,
+                               char *err, size_t errlen);
 
 /* Ends every rank of the job now: prints "harness: rank R: MESSAGE" to stderr and calls
  * MPI_Abort with the given code.  Does not return. */

@@ -8,7 +8,8 @@
  * and training loop on every rank guarantee).  No blocking collective may be issued on this
  * comm between the first ready and the wait of a step.
  *
- * With world == 1 nothing here calls MPI.  Nothing here allocates after register. */
+ * With world == 1 nothing here calls MPI.  Nothing here allocates after register.
+ * A buffer registered with comm_grads_register_device goes to comm_gpu_grads.c instead. */
 #include <limits.h>
 #include <stdlib.h>
 #include <time.h>
@@ -21,15 +22,8 @@ static double now_seconds(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
-                        char *err, size_t errlen) {
-    if (n < 0) return comm_error(err, errlen, "comm_grads_register: negative size %lld", (long long)n);
-    if (n > 0 && !grads) return comm_error(err, errlen, "comm_grads_register: buffer is NULL");
-    if (bucket_bytes == 0) return comm_error(err, errlen, "comm_grads_register: bucket_bytes is 0");
-    if (c->started > c->completed)
-        return comm_error(err, errlen, "comm_grads_register: buckets of the previous buffer are "
-                          "still in flight (call comm_grads_wait first)");
-
+int comm_grads_plan(comm *c, int64_t n, size_t bucket_bytes, const char *who, char *err,
+                    size_t errlen) {
     int64_t count = comm_bucket_count(n, bucket_bytes, INT_MAX);
     comm_bucket *buckets = NULL;
     MPI_Request *requests = NULL;
@@ -39,7 +33,7 @@ int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
         if (!buckets || !requests) {
             free(buckets);
             free(requests);
-            return comm_error(err, errlen, "comm_grads_register: out of memory for %lld buckets",
+            return comm_error(err, errlen, "%s: out of memory for %lld buckets", who,
                               (long long)count);
         }
         comm_bucket_plan(n, bucket_bytes, INT_MAX, buckets);
@@ -47,13 +41,26 @@ int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
     }
     free(c->buckets);
     free(c->requests);
-    c->grads = grads;
     c->grads_n = n;
     c->buckets = buckets;
     c->requests = requests;
     c->num_buckets = count;
     c->started = 0;
     c->completed = 0;
+    return 0;
+}
+
+int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
+                        char *err, size_t errlen) {
+    if (n < 0) return comm_error(err, errlen, "comm_grads_register: negative size %lld", (long long)n);
+    if (n > 0 && !grads) return comm_error(err, errlen, "comm_grads_register: buffer is NULL");
+    if (bucket_bytes == 0) return comm_error(err, errlen, "comm_grads_register: bucket_bytes is 0");
+    if (c->started > c->completed)
+        return comm_error(err, errlen, "comm_grads_register: buckets of the previous buffer are "
+                          "still in flight (call comm_grads_wait first)");
+    if (comm_grads_plan(c, n, bucket_bytes, "comm_grads_register", err, errlen)) return 1;
+    if (c->grads_on_device) comm_gpu_forget_grads(c);
+    c->grads = grads;
     return 0;
 }
 
@@ -79,6 +86,7 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
     if (offset < 0 || offset > c->grads_n)
         return comm_error(err, errlen, "comm_grads_ready: offset %lld outside [0, %lld]",
                           (long long)offset, (long long)c->grads_n);
+    if (c->grads_on_device) return comm_gpu_grads_ready(c, offset, err, errlen);
     int64_t before = c->started;
     if (start_buckets(c, offset, err, errlen)) return 1;
     if (c->world_size == 1) {
@@ -102,6 +110,7 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
 /* Buckets not yet started (ready never reached offset 0) are started here first, so the
  * whole buffer is averaged on return. */
 int comm_grads_wait(comm *c, char *err, size_t errlen) {
+    if (c->grads_on_device) return comm_gpu_grads_wait(c, err, errlen);
     double t0 = now_seconds();
     int status = start_buckets(c, 0, err, errlen);
     if (status == 0 && c->world_size > 1) {
@@ -136,6 +145,7 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
 }
 
 double comm_grads_wait_seconds(comm *c) {
+    if (c->grads_on_device) return comm_gpu_grads_wait_seconds(c);
     double s = c->wait_seconds;
     c->wait_seconds = 0.0;
     return s;

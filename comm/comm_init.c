@@ -53,6 +53,7 @@ int comm_init(int *argc, char ***argv, comm **out, char *err, size_t errlen) {
     c->owns_mpi = owns_mpi;
     c->world = MPI_COMM_NULL;
     c->check = MPI_COMM_NULL;
+    c->grads_world = MPI_COMM_NULL;
     comm_watchdog_init(c);
 
     /* A private communicator: our collectives never match someone else's, and MPI errors on it
@@ -90,6 +91,7 @@ void comm_finalize(comm *c) {
     if (!c) return;
     comm_state_set(c, COMM_SLOT_FINALIZED);
     comm_watchdog_shutdown(c);
+    comm_gpu_destroy(c);        /* NCCL, stream, events, mirror, grads_world; no-op without */
     int finalized = 0;
     MPI_Finalized(&finalized);  /* a program that owns MPI may have finalised it already */
     if (!finalized && c->check != MPI_COMM_NULL) MPI_Comm_free(&c->check);

@@ -23,6 +23,8 @@ typedef enum {
     COMM_OP_AGREE,
     COMM_OP_GRADS_BUCKET,
     COMM_OP_CHECK_FINGERPRINTS,
+    COMM_OP_GPU_INIT,
+    COMM_OP_NCCL_INIT,
     COMM_OP_COUNT
 } comm_op;
 
@@ -74,7 +76,14 @@ typedef struct {
     _Atomic int64_t wait_since_ns;  /* CLOCK_MONOTONIC, comparable across the node's processes */
     _Atomic int64_t wait_allow_ns;  /* extra time granted by comm_watchdog_allow */
     _Atomic uint64_t done_seq;      /* every collective up to this one has completed here */
-    char pad[8];
+    /* GPU collectives (NCCL buckets), outside the sequence lock: written under the rank's GPU
+     * queue lock by its main thread or its watchdog, whichever learns of a completion first. */
+    _Atomic int32_t device;         /* comm_gpu_backend in use, 0 none */
+    _Atomic int32_t pad0;
+    _Atomic uint64_t device_open_seq;       /* oldest queued GPU collective not known done, 0 none */
+    _Atomic int64_t device_open_since_ns;   /* when it was queued */
+    _Atomic uint64_t device_done_seq;       /* newest GPU collective known done */
+    char pad[40];
 } comm_slot;
 
 /* A consistent copy of a slot, as a reader sees it. */
@@ -87,7 +96,10 @@ typedef struct {
     int waiting;
     comm_fingerprint wait;
     int64_t wait_since_ns, wait_allow_ns;
-    uint64_t done_seq;
+    uint64_t done_seq;              /* host and GPU collectives together */
+    int32_t device;                 /* comm_gpu_backend */
+    uint64_t device_open_seq;       /* 0: no GPU collective in flight */
+    int64_t device_open_since_ns;
 } comm_slot_view;
 
 /* Head of the node's shared segment, followed by local_size slots. */
@@ -137,6 +149,12 @@ struct comm {
     pthread_cond_t watchdog_wake;
     int watchdog_stop;              /* under watchdog_lock */
     _Atomic int64_t timeout_ns;
+
+    /* GPU backends (comm_gpu*.c); NULL / 0 on the host path. */
+    struct comm_gpu *gpu;           /* set by comm_gpu_init */
+    int grads_on_device;            /* the registered buffer is device memory */
+    _Atomic int gpu_watch;          /* 1: the watchdog polls the GPU queue (set after gpu) */
+    MPI_Comm grads_world;           /* MPI_STAGED: the buckets' own dup of world, else NULL */
 };
 
 /* snprintf into err (if err and errlen allow); returns 1 so callers can `return comm_error(...)`. */
@@ -193,6 +211,42 @@ int comm_proc_stat(int pid, char *state, uint64_t *start);
 /* The debug check behind comm_check_fingerprints: one small all-reduce on c->check; on a
  * mismatch an all-gather names the first rank that disagrees with rank 0.  0 or 1 with err. */
 int comm_fingerprint_compare(comm *c, const comm_fingerprint *fp, char *err, size_t errlen);
+
+/* ---- comm_grads.c ------------------------------------------------------------------------ */
+
+/* Cuts n elements into buckets (comm_bucket_plan, at most INT_MAX elements each) and allocates
+ * one MPI request per bucket; replaces the previous plan.  `who` names the caller in errors. */
+int comm_grads_plan(comm *c, int64_t n, size_t bucket_bytes, const char *who, char *err,
+                    size_t errlen);
+
+/* ---- comm_gpu*.c: the GPU backends --------------------------------------------------------- */
+
+/* comm_grads_ready / _wait / _wait_seconds for a buffer registered with
+ * comm_grads_register_device. */
+int comm_gpu_grads_ready(comm *c, int64_t offset, char *err, size_t errlen);
+int comm_gpu_grads_wait(comm *c, char *err, size_t errlen);
+double comm_gpu_grads_wait_seconds(comm *c);
+/* Drops what comm_grads_register_device allocated (comm_grads_register calls it). */
+void comm_gpu_forget_grads(comm *c);
+/* comm_finalize: the NCCL communicator, stream, events, mirror and grads_world. */
+void comm_gpu_destroy(comm *c);
+
+/* What the watchdog learns from the GPU queue at one tick. */
+enum { COMM_GPU_WATCH_OK = 0, COMM_GPU_WATCH_STALL, COMM_GPU_WATCH_NCCL_ERROR };
+typedef struct {
+    int kind;                   /* COMM_GPU_WATCH_* */
+    comm_fingerprint fp;        /* the oldest GPU collective not known complete */
+    int64_t since_ns;           /* when it was queued */
+    int64_t bucket, buckets;    /* its bucket index in the plan, buckets in the plan */
+    int64_t start, count;       /* its elements */
+    char detail[320];           /* the NCCL error; for a stall, a CUDA error the queue saw */
+} comm_gpu_watch_report;
+/* Watchdog thread, every tick while c->gpu_watch: retires completed GPU collectives, checks
+ * ncclCommGetAsyncError.  Returns 1 and fills *out on an error, or when the oldest GPU
+ * collective has been queued longer than timeout_ns; else 0. */
+int comm_gpu_watch(comm *c, int64_t now_ns, int64_t timeout_ns, comm_gpu_watch_report *out);
+/* Watchdog thread, just before it ends the process: ncclCommAbort, given 10 s. */
+void comm_gpu_exit_abort(comm *c);
 
 /* ---- comm_watchdog.c --------------------------------------------------------------------- */
 void comm_watchdog_init(comm *c);       /* lock and condition; no thread yet */

@@ -1,6 +1,6 @@
 /* comm_state: what each rank publishes about its collectives, for the watchdogs of its node.
  *
- * The ranks of a node share one small POSIX shared-memory segment: a header and one 128-byte
+ * The ranks of a node share one small POSIX shared-memory segment: a header and one 192-byte
  * slot per local rank.  Rank 0 draws a name that no other job uses (its pid, the clock and the
  * address of a stack variable) and broadcasts it; each node's local rank 0 creates
  * /harness-comm-<name>-<its world rank>, the other local ranks map it, and after a node barrier
@@ -24,7 +24,7 @@
 
 #include "comm_internal.h"
 
-_Static_assert(sizeof(comm_slot) == 128, "comm_slot is one 128-byte line pair");
+_Static_assert(sizeof(comm_slot) == 192, "comm_slot is three 64-byte lines");
 _Static_assert(sizeof(comm_shared_header) == 64, "comm_shared_header is 64 bytes");
 
 #define COMM_SHARED_MAGIC 0x68726e73636f6d31ull   /* "hrnscom1" */
@@ -48,6 +48,8 @@ static const char *const op_names[COMM_OP_COUNT] = {
     [COMM_OP_AGREE] = "comm_agree",
     [COMM_OP_GRADS_BUCKET] = "gradient bucket all-reduce",
     [COMM_OP_CHECK_FINGERPRINTS] = "comm_check_fingerprints",
+    [COMM_OP_GPU_INIT] = "comm_gpu_init",
+    [COMM_OP_NCCL_INIT] = "ncclCommInitRank (comm_gpu_init)",
 };
 static const char *const type_names[COMM_TYPE_COUNT] = {
     [COMM_TYPE_NONE] = "-", [COMM_TYPE_BYTE] = "byte", [COMM_TYPE_INT] = "int",
@@ -141,6 +143,15 @@ void comm_slot_read(const comm_slot *s, comm_slot_view *out) {
             nanosleep(&ts, NULL);
         }
     }
+    /* GPU collectives: everything up to the newest one known done on the device has completed,
+     * unless an older one is still in flight there (the host may have moved on past it). */
+    out->device = atomic_load_explicit(&m->device, RELAXED);
+    out->device_open_seq = atomic_load_explicit(&m->device_open_seq, RELAXED);
+    out->device_open_since_ns = atomic_load_explicit(&m->device_open_since_ns, RELAXED);
+    uint64_t device_done = atomic_load_explicit(&m->device_done_seq, RELAXED);
+    if (device_done > out->done_seq) out->done_seq = device_done;
+    if (out->device_open_seq != 0 && out->done_seq >= out->device_open_seq)
+        out->done_seq = out->device_open_seq - 1;
     out->state = atomic_load_explicit(&m->state, RELAXED);
     out->pid = atomic_load_explicit(&m->pid, RELAXED);
     out->world_rank = atomic_load_explicit(&m->world_rank, RELAXED);

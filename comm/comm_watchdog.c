@@ -15,7 +15,11 @@
  * report is out.  So every rank of the node ends within the timeout (stall) or about one poll
  * interval (lost rank) whether or not the launcher kills the remaining ranks; under mpirun the
  * first non-zero exit also makes mpirun end the job everywhere.  Ranks on other nodes end
- * through the launcher, or through their own watchdog when they next wait on the lost rank. */
+ * through the launcher, or through their own watchdog when they next wait on the lost rank.
+ *
+ * GPU collectives (NCCL buckets) never block the host: the thread also polls them
+ * (comm_gpu_watch.c) - an NCCL asynchronous error, or a bucket still queued on the GPU after the
+ * timeout, ends the job the same way, after ncclCommAbort. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -130,12 +134,19 @@ static void sleep_ns(int64_t ns) {
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
+/* The end of this process once the report is out: NCCL's communicator is aborted first (its
+ * kernels and proxy threads let go of the GPU and network), within a bounded time. */
+static void end_process(comm *c) {
+    comm_gpu_exit_abort(c);
+    _exit(1);
+}
+
 /* Another local watchdog has fired: let it finish its report, then end this process. */
 static void follow(comm *c) {
     comm_state_set(c, COMM_SLOT_FIRED);
     int64_t until = comm_now_ns() + FOLLOW_WAIT_NS;
     while (!atomic_load(&c->header->report_done) && comm_now_ns() < until) sleep_ns(10000000);
-    _exit(1);
+    end_process(c);
 }
 
 static int claim_report(comm *c) {
@@ -187,7 +198,7 @@ static void fire_lost(comm *c, int slot) {
     progress_text(&me, what, sizeof what);
     say(&r, "harness: rank %d: this rank was %s, %s; ending the job\n", c->rank, stp, what);
     finish(c, &r);
-    _exit(1);
+    end_process(c);
 }
 
 /* A local rank's process as the watchdog sees it: its /proc state letter ('T' stopped, ...),
@@ -213,11 +224,16 @@ static int holds_up(const comm_slot_view *v, char st, uint64_t seq) {
     if (st == 'T' || st == 't') return HOLD_STOPPED;
     if (st == 'g' || st == 'Z') return HOLD_GONE;
     if (v->joined.seq < seq) return HOLD_NOT_JOINED;
+    /* NCCL: its GPU has the collective queued or running - it takes part, whatever its host
+     * does meanwhile. */
+    if (v->device_open_seq != 0 && v->device_open_seq <= seq) return HOLD_NONE;
     if (!v->waiting && v->done_seq < seq) return HOLD_OUTSIDE_MPI;
     return HOLD_NONE;
 }
 
-static void fire_stall(comm *c, const comm_slot_view *me, int64_t now, const unsigned char *watch) {
+/* gpu_line: an extra line after the first (a GPU collective's bucket), or NULL. */
+static void fire_stall(comm *c, const comm_slot_view *me, int64_t now, const unsigned char *watch,
+                       const char *gpu_line) {
     if (!claim_report(c)) follow(c);
     report r = {.len = 0};
     char fp[200], stp[64];
@@ -231,6 +247,7 @@ static void fire_stall(comm *c, const comm_slot_view *me, int64_t now, const uns
         "%.1f s", c->rank, fp, stp, waited, timeout);
     if (me->wait_allow_ns > 0) say(&r, " + %.1f s allowed", (double)me->wait_allow_ns * 1e-9);
     say(&r, ")\n");
+    if (gpu_line) say(&r, "%s", gpu_line);
 
     /* Which ranks of this node hold it up? */
     comm_slot_view *views = calloc((size_t)n, sizeof *views);
@@ -262,7 +279,8 @@ static void fire_stall(comm *c, const comm_slot_view *me, int64_t now, const uns
     } else {
         say(&r, "harness: rank %d: every rank has joined it: the ranks disagree on what it is (fingerprint "
             "checks - comm_check_fingerprints, harness's comm.check_fingerprints - name the first "
-            "mismatch), or MPI itself is stuck\n", c->rank);
+            "mismatch), or %s itself is stuck\n", c->rank,
+            gpu_line ? "the GPU (a kernel the bucket waits behind) or NCCL" : "MPI");
     }
     for (int i = 0; views && i < n && i < REPORT_MAX_RANKS; i++) {
         const comm_slot_view *v = &views[i];
@@ -278,8 +296,13 @@ static void fire_stall(comm *c, const comm_slot_view *me, int64_t now, const uns
         } else {
             comm_fingerprint_text(&v->joined, fp, sizeof fp);
             say(&r, "harness: rank %d:   rank %d (pid %d, %s) %s: not in a collective; last joined %s, "
-                "completed #%llu\n", c->rank, v->world_rank, v->pid, life, stp, fp,
+                "completed #%llu", c->rank, v->world_rank, v->pid, life, stp, fp,
                 (unsigned long long)v->done_seq);
+            if (v->device_open_seq != 0)
+                say(&r, "; its GPU has had #%llu queued for %.1f s",
+                    (unsigned long long)v->device_open_seq,
+                    (double)(now - v->device_open_since_ns) * 1e-9);
+            say(&r, "\n");
         }
         /* Same collective number, different collective: the usual cause of a silent hang. */
         if (v->waiting && v->wait.seq == W &&
@@ -317,7 +340,42 @@ static void fire_stall(comm *c, const comm_slot_view *me, int64_t now, const uns
         if (i == c->local_rank || v->state != COMM_SLOT_RUNNING || watch[i] == WATCH_NONE) continue;
         if (holds_up(v, states[i], W) != HOLD_NONE && peer_alive(watch[i], v)) kill(v->pid, SIGKILL);
     }
-    _exit(1);
+    end_process(c);
+}
+
+/* A GPU collective of this rank: stalled (reported like a host stall, with this rank "waiting"
+ * in it since it was queued), or NCCL reported an asynchronous error. */
+static void fire_gpu(comm *c, const comm_gpu_watch_report *g, int64_t now, const unsigned char *watch) {
+    char fp[200], stp[64], line[700];
+    comm_slot_view me;
+    comm_slot_read(c->self, &me);
+    step_text(me.step, stp, sizeof stp);
+    if (g->kind == COMM_GPU_WATCH_STALL) {
+        snprintf(line, sizeof line, "harness: rank %d: on the GPU: NCCL all-reduce of gradient "
+                 "bucket %lld of %lld (elements [%lld, %lld)), queued on comm's stream %.1f s ago, "
+                 "has not finished%s%s\n", c->rank, (long long)g->bucket, (long long)g->buckets,
+                 (long long)g->start, (long long)(g->start + g->count),
+                 (double)(now - g->since_ns) * 1e-9, g->detail[0] ? "; " : "", g->detail);
+        me.waiting = 1;
+        me.wait = g->fp;
+        me.wait_since_ns = g->since_ns;
+        me.wait_allow_ns = 0;
+        fire_stall(c, &me, now, watch, line);   /* does not return */
+    }
+    if (!claim_report(c)) follow(c);
+    report r = {.len = 0};
+    if (g->fp.seq != 0) {
+        comm_fingerprint_text(&g->fp, fp, sizeof fp);
+        say(&r, "harness: rank %d: NCCL reported an error during collective %s %s (gradient bucket "
+            "%lld of %lld, queued %.1f s ago): %s\n", c->rank, fp, stp, (long long)g->bucket,
+            (long long)g->buckets, (double)(now - g->since_ns) * 1e-9, g->detail);
+    } else {
+        say(&r, "harness: rank %d: NCCL reported an error %s, with no gradient all-reduce in flight "
+            "(completed #%llu): %s\n", c->rank, stp, (unsigned long long)me.done_seq, g->detail);
+    }
+    say(&r, "harness: rank %d: aborting the NCCL communicator and ending the job\n", c->rank);
+    finish(c, &r);
+    end_process(c);
 }
 
 /* ---- the thread -------------------------------------------------------------------------- */
@@ -330,7 +388,9 @@ static void check(comm *c, const unsigned char *watch) {
     comm_slot_view me;
     comm_slot_read(c->self, &me);
     if (me.consistent && me.waiting && now - me.wait_since_ns > timeout + me.wait_allow_ns)
-        fire_stall(c, &me, now, watch);
+        fire_stall(c, &me, now, watch, NULL);
+    comm_gpu_watch_report gpu;
+    if (comm_gpu_watch(c, now, timeout, &gpu)) fire_gpu(c, &gpu, now, watch);
 
     for (int i = 0; i < c->shared_slots; i++) {
         if (i == c->local_rank || watch[i] == WATCH_NONE) continue;

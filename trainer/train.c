@@ -46,8 +46,7 @@ typedef struct {
     float in_scale, mean, std;
     int32_t *labels_dev;      /* [B] labels on the backend */
     void *x_dev;              /* [B, sample] raw batch on the device (NULL on the CPU backend) */
-    float *grads_host;        /* GPU with several ranks: pinned host copy the MPI all-reduce
-                               * averages (comm's GPU backends will replace this staging) */
+    int device;               /* CUDA device of this rank (CUDA backend) */
     int64_t total_steps;
     int64_t start_step;       /* > 0 when resumed */
     char ckpt_dir[CFG_PATH_MAX + 16];
@@ -111,10 +110,37 @@ static int open_backend(run *r, char *err) {
                     ko.threads, ko.threads > 1 ? "s" : "");
     }
     if (ko.backend == KERN_CUDA && gpus > 0) ko.device = comm_local_rank(r->c) % gpus;
+    r->device = ko.device;
     if (ko.backend == KERN_CPU && cfg->precision != PRECISION_FP32 && r->rank == 0)
         fprintf(stderr, "harness: run.precision=%s applies to the CUDA backend; the CPU backend "
                 "computes in fp32\n", cfg->precision == PRECISION_BF16 ? "bf16" : "tf32");
     return kern_create(&ko, &r->k, err, ERRLEN);
+}
+
+/* Collective.  With several ranks on the CUDA backend, gradients are averaged on the devices,
+ * overlapped with backward: NCCL on comm's own stream ordered after the compute stream, or MPI
+ * through pinned host memory where ranks share a GPU (NCCL needs one GPU per rank).  Every rank
+ * must then be on the CUDA backend. */
+static int open_comm_gpu(run *r, char *err) {
+    int on_gpu = kern_get_backend(r->k) == KERN_CUDA;
+    if (r->world == 1) return 0;   /* nothing to average */
+    int32_t backends[2] = {on_gpu, !on_gpu};
+    if (comm_allreduce_max_i32(r->c, backends, 2, err, ERRLEN) != 0) return -1;
+    if (backends[0] && backends[1]) {
+        snprintf(err, ERRLEN, "run.device: some ranks found a GPU and others did not, so they "
+                 "would train on different backends; set run.device=cuda or run.device=cpu");
+        return -1;
+    }
+    if (!on_gpu) return 0;
+    int gpus = kern_cuda_device_count();
+    comm_gpu_backend backend = comm_local_size(r->c) > gpus ? COMM_GPU_MPI_STAGED : COMM_GPU_AUTO;
+    if (comm_gpu_init(r->c, r->device, kern_native_stream(r->k), backend, err, ERRLEN) != 0)
+        return -1;
+    if (r->rank == 0)
+        fprintf(stderr, "harness: gradient all-reduce on the GPUs: %s\n",
+                comm_gpu_backend_in_use(r->c) == COMM_GPU_NCCL
+                    ? "NCCL" : "MPI through pinned host memory (ranks share GPUs)");
+    return 0;
 }
 
 static void *alloc_batch_host(size_t bytes, void *user) { return kern_alloc_host(user, bytes); }
@@ -463,6 +489,7 @@ static int setup(run *r, char *err) {
     data_rank_slice(r->G, r->rank, r->world, &r->rank_base, &end);
 
     if (agree(r, open_backend(r, err), err)) return -1;
+    if (agree(r, open_comm_gpu(r, err), err)) return -1;
     if (agree(r, open_data(r, 1, err), err)) return -1;
     if (agree(r, check_memory(r, err), err)) return -1;
 
@@ -474,18 +501,11 @@ static int setup(run *r, char *err) {
     int64_t per_epoch = r->info->n / cfg->batch_size;
     r->total_steps = cfg->steps > 0 ? cfg->steps : cfg->epochs * per_epoch;
     st = optim_create(&r->opt, cfg, r->m.n_params, r->total_steps, r->k, err, ERRLEN);
-    float *comm_grads = r->m.grads;
-    if (st == 0 && kern_get_backend(r->k) != KERN_CPU && r->world > 1) {
-        r->grads_host = kern_alloc_host(r->k, (size_t)r->m.n_params * sizeof(float));
-        if (!r->grads_host) {
-            snprintf(err, ERRLEN, "out of memory for the gradient staging buffer");
-            st = -1;
-        }
-        comm_grads = r->grads_host;
-    }
-    if (st == 0)
-        st = comm_grads_register(r->c, comm_grads, r->m.n_params,
-                                 (size_t)cfg->bucket_kb * 1024, err, ERRLEN);
+    size_t bucket_bytes = (size_t)cfg->bucket_kb * 1024;
+    if (st == 0 && comm_gpu_backend_in_use(r->c) != COMM_GPU_NONE)
+        st = comm_grads_register_device(r->c, r->m.grads, r->m.n_params, bucket_bytes, err, ERRLEN);
+    else if (st == 0)
+        st = comm_grads_register(r->c, r->m.grads, r->m.n_params, bucket_bytes, err, ERRLEN);
     if (agree(r, st, err)) return -1;
 
     /* Every rank draws the same weights from the seed; rank 0's are broadcast anyway so that
@@ -534,7 +554,6 @@ static void teardown(run *r) {
     if (r->k) {
         kern_free(r->k, r->labels_dev);
         kern_free(r->k, r->x_dev);
-        kern_free_host(r->k, r->grads_host);
     }
     model_free(&r->m);
     if (r->test) data_loader_close(r->test);
@@ -671,20 +690,18 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             iv_correct += (double)correct;
             iv_samples += r.B;
             int last = micro == r.accum - 1;
-            model_backward(&r.m, r.B, last && r.world > 1 && !r.grads_host ? grads_ready_cb : NULL,
-                           &r);
+            model_backward(&r.m, r.B, last && r.world > 1 ? grads_ready_cb : NULL, &r);
             if (step_sleep_ms > 0) {
                 struct timespec ts = {step_sleep_ms / 1000, (step_sleep_ms % 1000) * 1000000L};
                 nanosleep(&ts, NULL);
             }
         }
         if (r.world > 1) {
-            size_t gbytes = (size_t)r.m.n_params * sizeof(float);
-            if (r.grads_host) kern_to_host(r.k, r.grads_host, r.m.grads, gbytes);
+            /* On GPUs the wait queues the compute stream behind the all-reduces (NCCL) or the
+             * copies back (MPI staged); what follows runs on that stream. */
             if (comm_grads_ready(c, 0, err, sizeof err) != 0 ||
                 comm_grads_wait(c, err, sizeof err) != 0)
                 comm_abort(c, 1, err);
-            if (r.grads_host) kern_to_device(r.k, r.m.grads, r.grads_host, gbytes);
             iv_comm += comm_grads_wait_seconds(c);
         }
         /* The averaged gradients are identical on every rank, so every rank reaches the same

@@ -1,0 +1,282 @@
+/* Bucketed gradient all-reduce on device memory, overlapped with backward: NCCL, or MPI through
+ * a pinned host mirror (MPI_STAGED).  comm.h ("GPU backends") says what the calls promise;
+ * comm_gpu_internal.h draws the streams and events.
+ *
+ * Buckets start in bucket order (0, 1, 2, ...) on every rank and each one is joined (sequence
+ * number, fingerprint) when comm_grads_ready queues it, exactly as on the host path, so the
+ * sequence numbers and the watchdog's records are the same whichever backend runs.
+ *
+ * MPI_STAGED, bucket b: ready queues "copy b to the mirror" on comm's stream and records
+ * copied[b]; the MPI all-reduce of b starts at the first later ready (or the wait) that finds
+ * copied[b] complete - cudaEventQuery, never a host block during backward - and the buckets'
+ * own communicator (grads_world) makes that timing harmless to the other collectives.  When MPI
+ * has finished b (MPI_Test at each ready, MPI_Wait in the wait) the host divides it by world in
+ * the mirror and queues the copy back on comm's stream; the compute stream waits for the last
+ * one.  Dividing rather than multiplying by 1/world gives the host path's exact result.
+ *
+ * Nothing here allocates after comm_grads_register_device. */
+#include <limits.h>
+#include <time.h>
+
+#include "comm_gpu_internal.h"
+
+#define CUDA_TRY(call, what)                                                     \
+    do {                                                                         \
+        cudaError_t e_ = (call);                                                 \
+        if (e_ != cudaSuccess) return comm_cuda_error(e_, (what), err, errlen);  \
+    } while (0)
+
+static double now_seconds(void) { return (double)comm_now_ns() * 1e-9; }
+
+/* The first bucket that ready(offset) does not complete: buckets [c->started, end) are new. */
+static int64_t ready_end(const comm *c, int64_t offset) {
+    int64_t end = c->started;
+    while (end < c->num_buckets && c->buckets[end].start >= offset) end++;
+    return end;
+}
+
+/* Backward has queued the gradients of the buckets about to start: comm's stream waits for the
+ * compute stream to get there (no host wait). */
+static int after_compute(struct comm_gpu *g, char *err, size_t errlen) {
+    CUDA_TRY(cudaEventRecord(g->produced, g->compute), "cudaEventRecord (gradients queued)");
+    CUDA_TRY(cudaStreamWaitEvent(g->stream, g->produced, 0), "cudaStreamWaitEvent (comm stream)");
+    return 0;
+}
+
+/* Adds the finished exposed-communication timings to wait_seconds; block: wait for them. */
+static void collect_timing(comm *c, int block) {
+    struct comm_gpu *g = c->gpu;
+    for (int i = 0; i < 2; i++) {
+        comm_gpu_timing *t = &g->timing[i];
+        if (!t->pending) continue;
+        cudaError_t e = block ? cudaEventSynchronize(t->end) : cudaEventQuery(t->end);
+        if (e == cudaErrorNotReady) {
+            comm_cuda_forget_not_ready();
+            continue;
+        }
+        float ms = 0.0f;
+        if (e == cudaSuccess && cudaEventElapsedTime(&ms, t->begin, t->end) == cudaSuccess && ms > 0)
+            c->wait_seconds += (double)ms * 1e-3;
+        (void)cudaGetLastError();
+        t->pending = 0;
+    }
+}
+
+/* The compute stream waits for everything queued on comm's stream so far.  timed: bracket that
+ * wait with a pair of timing events (the GPU time the compute stream stands still). */
+static int compute_after_comm(comm *c, int timed, char *err, size_t errlen) {
+    struct comm_gpu *g = c->gpu;
+    comm_gpu_timing *t = &g->timing[g->timing_next];
+    if (timed) {
+        if (t->pending) collect_timing(c, 1);   /* two steps old: long done in practice */
+        CUDA_TRY(cudaEventRecord(t->begin, g->compute), "cudaEventRecord (timing)");
+    }
+    CUDA_TRY(cudaEventRecord(g->reduced, g->stream), "cudaEventRecord (gradients averaged)");
+    CUDA_TRY(cudaStreamWaitEvent(g->compute, g->reduced, 0), "cudaStreamWaitEvent (compute stream)");
+    if (timed) {
+        CUDA_TRY(cudaEventRecord(t->end, g->compute), "cudaEventRecord (timing)");
+        t->pending = 1;
+        g->timing_next ^= 1;
+    }
+    return 0;
+}
+
+/* ---- NCCL ---------------------------------------------------------------------------------- */
+
+#ifdef HARNESS_HAVE_NCCL
+/* Queues the buckets ready(offset) completes: one ncclAllReduce(in place, ncclAvg) each, in one
+ * NCCL group when there are several, and one queue entry (event) after them. */
+static int nccl_start(comm *c, int64_t offset, char *err, size_t errlen) {
+    struct comm_gpu *g = c->gpu;
+    int64_t end = ready_end(c, offset);
+    if (end == c->started) return 0;
+    if (after_compute(g, err, errlen)) return 1;
+    int64_t first = c->started;
+    uint64_t seq_first = 0, seq_last = 0;
+    int status = 0, grouped = end - first > 1;
+    ncclResult_t r = grouped ? ncclGroupStart() : ncclSuccess;
+    if (r != ncclSuccess) return comm_nccl_error(r, "ncclGroupStart", g->nccl, err, errlen);
+    while (c->started < end) {
+        comm_bucket b = c->buckets[c->started];
+        if (c->started == 0) c->bucket_seq0 = c->sequence + 1;
+        /* With fingerprint checking on, a mismatch skips this bucket on every rank. */
+        if (comm_collective_join(c, COMM_OP_GRADS_BUCKET, COMM_TYPE_F32, b.count, 0, err, errlen)) {
+            status = 1;
+            break;
+        }
+        float *p = g->dev_grads + b.start;
+        r = ncclAllReduce(p, p, (size_t)b.count, ncclFloat, ncclAvg, g->nccl, g->stream);
+        if (r != ncclSuccess) {
+            status = comm_nccl_error(r, "ncclAllReduce (gradient bucket)", g->nccl, err, errlen);
+            break;
+        }
+        if (c->started == first) seq_first = c->sequence;
+        seq_last = c->sequence;
+        c->started++;
+    }
+    if (grouped) {
+        r = ncclGroupEnd();
+        if (r != ncclSuccess && status == 0)
+            status = comm_nccl_error(r, "ncclGroupEnd (gradient buckets)", g->nccl, err, errlen);
+    }
+    if (c->started > first) {
+        char qerr[256];
+        if (comm_gpu_queue_push(c, seq_first, seq_last, first, qerr, sizeof qerr) && status == 0)
+            status = comm_error(err, errlen, "%s", qerr);
+    }
+    return status;
+}
+
+/* No host wait: the compute stream waits for comm's stream.  Also reports an NCCL error that
+ * the communicator has met since (so it surfaces even without the watchdog). */
+static int nccl_wait(comm *c, char *err, size_t errlen) {
+    struct comm_gpu *g = c->gpu;
+    int status = nccl_start(c, 0, err, errlen);
+    collect_timing(c, 0);
+    if (status == 0 && c->started > 0) status = compute_after_comm(c, 1, err, errlen);
+    if (status == 0) status = comm_gpu_queue_poll(c, err, errlen);
+    if (status == 0) {
+        ncclResult_t async = ncclSuccess;
+        ncclResult_t r = ncclCommGetAsyncError(g->nccl, &async);
+        if (r != ncclSuccess)
+            status = comm_nccl_error(r, "ncclCommGetAsyncError", g->nccl, err, errlen);
+        else if (async != ncclSuccess && async != ncclInProgress)
+            status = comm_nccl_error(async, "the NCCL communicator (asynchronous error)", g->nccl,
+                                     err, errlen);
+    }
+    c->started = 0;
+    c->completed = 0;
+    return status;
+}
+#endif
+
+/* ---- MPI_STAGED ---------------------------------------------------------------------------- */
+
+/* Starts the MPI all-reduce of every bucket, in order, whose copy to the mirror has completed;
+ * block: wait for the copies. */
+static int staged_launch(comm *c, int block, char *err, size_t errlen) {
+    struct comm_gpu *g = c->gpu;
+    while (g->launched < c->started) {
+        int64_t k = g->launched;
+        cudaError_t e = block ? cudaEventSynchronize(g->copied[k]) : cudaEventQuery(g->copied[k]);
+        if (e == cudaErrorNotReady) {
+            comm_cuda_forget_not_ready();
+            return 0;
+        }
+        if (e != cudaSuccess) return comm_cuda_error(e, "copying a gradient bucket to the host", err, errlen);
+        comm_bucket b = c->buckets[k];
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, g->mirror + b.start, b.count, MPI_FLOAT, MPI_SUM,
+                                c->grads_world, &c->requests[k]);
+        if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Iallreduce (gradient bucket)", err, errlen);
+        g->launched++;
+    }
+    return 0;
+}
+
+/* Bucket k's sum is in the mirror: average it there and queue its copy back. */
+static int staged_return(comm *c, int64_t k, char *err, size_t errlen) {
+    struct comm_gpu *g = c->gpu;
+    comm_bucket b = c->buckets[k];
+    float *h = g->mirror + b.start;
+    const float world = (float)c->world_size;
+    for (int i = 0; i < b.count; i++) h[i] /= world;
+    CUDA_TRY(cudaMemcpyAsync(g->dev_grads + b.start, h, (size_t)b.count * sizeof(float),
+                             cudaMemcpyHostToDevice, g->stream),
+             "cudaMemcpyAsync (gradient bucket back to the device)");
+    return 0;
+}
+
+/* Without a progress thread MPI moves only inside MPI calls: test the oldest running buckets
+ * and send the finished ones back. */
+static int staged_progress(comm *c, char *err, size_t errlen) {
+    struct comm_gpu *g = c->gpu;
+    while (g->returned < g->launched) {
+        int done = 0;
+        int rc = MPI_Test(&c->requests[g->returned], &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Test (gradient bucket)", err, errlen);
+        if (!done) break;
+        if (staged_return(c, g->returned, err, errlen)) return 1;
+        g->returned++;
+    }
+    c->completed = g->returned;
+    return 0;
+}
+
+static int staged_start(comm *c, int64_t offset, char *err, size_t errlen) {
+    struct comm_gpu *g = c->gpu;
+    int64_t end = ready_end(c, offset);
+    int multi = c->world_size > 1;
+    if (end > c->started && multi && after_compute(g, err, errlen)) return 1;
+    while (c->started < end) {
+        comm_bucket b = c->buckets[c->started];
+        if (c->started == 0) c->bucket_seq0 = c->sequence + 1;
+        if (comm_collective_join(c, COMM_OP_GRADS_BUCKET, COMM_TYPE_F32, b.count, 0, err, errlen))
+            return 1;
+        if (multi) {
+            size_t bytes = (size_t)b.count * sizeof(float);
+            CUDA_TRY(cudaMemcpyAsync(g->mirror + b.start, g->dev_grads + b.start, bytes,
+                                     cudaMemcpyDeviceToHost, g->stream),
+                     "cudaMemcpyAsync (gradient bucket to the host)");
+            CUDA_TRY(cudaEventRecord(g->copied[c->started], g->stream), "cudaEventRecord (bucket copied)");
+        }
+        c->started++;
+    }
+    if (!multi) {   /* the average over one rank is the buffer itself */
+        c->completed = c->started;
+        return 0;
+    }
+    if (staged_launch(c, 0, err, errlen)) return 1;
+    return staged_progress(c, err, errlen);
+}
+
+static int staged_wait(comm *c, char *err, size_t errlen) {
+    struct comm_gpu *g = c->gpu;
+    double t0 = now_seconds();
+    int status = staged_start(c, 0, err, errlen);
+    if (status == 0 && c->world_size > 1) {
+        int64_t first = g->returned;
+        if (first < c->started) {   /* the watchdog times the wait for the oldest open bucket */
+            comm_fingerprint fp = {c->bucket_seq0 + (uint64_t)first, COMM_OP_GRADS_BUCKET,
+                                   COMM_TYPE_F32, c->buckets[first].count, 0};
+            comm_wait_begin(c, &fp);
+        }
+        status = staged_launch(c, 1, err, errlen);
+        while (status == 0 && g->returned < c->started) {
+            int rc = MPI_Wait(&c->requests[g->returned], MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS) status = comm_mpi_error(c, rc, "MPI_Wait (gradient bucket)", err, errlen);
+            else status = staged_return(c, g->returned, err, errlen);
+            if (status == 0) g->returned++;
+        }
+        comm_collective_end(c);   /* every bucket started so far is complete on the host */
+        if (status == 0 && c->started > 0) status = compute_after_comm(c, 0, err, errlen);
+    }
+    c->started = 0;
+    c->completed = 0;
+    g->launched = 0;
+    g->returned = 0;
+    c->wait_seconds += now_seconds() - t0;
+    return status;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+int comm_gpu_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
+#ifdef HARNESS_HAVE_NCCL
+    if (c->gpu->backend == COMM_GPU_NCCL) return nccl_start(c, offset, err, errlen);
+#endif
+    return staged_start(c, offset, err, errlen);
+}
+
+int comm_gpu_grads_wait(comm *c, char *err, size_t errlen) {
+#ifdef HARNESS_HAVE_NCCL
+    if (c->gpu->backend == COMM_GPU_NCCL) return nccl_wait(c, err, errlen);
+#endif
+    return staged_wait(c, err, errlen);
+}
+
+double comm_gpu_grads_wait_seconds(comm *c) {
+    if (c->gpu && c->gpu->backend == COMM_GPU_NCCL) collect_timing(c, 0);
+    double s = c->wait_seconds;
+    c->wait_seconds = 0.0;
+    return s;
+}

@@ -1,0 +1,11 @@
+# NCCL with one rank per visible GPU (skipped below two GPUs): the device gradients of every
+# rank averaged by ncclAllReduce, checked against the double-precision average.
+# Usage: comm_nccl_all_gpus.sh TEST_GPU_COMM MPIRUN
+set -euo pipefail
+TEST=$1 MPIRUN=$2
+gpus=$("$TEST" --count)
+if [ "$gpus" -lt 2 ]; then
+  echo "SKIP: $gpus GPU(s) visible; this test needs at least 2"
+  exit 77
+fi
+"$MPIRUN" --oversubscribe -np "$gpus" "$TEST" nccl
