@@ -106,6 +106,15 @@ void kern_free_host(kern_ctx *k, void *p) {
     }
 }
 
+int kern_memory_info(kern_ctx *k, size_t *free_bytes, size_t *total_bytes) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) return kcuda_memory_info(k->cuda, free_bytes, total_bytes);
+#endif
+    (void)k;
+    *free_bytes = *total_bytes = 0;
+    return -1;
+}
+
 void *kern_native_stream(kern_ctx *k) {
 #ifdef HARNESS_HAVE_CUDA
     if (k->backend == KERN_CUDA) return kcuda_native_stream(k->cuda);

@@ -50,6 +50,9 @@ void kern_free(kern_ctx *k, void *p);
  * batch buffers.  NULL on failure. */
 void *kern_alloc_host(kern_ctx *k, size_t bytes);
 void kern_free_host(kern_ctx *k, void *p);
+/* Free and total bytes of the backend's memory (CUDA: cudaMemGetInfo on the context's
+ * device); 0 on success, -1 where the backend has no memory of its own (CPU). */
+int kern_memory_info(kern_ctx *k, size_t *free_bytes, size_t *total_bytes);
 /* The backend's native stream (a cudaStream_t on CUDA, NULL on CPU), for the caller to hand to
  * communication libraries (NCCL) so that they order their work after the compute. */
 void *kern_native_stream(kern_ctx *k);

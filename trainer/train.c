@@ -456,18 +456,35 @@ static int check_memory(run *r, char *err) {
                                        (infos[i]->dtype == DATA_U8 ? 1 : 4) + 4);
         data += bytes <= cache ? bytes : 0;
     }
-    int64_t need = model + optim_bytes + data, node = 0;
+    /* GPU: the model, its optimizer state and scratch live in device memory */
+    size_t dev_free = 0, dev_total = 0;
+    if (kern_memory_info(r->k, &dev_free, &dev_total) == 0 &&
+        (size_t)(model + optim_bytes) > dev_free) {
+        double g = 1024.0 * 1024.0 * 1024.0;
+        snprintf(err, ERRLEN, "this run needs about %.2f GiB of GPU memory per rank (%lld "
+                 "parameters with gradients and optimizer state, activations, scratch), but the "
+                 "GPU has %.2f GiB free of %.2f GiB; reduce the model or train.batch_size",
+                 (double)(model + optim_bytes) / g, (long long)n_params, (double)dev_free / g,
+                 (double)dev_total / g);
+        return -1;
+    }
+    /* host memory: everything on the CPU backend; only the cached datasets on a GPU */
+    int on_gpu = dev_total > 0;
+    int64_t param_bytes = on_gpu ? 0 : 2 * n_params * (int64_t)sizeof(float);
+    int64_t act_bytes = on_gpu ? 0 : model - param_bytes;
+    if (on_gpu) optim_bytes = 0;
+    int64_t need = param_bytes + act_bytes + optim_bytes + data, node = 0;
     int64_t avail = memory_available(&node);
     int local = comm_local_size(r->c);
     if (avail < 0 || need * local <= avail) return 0;
     double g = 1024.0 * 1024.0 * 1024.0;
-    snprintf(err, ERRLEN, "this run needs about %.2f GiB per rank (parameters and gradients "
-             "%.2f GiB for %lld parameters, optimizer state %.2f GiB, activations %.2f GiB, "
-             "cached datasets %.2f GiB) x %d rank%s on this node = %.2f GiB, but only %.2f GiB "
-             "is available; reduce the model, train.batch_size or data.cache_mb, or use more "
-             "nodes", (double)need / g, (double)(2 * n_params * 4) / g, (long long)n_params,
-             (double)optim_bytes / g, (double)(model - 2 * n_params * 4) / g, (double)data / g,
-             local, local == 1 ? "" : "s", (double)(need * local) / g, (double)avail / g);
+    snprintf(err, ERRLEN, "this run needs about %.2f GiB of host memory per rank (parameters "
+             "and gradients %.2f GiB for %lld parameters, optimizer state %.2f GiB, activations "
+             "%.2f GiB, cached datasets %.2f GiB) x %d rank%s on this node = %.2f GiB, but only "
+             "%.2f GiB is available; reduce the model, train.batch_size or data.cache_mb, or use "
+             "more nodes", (double)need / g, (double)param_bytes / g, (long long)n_params,
+             (double)optim_bytes / g, (double)act_bytes / g, (double)data / g, local,
+             local == 1 ? "" : "s", (double)(need * local) / g, (double)avail / g);
     return -1;
 }
 

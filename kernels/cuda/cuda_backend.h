@@ -28,7 +28,8 @@ void *kcuda_alloc(kcuda_ctx *c, size_t bytes);   /* cudaMalloc, zeroed */
 void kcuda_free(kcuda_ctx *c, void *p);
 void *kcuda_alloc_host(kcuda_ctx *c, size_t bytes);   /* cudaMallocHost (pinned) */
 void kcuda_free_host(kcuda_ctx *c, void *p);
-void *kcuda_native_stream(kcuda_ctx *c);               /* the cudaStream_t all ops run on */
+void *kcuda_native_stream(kcuda_ctx *c);
+int kcuda_memory_info(kcuda_ctx *c, size_t *free_bytes, size_t *total_bytes);  /* cudaMemGetInfo */               /* the cudaStream_t all ops run on */
 void kcuda_to_device(kcuda_ctx *c, void *dst, const void *host_src, size_t bytes);
 void kcuda_to_host(kcuda_ctx *c, void *host_dst, const void *src, size_t bytes);   /* synchronous */
 int kcuda_sync(kcuda_ctx *c, char *err, size_t errlen);

@@ -121,6 +121,14 @@ void kcuda_free_host(kcuda_ctx *c, void *p) {
 
 void *kcuda_native_stream(kcuda_ctx *c) { return (void *)c->stream; }
 
+int kcuda_memory_info(kcuda_ctx *c, size_t *free_bytes, size_t *total_bytes) {
+    *free_bytes = *total_bytes = 0;
+    if (!KCUDA_CALL(c, cudaSetDevice(c->device)) ||
+        !KCUDA_CALL(c, cudaMemGetInfo(free_bytes, total_bytes)))
+        return -1;
+    return 0;
+}
+
 /* Copy the recorded error into err and release the half-built context. */
 static int create_failed(kcuda_ctx *c, char *err, size_t errlen) {
     snprintf(err, errlen, "%s", c->has_error ? c->error : "CUDA backend: context creation failed");
