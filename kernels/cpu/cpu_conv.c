@@ -25,23 +25,10 @@ static int is_pointwise(const kern_conv_shape *s) {
            s->pad_w == 0;
 }
 
-/* Forward with a bias on the im2col path folds the bias into the GEMM: cols gets one more row
- * of ones (row CRSg) and the weights are copied once per call into waug[Kg, CRSg+1] with the
- * bias as the last column, so the GEMM writes out once (no bias pass, no beta = 1 re-read;
- * measured 0.35 -> 0.25 ms for the 1->32 3x3 layer on 28x28 at B = 64).  Only for a short
- * CRS (<= 64, e.g. a first layer), where the bias / db pass costs as much as a large part of
- * the GEMM; with CRS = 288 the odd CRS+1 slowed the dw GEMM by ~6%.  Workspace:
- * cols[(C*R*S + 1) * PQ] then waug[K * (CRSg + 1)]. */
-static int bias_in_gemm(const kern_conv_shape *s, const float *b) {
-    return b && s->groups == 1 && !is_pointwise(s) && s->C * s->R * s->S <= 64;
-}
-
 size_t kcpu_conv2d_workspace(kcpu_ctx *c, const kern_conv_shape *s) {
     int P = kern_conv_out_h(s), Q = kern_conv_out_w(s);
     if (P <= 0 || Q <= 0) return 0;
-    size_t crs = (size_t)s->C * s->R * s->S;
-    size_t crsg = s->groups > 0 ? crs / s->groups : crs;
-    return ((crs + 1) * (size_t)P * Q + (size_t)s->K * (crsg + 1)) * sizeof(float);
+    return (size_t)s->C * s->R * s->S * (size_t)P * Q * sizeof(float);
 }
 
 /* The outputs q in [*q0, *q1) whose input q*stride + off lies inside [0, W), for a kernel
@@ -183,23 +170,6 @@ void kcpu_conv2d_forward(kcpu_ctx *ctx, float *restrict out, const float *restri
     const int CRSg = Cg * s->R * s->S;
     const int pointwise = is_pointwise(s);
     float *cols = workspace;
-    if (CRSg > 0 && bias_in_gemm(s, b)) {
-        /* y[K,PQ] = waug[K,CRS+1] @ [cols; ones][CRS+1,PQ] */
-        const int K = s->K, CRS1 = CRSg + 1;
-        float *restrict ones = cols + (size_t)CRSg * PQ;
-        float *restrict waug = cols + (size_t)CRS1 * PQ;
-        for (int i = 0; i < PQ; i++) ones[i] = 1.0f;
-        for (int k = 0; k < K; k++) {
-            memcpy(waug + (size_t)k * CRS1, w + (size_t)k * CRSg, (size_t)CRSg * sizeof(float));
-            waug[(size_t)k * CRS1 + CRSg] = b[k];
-        }
-        for (int n = 0; n < s->B; n++) {
-            im2col(cols, in + (size_t)n * s->C * s->H * s->W, s, P, Q);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, PQ, CRS1, 1.0f, waug, CRS1,
-                        cols, PQ, 0.0f, out + (size_t)n * K * PQ, PQ);
-        }
-        return;
-    }
     for (int n = 0; n < s->B; n++) {
         const float *x = in + (size_t)n * s->C * s->H * s->W;
         float *y = out + (size_t)n * s->K * PQ;
@@ -246,35 +216,6 @@ void kcpu_conv2d_backward(kcpu_ctx *ctx, float *restrict din, float *restrict dw
     const int CRSg = Cg * s->R * s->S;
     const int pointwise = is_pointwise(s);
     float *cols = workspace;
-    if (CRSg > 0 && dw && bias_in_gemm(s, db)) {
-        /* db folded into the dw GEMM like the forward bias: [dw | db] accumulates in
-         * dwaug[K, CRS+1] += dy[K,PQ] @ [cols; ones]^T over the batch, then is added to dw and
-         * db once (no separate pass over dy for db). */
-        const int K = s->K, CRS1 = CRSg + 1;
-        float *restrict ones = cols + (size_t)CRSg * PQ;
-        float *restrict dwaug = cols + (size_t)CRS1 * PQ;
-        for (int i = 0; i < PQ; i++) ones[i] = 1.0f;
-        memset(dwaug, 0, (size_t)K * CRS1 * sizeof(float));
-        for (int n = 0; n < s->B; n++) {
-            const float *dy = dout + (size_t)n * K * PQ;
-            im2col(cols, in + (size_t)n * CHW, s, P, Q);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, CRS1, PQ, 1.0f, dy, PQ, cols,
-                        PQ, 1.0f, dwaug, CRS1);
-            if (!din) continue;
-            float *dx = din + (size_t)n * CHW;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CRSg, PQ, K, 1.0f, w, CRSg, dy,
-                        PQ, 0.0f, cols, PQ);
-            memset(dx, 0, CHW * sizeof(float));
-            col2im_add(dx, cols, s, P, Q);
-        }
-        for (int k = 0; k < K; k++) {
-            float *restrict dwk = dw + (size_t)k * CRSg;
-            const float *restrict ak = dwaug + (size_t)k * CRS1;
-            for (int j = 0; j < CRSg; j++) dwk[j] += ak[j];
-            db[k] += ak[CRSg];
-        }
-        return;
-    }
     for (int n = 0; n < s->B; n++) {
         const float *x = in + (size_t)n * CHW;
         const float *dy = dout + (size_t)n * s->K * PQ;
