@@ -28,6 +28,40 @@ static void clip(int start, int R, int H, int *lo, int *hi) {
     if (*hi < *lo) *hi = *lo;
 }
 
+/* The common 2x2 window with stride 2 and no padding: every window lies inside the image, so
+ * no clipping; the same rules as the general loop (first maximum in row-major window order,
+ * NaN wins) written as selects the compiler can keep free of branches. */
+static void maxpool_2x2(float *restrict out, int32_t *restrict argmax, const float *restrict in,
+                        int64_t planes, int H, int W, int P, int Q) {
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *restrict x = in + pl * H * W;
+        float *restrict y = out + pl * P * Q;
+        int32_t *restrict am = argmax + pl * P * Q;
+        for (int p = 0; p < P; p++) {
+            const float *restrict r0 = x + 2 * p * W, *restrict r1 = r0 + W;
+            for (int q = 0; q < Q; q++) {
+                int32_t i = 2 * p * W + 2 * q;
+                float best = r0[2 * q];
+                int32_t at = i;
+                float v = r0[2 * q + 1];
+                int take = v > best || (isnan(v) && !isnan(best));
+                best = take ? v : best;
+                at = take ? i + 1 : at;
+                v = r1[2 * q];
+                take = v > best || (isnan(v) && !isnan(best));
+                best = take ? v : best;
+                at = take ? i + W : at;
+                v = r1[2 * q + 1];
+                take = v > best || (isnan(v) && !isnan(best));
+                best = take ? v : best;
+                at = take ? i + W + 1 : at;
+                y[p * Q + q] = best;
+                am[p * Q + q] = at;
+            }
+        }
+    }
+}
+
 void kcpu_maxpool2d_forward(kcpu_ctx *c, float *restrict out, int32_t *restrict argmax,
                             const float *restrict in, const kern_conv_shape *s) {
     int P, Q;
@@ -35,6 +69,11 @@ void kcpu_maxpool2d_forward(kcpu_ctx *c, float *restrict out, int32_t *restrict 
     if (P <= 0 || Q <= 0) return;
     const int H = s->H, W = s->W;
     const int64_t planes = (int64_t)s->B * s->C;
+    if (s->R == 2 && s->S == 2 && s->stride_h == 2 && s->stride_w == 2 && s->pad_h == 0 &&
+        s->pad_w == 0) {
+        maxpool_2x2(out, argmax, in, planes, H, W, P, Q);
+        return;
+    }
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *restrict x = in + pl * H * W;
         float *restrict y = out + pl * P * Q;

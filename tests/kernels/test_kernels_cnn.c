@@ -733,8 +733,36 @@ static void test_batchnorm_synced(void **state) {
                               1e-6), 1);
 }
 
+/* 2x2 / stride 2 max pooling (the fast path): NaN wins and the first NaN is kept, a later
+ * larger value wins, ties keep the first in row-major order. */
+static void test_maxpool_2x2_nan_and_ties(void **state) {
+    (void)state;
+    const float x[16] = {
+        1.0f, NAN,  5.0f, 2.0f,
+        NAN,  3.0f, 2.0f, 9.0f,
+        7.0f, 7.0f, -1.0f, -2.0f,
+        7.0f, 6.0f, -3.0f, -1.0f};
+    kern_conv_shape s = {1, 1, 4, 4, 1, 2, 2, 2, 2, 0, 0, 1, 1, 1};
+    float *in = kern_alloc(K, sizeof x), *out = kern_alloc(K, 4 * sizeof(float));
+    int32_t *am = kern_alloc(K, 4 * sizeof(int32_t));
+    memcpy(in, x, sizeof x);
+    kern_maxpool2d_forward(K, out, am, in, &s);
+    assert_true(isnan(out[0]));
+    assert_int_equal(am[0], 1);          /* the first NaN, at (0,1) */
+    assert_true(out[1] == 9.0f);
+    assert_int_equal(am[1], 7);          /* (1,3) */
+    assert_true(out[2] == 7.0f);
+    assert_int_equal(am[2], 8);          /* ties: (2,0) before (2,1) and (3,0) */
+    assert_true(out[3] == -1.0f);
+    assert_int_equal(am[3], 10);         /* (2,2) before (3,3) */
+    kern_free(K, in);
+    kern_free(K, out);
+    kern_free(K, am);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_maxpool_2x2_nan_and_ties),
         cmocka_unit_test(test_out_size),
         cmocka_unit_test(test_conv_gradcheck),
         cmocka_unit_test(test_pool_gradcheck),
