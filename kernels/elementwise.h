@@ -111,4 +111,24 @@ KERN_HD static inline float kern_adamw(float param, float *m, float *v, float gr
     return param * decay - step_size * (mm / denom);
 }
 
+/* Batch norm, channel c of C: mean and inverse standard deviation from the (possibly
+ * all-reduced) sums {sum x, sum x^2} over count values, saved as mean_invstd[c], [C + c]; the
+ * running statistics move towards the batch's with the unbiased variance (PyTorch), unless
+ * running_mean is NULL. */
+KERN_HD static inline void kern_bn_channel_stats(float *mean_invstd, float *running_mean,
+                                                 float *running_var, const double *sums,
+                                                 double count, float eps, float momentum,
+                                                 int C, int c) {
+    double mean = sums[c] / count;
+    double var = sums[C + c] / count - mean * mean;
+    if (var < 0.0) var = 0.0;   /* rounding of E[x^2] - E[x]^2 */
+    mean_invstd[c] = (float)mean;
+    mean_invstd[C + c] = (float)(1.0 / sqrt(var + (double)eps));
+    if (running_mean && running_var) {
+        double unbiased = count > 1.0 ? var * count / (count - 1.0) : var;
+        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
+        running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+    }
+}
+
 #endif

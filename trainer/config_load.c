@@ -155,6 +155,25 @@ static int unexpected(reader *r, const char *display, const char *wanted) {
 
 static int suggestion_limit(size_t len) { return len <= 3 ? 1 : 2; }
 
+static const char *key_name(size_t i) { return config_keys[i].name; }
+static const char *section_name(size_t i) { return config_sections[i]; }
+static const char *layer_key_name(size_t i) { return config_layer_keys[i].name; }
+
+/* The name (of n, name_at(i)) nearest to name[0..len) within a small edit distance, or NULL. */
+static const char *nearest_name(const char *name, size_t len, const char *(*name_at)(size_t),
+                                size_t n) {
+    const char *best = NULL;
+    int best_distance = suggestion_limit(len) + 1;
+    for (size_t i = 0; i < n; i++) {
+        int d = config_edit_distance(name, len, name_at(i), best_distance - 1);
+        if (d < best_distance) {
+            best = name_at(i);
+            best_distance = d;
+        }
+    }
+    return best;
+}
+
 /* A known key for an unknown name: one whose last part is the same ("every" or "train.every"
  * -> "log.every"), else the nearest full name within a small edit distance.  NULL if none. */
 static const char *suggest_key(const char *name, size_t len) {
@@ -166,28 +185,11 @@ static const char *suggest_key(const char *name, size_t len) {
         if (strlen(known_leaf) == leaf_len && memcmp(known_leaf, leaf, leaf_len) == 0)
             return config_keys[i].name;
     }
-    const char *best = NULL;
-    int best_distance = suggestion_limit(len) + 1;
-    for (size_t i = 0; i < config_n_keys; i++) {
-        int d = config_edit_distance(name, len, config_keys[i].name, best_distance - 1);
-        if (d < best_distance) {
-            best = config_keys[i].name;
-            best_distance = d;
-        }
-    }
-    return best;
+    return nearest_name(name, len, key_name, config_n_keys);
 }
 
 static const char *suggest_section(const char *name, size_t len) {
-    const char *best = NULL;
-    int best_distance = suggestion_limit(len) + 1;
-    for (size_t i = 0; i < config_n_sections; i++) {
-        int d = config_edit_distance(name, len, config_sections[i], best_distance - 1);
-        if (d < best_distance) {
-            best = config_sections[i];
-            best_distance = d;
-        }
-    }
+    const char *best = nearest_name(name, len, section_name, config_n_sections);
     return best ? best : suggest_key(name, len);
 }
 
@@ -223,15 +225,7 @@ static int read_layer(reader *r, int index, layer_config *out) {
         size_t len = scalar_len(r);
         const config_key *k = config_key_find(config_layer_keys, config_n_layer_keys, name, len);
         if (!k) {
-            const char *best = NULL;
-            int best_distance = suggestion_limit(len) + 1;
-            for (size_t i = 0; i < config_n_layer_keys; i++) {
-                int d = config_edit_distance(name, len, config_layer_keys[i].name, best_distance - 1);
-                if (d < best_distance) {
-                    best = config_layer_keys[i].name;
-                    best_distance = d;
-                }
-            }
+            const char *best = nearest_name(name, len, layer_key_name, config_n_layer_keys);
             config_quote_input(name, len, shown, sizeof shown);
             snprintf(keyname, sizeof keyname, "%s.%s", display, shown);
             if (!best) {

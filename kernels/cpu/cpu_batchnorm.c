@@ -8,6 +8,7 @@
  * then added row by row.  Element-wise passes fold the per-channel constants first, so each
  * element costs one or two multiply-adds in float. */
 #include "cpu_backend.h"
+#include "elementwise.h"
 
 #include <math.h>
 
@@ -71,18 +72,9 @@ void kcpu_batchnorm_forward(kcpu_ctx *ctx, float *restrict out, float *restrict 
                             const float *restrict beta, const double *restrict sums,
                             double count, float eps, float *restrict running_mean,
                             float *restrict running_var, float momentum, int B, int C, int HW) {
-    for (int c = 0; c < C; c++) {
-        double mean = sums[c] / count;
-        double var = sums[C + c] / count - mean * mean;
-        if (var < 0.0) var = 0.0;   /* rounding of E[x^2] - E[x]^2 */
-        mean_invstd[c] = (float)mean;
-        mean_invstd[C + c] = (float)(1.0 / sqrt(var + (double)eps));
-        if (running_mean && running_var) {
-            double unbiased = count > 1.0 ? var * count / (count - 1.0) : var;
-            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
-            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
-        }
-    }
+    for (int c = 0; c < C; c++)
+        kern_bn_channel_stats(mean_invstd, running_mean, running_var, sums, count, eps,
+                              momentum, C, c);
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++) {
             const float mean = mean_invstd[c];

@@ -21,6 +21,7 @@
  * uses double; with --fmad=false (no contraction, as the CPU build) they round the same way,
  * so only the order of the double sums differs from the CPU. */
 #include "cuda_internal.h"
+#include "elementwise.h"
 
 #include <limits.h>
 #include <math.h>
@@ -164,16 +165,8 @@ __global__ static void bn_mean_invstd_kernel(float *mean_invstd, float *running_
                                              double count, float eps, float momentum, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    double mean = sums[c] / count;
-    double var = sums[C + c] / count - mean * mean;
-    if (var < 0.0) var = 0.0;   /* rounding of E[x^2] - E[x]^2 */
-    mean_invstd[c] = (float)mean;
-    mean_invstd[C + c] = (float)(1.0 / sqrt(var + (double)eps));
-    if (running_mean && running_var) {
-        double unbiased = count > 1.0 ? var * count / (count - 1.0) : var;
-        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
-        running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
-    }
+    kern_bn_channel_stats(mean_invstd, running_mean, running_var, sums, count, eps, momentum, C,
+                          c);
 }
 
 /* out = (x - mean) * (invstd * gamma) + beta */
