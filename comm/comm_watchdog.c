@@ -149,6 +149,13 @@ static void follow(comm *c) {
     end_process(c);
 }
 
+/* A peer still in the job: running, or already following another watchdog's report (its own
+ * watchdog noticed the claim first - its main thread may still be stuck, so it is treated like
+ * a running rank and, when it holds the collective up, killed, not left to its own exit). */
+static int still_running(const comm_slot_view *v) {
+    return v->state == COMM_SLOT_RUNNING || v->state == COMM_SLOT_FIRED;
+}
+
 static int claim_report(comm *c) {
     int32_t none = -1;
     if (atomic_compare_exchange_strong(&c->header->fired_by, &none, c->rank)) {
@@ -322,7 +329,7 @@ static void fire_stall(comm *c, const comm_slot_view *me, int64_t now, const uns
     size_t vl = 0;
     for (int i = 0; views && i < n; i++) {
         const comm_slot_view *v = &views[i];
-        if (i == c->local_rank || v->state != COMM_SLOT_RUNNING || watch[i] == WATCH_NONE) continue;
+        if (i == c->local_rank || !still_running(v) || watch[i] == WATCH_NONE) continue;
         if (holds_up(v, states[i], W) == HOLD_NONE || !peer_alive(watch[i], v)) continue;
         if (vl < sizeof victims - 40)
             vl += (size_t)snprintf(victims + vl, sizeof victims - vl, "%s%d (pid %d)",
@@ -337,7 +344,7 @@ static void fire_stall(comm *c, const comm_slot_view *me, int64_t now, const uns
     finish(c, &r);
     for (int i = 0; views && i < n; i++) {
         const comm_slot_view *v = &views[i];
-        if (i == c->local_rank || v->state != COMM_SLOT_RUNNING || watch[i] == WATCH_NONE) continue;
+        if (i == c->local_rank || !still_running(v) || watch[i] == WATCH_NONE) continue;
         if (holds_up(v, states[i], W) != HOLD_NONE && peer_alive(watch[i], v)) kill(v->pid, SIGKILL);
     }
     end_process(c);
@@ -380,7 +387,19 @@ static void fire_gpu(comm *c, const comm_gpu_watch_report *g, int64_t now, const
 
 /* ---- the thread -------------------------------------------------------------------------- */
 
-static void check(comm *c, const unsigned char *watch) {
+/* How each peer can be watched.  A peer that has not published its pid yet when the watchdog
+ * starts (a slower rank) is looked at again on every tick until it has. */
+static void resolve_watch(comm *c, unsigned char *watch) {
+    for (int i = 0; i < c->shared_slots; i++) {
+        if (i == c->local_rank || watch[i] != WATCH_NONE) continue;
+        comm_slot_view v;
+        comm_slot_read(&c->slots[i], &v);
+        watch[i] = (unsigned char)peer_watch_mode(&v);
+    }
+}
+
+static void check(comm *c, unsigned char *watch) {
+    resolve_watch(c, watch);
     int32_t fired = atomic_load(&c->header->fired_by);
     if (fired >= 0 && fired != c->rank) follow(c);
 
@@ -410,12 +429,7 @@ static void *watchdog_main(void *arg) {
     int n = c->shared_slots;
     unsigned char *watch = calloc((size_t)n, 1);
     if (!watch) return NULL;
-    for (int i = 0; i < n; i++) {
-        if (i == c->local_rank) continue;
-        comm_slot_view v;
-        comm_slot_read(&c->slots[i], &v);
-        watch[i] = (unsigned char)peer_watch_mode(&v);
-    }
+    resolve_watch(c, watch);
     pthread_mutex_lock(&c->watchdog_lock);
     while (!c->watchdog_stop) {
         int64_t poll = atomic_load(&c->timeout_ns) / 10;
