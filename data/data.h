@@ -21,7 +21,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { DATA_U8 = 0, DATA_F32 = 1 } data_dtype;
+typedef enum { DATA_U8 = 0, DATA_F32 = 1, DATA_I32 = 2 } data_dtype;
+
+/* What a file holds, told by its contents: /images + /labels (classification) or /tokens
+ * (language modelling). */
+typedef enum { DATA_CLASSIFY = 0, DATA_TOKENS = 1 } data_kind;
 
 #define DATA_MAX_DIMS 4
 #define DATA_MAX_CLASSES 65536
@@ -37,6 +41,19 @@ typedef struct {
     float mean, std;
     int n_class_names;                /* 0 when absent */
     char **class_names;               /* n_class_names strings, owned by the dataset */
+
+    /* Token datasets (kind == DATA_TOKENS): /tokens uint16 or int32 [T], attribute
+     * vocab_size; optional attributes tokenizer ("bytes", "gpt2") and eot_token, and the
+     * tokenizer's own tables under /tokenizer.  data_inspect sets n = n_tokens and
+     * sample_ndim = 0; a loader opened with a context sets n = windows of the grid (below),
+     * sample_shape = {context}, sample_elems = context and dtype = DATA_I32. */
+    data_kind kind;
+    int64_t n_tokens;                 /* T */
+    int token_bits;                   /* 16 (uint16 in the file) or 32 (int32) */
+    int64_t vocab_size;
+    int64_t eot_token;                /* -1 when absent */
+    char tokenizer[32];               /* "" when absent */
+    int64_t context;                  /* loader only: tokens per sample (window - 1) */
 } data_info;
 
 /* Schema check only: opens the file, validates it against the schema, fills info.  Also
@@ -66,11 +83,21 @@ typedef struct {
     void *(*alloc_host)(size_t bytes, void *user);
     void (*free_host)(void *p, void *user);
     void *alloc_user;
+    /* Token datasets: tokens per sample (the model's context); each sample is a window of
+     * context + 1 tokens, inputs [0, context) and targets [1, context].  Required (> 0) for a
+     * token file, ignored for images.  The windows of an epoch form a grid with stride
+     * context over the token array: W = (T - 1) / context windows in evaluation (offset 0:
+     * every window of the pass exactly once); in training with shuffle, W - 1 windows at an
+     * offset in [0, context) drawn from (seed, epoch), so that over epochs every boundary is
+     * seen (W when W == 1).  The windows are then permuted and sharded like images. */
+    int64_t context;
 } data_config;
 
 typedef struct {
-    const void *x;            /* [count, sample elems] in the file's dtype (info.dtype) */
-    const int32_t *y;         /* [count] */
+    const void *x;            /* [count, sample elems] in the file's dtype (info.dtype);
+                               * tokens: int32 [count, context] inputs */
+    const int32_t *y;         /* [count] labels; tokens: [count, context] targets (inputs
+                               * shifted by one) */
     int64_t count;            /* this rank's samples in this batch (eval: may be 0) */
     int64_t global_count;     /* samples in the whole global batch */
     int64_t epoch;            /* epoch and cursor of this batch's first sample */

@@ -203,4 +203,64 @@ void kern_batchnorm_backward(kern_ctx *k, float *din, const float *dout, const f
 
 /* A residual connection is kern_axpy(y, 1, x). */
 
+/* ---- language models (GPT) ----
+ * Sequences are [B, T, C] row-major: B sequences of T positions of C features; N = B*T rows.
+ * Every backward below is deterministic: the same inputs give the same bits on every run
+ * (no floating-point atomics), so resume and data-parallel equivalence stay exact. */
+
+/* Scratch bytes the GPT ops below need for the given sizes (the largest over all calls is
+ * allocated once at start-up and passed as `workspace`).  0 when an op needs none. */
+size_t kern_gpt_workspace(kern_ctx *k, int B, int T, int C, int NH, int V);
+
+/* Token + position embedding:
+ *   out[b,t,:] = wte[tokens[b,t], :] + wpe[t, :]        (wpe may be NULL: no positions)
+ * tokens[B*T] must lie in [0, V) (the data module validates them). */
+void kern_embedding_forward(kern_ctx *k, float *out, const int32_t *tokens, const float *wte,
+                            const float *wpe, int B, int T, int C);
+/* dwte[V,C] += sum over (b,t) with tokens[b,t] = v of dout[b,t,:]  (ACCUMULATED)
+ * dwpe[T,C] += sum_b dout[b,t,:]                                   (ACCUMULATED; skipped when NULL)
+ * Deterministic: every row's sum is taken in (b,t) order whatever the backend. */
+void kern_embedding_backward(kern_ctx *k, float *dwte, float *dwpe, const float *dout,
+                             const int32_t *tokens, int B, int T, int C, int V,
+                             void *workspace);
+
+/* Layer norm over the last dimension of x[N,C] (PyTorch nn.LayerNorm, biased variance):
+ *   out = (x - mean) * rstd * w + b,  rstd = 1/sqrt(var + eps)   (b may be NULL)
+ * mean_rstd[2N] receives {mean[N], rstd[N]} for backward. */
+void kern_layernorm_forward(kern_ctx *k, float *out, float *mean_rstd, const float *x,
+                            const float *w, const float *b, int N, int C, float eps);
+/* din[N,C] OVERWRITTEN (skipped when NULL); dw[C], db[C] ACCUMULATED (db skipped when NULL). */
+void kern_layernorm_backward(kern_ctx *k, float *din, float *dw, float *db, const float *dout,
+                             const float *x, const float *mean_rstd, const float *w, int N,
+                             int C, void *workspace);
+
+/* Causal multi-head self-attention on a fused projection qkv[B,T,3C] (q = [..., 0:C),
+ * k = [C:2C), v = [2C:3C); head h uses features [h*HS, (h+1)*HS) of each, HS = C/NH):
+ *   att[b,h,t,s] = softmax_s<=t (q_t . k_s / sqrt(HS))   (0 for s > t)
+ *   out[b,t,h*HS:(h+1)*HS] = sum_s att[b,h,t,s] v_s
+ * att[B,NH,T,T] is saved for backward (the probabilities, masked entries 0). */
+void kern_attention_forward(kern_ctx *k, float *out, float *att, const float *qkv, int B,
+                            int T, int C, int NH, void *workspace);
+/* dqkv[B,T,3C] OVERWRITTEN from dout[B,T,C], the forward's qkv and att. */
+void kern_attention_backward(kern_ctx *k, float *dqkv, const float *dout, const float *qkv,
+                             const float *att, int B, int T, int C, int NH, void *workspace);
+/* Attention of ONE new position against a key-value cache, for generation:
+ *   q[B,C] (the new position's queries), kcache/vcache[B,Tmax,C] hold positions [0, t] (the
+ *   new one already written at t); out[B,C] = per head softmax(q.k_s/sqrt(HS), s <= t) v_s. */
+void kern_attention_decode(kern_ctx *k, float *out, const float *q, const float *kcache,
+                           const float *vcache, int B, int t, int Tmax, int C, int NH,
+                           void *workspace);
+
+/* Softmax cross-entropy that keeps its sums on the backend (no host round trip), for rows
+ * of ld >= C floats of which the first C are the classes (the rest: padding, never
+ * predicted, their dlogits set to 0):
+ *   losses[r] = -log softmax(logits[r, 0:C))[labels[r]]        (losses may be NULL)
+ *   dlogits[r, :] = (softmax - onehot) * grad_scale             (NULL: forward only; may
+ *                                                                ALIAS logits: in place)
+ *   acc[0] += sum_r losses[r], acc[1] += rows whose argmax (first max) equals the label
+ * acc is backend memory (2 doubles), read by the caller with kern_to_host when it logs. */
+void kern_softmax_xent_acc(kern_ctx *k, float *losses, float *dlogits, double *acc,
+                           const float *logits, const int32_t *labels, int B, int C, int ld,
+                           float grad_scale);
+
 #endif
