@@ -143,6 +143,20 @@ const char *comm_gpu_backend_name(comm_gpu_backend backend);   /* "nccl", "mpi-s
 int comm_grads_register_device(comm *c, float *dev_grads, int64_t n, size_t bucket_bytes,
                                char *err, size_t errlen);
 
+/* In-place sum of x[n] doubles over all ranks where x lives in the gradients' memory: device
+ * memory once comm_gpu_init has run, host memory otherwise (the CPU backend).  For statistics
+ * that a step needs on every rank - synchronised batch norm's {sum, sum of squares} - without
+ * a trip through the host:
+ *   NCCL:        ncclAllReduce(ncclDouble, ncclSum) on comm's stream, ordered after the
+ *                compute stream's work so far (event) and before its later work (event); the
+ *                host does not wait.  One stream for all of comm's NCCL work keeps every
+ *                rank's NCCL calls in one order (gradient buckets in flight included).
+ *   MPI_STAGED:  copy to a pinned host buffer, wait for it, MPI all-reduce, copy back (queued
+ *                on the compute stream): one host wait, no pageable memory.
+ *   host memory: comm_allreduce_sum_f64.
+ * World 1: nothing to do.  Collective (every rank, same n, same order); 0 or an error. */
+int comm_allreduce_sum_f64_device(comm *c, double *x, int n, char *err, size_t errlen);
+
 /* Ends every rank of the job now: prints "harness: rank R: MESSAGE" to stderr and calls
  * MPI_Abort with the given code.  Does not return. */
 void comm_abort(comm *c, int code, const char *message);

@@ -12,6 +12,7 @@
 
 #ifdef HARNESS_HAVE_CUDA
 #include "comm_gpu_internal.h"
+#include "comm_gpu_choose.h"
 #else
 #include "comm_internal.h"
 #endif
@@ -79,6 +80,11 @@ int comm_gpu_watch(comm *c, int64_t now_ns, int64_t timeout_ns, comm_gpu_watch_r
 
 void comm_gpu_exit_abort(comm *c) { (void)c; }
 
+int comm_allreduce_sum_f64_device(comm *c, double *x, int n, char *err, size_t errlen) {
+    if (c->world_size == 1) return 0;
+    return comm_allreduce_sum_f64(c, x, n, err, errlen);   /* no GPU backend: host memory */
+}
+
 #else   /* HARNESS_HAVE_CUDA */
 
 #define CUDA_TRY(call, what)                                                     \
@@ -138,6 +144,7 @@ static void free_registration(struct comm_gpu *g) {
 static void free_gpu(struct comm_gpu *g) {
     if (!g) return;
     free_registration(g);
+    if (g->f64_host) (void)cudaFreeHost(g->f64_host);
     if (g->produced) (void)cudaEventDestroy(g->produced);
     if (g->reduced) (void)cudaEventDestroy(g->reduced);
     for (int i = 0; i < 2; i++) {
@@ -224,11 +231,14 @@ static int agree(comm *c, int status, int device, const char *local, char *msg) 
     return comm_agree(c, status, msg, MESSAGE_BYTES) != 0;
 }
 
-/* Collective: every rank's GPU UUID; the first pair of ranks that share a GPU (*a < *b), or
+/* Collective: every rank's GPU UUID, and the backend comm_gpu_choose picks from them (the
+ * same verdict on every rank); the first pair of ranks that share a GPU (*a < *b), or
  * *a = -1.  0 or 1 with err. */
-static int find_shared_gpu(comm *c, const unsigned char uuid[16], int *a, int *b,
-                           unsigned char shared[16], char *err, size_t errlen) {
+static int find_shared_gpu(comm *c, const unsigned char uuid[16], comm_gpu_backend asked,
+                           comm_gpu_backend *use, int *a, int *b, unsigned char shared[16],
+                           char *err, size_t errlen) {
     *a = *b = -1;
+    *use = COMM_GPU_NONE;
     unsigned char *all = malloc((size_t)c->world_size * 16);
     int status = comm_collective_begin(c, COMM_OP_GPU_INIT, COMM_TYPE_BYTE, 16, 0, err, errlen);
     if (status == 0 && !all) status = comm_error(err, errlen, "out of memory");
@@ -237,14 +247,10 @@ static int find_shared_gpu(comm *c, const unsigned char uuid[16], int *a, int *b
         if (rc != MPI_SUCCESS) status = comm_mpi_error(c, rc, "comm_gpu_init (MPI_Allgather)", err, errlen);
     }
     comm_collective_end(c);
-    for (int j = 1; status == 0 && j < c->world_size && *a < 0; j++)
-        for (int i = 0; i < j; i++)
-            if (memcmp(all + 16 * i, all + 16 * j, 16) == 0) {
-                *a = i;
-                *b = j;
-                memcpy(shared, all + 16 * i, 16);
-                break;
-            }
+    if (status == 0) {
+        *use = comm_gpu_choose(asked, comm_gpu_built(COMM_GPU_NCCL), all, c->world_size, a, b);
+        if (*a >= 0) memcpy(shared, all + 16 * *a, 16);
+    }
     free(all);
     return status;
 }
@@ -298,11 +304,9 @@ int comm_gpu_init(comm *c, int device, void *compute_stream, comm_gpu_backend ba
 
     int a = -1, b = -1;
     unsigned char shared[16];
-    if (find_shared_gpu(c, uuid, &a, &b, shared, msg, sizeof msg)) goto fail;
-    comm_gpu_backend use = backend;
-    if (use == COMM_GPU_AUTO)
-        use = comm_gpu_built(COMM_GPU_NCCL) && a < 0 ? COMM_GPU_NCCL : COMM_GPU_MPI_STAGED;
-    if (use == COMM_GPU_NCCL && a >= 0) {   /* the same verdict on every rank */
+    comm_gpu_backend use = COMM_GPU_NONE;
+    if (find_shared_gpu(c, uuid, backend, &use, &a, &b, shared, msg, sizeof msg)) goto fail;
+    if (use == COMM_GPU_NONE) {   /* NCCL asked for, GPUs shared: the same verdict everywhere */
         snprintf(msg, sizeof msg, "comm_gpu_init: ranks %d and %d use the same GPU (UUID "
                  "%02x%02x%02x%02x-%02x%02x-...); NCCL needs one GPU per rank: use the MPI-staged "
                  "backend (or auto) when ranks share GPUs", a, b, shared[0], shared[1], shared[2],
@@ -425,6 +429,59 @@ void comm_gpu_forget_grads(comm *c) {
     (void)comm_gpu_queue_poll(c, ignore, sizeof ignore);
     free_registration(g);
     (void)cudaGetLastError();
+}
+
+int comm_allreduce_sum_f64_device(comm *c, double *x, int n, char *err, size_t errlen) {
+    const char *who = "comm_allreduce_sum_f64_device";
+    struct comm_gpu *g = c->gpu;
+    if (n < 0) return comm_error(err, errlen, "%s: negative count %d", who, n);
+    if (c->world_size == 1 || n == 0) return 0;
+    if (!g) return comm_allreduce_sum_f64(c, x, n, err, errlen);   /* host memory */
+#ifdef HARNESS_HAVE_NCCL
+    if (g->backend == COMM_GPU_NCCL) {
+        /* comm's stream, behind the compute stream's work and any bucket in flight; the
+         * compute stream waits for the sum.  A record for the sequence and fingerprint. */
+        int st = comm_collective_begin(c, COMM_OP_ALLREDUCE_SUM_F64, COMM_TYPE_F64, n, 0, err,
+                                       errlen);
+        if (st == 0) {
+            cudaError_t e = cudaEventRecord(g->produced, g->compute);
+            if (e == cudaSuccess) e = cudaStreamWaitEvent(g->stream, g->produced, 0);
+            if (e != cudaSuccess) st = comm_cuda_error(e, who, err, errlen);
+        }
+        if (st == 0) {
+            ncclResult_t r = ncclAllReduce(x, x, (size_t)n, ncclDouble, ncclSum, g->nccl,
+                                           g->stream);
+            if (r != ncclSuccess)
+                st = comm_nccl_error(r, "ncclAllReduce (doubles)", g->nccl, err, errlen);
+        }
+        if (st == 0) {
+            cudaError_t e = cudaEventRecord(g->reduced, g->stream);
+            if (e == cudaSuccess) e = cudaStreamWaitEvent(g->compute, g->reduced, 0);
+            if (e != cudaSuccess) st = comm_cuda_error(e, who, err, errlen);
+        }
+        comm_collective_end(c);
+        return st;
+    }
+#endif
+    /* MPI_STAGED: through pinned memory, grown on the first calls (start-up sizes) */
+    if (n > g->f64_cap) {
+        if (g->f64_host) {
+            CUDA_TRY(cudaStreamSynchronize(g->compute), "cudaStreamSynchronize (compute)");
+            (void)cudaFreeHost(g->f64_host);
+            g->f64_host = NULL;
+            g->f64_cap = 0;
+        }
+        CUDA_TRY(cudaMallocHost((void **)&g->f64_host, (size_t)n * sizeof(double)),
+                 "cudaMallocHost (staging of a device all-reduce)");
+        g->f64_cap = n;
+    }
+    CUDA_TRY(cudaMemcpyAsync(g->f64_host, x, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost,
+                             g->compute), "cudaMemcpyAsync (device all-reduce, to the host)");
+    CUDA_TRY(cudaStreamSynchronize(g->compute), "cudaStreamSynchronize (device all-reduce)");
+    if (comm_allreduce_sum_f64(c, g->f64_host, n, err, errlen) != 0) return 1;
+    CUDA_TRY(cudaMemcpyAsync(x, g->f64_host, (size_t)n * sizeof(double), cudaMemcpyHostToDevice,
+                             g->compute), "cudaMemcpyAsync (device all-reduce, back)");
+    return 0;
 }
 
 void comm_gpu_destroy(comm *c) {

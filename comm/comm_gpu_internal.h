@@ -62,6 +62,9 @@ struct comm_gpu {
     pthread_mutex_t lock;
     comm_gpu_pending *ring;         /* [ring_cap] */
     int64_t ring_cap, head, tail;   /* head - tail in flight */
+    /* comm_allreduce_sum_f64_device, MPI_STAGED: pinned staging of the doubles */
+    double *f64_host;
+    int f64_cap;
     int watch_device_set;           /* watchdog thread only: it has called cudaSetDevice */
     _Atomic int abort_started, abort_done;
 };

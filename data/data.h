@@ -125,6 +125,10 @@ void data_loader_close(data_loader *l);
 
 /* The permutation of epoch `epoch`: perm[N] (exposed for tests and tools). */
 void data_epoch_permutation(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch);
+/* The window grid of a token dataset in an epoch (data_config.context): *windows (the same
+ * in every epoch) and the token offset of window 0. */
+void data_token_grid(int64_t n_tokens, int64_t context, data_mode mode, int shuffle,
+                     uint64_t seed, int64_t epoch, int64_t *windows, int64_t *offset);
 /* Rank r's slice [begin, end) of a global batch of g samples. */
 void data_rank_slice(int64_t g, int rank, int world, int64_t *begin, int64_t *end);
 
@@ -133,5 +137,55 @@ void data_rank_slice(int64_t g, int rank, int world, int64_t *begin, int64_t *en
 int data_convert_idx(const char *images_idx, const char *labels_idx, const char *out_h5,
                      int num_classes, const char *const *class_names,
                      char *err, size_t errlen);
+
+/* Token converters (data/convert_text.c, data/convert_tokens.c).  Both write token datasets
+ * (/tokens uint16 when vocab_size <= 65536, else int32, contiguous; attribute vocab_size; the
+ * tokenizer's attributes and tables when one is given) to a temporary name, fsynced and
+ * renamed into place, and stream their inputs (memory does not grow with the input). */
+struct data_tokenizer;
+
+typedef struct {
+    int64_t bytes_done, bytes_total;   /* input bytes read so far / in all inputs */
+    int64_t tokens;                    /* tokens produced so far */
+    double seconds;                    /* since the start */
+    int file_index;                    /* the input being read */
+} data_convert_progress;
+
+typedef struct {
+    int64_t bytes_in, tokens;          /* all inputs together */
+    int64_t train_tokens, val_tokens;  /* text: the two files; tokens: train = all */
+    double seconds;
+} data_convert_stats;
+
+/* Text files -> out_dir/train.h5 and out_dir/val.h5 (out_dir must exist).  The inputs are
+ * read in order, in blocks cut at line starts where the tokenization cannot depend on the
+ * cut; each file is one document: with a tokenizer that has an end-of-text token, that token
+ * separates consecutive files.  val.h5 holds the last floor(val_fraction * T) tokens (at least
+ * 1 when val_fraction > 0), train.h5 the rest; val_fraction in [0, 1) (0: no val.h5, an
+ * existing one is removed).  progress (may be NULL)
+ * is called about every 4 MiB of input and once at the end. */
+int data_convert_text(const char *const *inputs, int n_inputs, const struct data_tokenizer *tok,
+                      double val_fraction, const char *out_dir,
+                      void (*progress)(const data_convert_progress *p, void *user), void *user,
+                      data_convert_stats *stats, char *err, size_t errlen);
+
+/* Other trainers' token files -> one token dataset, the inputs concatenated in order.
+ *   DATA_FROM_LLMC     llm.c .bin shards: 256 x int32 header (magic 20240520, version 1,
+ *                      token count), then that many uint16 tokens; vocabulary 50257 by default,
+ *                      attribute tokenizer = "gpt2" (tables only when tok is given)
+ *   DATA_FROM_NANOGPT  nanoGPT's train.bin / val.bin: raw little-endian uint16 tokens;
+ *                      vocab_size is required
+ * vocab_size 0 = the format's default.  Every token is checked against vocab_size (the error
+ * names the file and the token's position in it).  tok (may be NULL) is stored in the file;
+ * its vocabulary must fit vocab_size. */
+typedef enum { DATA_FROM_LLMC = 0, DATA_FROM_NANOGPT = 1 } data_token_format;
+int data_convert_tokens(data_token_format from, const char *const *inputs, int n_inputs,
+                        int64_t vocab_size, const struct data_tokenizer *tok, const char *out_h5,
+                        data_convert_stats *stats, char *err, size_t errlen);
+
+/* Tokens [start, start + count) of a token file's /tokens (uint16 or int32 in the file) as
+ * int32, for tools (inspect) and tests; no schema check beyond the dataset's type and size. */
+int data_read_tokens(const char *path, int64_t start, int64_t count, int32_t *out, char *err,
+                     size_t errlen);
 
 #endif

@@ -6,6 +6,7 @@
  *   augment.c    training augmentation: random crop after zero padding, horizontal flip
  *   read.c       batched reads: sort, merge runs, grouped hyperslab reads, permute; cache
  *   loader.c     the loader: background thread, double buffering, public loader API
+ *   tokens.c     token datasets: the window grid, window reads and validation
  *   convert_idx.c  IDX -> HDF5 converter */
 #ifndef HARNESS_DATA_INTERNAL_H
 #define HARNESS_DATA_INTERNAL_H
@@ -115,6 +116,31 @@ int data_reader_init(data_reader *r, const char *path, const data_h5_file *h,
 int data_reader_read(data_reader *r, const int64_t *indices, int64_t count, void *x,
                      char *err, size_t errlen);
 void data_reader_free(data_reader *r);
+
+/* ---- tokens.c ---- */
+
+typedef struct {
+    const char *path;
+    hid_t tokens;            /* borrowed from data_h5_file (its images handle) */
+    int64_t n_tokens, vocab, context;
+    int64_t cap;             /* most windows one read may ask for */
+    void *items;             /* [cap] window starts with their batch slots */
+    int32_t *staging;        /* [cap * (context + 1)] tokens in file order */
+    int use_cache;           /* the whole /tokens fits the cache: read once, validated */
+    int32_t *cache;          /* [n_tokens] once loaded */
+} data_token_reader;
+
+int data_token_reader_init(data_token_reader *r, const char *path, hid_t tokens,
+                           const data_info *info, int64_t context, int64_t cap, int use_cache,
+                           char *err, size_t errlen);
+/* Reads and validates the whole /tokens into the cache when use_cache (inside
+ * data_h5_begin/end); 0 when there is nothing to do. */
+int data_token_reader_load_cache(data_token_reader *r, char *err, size_t errlen);
+/* The windows starting at starts[0, count): x[i] = tokens [s, s + context), y[i] = tokens
+ * [s + 1, s + context + 1).  HDF5 calls unless cached: inside data_h5_begin/end. */
+int data_token_reader_read(data_token_reader *r, const int64_t *starts, int64_t count,
+                           int32_t *x, int32_t *y, char *err, size_t errlen);
+void data_token_reader_free(data_token_reader *r);
 
 /* ---- augment.c ---- */
 

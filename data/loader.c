@@ -48,6 +48,8 @@ struct data_loader {
 
     /* Prefetch thread side. */
     data_reader reader;
+    data_token_reader tokens;  /* token datasets (info.kind == DATA_TOKENS) */
+    int64_t *starts;        /* [cap] token offsets of the windows being filled */
     data_augment augment;   /* on only in training with augment_pad > 0 or augment_hflip */
     int64_t *perm;          /* [N] order of perm_epoch (training with shuffle) */
     int64_t perm_epoch;
@@ -121,6 +123,29 @@ static void fill_slot(data_loader *l, data_slot *s) {
     }
 
     int rc;
+    if (l->info.kind == DATA_TOKENS) {
+        int64_t windows, offset;
+        data_token_grid(l->info.n_tokens, l->cfg.context, l->cfg.mode, l->cfg.shuffle,
+                        l->cfg.seed, p.epoch, &windows, &offset);
+        for (int64_t i = 0; i < count; i++) l->starts[i] = offset + l->indices[i] * l->cfg.context;
+        data_h5_scope scope;
+        int h5 = l->tokens.cache == NULL;
+        if (h5) data_h5_begin(&scope);
+        rc = data_token_reader_load_cache(&l->tokens, s->err, sizeof s->err);
+        if (rc == 0)
+            rc = data_token_reader_read(&l->tokens, l->starts, count, s->x, s->y, s->err,
+                                        sizeof s->err);
+        if (h5) data_h5_end(&scope);
+        if (rc) {
+            s->kind = ITEM_ERROR;
+            return;
+        }
+        s->kind = ITEM_BATCH;
+        s->batch.count = count;
+        s->batch.global_count = p.global_count;
+        s->batch.last = p.last;
+        return;
+    }
     if (l->reader.cache != NULL) {
         rc = data_reader_read(&l->reader, l->indices, count, s->x, s->err, sizeof s->err);
     } else {
@@ -202,6 +227,47 @@ static void stop_thread(data_loader *l) {
     l->thread_running = 0;
 }
 
+/* A token dataset: the window grid, the sizes of this rank's batches, the reader.  The
+ * windows become the samples (info.n) that the plan, permutation and slices work on. */
+static int open_tokens(data_loader *l, char *err, size_t errlen) {
+    const data_config *cfg = &l->cfg;
+    if (cfg->augment_pad || cfg->augment_hflip)
+        return data_errorf(err, errlen, "%s: data.augment_pad / data.augment_hflip apply to images; "
+                           "this is a token dataset (/tokens)", l->path);
+    if (cfg->context <= 0)
+        return data_errorf(err, errlen, "%s: a token dataset (/tokens) needs the model's context "
+                           "(model.gpt.context, or an embedding layer with context first in "
+                           "model.layers)", l->path);
+    int64_t ctx = cfg->context, windows, offset;
+    if (l->info.n_tokens < ctx + 1)
+        return data_errorf(err, errlen, "%s: dataset /tokens: %lld tokens are fewer than one "
+                           "window of context + 1 = %lld tokens", l->path,
+                           (long long)l->info.n_tokens, (long long)(ctx + 1));
+    data_token_grid(l->info.n_tokens, ctx, cfg->mode, cfg->shuffle, cfg->seed, 0, &windows, &offset);
+    l->info.n = windows;
+    l->info.context = ctx;
+    l->info.sample_ndim = 1;
+    l->info.sample_shape[0] = ctx;
+    l->info.sample_elems = ctx;
+    l->info.dtype = DATA_I32;
+    int64_t g = cfg->global_batch;
+    if (cfg->mode == DATA_TRAIN && g > windows)
+        return data_errorf(err, errlen, "%s: global batch %lld is larger than the dataset's %lld "
+                           "windows of %lld + 1 tokens; training needs at least one full global "
+                           "batch", l->path, (long long)g, (long long)windows, (long long)ctx);
+    int64_t most = g < windows ? g : windows;
+    l->cap = (most + cfg->world - 1) / cfg->world;
+    l->x_bytes = l->y_bytes = (size_t)l->cap * (size_t)ctx * sizeof(int32_t);
+    uint64_t total = (uint64_t)l->info.n_tokens * sizeof(int32_t);
+    int use_cache = cfg->cache_bytes > 0 && total <= (uint64_t)cfg->cache_bytes;
+    if (data_token_reader_init(&l->tokens, l->path, l->h5.images, &l->info, ctx, l->cap,
+                               use_cache, err, errlen))
+        return -1;
+    l->starts = malloc((size_t)(l->cap > 0 ? l->cap : 1) * sizeof *l->starts);
+    if (!l->starts) return data_errorf(err, errlen, "%s: out of memory", l->path);
+    return 0;
+}
+
 /* ---- public API ---- */
 
 static int check_config(const data_config *cfg, char *err, size_t errlen) {
@@ -251,9 +317,16 @@ int data_loader_open(const data_config *cfg, data_loader **out, char *err, size_
     int rc = data_schema_open(l->path, &l->info, &l->h5, &l->labels, err, errlen);
     data_h5_end(&scope);
     if (rc) goto fail;
+    if (l->info.kind == DATA_TOKENS) {
+        if (open_tokens(l, err, errlen)) goto fail;
+        goto buffers;
+    }
     if (data_augment_init(&l->augment, &l->cfg, &l->info, err, errlen)) goto fail;
 
     int64_t n = l->info.n, g = cfg->global_batch;
+    size_t elem, sample_bytes;
+    uint64_t total;
+    int use_cache;
     if (cfg->mode == DATA_TRAIN && g > n) {
         data_errorf(err, errlen,
                     "%s: global batch %lld is larger than the dataset (%lld samples in /images); "
@@ -265,17 +338,19 @@ int data_loader_open(const data_config *cfg, data_loader **out, char *err, size_
      * ceil(min(G, N) / world) of them. */
     int64_t most = g < n ? g : n;
     l->cap = (most + cfg->world - 1) / cfg->world;
-    size_t elem = l->info.dtype == DATA_U8 ? 1 : 4;
-    size_t sample_bytes = (size_t)l->info.sample_elems * elem;
+    elem = l->info.dtype == DATA_U8 ? 1 : 4;
+    sample_bytes = (size_t)l->info.sample_elems * elem;
     l->x_bytes = (size_t)l->cap * sample_bytes;
     l->y_bytes = (size_t)l->cap * sizeof(int32_t);
 
     /* Whole /images + /labels within the cache budget: read once on first use. */
-    uint64_t total = (uint64_t)n * sample_bytes + (uint64_t)n * sizeof(int32_t);
-    int use_cache = cfg->cache_bytes > 0 && total <= (uint64_t)cfg->cache_bytes;
+    total = (uint64_t)n * sample_bytes + (uint64_t)n * sizeof(int32_t);
+    use_cache = cfg->cache_bytes > 0 && total <= (uint64_t)cfg->cache_bytes;
     if (data_reader_init(&l->reader, l->path, &l->h5, &l->info, l->cap, use_cache, err, errlen))
         goto fail;
 
+buffers:
+    n = l->info.n;
     l->indices = malloc((size_t)l->cap * sizeof *l->indices);
     if (l->cfg.mode == DATA_TRAIN && l->cfg.shuffle)
         l->perm = malloc((size_t)n * sizeof *l->perm);
@@ -376,6 +451,8 @@ void data_loader_close(data_loader *l) {
         host_free(&l->cfg, l->slots[i].y);
     }
     data_reader_free(&l->reader);
+    data_token_reader_free(&l->tokens);
+    free(l->starts);
     data_h5_scope scope;
     data_h5_begin(&scope);
     data_schema_close(&l->h5);

@@ -501,6 +501,122 @@ done:
     return rc;
 }
 
+/* ---- token datasets ---- */
+
+/* A scalar string attribute (fixed or variable length) into buf; 0, or -1 with err. */
+static int read_string_attr(const char *path, hid_t obj, const char *where, const char *name,
+                            char *buf, size_t len, char *err, size_t errlen) {
+    hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t type = attr >= 0 ? H5Aget_type(attr) : H5I_INVALID_HID;
+    hid_t space = attr >= 0 ? H5Aget_space(attr) : H5I_INVALID_HID;
+    hid_t memtype = H5I_INVALID_HID;
+    int rc = -1;
+    buf[0] = '\0';
+    if (attr < 0 || type < 0 || space < 0 || H5Tget_class(type) != H5T_STRING ||
+        H5Sget_simple_extent_npoints(space) != 1) {
+        data_errorf(err, errlen, "%s: attribute %s (on %s): expected one string", path, name,
+                    where);
+        goto done;
+    }
+    memtype = H5Tcopy(H5T_C_S1);
+    if (memtype >= 0) H5Tset_cset(memtype, H5Tget_cset(type));   /* h5py writes UTF-8 */
+    if (H5Tis_variable_str(type) > 0) {
+        char *v = NULL;
+        if (memtype < 0 || H5Tset_size(memtype, H5T_VARIABLE) < 0 || H5Aread(attr, memtype, &v) < 0) {
+            data_errorf(err, errlen, "%s: attribute %s (on %s): cannot be read", path, name, where);
+            goto done;
+        }
+        snprintf(buf, len, "%s", v ? v : "");
+        H5free_memory(v);
+    } else {
+        size_t n = H5Tget_size(type);
+        char *tmp = n > 0 && n < 4096 ? calloc(1, n + 1) : NULL;
+        if (!tmp || memtype < 0 || H5Tset_size(memtype, n) < 0 || H5Aread(attr, memtype, tmp) < 0) {
+            free(tmp);
+            data_errorf(err, errlen, "%s: attribute %s (on %s): cannot be read", path, name, where);
+            goto done;
+        }
+        snprintf(buf, len, "%s", tmp);
+        free(tmp);
+    }
+    rc = 0;
+done:
+    close_hid(&memtype, H5Tclose);
+    close_hid(&space, H5Sclose);
+    close_hid(&type, H5Tclose);
+    close_hid(&attr, H5Aclose);
+    return rc;
+}
+
+/* /tokens uint16 or int32 [T] with vocab_size (on / or /tokens); h->images holds /tokens. */
+static int check_tokens(const char *path, hid_t file, hid_t tokens, data_info *info, char *err,
+                        size_t errlen) {
+    char what[224];
+    describe(tokens, what, sizeof what);
+    hid_t type = H5Dget_type(tokens), space = H5Dget_space(tokens);
+    int rc = -1;
+    if (type < 0 || space < 0) {
+        data_errorf(err, errlen, "%s: dataset /tokens: cannot read its type and shape", path);
+        goto done;
+    }
+    int nd = H5Sget_simple_extent_ndims(space);
+    hsize_t dims[1] = {0};
+    int u16 = H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 2 &&
+              H5Tget_sign(type) == H5T_SGN_NONE;
+    int i32 = H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 4 &&
+              H5Tget_sign(type) == H5T_SGN_2;
+    if ((!u16 && !i32) || nd != 1 || H5Sget_simple_extent_dims(space, dims, NULL) != 1) {
+        data_errorf(err, errlen, "%s: dataset /tokens: expected uint16 or int32 [T] token ids, "
+                    "found %s", path, what);
+        goto done;
+    }
+    if (check_storage(path, "tokens", tokens, err, errlen)) goto done;
+    info->kind = DATA_TOKENS;
+    info->n_tokens = (int64_t)dims[0];
+    info->n = info->n_tokens;
+    info->token_bits = u16 ? 16 : 32;
+    info->dtype = DATA_I32;
+    info->sample_ndim = 0;
+    info->eot_token = -1;
+    attr_home homes[2] = {{file, "/"}, {tokens, "/tokens"}};
+    int at = find_attr(homes, 2, "vocab_size");
+    if (at < 0) {
+        data_errorf(err, errlen, "%s: attribute vocab_size: not found on / or /tokens (expected "
+                    "the vocabulary size, e.g. f.attrs[\"vocab_size\"] = 50257)", path);
+        goto done;
+    }
+    long long v = 0;
+    if (read_number_attr(path, homes[at], "vocab_size", 1, H5T_NATIVE_LLONG, &v, err, errlen))
+        goto done;
+    if (v < 1 || v > INT32_MAX || (u16 && v > 65536)) {
+        data_errorf(err, errlen, "%s: attribute vocab_size (on %s): %lld is out of range (1 to "
+                    "%s)", path, homes[at].where, v, u16 ? "65536 for uint16 /tokens; store "
+                    "int32 tokens for larger vocabularies" : "2147483647");
+        goto done;
+    }
+    info->vocab_size = v;
+    if ((at = find_attr(homes, 2, "eot_token")) >= 0) {
+        long long e = -1;
+        if (read_number_attr(path, homes[at], "eot_token", 1, H5T_NATIVE_LLONG, &e, err, errlen))
+            goto done;
+        if (e < 0 || e >= v) {
+            data_errorf(err, errlen, "%s: attribute eot_token (on %s): %lld is outside the "
+                        "vocabulary [0, %lld)", path, homes[at].where, e, v);
+            goto done;
+        }
+        info->eot_token = e;
+    }
+    if ((at = find_attr(homes, 2, "tokenizer")) >= 0 &&
+        read_string_attr(path, homes[at].obj, homes[at].where, "tokenizer", info->tokenizer,
+                         sizeof info->tokenizer, err, errlen))
+        goto done;
+    rc = 0;
+done:
+    close_hid(&space, H5Sclose);
+    close_hid(&type, H5Tclose);
+    return rc;
+}
+
 int data_schema_open(const char *path, data_info *info, data_h5_file *h, int32_t **labels_out,
                      char *err, size_t errlen) {
     memset(info, 0, sizeof *info);
@@ -530,8 +646,18 @@ int data_schema_open(const char *path, data_info *info, data_h5_file *h, int32_t
                     path, detail);
         goto fail;
     }
+    /* told by contents: /tokens without /images is a language-model dataset */
+    if (H5Lexists(h->file, "tokens", H5P_DEFAULT) > 0 &&
+        H5Lexists(h->file, "images", H5P_DEFAULT) <= 0) {
+        h->images = open_dataset(h->file, path, "tokens", "uint16 or int32 [T] token ids", err,
+                                 errlen);
+        if (h->images < 0 || check_tokens(path, h->file, h->images, info, err, errlen)) goto fail;
+        h->images_memtype = H5T_NATIVE_INT32;
+        return 0;
+    }
     h->images = open_dataset(h->file, path, "images",
-                             "uint8 or float32 with 2 to 4 dims [N,...]", err, errlen);
+                             "uint8 or float32 with 2 to 4 dims [N,...] (or /tokens for a "
+                             "language-model dataset)", err, errlen);
     if (h->images < 0) goto fail;
     if (check_images(path, h->images, info, &h->images_memtype, err, errlen)) goto fail;
     labels = open_dataset(h->file, path, "labels", "integer [N] class labels", err, errlen);

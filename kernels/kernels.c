@@ -115,6 +115,15 @@ int kern_memory_info(kern_ctx *k, size_t *free_bytes, size_t *total_bytes) {
     return -1;
 }
 
+int kern_device_name(kern_ctx *k, char *buf, size_t len) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) return kcuda_device_name(k->cuda, buf, len);
+#endif
+    (void)k;
+    if (len) buf[0] = '\0';
+    return -1;
+}
+
 void *kern_native_stream(kern_ctx *k) {
 #ifdef HARNESS_HAVE_CUDA
     if (k->backend == KERN_CUDA) return kcuda_native_stream(k->cuda);
@@ -590,4 +599,170 @@ void kern_batchnorm_backward(kern_ctx *k, float *din, const float *dout, const f
 #endif
     default: break;
     }
+}
+
+/* ---- batch uploads, dropout over rows, the optimizer's device-side verdict, batch-norm
+ * parameter gradients (the GPU step without host round trips) ---- */
+
+int kern_upload_reserve(kern_ctx *k, size_t bytes, char *err, size_t errlen) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) return kcuda_upload_reserve(k->cuda, bytes, err, errlen);
+#endif
+    (void)k; (void)bytes; (void)err; (void)errlen;
+    return 0;   /* the CPU copies straight from the host buffer */
+}
+
+void kern_upload(kern_ctx *k, int n, void *const dst[], const void *const host_src[],
+                 const size_t bytes[]) {
+    switch (k->backend) {
+    case KERN_CPU:
+        for (int i = 0; i < n; i++) kcpu_to_device(k->cpu, dst[i], host_src[i], bytes[i]);
+        break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_upload(k->cuda, n, dst, host_src, bytes); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_dropout_forward_rows(kern_ctx *k, float *out, uint8_t *mask, const float *in,
+                               int64_t rows, int64_t row_elems, float p, uint64_t seed,
+                               uint64_t step_id, int64_t first_row, int layer) {
+    switch (k->backend) {
+    case KERN_CPU:
+        kcpu_dropout_forward_rows(k->cpu, out, mask, in, rows, row_elems, p, seed, step_id,
+                                  first_row, layer);
+        break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA:
+        kcuda_dropout_forward_rows(k->cuda, out, mask, in, rows, row_elems, p, seed, step_id,
+                                   first_row, layer);
+        break;
+#endif
+    default: break;
+    }
+}
+
+void kern_grad_stats(kern_ctx *k, double *gstate, const float *grads, int64_t n,
+                     float clip_norm, int max_run, int64_t step) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_grad_stats(k->cpu, gstate, grads, n, clip_norm, max_run, step); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_grad_stats(k->cuda, gstate, grads, n, clip_norm, max_run, step); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_sgd_update_guarded(kern_ctx *k, float *param, float *buf, const float *grad,
+                             int64_t n, float lr, float momentum, float weight_decay,
+                             int nesterov, const double *gstate, int64_t t_plus) {
+    switch (k->backend) {
+    case KERN_CPU:
+        kcpu_sgd_update_guarded(k->cpu, param, buf, grad, n, lr, momentum, weight_decay,
+                                nesterov, gstate, t_plus);
+        break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA:
+        kcuda_sgd_update_guarded(k->cuda, param, buf, grad, n, lr, momentum, weight_decay,
+                                 nesterov, gstate, t_plus);
+        break;
+#endif
+    default: break;
+    }
+}
+
+void kern_adamw_update_guarded(kern_ctx *k, float *param, float *m, float *v,
+                               const float *grad, int64_t n, float lr, float beta1,
+                               float beta2, float eps, float weight_decay,
+                               const double *gstate, int64_t t_plus) {
+    switch (k->backend) {
+    case KERN_CPU:
+        kcpu_adamw_update_guarded(k->cpu, param, m, v, grad, n, lr, beta1, beta2, eps,
+                                  weight_decay, gstate, t_plus);
+        break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA:
+        kcuda_adamw_update_guarded(k->cuda, param, m, v, grad, n, lr, beta1, beta2, eps,
+                                   weight_decay, gstate, t_plus);
+        break;
+#endif
+    default: break;
+    }
+}
+
+void kern_batchnorm_param_grads(kern_ctx *k, float *dgamma, float *dbeta, const double *red,
+                                int C) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_batchnorm_param_grads(k->cpu, dgamma, dbeta, red, C); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_batchnorm_param_grads(k->cuda, dgamma, dbeta, red, C); break;
+#endif
+    default: break;
+    }
+}
+
+/* ---- language models ---- */
+
+size_t kern_gpt_workspace(kern_ctx *k, int B, int T, int C, int NH, int V) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) { return kcuda_gpt_workspace(k->cuda, B, T, C, NH, V); }
+#endif
+    return kcpu_gpt_workspace(k->cpu, B, T, C, NH, V);
+}
+
+void kern_embedding_forward(kern_ctx *k, float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T, int C) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) { kcuda_embedding_forward(k->cuda, out, tokens, wte, wpe, B, T, C); return; }
+#endif
+    kcpu_embedding_forward(k->cpu, out, tokens, wte, wpe, B, T, C);
+}
+
+void kern_embedding_backward(kern_ctx *k, float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C, int V, void *workspace) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) { kcuda_embedding_backward(k->cuda, dwte, dwpe, dout, tokens, B, T, C, V, workspace); return; }
+#endif
+    kcpu_embedding_backward(k->cpu, dwte, dwpe, dout, tokens, B, T, C, V, workspace);
+}
+
+void kern_layernorm_forward(kern_ctx *k, float *out, float *mean_rstd, const float *x, const float *w, const float *b, int N, int C, float eps) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) { kcuda_layernorm_forward(k->cuda, out, mean_rstd, x, w, b, N, C, eps); return; }
+#endif
+    kcpu_layernorm_forward(k->cpu, out, mean_rstd, x, w, b, N, C, eps);
+}
+
+void kern_layernorm_backward(kern_ctx *k, float *din, float *dw, float *db, const float *dout, const float *x, const float *mean_rstd, const float *w, int N, int C, void *workspace) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) { kcuda_layernorm_backward(k->cuda, din, dw, db, dout, x, mean_rstd, w, N, C, workspace); return; }
+#endif
+    kcpu_layernorm_backward(k->cpu, din, dw, db, dout, x, mean_rstd, w, N, C, workspace);
+}
+
+void kern_attention_forward(kern_ctx *k, float *out, float *att, const float *qkv, int B, int T, int C, int NH, void *workspace) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) { kcuda_attention_forward(k->cuda, out, att, qkv, B, T, C, NH, workspace); return; }
+#endif
+    kcpu_attention_forward(k->cpu, out, att, qkv, B, T, C, NH, workspace);
+}
+
+void kern_attention_backward(kern_ctx *k, float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH, void *workspace) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) { kcuda_attention_backward(k->cuda, dqkv, dout, qkv, att, B, T, C, NH, workspace); return; }
+#endif
+    kcpu_attention_backward(k->cpu, dqkv, dout, qkv, att, B, T, C, NH, workspace);
+}
+
+void kern_attention_decode(kern_ctx *k, float *out, const float *q, const float *kcache, const float *vcache, int B, int t, int Tmax, int C, int NH, void *workspace) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) { kcuda_attention_decode(k->cuda, out, q, kcache, vcache, B, t, Tmax, C, NH, workspace); return; }
+#endif
+    kcpu_attention_decode(k->cpu, out, q, kcache, vcache, B, t, Tmax, C, NH, workspace);
+}
+
+void kern_softmax_xent_acc(kern_ctx *k, float *losses, float *dlogits, double *acc, const float *logits, const int32_t *labels, int B, int C, int ld, float grad_scale) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) { kcuda_softmax_xent_acc(k->cuda, losses, dlogits, acc, logits, labels, B, C, ld, grad_scale); return; }
+#endif
+    kcpu_softmax_xent_acc(k->cpu, losses, dlogits, acc, logits, labels, B, C, ld, grad_scale);
 }

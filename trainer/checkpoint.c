@@ -17,7 +17,6 @@
 
 #include "fsutil.h"
 
-#define MAX_TENSORS MODEL_MAX_TENSORS
 #define CHUNK_ELEMS (1 << 20)   /* at most 4 MiB per chunk (HDF5 chunks are limited to 4 GiB) */
 
 static int errorf(char *err, size_t errlen, const char *fmt, ...)
@@ -303,8 +302,8 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", final, (long)getpid());
 
     /* host copies of what lives on the backend */
-    model_tensor t[MAX_TENSORS];
-    int nt = model_tensors(m, t, MAX_TENSORS);
+    const model_tensor *t = m->tensors;
+    int nt = m->n_tensors;
     const char *snames[2];
     float *sbufs[2];
     int ns = optim_states(o, snames, sbufs);
@@ -490,8 +489,8 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
     int rc = read_meta(f, path, &s, &opt_name, &config, err, errlen);
     float *host = NULL;
     hid_t gp = -1, go = -1, gb = -1;
-    model_tensor t[MAX_TENSORS];
-    int nt = model_tensors(m, t, MAX_TENSORS);
+    const model_tensor *t = m->tensors;
+    int nt = m->n_tensors;
     const char *snames[2];
     float *sbufs[2];
     int ns = o ? optim_states(o, snames, sbufs) : 0;

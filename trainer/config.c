@@ -36,6 +36,13 @@ void config_defaults(config *c) {
     add_layer(c, LAYER_RELU, 0);
     add_layer(c, LAYER_LINEAR, 10);
     strcpy(c->init, "kaiming_uniform");
+    c->gpt_layers = 0;   /* off: model.layers is the model */
+    c->gpt_heads = 12;   /* the rest: GPT-2 small (124M) */
+    c->gpt_dim = 768;
+    c->gpt_context = 1024;
+    c->gpt_dropout = 0.0f;
+    c->gpt_bias = 1;
+    c->gpt_tie = 1;
 
     c->epochs = 10;
     c->steps = 0;
@@ -84,7 +91,7 @@ static int check_layers(const config *c, char *err, size_t errlen) {
         char display[48];
         snprintf(display, sizeof display, "model.layers[%d].type", i);
         if (config_key_check(&config_layer_keys[LAYER_KEY_TYPE], l, display, err, errlen)) return -1;
-        if (l->type == LAYER_LINEAR) n_linear++;
+        if (l->type == LAYER_LINEAR || l->type == LAYER_LM_HEAD) n_linear++;
         unsigned takes = config_layer_rules[l->type].takes;
         for (size_t j = 1; j < config_n_layer_keys; j++) {
             if (!(takes & (1u << j))) continue;
@@ -117,8 +124,8 @@ static int check_layers(const config *c, char *err, size_t errlen) {
         return -1;
     }
     layer_type last = c->layers[c->n_layers - 1].type;
-    if (last != LAYER_LINEAR) {
-        snprintf(err, errlen, "model.layers: the last layer must be linear (it produces the logits), got %s",
+    if (last != LAYER_LINEAR && last != LAYER_LM_HEAD) {
+        snprintf(err, errlen, "model.layers: the last layer must be linear or lm_head (it produces the logits), got %s",
                  layer_type_name(last));
         return -1;
     }
@@ -127,10 +134,18 @@ static int check_layers(const config *c, char *err, size_t errlen) {
 
 int config_validate(const config *c, char *err, size_t errlen) {
     for (size_t i = 0; i < config_n_keys; i++)
-        if (config_keys[i].kind != CK_LAYERS &&
+        if (config_keys[i].kind != CK_LAYERS && config_keys[i].kind != CK_GROUP &&
             config_key_check(&config_keys[i], c, config_keys[i].name, err, errlen))
             return -1;
-    if (check_layers(c, err, errlen)) return -1;
+    if (c->gpt_layers > 0) {
+        if (c->gpt_dim % c->gpt_heads != 0) {
+            snprintf(err, errlen, "model.gpt.heads: %d heads do not divide model.gpt.dim %d",
+                     c->gpt_heads, c->gpt_dim);
+            return -1;
+        }
+    } else if (check_layers(c, err, errlen)) {
+        return -1;
+    }
     if (c->run_dir[0] == '\0') {
         snprintf(err, errlen, "run.dir: must not be empty");
         return -1;

@@ -11,13 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CFG_MAX_LAYERS 64
+/* Explicit layer lists (model.layers); presets (model.gpt) expand into lists of any length. */
+#define CFG_MAX_LAYERS 256
 #define CFG_PATH_MAX 1024
 
 typedef enum {
     LAYER_FLATTEN, LAYER_LINEAR, LAYER_RELU, LAYER_GELU, LAYER_DROPOUT,
     LAYER_CONV2D, LAYER_MAXPOOL2D, LAYER_AVGPOOL2D, LAYER_GLOBAL_AVGPOOL, LAYER_BATCHNORM2D,
     LAYER_RESIDUAL_START, LAYER_RESIDUAL_END,
+    LAYER_EMBEDDING, LAYER_LAYERNORM, LAYER_ATTENTION, LAYER_LM_HEAD,
     LAYER_TYPE_COUNT
 } layer_type;
 
@@ -38,6 +40,13 @@ typedef struct {
     float momentum;    /* batchnorm2d: running statistics update (default 0.1) */
     int sync;          /* batchnorm2d: statistics over the whole global batch (all ranks) */
     int project;       /* residual_end: 1x1 convolution on the shortcut */
+    int heads;         /* attention: number of heads (divides the features) */
+    int context;       /* embedding: positions of the learned position embedding (0 = none) */
+    int tie;           /* lm_head: reuse the token embedding's weight (default 1) */
+    /* Set by presets, not config keys: the parameter name prefix ("" = "layers.I") and the
+     * std of the weights' normal init (0 = model.init's rule). */
+    char name[48];
+    float init_std;
 } layer_config;
 
 typedef enum { OPT_SGD, OPT_ADAMW } optimizer_type;
@@ -67,6 +76,17 @@ typedef struct {
     int n_layers;                  /* model.layers: a YAML sequence of maps {type: ..., ...} */
     layer_config layers[CFG_MAX_LAYERS];
     char init[16];                 /* model.init: "kaiming_uniform" (PyTorch nn.Linear default) */
+    /* model.gpt: a GPT-2 style transformer that replaces model.layers when gpt_layers > 0:
+     * token + position embedding, gpt_layers pre-norm blocks (attention, MLP 4x), final
+     * layer norm, a language-model head (tied to the token embedding unless told otherwise);
+     * the vocabulary comes from the dataset, padded to a multiple of 64. */
+    int gpt_layers;                /* model.gpt.layers */
+    int gpt_heads;                 /* model.gpt.heads */
+    int gpt_dim;                   /* model.gpt.dim */
+    int gpt_context;               /* model.gpt.context */
+    float gpt_dropout;             /* model.gpt.dropout */
+    int gpt_bias;                  /* model.gpt.bias: biases in linear layers and layer norms */
+    int gpt_tie;                   /* model.gpt.tie_embeddings */
 
     /* train.* */
     int64_t epochs;                /* train.epochs (used when train.steps is 0) */

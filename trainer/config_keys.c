@@ -22,7 +22,8 @@ static const char *const nonfinite_names[] = {"stop", "skip", NULL};
 static const char *const init_names[] = {"kaiming_uniform", "normal", NULL};
 const char *const config_layer_names[] = {"flatten", "linear", "relu", "gelu", "dropout",
                                           "conv2d", "maxpool2d", "avgpool2d", "global_avgpool",
-                                          "batchnorm2d", "residual_start", "residual_end", NULL};
+                                          "batchnorm2d", "residual_start", "residual_end",
+                                          "embedding", "layernorm", "attention", "lm_head", NULL};
 _Static_assert(sizeof config_layer_names / sizeof config_layer_names[0] == LAYER_TYPE_COUNT + 1,
                "a name for every layer type");
 
@@ -52,6 +53,14 @@ const config_key config_keys[] = {
 
     {.name = "model.layers", .kind = CK_LAYERS, FIELD(layers)},
     {.name = "model.init", .kind = CK_NAME, FIELD(init), .names = init_names},
+    {.name = "model.gpt", .kind = CK_GROUP},
+    {.name = "model.gpt.layers", .kind = CK_INT, FIELD(gpt_layers), .imin = 0, .imax = 4096},
+    {.name = "model.gpt.heads", .kind = CK_INT, FIELD(gpt_heads), .imin = 1, .imax = 4096},
+    {.name = "model.gpt.dim", .kind = CK_INT, FIELD(gpt_dim), .imin = 1, .imax = 1 << 16},
+    {.name = "model.gpt.context", .kind = CK_INT, FIELD(gpt_context), .imin = 1, .imax = 1 << 20},
+    {.name = "model.gpt.dropout", .kind = CK_FLOAT, FIELD(gpt_dropout), .fmin = 0, .fmax = 1, .fmax_open = 1},
+    {.name = "model.gpt.bias", .kind = CK_BOOL, FIELD(gpt_bias)},
+    {.name = "model.gpt.tie_embeddings", .kind = CK_BOOL, FIELD(gpt_tie)},
 
     {.name = "train.epochs", .kind = CK_I64, FIELD(epochs), .imin = 0, .imax = INT64_MAX},
     {.name = "train.steps", .kind = CK_I64, FIELD(steps), .imin = 0, .imax = INT64_MAX},
@@ -101,6 +110,9 @@ const config_key config_layer_keys[] = {
     {.name = "momentum", .kind = CK_FLOAT, LAYER_FIELD(momentum), .fmin = 0, .fmax = 1},
     {.name = "sync", .kind = CK_BOOL, LAYER_FIELD(sync)},
     {.name = "project", .kind = CK_BOOL, LAYER_FIELD(project)},
+    {.name = "heads", .kind = CK_INT, LAYER_FIELD(heads), .imin = 1, .imax = 4096},
+    {.name = "context", .kind = CK_INT, LAYER_FIELD(context), .imin = 0, .imax = 1 << 20},
+    {.name = "tie", .kind = CK_BOOL, LAYER_FIELD(tie)},
 };
 const size_t config_n_layer_keys = sizeof config_layer_keys / sizeof config_layer_keys[0];
 _Static_assert(sizeof config_layer_keys / sizeof config_layer_keys[0] == LAYER_KEY_COUNT,
@@ -121,6 +133,10 @@ const layer_key_rule config_layer_rules[LAYER_TYPE_COUNT] = {
     [LAYER_BATCHNORM2D] = {K(TYPE) | K(EPS) | K(MOMENTUM) | K(SYNC), K(TYPE)},
     [LAYER_RESIDUAL_START] = {K(TYPE), K(TYPE)},
     [LAYER_RESIDUAL_END] = {K(TYPE) | K(PROJECT), K(TYPE)},
+    [LAYER_EMBEDDING] = {K(TYPE) | K(OUT) | K(CONTEXT), K(TYPE) | K(OUT)},
+    [LAYER_LAYERNORM] = {K(TYPE) | K(EPS) | K(BIAS), K(TYPE)},
+    [LAYER_ATTENTION] = {K(TYPE) | K(HEADS), K(TYPE) | K(HEADS)},
+    [LAYER_LM_HEAD] = {K(TYPE) | K(TIE), K(TYPE)},
 };
 #undef K
 
@@ -135,6 +151,7 @@ void config_layer_fill_defaults(layer_config *l, unsigned given) {
     d.groups = 1;
     d.eps = 1e-5f;      /* torch.nn.BatchNorm2d */
     d.momentum = 0.1f;
+    d.tie = 1;
     unsigned takes = (int)l->type >= 0 && l->type < LAYER_TYPE_COUNT ? config_layer_rules[l->type].takes : 1u;
     for (size_t i = 1; i < config_n_layer_keys; i++) {
         const config_key *k = &config_layer_keys[i];
@@ -256,7 +273,7 @@ static int is_yaml_null(const char *text, size_t len) {
 
 static int expected(const config_key *k, const char *display, const char *text, size_t len,
                     const char *extra, char *err, size_t errlen) {
-    char what[160], got[64];
+    char what[320], got[64];
     config_key_describe(k, what, sizeof what);
     config_quote_input(text, len, got, sizeof got);
     snprintf(err, errlen, "%s: expected %s, got '%s'%s", display, what, got, extra);
@@ -334,6 +351,7 @@ int config_key_parse(const config_key *k, void *base, const char *display, const
         return 0;
     }
     case CK_LAYERS:
+    case CK_GROUP:
         return expected(k, display, text, len, "", err, errlen);
     }
     return expected(k, display, text, len, "", err, errlen);
@@ -366,6 +384,7 @@ int config_key_check(const config_key *k, const void *base, const char *display,
     }
     case CK_U64:
     case CK_LAYERS:
+    case CK_GROUP:
         break;
     case CK_FLOAT: {
         float f;
@@ -440,6 +459,9 @@ void config_key_describe(const config_key *k, char *buf, size_t n) {
         return;
     case CK_LAYERS:
         snprintf(buf, n, "a sequence of layers like [{type: linear, out: 10}]");
+        return;
+    case CK_GROUP:
+        snprintf(buf, n, "a mapping like {layers: 12, heads: 12, dim: 768, context: 1024}");
         return;
     }
     snprintf(buf, n, "a value");
@@ -521,6 +543,7 @@ void config_key_format(const config_key *k, const void *base, char *buf, size_t 
         return;
     }
     case CK_LAYERS:
+    case CK_GROUP:
         snprintf(buf, n, "[...]");
         return;
     }

@@ -23,6 +23,7 @@ typedef enum {
     CK_ENUM,     /* an enum (int-sized): index into names[] */
     CK_TRISTATE, /* int -1 (auto) / 1 (true) / 0 (false) */
     CK_LAYERS,   /* model.layers: n_layers + layers[] */
+    CK_GROUP,    /* model.gpt: a mapping of the keys named "model.gpt.*" (no field) */
 } config_kind;
 
 typedef struct {
@@ -40,7 +41,8 @@ typedef struct {
 enum {
     LAYER_KEY_TYPE, LAYER_KEY_OUT, LAYER_KEY_BIAS, LAYER_KEY_P, LAYER_KEY_KERNEL,
     LAYER_KEY_STRIDE, LAYER_KEY_PADDING, LAYER_KEY_DILATION, LAYER_KEY_GROUPS, LAYER_KEY_EPS,
-    LAYER_KEY_MOMENTUM, LAYER_KEY_SYNC, LAYER_KEY_PROJECT, LAYER_KEY_COUNT
+    LAYER_KEY_MOMENTUM, LAYER_KEY_SYNC, LAYER_KEY_PROJECT, LAYER_KEY_HEADS, LAYER_KEY_CONTEXT,
+    LAYER_KEY_TIE, LAYER_KEY_COUNT
 };
 
 /* Which layer keys a layer type takes and which it needs: bit i = config_layer_keys[i]. */

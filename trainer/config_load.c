@@ -249,7 +249,7 @@ static int read_layer(reader *r, int index, layer_config *out) {
         key_line[which] = line;
         if (next(r)) return -1;
         if (r->event.type != YAML_SCALAR_EVENT) {
-            char wanted[160];
+            char wanted[320];
             config_key_describe(k, wanted, sizeof wanted);
             return unexpected(r, keyname, wanted);
         }
@@ -316,10 +316,50 @@ static int read_layers(reader *r, config *c) {
     return 0;
 }
 
+static int read_value(reader *r, config *c, const config_key *k);
+
+/* A group such as model.gpt: a mapping of the keys "GROUP.name"; the current event is its
+ * MAPPING_START.  Each key may appear once. */
+static int read_group(reader *r, config *c, const config_key *group) {
+    size_t glen = strlen(group->name), seen[16] = {0};
+    for (;;) {
+        if (next(r)) return -1;
+        if (r->event.type == YAML_MAPPING_END_EVENT) return 0;
+        size_t line = event_line(r);
+        if (r->event.type != YAML_SCALAR_EVENT) return unexpected(r, group->name, "a key name");
+        const char *name = scalar_text(r);
+        size_t len = scalar_len(r);
+        char full[128];
+        const config_key *k = NULL;
+        if (glen + 1 + len < sizeof full) {
+            memcpy(full, group->name, glen);
+            full[glen] = '.';
+            memcpy(full + glen + 1, name, len);
+            k = config_key_find(config_keys, config_n_keys, full, glen + 1 + len);
+        }
+        if (!k) {
+            char shown[64], keyname[96];
+            config_quote_input(name, len, shown, sizeof shown);
+            snprintf(keyname, sizeof keyname, "%s.%s", group->name, shown);
+            const char *suggestion = glen + 1 + len < sizeof full ? suggest_key(full, glen + 1 + len) : NULL;
+            return unknown_key(r, line, keyname, suggestion, "");
+        }
+        size_t which = (size_t)(k - group) % 16;
+        if (seen[which])
+            return fail(r, line, "duplicate key '%s' (first on line %zu)", k->name, seen[which]);
+        seen[which] = line;
+        if (next(r) || read_value(r, c, k)) return -1;
+    }
+}
+
 /* The value of key k; the current event is its first. */
 static int read_value(reader *r, config *c, const config_key *k) {
-    char wanted[160];
+    char wanted[320];
     config_key_describe(k, wanted, sizeof wanted);
+    if (k->kind == CK_GROUP) {
+        if (r->event.type != YAML_MAPPING_START_EVENT) return unexpected(r, k->name, wanted);
+        return read_group(r, c, k);
+    }
     if (k->kind == CK_LAYERS) {
         if (r->event.type != YAML_SEQUENCE_START_EVENT) return unexpected(r, k->name, wanted);
         return read_layers(r, c);
@@ -389,6 +429,13 @@ static int read_sections(reader *r, config *c) {
         if (next(r)) return -1;
         if (r->event.type == YAML_MAPPING_START_EVENT) {
             if (read_section(r, c, config_sections[s], key_line)) return -1;
+            const config_key *layers = config_key_find(config_keys, config_n_keys, "model.layers", 12);
+            const config_key *gpt = config_key_find(config_keys, config_n_keys, "model.gpt", 9);
+            if (layers && gpt && key_line[layers - config_keys] && key_line[gpt - config_keys] &&
+                c->n_layers > 0 && c->gpt_layers > 0)
+                return fail(r, key_line[gpt - config_keys], "model.gpt and model.layers are "
+                            "alternatives (model.layers is on line %zu); give one of them",
+                            key_line[layers - config_keys]);
         } else if (!is_empty_scalar(r)) {
             return unexpected(r, config_sections[s], "a mapping of keys");
         }

@@ -134,9 +134,17 @@ char *config_to_yaml(const config *c) {
             section = k->name;
             section_len = len;
         }
-        append(&b, "  %s:", leaf);
+        if (k->kind == CK_GROUP) {   /* model.gpt: its keys follow, one level deeper */
+            append(&b, "  %s:\n", leaf);
+            continue;
+        }
+        const char *sub = strchr(leaf, '.');
+        if (sub) append(&b, "    %s:", sub + 1);
+        else append(&b, "  %s:", leaf);
         if (k->kind == CK_LAYERS) {
-            int n = c->n_layers < 0 ? 0 : c->n_layers > CFG_MAX_LAYERS ? CFG_MAX_LAYERS : c->n_layers;
+            /* a preset (model.gpt) replaces the list */
+            int n = c->n_layers < 0 || c->gpt_layers > 0 ? 0
+                    : c->n_layers > CFG_MAX_LAYERS ? CFG_MAX_LAYERS : c->n_layers;
             append(&b, n ? "\n" : " []\n");
             for (int j = 0; j < n; j++) append_layer(&b, &c->layers[j]);
         } else if (k->kind == CK_STRING || (k->kind == CK_NAME && !is_plain_name((const char *)c + k->offset, k->size))) {

@@ -5,11 +5,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+
 #include "comm.h"
 #include "checkpoint.h"
 #include "config.h"
 #include "data.h"
+#include "tokenizer.h"
 #include "fsutil.h"
+#include "generate.h"
 #include "kernels.h"
 #include "train.h"
 
@@ -25,13 +29,31 @@ static const char *usage_main =
     "                                        train a model (run under mpirun for several ranks)\n"
     "  eval --checkpoint CKPT [--set KEY=VALUE]...\n"
     "                                        test loss and accuracy of a saved model\n"
+    "  generate --checkpoint CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K]\n"
+    "           [--seed S] [--set KEY=VALUE]...\n"
+    "                                        continue a text with a language model\n"
     "  inspect CKPT                          step, config, tensors (shapes, norms) of a checkpoint\n"
+    "  inspect FILE.h5                       a dataset: size, type; a token file decoded\n"
     "  devices [--count]                     the compute backends this build and machine offer\n"
     "  convert fashion-mnist [--src DIR] [--out DIR]\n"
     "                                        turn IDX files into HDF5 train.h5 / test.h5\n"
+    "  convert text FILE... --out DIR [--tokenizer bytes|gpt2] [--vocab DIR]\n"
+    "                                        tokenize text into DIR/train.h5 / val.h5\n"
+    "  convert tokens --from llmc|nanogpt FILE... --out FILE.h5 [--vocab-size N]\n"
+    "                                        import llm.c / nanoGPT token files\n"
     "  help [COMMAND]                        this text, or a command's\n"
     "\n"
     "`harness COMMAND --help` describes each command.  harness " HARNESS_VERSION "\n";
+
+static const char *usage_generate =
+    "usage: harness generate --checkpoint CKPT [--prompt TEXT] [--tokens N] [--temperature T]\n"
+    "                        [--top-k K] [--seed S] [--set KEY=VALUE]...\n"
+    "\n"
+    "Prints TEXT and its continuation by the language model saved in CKPT, one token at a time\n"
+    "through key-value caches.  The tokenizer is the one stored with the training data the\n"
+    "checkpoint names (data.train; --set data.train=PATH if it moved).  Defaults: --tokens 200,\n"
+    "--temperature 0.8 (0 = always the most likely token), --top-k 40 (0 = no limit), --seed 1.\n"
+    "Runs on the GPU when one is visible (run.device).\n";
 
 static const char *usage_train =
     "usage: harness train [CONFIG] [--set KEY=VALUE]... [--resume auto|none|CKPT]\n"
@@ -72,18 +94,43 @@ static const char *usage_eval =
     "starting point; --set overrides keys (e.g. --set data.test=other.h5).\n";
 
 static const char *usage_inspect =
-    "usage: harness inspect CKPT\n"
+    "usage: harness inspect CKPT | FILE.h5\n"
     "\n"
     "Prints a checkpoint's step, epoch, data cursor, world size, optimizer, every tensor's\n"
-    "name, shape and L2 norm, and the resolved config it was trained with.\n";
+    "name, shape and L2 norm, and the resolved config it was trained with.\n"
+    "On a token dataset: token count, dtype, vocabulary size, tokenizer, end-of-text id and\n"
+    "the first 256 tokens decoded; on an image dataset: samples, shape, classes.\n";
 
 static const char *usage_convert =
     "usage: harness convert fashion-mnist [--src DIR] [--out DIR]\n"
+    "       harness convert text FILE... --out DIR [--tokenizer bytes|gpt2] [--vocab DIR]\n"
+    "                                 [--val-fraction F]\n"
+    "       harness convert tokens --from llmc|nanogpt FILE... --out FILE.h5 [--vocab-size N]\n"
+    "                                 [--vocab DIR]\n"
     "\n"
-    "Reads the IDX files of Fashion-MNIST (train-images-idx3-ubyte[.gz] and the others) from\n"
-    "DIR (default /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist) and\n"
-    "writes OUT/train.h5 and OUT/test.h5 (default OUT: datasets/fashion-mnist) with /images\n"
-    "uint8 [N,28,28], /labels [N], and attributes num_classes, class_names, mean, std.\n";
+    "fashion-mnist: reads the IDX files of Fashion-MNIST (train-images-idx3-ubyte[.gz] and the\n"
+    "others) from DIR (default /usr/share/datasets/fashion-mnist, Debian's\n"
+    "dataset-fashion-mnist) and writes OUT/train.h5 and OUT/test.h5 (default OUT:\n"
+    "datasets/fashion-mnist) with /images uint8 [N,28,28], /labels [N], and attributes\n"
+    "num_classes, class_names, mean, std.\n"
+    "\n"
+    "text: tokenizes the files in order (each one document; with gpt2, <|endoftext|>\n"
+    "between them) into DIR/train.h5 and DIR/val.h5: /tokens [T] (uint16 up to 65536 ids,\n"
+    "else int32), attributes vocab_size, tokenizer, eot_token, and the tokenizer's tables.\n"
+    "  --tokenizer bytes  the UTF-8 bytes, vocabulary 256 (default)\n"
+    "  --tokenizer gpt2   GPT-2's byte-level BPE from --vocab DIR (DIR/encoder.json and\n"
+    "                     DIR/vocab.bpe; any vocabulary in that format)\n"
+    "  --val-fraction F   the last F of the tokens go to val.h5 (default 0.1; 0: no val.h5)\n"
+    "Shows progress on a terminal and a summary: bytes in, tokens out, tokens/s.\n"
+    "\n"
+    "tokens: imports other trainers' token files, concatenated in the order given, into one\n"
+    "token dataset FILE.h5.\n"
+    "  --from llmc        llm.c .bin shards (header magic 20240520, version 1; uint16 GPT-2\n"
+    "                     tokens, vocabulary 50257, tokenizer gpt2)\n"
+    "  --from nanogpt     nanoGPT train.bin / val.bin (raw uint16); needs --vocab-size\n"
+    "  --vocab-size N     the vocabulary size (every token is checked against it)\n"
+    "  --vocab DIR        store GPT-2-format tables (DIR/encoder.json, DIR/vocab.bpe) so that\n"
+    "                     the file decodes by itself\n";
 
 static const char *const fashion_classes[10] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -103,10 +150,16 @@ static void idx_path(char *out, size_t n, const char *dir, const char *name) {
     snprintf(out, n, "%s/%s", dir, name);
 }
 
+static int cmd_convert_text(int argc, char **argv);
+static int cmd_convert_tokens(int argc, char **argv);
+
 static int cmd_convert(int argc, char **argv) {
     if (wants_help(argc, argv)) { fputs(usage_convert, stdout); return 0; }
+    if (argc >= 3 && !strcmp(argv[2], "text")) return cmd_convert_text(argc, argv);
+    if (argc >= 3 && !strcmp(argv[2], "tokens")) return cmd_convert_tokens(argc, argv);
     if (argc < 3 || strcmp(argv[2], "fashion-mnist") != 0) {
-        fprintf(stderr, "harness convert: unknown or missing format%s%s (known: fashion-mnist)\n%s",
+        fprintf(stderr, "harness convert: unknown or missing format%s%s (known: fashion-mnist, "
+                "text, tokens)\n%s",
                 argc >= 3 ? " " : "", argc >= 3 ? argv[2] : "", usage_convert);
         return 1;
     }
@@ -145,6 +198,305 @@ static int cmd_convert(int argc, char **argv) {
                (long long)info.sample_shape[0], (long long)info.sample_shape[1], info.num_classes);
         data_info_free(&info);
     }
+    return 0;
+}
+
+/* ---- convert text / convert tokens / inspect of datasets ---- */
+
+/* Opens --vocab DIR's encoder.json and vocab.bpe. */
+static data_tokenizer *load_vocab_dir(const char *dir, const char *cmd) {
+    char enc[4200], bpe[4200], err[1024];
+    snprintf(enc, sizeof enc, "%s/encoder.json", dir);
+    snprintf(bpe, sizeof bpe, "%s/vocab.bpe", dir);
+    data_tokenizer *t = NULL;
+    if (data_tokenizer_gpt2(enc, bpe, &t, err, sizeof err) != 0) {
+        fprintf(stderr, "harness convert %s: %s\n", cmd, err);
+        return NULL;
+    }
+    return t;
+}
+
+/* Redrawn in place on a terminal; nothing otherwise (the summary follows). */
+static void text_progress(const data_convert_progress *p, void *user) {
+    (void)user;
+    double mib = (double)p->bytes_done / (1 << 20);
+    double rate = p->seconds > 0 ? (double)p->bytes_done / p->seconds / 1e6 : 0.0;
+    if (p->bytes_total > 0) {
+        double frac = (double)p->bytes_done / (double)p->bytes_total;
+        double eta = frac > 0 ? p->seconds * (1.0 - frac) / frac : 0.0;
+        fprintf(stderr, "\r  %.1f / %.1f MiB  %3.0f%%  %lld tokens  %.1f MB/s  ETA %.0f s   ", mib,
+                (double)p->bytes_total / (1 << 20), 100.0 * frac, (long long)p->tokens, rate, eta);
+    } else {
+        fprintf(stderr, "\r  %.1f MiB  %lld tokens  %.1f MB/s   ", mib, (long long)p->tokens, rate);
+    }
+}
+
+static void progress_done(void) { fputs("\r\033[K", stderr); }
+
+static int cmd_convert_text(int argc, char **argv) {
+    const char *out = NULL, *tokenizer = "bytes", *vocab = NULL;
+    double val_fraction = 0.1;
+    const char **files = calloc((size_t)argc, sizeof *files);
+    int n_files = 0;
+    if (files == NULL) return 1;
+    for (int i = 3; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--out") && v) { out = v; i++; }
+        else if (!strcmp(a, "--tokenizer") && v) { tokenizer = v; i++; }
+        else if (!strcmp(a, "--vocab") && v) { vocab = v; i++; }
+        else if (!strcmp(a, "--val-fraction") && v) {
+            char *end = NULL;
+            val_fraction = strtod(v, &end);
+            if (*end || !(val_fraction >= 0.0 && val_fraction < 1.0)) {
+                fprintf(stderr, "harness convert text: --val-fraction needs a number in [0, 1), "
+                        "got '%s'\n", v);
+                free(files);
+                return 1;
+            }
+            i++;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "harness convert text: unknown option or missing value '%s'\n%s", a,
+                    usage_convert);
+            free(files);
+            return 1;
+        } else {
+            files[n_files++] = a;
+        }
+    }
+    const char *problem = n_files == 0 ? "no input FILE given"
+                          : out == NULL ? "--out DIR is required"
+                          : strcmp(tokenizer, "bytes") && strcmp(tokenizer, "gpt2")
+                              ? "--tokenizer must be bytes or gpt2"
+                          : !strcmp(tokenizer, "gpt2") && !vocab
+                              ? "--tokenizer gpt2 needs --vocab DIR (encoder.json, vocab.bpe)"
+                          : !strcmp(tokenizer, "bytes") && vocab
+                              ? "--vocab is for --tokenizer gpt2" : NULL;
+    if (problem) {
+        fprintf(stderr, "harness convert text: %s\n%s", problem, usage_convert);
+        free(files);
+        return 1;
+    }
+    char err[1024];
+    data_tokenizer *tok = NULL;
+    if (vocab) tok = load_vocab_dir(vocab, "text");
+    else if (data_tokenizer_bytes(&tok, err, sizeof err) != 0) {
+        fprintf(stderr, "harness convert text: %s\n", err);
+        tok = NULL;
+    }
+    if (tok == NULL) { free(files); return 1; }
+    if (make_dirs(out) != 0) {
+        fprintf(stderr, "harness convert text: cannot create %s: %s\n", out, strerror(errno));
+        data_tokenizer_free(tok);
+        free(files);
+        return 1;
+    }
+    int tty = isatty(fileno(stderr));
+    data_convert_stats st;
+    int rc = data_convert_text(files, n_files, tok, val_fraction, out, tty ? text_progress : NULL,
+                               NULL, &st, err, sizeof err);
+    if (tty) progress_done();
+    if (rc != 0) {
+        fprintf(stderr, "harness convert text: %s\n", err);
+    } else {
+        printf("%s/train.h5: %lld tokens\n", out, (long long)st.train_tokens);
+        if (st.val_tokens > 0) printf("%s/val.h5: %lld tokens\n", out, (long long)st.val_tokens);
+        else printf("%s/val.h5: not written (--val-fraction 0)\n", out);
+        double s = st.seconds > 0 ? st.seconds : 1e-9;
+        printf("%d file%s, %lld bytes in, %lld tokens out (%.2f bytes/token), tokenizer %s "
+               "(vocabulary %lld); %.0f tokens/s, %.1f MB/s, %.2f s\n", n_files,
+               n_files == 1 ? "" : "s", (long long)st.bytes_in, (long long)st.tokens,
+               st.tokens ? (double)st.bytes_in / (double)st.tokens : 0.0, data_tokenizer_name(tok),
+               (long long)data_tokenizer_vocab_size(tok), (double)st.tokens / s,
+               (double)st.bytes_in / s / 1e6, st.seconds);
+    }
+    data_tokenizer_free(tok);
+    free(files);
+    return rc != 0;
+}
+
+static int cmd_convert_tokens(int argc, char **argv) {
+    const char *out = NULL, *from = NULL, *vocab = NULL;
+    long long vocab_size = 0;
+    const char **files = calloc((size_t)argc, sizeof *files);
+    int n_files = 0;
+    if (files == NULL) return 1;
+    for (int i = 3; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--out") && v) { out = v; i++; }
+        else if (!strcmp(a, "--from") && v) { from = v; i++; }
+        else if (!strcmp(a, "--vocab") && v) { vocab = v; i++; }
+        else if (!strcmp(a, "--vocab-size") && v) {
+            char *end = NULL;
+            vocab_size = strtoll(v, &end, 10);
+            if (*end || vocab_size < 1 || vocab_size > 65536) {
+                fprintf(stderr, "harness convert tokens: --vocab-size needs an integer in [1, "
+                        "65536], got '%s'\n", v);
+                free(files);
+                return 1;
+            }
+            i++;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "harness convert tokens: unknown option or missing value '%s'\n%s", a,
+                    usage_convert);
+            free(files);
+            return 1;
+        } else {
+            files[n_files++] = a;
+        }
+    }
+    const char *problem = from == NULL ? "--from llmc|nanogpt is required"
+                          : strcmp(from, "llmc") && strcmp(from, "nanogpt")
+                              ? "--from must be llmc or nanogpt"
+                          : n_files == 0 ? "no input FILE given"
+                          : out == NULL ? "--out FILE.h5 is required"
+                          : !strcmp(from, "nanogpt") && vocab_size == 0
+                              ? "--from nanogpt needs --vocab-size N (nanoGPT's .bin files do not "
+                                "record it; GPT-2's is 50257)" : NULL;
+    if (problem) {
+        fprintf(stderr, "harness convert tokens: %s\n%s", problem, usage_convert);
+        free(files);
+        return 1;
+    }
+    data_tokenizer *tok = vocab ? load_vocab_dir(vocab, "tokens") : NULL;
+    if (vocab && tok == NULL) { free(files); return 1; }
+    char err[1024];
+    data_convert_stats st;
+    int rc = data_convert_tokens(!strcmp(from, "llmc") ? DATA_FROM_LLMC : DATA_FROM_NANOGPT,
+                                 files, n_files, vocab_size, tok, out, &st, err, sizeof err);
+    if (rc != 0) fprintf(stderr, "harness convert tokens: %s\n", err);
+    else printf("%s: %lld tokens from %d file%s (%lld bytes), %.2f s\n", out,
+                (long long)st.tokens, n_files, n_files == 1 ? "" : "s", (long long)st.bytes_in,
+                st.seconds);
+    data_tokenizer_free(tok);
+    free(files);
+    return rc != 0;
+}
+
+/* Decoded bytes as text: valid UTF-8, newlines and tabs as they are; other control bytes and
+ * bytes that are not part of a valid UTF-8 character as \xNN. */
+static void print_token_text(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 && c >= 0xc2 ? 2 : (c & 0xf0) == 0xe0 ? 3
+                   : (c & 0xf8) == 0xf0 && c <= 0xf4 ? 4 : 0;
+        int ok = len > 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) ok = (s[i + k] & 0xc0) == 0x80;
+        if (ok && len == 1 && c < 0x20 && c != '\n' && c != '\t') ok = 0;
+        if (ok) fwrite(s + i, 1, len, stdout);
+        else printf("\\x%02x", c);
+        i += ok ? len : 1;
+    }
+}
+
+#define INSPECT_TOKENS 256
+
+static int inspect_tokens(const char *path, const data_info *info) {
+    printf("%s: token dataset\n", path);
+    printf("  tokens      %lld (%s)\n", (long long)info->n_tokens,
+           info->token_bits == 16 ? "uint16" : "int32");
+    printf("  vocab_size  %lld\n", (long long)info->vocab_size);
+    char err[1024];
+    data_tokenizer *tok = NULL;
+    if (!info->tokenizer[0]) {
+        printf("  tokenizer   none named\n");
+    } else if (data_tokenizer_from_dataset(path, &tok, err, sizeof err) != 0) {
+        printf("  tokenizer   %s (cannot decode: %s)\n", info->tokenizer, err);
+        tok = NULL;
+    } else {
+        printf("  tokenizer   %s (vocabulary %lld%s)\n", info->tokenizer,
+               (long long)data_tokenizer_vocab_size(tok),
+               strcmp(info->tokenizer, "gpt2") ? "" : ", tables stored in the file");
+    }
+    if (info->eot_token >= 0) printf("  eot_token   %lld\n", (long long)info->eot_token);
+    else printf("  eot_token   none\n");
+    int64_t n = info->n_tokens < INSPECT_TOKENS ? info->n_tokens : INSPECT_TOKENS;
+    int32_t ids[INSPECT_TOKENS];
+    if (data_read_tokens(path, 0, n, ids, err, sizeof err) != 0) {
+        fprintf(stderr, "harness inspect: %s\n", err);
+        data_tokenizer_free(tok);
+        return 1;
+    }
+    if (tok) {
+        printf("first %lld tokens, decoded:\n", (long long)n);
+        size_t cap = 4096, used = 0;
+        unsigned char *text = malloc(cap);
+        for (int64_t i = 0; i < n && text; i++) {
+            size_t len = 0;
+            const char *b = data_tokenizer_token_bytes(tok, ids[i], &len);
+            char unknown[32];
+            if (!b) len = (size_t)snprintf(unknown, sizeof unknown, "<%d?>", ids[i]), b = unknown;
+            if (used + len > cap) {
+                unsigned char *p = realloc(text, cap = 2 * (used + len));
+                if (!p) { free(text); text = NULL; break; }
+                text = p;
+            }
+            memcpy(text + used, b, len);
+            used += len;
+        }
+        if (text) print_token_text(text, used);
+        free(text);
+        printf("\n");
+    } else {
+        printf("first %lld token ids:\n", (long long)n);
+        for (int64_t i = 0; i < n; i++) printf("%d%c", ids[i], (i + 1) % 16 && i + 1 < n ? ' ' : '\n');
+    }
+    data_tokenizer_free(tok);
+    return 0;
+}
+
+/* The header fields of a token file read directly, for as long as data_inspect does not yet
+ * recognise token files (schema.c); 0 when the file has /tokens. */
+static int token_header_fallback(const char *path, data_info *info) {
+    memset(info, 0, sizeof *info);
+    info->kind = DATA_TOKENS;
+    info->eot_token = -1;
+    H5E_auto2_t fn;
+    void *cd;
+    H5Eget_auto2(H5E_DEFAULT, &fn, &cd);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    int rc = -1;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f >= 0 && H5Lexists(f, "tokens", H5P_DEFAULT) > 0) {
+        hid_t d = H5Dopen2(f, "tokens", H5P_DEFAULT);
+        hid_t sp = d >= 0 ? H5Dget_space(d) : -1, t = d >= 0 ? H5Dget_type(d) : -1;
+        hsize_t n = 0;
+        if (sp >= 0 && t >= 0 && H5Sget_simple_extent_ndims(sp) == 1 &&
+            H5Sget_simple_extent_dims(sp, &n, NULL) == 1) {
+            info->n = info->n_tokens = (int64_t)n;
+            info->token_bits = (int)H5Tget_size(t) * 8;
+            rc = 0;
+        }
+        if (t >= 0) H5Tclose(t);
+        if (sp >= 0) H5Sclose(sp);
+        if (d >= 0) H5Dclose(d);
+        const char *names[2] = {"vocab_size", "eot_token"};
+        int64_t *dst[2] = {&info->vocab_size, &info->eot_token};
+        for (int i = 0; i < 2; i++) {
+            if (H5Aexists(f, names[i]) <= 0) continue;
+            hid_t a = H5Aopen(f, names[i], H5P_DEFAULT);
+            if (a >= 0) H5Aread(a, H5T_NATIVE_INT64, dst[i]);
+            if (a >= 0) H5Aclose(a);
+        }
+        data_tokenizer *tok = NULL;
+        char err[256];
+        if (data_tokenizer_from_dataset(path, &tok, err, sizeof err) == 0)
+            snprintf(info->tokenizer, sizeof info->tokenizer, "%s", data_tokenizer_name(tok));
+        else if (strstr(err, "tokenizer gpt2"))
+            snprintf(info->tokenizer, sizeof info->tokenizer, "gpt2");
+        data_tokenizer_free(tok);
+    }
+    if (f >= 0) H5Fclose(f);
+    H5Eset_auto2(H5E_DEFAULT, fn, cd);
+    return rc;
+}
+
+static int inspect_dataset(const char *path, const data_info *info) {
+    if (info->kind == DATA_TOKENS) return inspect_tokens(path, info);
+    printf("%s: classification dataset\n  samples     %lld of [", path, (long long)info->n);
+    for (int i = 0; i < info->sample_ndim; i++)
+        printf("%s%lld", i ? "," : "", (long long)info->sample_shape[i]);
+    printf("] %s\n  classes     %d\n", info->dtype == DATA_U8 ? "uint8" : "float32",
+           info->num_classes);
     return 0;
 }
 
@@ -200,6 +552,50 @@ static int parse_args(int argc, char **argv, int first, int is_eval, cli_args *a
     return 0;
 }
 
+static int cmd_generate(int argc, char **argv) {
+    if (wants_help(argc, argv)) { fputs(usage_generate, stdout); return 0; }
+    generate_options g = {NULL, NULL, 200, 0.8f, 40, 1};
+    const char *sets[64];
+    int n_sets = 0;
+    char err[1024], *end;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!v) bad = 1;
+        else if (!strcmp(a, "--checkpoint")) g.checkpoint = v;
+        else if (!strcmp(a, "--prompt")) g.prompt = v;
+        else if (!strcmp(a, "--tokens")) { g.tokens = strtoll(v, &end, 10); bad = *end || g.tokens < 0 || g.tokens > 100000000; }
+        else if (!strcmp(a, "--temperature")) { g.temperature = strtof(v, &end); bad = *end || !(g.temperature >= 0.0f) || g.temperature > 100.0f; }
+        else if (!strcmp(a, "--top-k")) { long t = strtol(v, &end, 10); g.top_k = (int)t; bad = *end || t < 0 || t > (1 << 30); }
+        else if (!strcmp(a, "--seed")) { g.seed = strtoull(v, &end, 10); bad = *end != 0; }
+        else if (!strcmp(a, "--set") && n_sets < 64) sets[n_sets++] = v;
+        else bad = 2;
+        if (bad) {
+            if (bad == 2 || !v) fprintf(stderr, "harness generate: unexpected argument '%s'%s\n%s", a,
+                                        v ? "" : " (missing its value?)", usage_generate);
+            else fprintf(stderr, "harness generate: %s: bad value '%s'\n%s", a, v, usage_generate);
+            return 1;
+        }
+        i++;
+    }
+    if (!g.checkpoint) {
+        fprintf(stderr, "harness generate: needs --checkpoint CKPT\n%s", usage_generate);
+        return 1;
+    }
+    config cfg;
+    config_defaults(&cfg);
+    char *text = ckpt_read_config(g.checkpoint, err, sizeof err);
+    int st = text ? config_load_string(&cfg, g.checkpoint, text, strlen(text), err, sizeof err) : -1;
+    free(text);
+    for (int i = 0; i < n_sets && st == 0; i++) st = config_set(&cfg, sets[i], err, sizeof err);
+    if (st == 0) st = config_validate(&cfg, err, sizeof err);
+    if (st != 0) {
+        fprintf(stderr, "harness generate: %s\n", err);
+        return 1;
+    }
+    return generate_run(&cfg, &g);
+}
+
 /* train and eval: MPI up, config resolved on every rank, errors reported by rank 0. */
 static int cmd_run(int argc, char **argv, int is_eval) {
     if (wants_help(argc, argv)) { fputs(is_eval ? usage_eval : usage_train, stdout); return 0; }
@@ -242,9 +638,21 @@ static int cmd_inspect(int argc, char **argv) {
         fputs(usage_inspect, argc == 3 ? stdout : stderr);
         return argc == 3 ? 0 : 1;
     }
-    char err[1024];
+    char err[1024], derr[1024];
+    data_info info;
+    /* a dataset when the data library accepts it, else a checkpoint */
+    if (data_inspect(argv[2], &info, derr, sizeof derr) == 0) {
+        int rc = inspect_dataset(argv[2], &info);
+        data_info_free(&info);
+        return rc;
+    }
+    if (token_header_fallback(argv[2], &info) == 0) {
+        if (strstr(derr, "/images")) derr[0] = '\0';   /* schema.c without token files yet */
+        if (derr[0]) printf("(the dataset check says: %s)\n", derr);
+        return inspect_tokens(argv[2], &info);
+    }
     if (ckpt_inspect(argv[2], stdout, err, sizeof err) != 0) {
-        fprintf(stderr, "harness inspect: %s\n", err);
+        fprintf(stderr, "harness inspect: %s\n(as a dataset: %s)\n", err, derr);
         return 1;
     }
     return 0;
@@ -273,12 +681,14 @@ int main(int argc, char **argv) {
         const char *t = argc > 2 ? argv[2] : "";
         fputs(!strcmp(t, "train") ? usage_train : !strcmp(t, "convert") ? usage_convert
               : !strcmp(t, "eval") ? usage_eval : !strcmp(t, "inspect") ? usage_inspect
+              : !strcmp(t, "generate") ? usage_generate
               : usage_main, stdout);
         return 0;
     }
     if (!strcmp(argv[1], "train")) return cmd_run(argc, argv, 0);
     if (!strcmp(argv[1], "eval")) return cmd_run(argc, argv, 1);
     if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc, argv);
+    if (!strcmp(argv[1], "generate")) return cmd_generate(argc, argv);
     if (!strcmp(argv[1], "devices")) {
         int gpus = kern_cuda_device_count();
         if (argc > 2 && !strcmp(argv[2], "--count")) printf("%d\n", gpus);

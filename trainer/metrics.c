@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -54,11 +55,22 @@ void metrics_log_train(metrics *m, const metrics_train *t) {
     format_duration(el, sizeof el, t->elapsed_s);
     int width = snprintf(NULL, 0, "%lld", (long long)t->total_steps);
     if (m->in_place) fputs("\r\033[K", stderr);
-    fprintf(stderr,
-            "step %*lld/%lld | epoch %lld | loss %.4f | acc %.3f | lr %.2e | %.0f samples/s"
-            " | %.2f GFLOP/s | %s elapsed, ETA %s",
-            width, (long long)t->step, (long long)t->total_steps, (long long)t->epoch, t->loss,
-            t->accuracy, t->lr, t->samples_per_s, t->flops_per_s * 1e-9, el, eta);
+    char mfu[32] = "";
+    if (t->mfu >= 0) snprintf(mfu, sizeof mfu, " | MFU %.1f%%", 100.0 * t->mfu);
+    if (m->lm)
+        fprintf(stderr,
+                "step %*lld/%lld | epoch %lld | loss %.4f | ppl %.2f | lr %.2e | %.0f tokens/s"
+                " | %.2f GFLOP/s%s | %s elapsed, ETA %s",
+                width, (long long)t->step, (long long)t->total_steps, (long long)t->epoch,
+                t->loss, exp(t->loss), t->lr, t->tokens_per_s, t->flops_per_s * 1e-9, mfu, el,
+                eta);
+    else
+        fprintf(stderr,
+                "step %*lld/%lld | epoch %lld | loss %.4f | acc %.3f | lr %.2e | %.0f samples/s"
+                " | %.2f GFLOP/s%s | %s elapsed, ETA %s",
+                width, (long long)t->step, (long long)t->total_steps, (long long)t->epoch,
+                t->loss, t->accuracy, t->lr, t->samples_per_s, t->flops_per_s * 1e-9, mfu, el,
+                eta);
     if (m->in_place) m->line_open = 1;
     else fputc('\n', stderr);
     fflush(stderr);
@@ -67,10 +79,15 @@ void metrics_log_train(metrics *m, const metrics_train *t) {
                 "{\"event\":\"train\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,"
                 "\"accuracy\":%.6f,\"lr\":%.9g,\"grad_norm\":%.9g,\"samples_per_s\":%.1f,"
                 "\"flops_per_s\":%.6g,\"elapsed_s\":%.3f,\"step_compute_s\":%.6g,"
-                "\"step_comm_wait_s\":%.6g,\"step_data_wait_s\":%.6g}\n",
+                "\"step_comm_wait_s\":%.6g,\"step_data_wait_s\":%.6g",
                 (long long)t->step, (long long)t->epoch, t->loss, t->accuracy, t->lr,
                 t->grad_norm, t->samples_per_s, t->flops_per_s, t->elapsed_s, t->compute_s,
                 t->comm_wait_s, t->data_wait_s);
+        if (m->lm)
+            fprintf(m->jsonl, ",\"perplexity\":%.6g,\"tokens_per_s\":%.1f", exp(t->loss),
+                    t->tokens_per_s);
+        if (t->mfu >= 0) fprintf(m->jsonl, ",\"mfu\":%.4f", t->mfu);
+        fputs("}\n", m->jsonl);
         fflush(m->jsonl);
     }
 }
@@ -78,14 +95,22 @@ void metrics_log_train(metrics *m, const metrics_train *t) {
 void metrics_log_eval(metrics *m, int64_t step, int64_t epoch, double loss, double accuracy,
                       int64_t samples) {
     close_line(m);
-    fprintf(stderr, "eval  step %lld | epoch %lld | test loss %.4f | test accuracy %.4f (%lld samples)\n",
-            (long long)step, (long long)epoch, loss, accuracy, (long long)samples);
+    if (m->lm)
+        fprintf(stderr, "eval  step %lld | epoch %lld | val loss %.4f | val perplexity %.3f | "
+                "next-token accuracy %.4f (%lld tokens)\n", (long long)step, (long long)epoch,
+                loss, exp(loss), accuracy, (long long)samples);
+    else
+        fprintf(stderr, "eval  step %lld | epoch %lld | test loss %.4f | test accuracy %.4f (%lld samples)\n",
+                (long long)step, (long long)epoch, loss, accuracy, (long long)samples);
     fflush(stderr);
     if (m->jsonl) {
         fprintf(m->jsonl,
                 "{\"event\":\"eval\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,"
-                "\"accuracy\":%.6f,\"samples\":%lld}\n",
-                (long long)step, (long long)epoch, loss, accuracy, (long long)samples);
+                "\"accuracy\":%.6f,\"%s\":%lld",
+                (long long)step, (long long)epoch, loss, accuracy, m->lm ? "tokens" : "samples",
+                (long long)samples);
+        if (m->lm) fprintf(m->jsonl, ",\"perplexity\":%.6g", exp(loss));
+        fputs("}\n", m->jsonl);
         fflush(m->jsonl);
     }
 }

@@ -11,6 +11,7 @@ typedef struct {
     int in_place;         /* redraw the progress line with \r on a terminal */
     int line_open;        /* a progress line is on screen without its newline */
     double t_start;       /* wall clock at the start of training */
+    int lm;               /* a language model: perplexity and tokens/s instead of accuracy */
 } metrics;
 
 typedef struct {
@@ -19,6 +20,8 @@ typedef struct {
     double samples_per_s, flops_per_s;
     double elapsed_s, eta_s;
     double compute_s, comm_wait_s, data_wait_s;   /* per step, averaged over the interval */
+    double tokens_per_s;  /* language models */
+    double mfu;           /* model FLOP utilisation against the GPU's dense bf16 peak; < 0: none */
 } metrics_train;
 
 double metrics_now(void);   /* monotonic seconds */
@@ -28,6 +31,7 @@ int metrics_open(metrics *m, const char *run_dir, int progress, int append, char
                  size_t errlen);
 void metrics_close(metrics *m);
 void metrics_log_train(metrics *m, const metrics_train *t);
+/* samples: images, or for language models the tokens predicted (accuracy = next-token). */
 void metrics_log_eval(metrics *m, int64_t step, int64_t epoch, double loss, double accuracy,
                       int64_t samples);
 /* A free-form JSON object (already formatted, without braces) with "event":name. */

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int optim_create(optim *o, const config *cfg, int64_t n_params, int64_t total_steps,
@@ -27,6 +28,10 @@ int optim_create(optim *o, const config *cfg, int64_t n_params, int64_t total_st
     int need_m = o->type == OPT_ADAMW || o->momentum > 0.0f;
     if (need_m && !(o->m = kern_alloc(k, bytes))) goto oom;
     if (o->type == OPT_ADAMW && !(o->v = kern_alloc(k, bytes))) goto oom;
+    if (!(o->gstate = kern_alloc(k, KERN_GS_LEN * sizeof(double)))) goto oom;   /* zeroed */
+    if (!(o->runs = malloc(sizeof *o->runs))) goto oom;
+    o->n_runs = 1;
+    o->runs[0] = (struct optim_run){0, n_params, 1};
     return 0;
 oom:
     snprintf(err, errlen, "out of memory allocating optimizer state (%lld parameters)",
@@ -35,10 +40,30 @@ oom:
     return -1;
 }
 
+int optim_set_decay(optim *o, const int64_t *offsets, const int64_t *counts, const int *decay,
+                    int n) {
+    struct optim_run *runs = malloc((size_t)(n > 0 ? n : 1) * sizeof *runs);
+    if (!runs) return -1;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (k > 0 && runs[k - 1].decay == (decay[i] != 0) &&
+            runs[k - 1].offset + runs[k - 1].count == offsets[i])
+            runs[k - 1].count += counts[i];
+        else
+            runs[k++] = (struct optim_run){offsets[i], counts[i], decay[i] != 0};
+    }
+    free(o->runs);
+    o->runs = runs;
+    o->n_runs = k;
+    return 0;
+}
+
 void optim_free(optim *o) {
+    free(o->runs);
     if (o->k) {
         kern_free(o->k, o->m);
         kern_free(o->k, o->v);
+        kern_free(o->k, o->gstate);
     }
     memset(o, 0, sizeof *o);
 }
@@ -66,10 +91,47 @@ void optim_clip(optim *o, float *grads, double norm) {
 
 void optim_step(optim *o, float *params, const float *grads, float lr) {
     o->t++;
-    if (o->type == OPT_ADAMW)
-        kern_adamw_update(o->k, params, o->m, o->v, grads, o->n, lr, o->beta1, o->beta2, o->eps,
-                          o->weight_decay, o->t);
-    else
-        kern_sgd_update(o->k, params, o->m, grads, o->n, lr, o->momentum, o->weight_decay,
-                        o->nesterov, o->t == 1);
+    for (int i = 0; i < o->n_runs; i++) {
+        int64_t off = o->runs[i].offset, n = o->runs[i].count;
+        float wd = o->runs[i].decay ? o->weight_decay : 0.0f;
+        if (o->type == OPT_ADAMW)
+            kern_adamw_update(o->k, params + off, o->m + off, o->v + off, grads + off, n, lr,
+                              o->beta1, o->beta2, o->eps, wd, o->t);
+        else
+            kern_sgd_update(o->k, params + off, o->m ? o->m + off : NULL, grads + off, n, lr,
+                            o->momentum, wd, o->nesterov, o->t == 1);
+    }
+}
+
+void optim_device_step(optim *o, float *params, const float *grads, float lr, int max_run,
+                       int64_t step) {
+    kern_grad_stats(o->k, o->gstate, grads, o->n, o->clip, max_run, step);
+    o->t++;   /* an attempt; optim_read takes the skipped ones off again */
+    int64_t t_plus = o->t + o->skips_seen;
+    for (int i = 0; i < o->n_runs; i++) {
+        int64_t off = o->runs[i].offset, n = o->runs[i].count;
+        float wd = o->runs[i].decay ? o->weight_decay : 0.0f;
+        if (o->type == OPT_ADAMW)
+            kern_adamw_update_guarded(o->k, params + off, o->m + off, o->v + off, grads + off, n,
+                                      lr, o->beta1, o->beta2, o->eps, wd, o->gstate, t_plus);
+        else
+            kern_sgd_update_guarded(o->k, params + off, o->m ? o->m + off : NULL, grads + off, n,
+                                    lr, o->momentum, wd, o->nesterov, o->gstate, t_plus);
+    }
+}
+
+void optim_read(optim *o, optim_verdict *v) {
+    double gs[KERN_GS_LEN];
+    kern_to_host(o->k, gs, o->gstate, sizeof gs);
+    int64_t skipped = (int64_t)gs[KERN_GS_SKIPPED];
+    memset(v, 0, sizeof *v);
+    v->norm = gs[KERN_GS_NORM];
+    v->skipped = gs[KERN_GS_SKIP] != 0.0;
+    v->skipped_total = skipped;
+    v->new_skips = skipped - o->skips_seen;
+    v->run = (int64_t)gs[KERN_GS_RUN];
+    v->stop = gs[KERN_GS_STOP] != 0.0;
+    v->stop_step = (int64_t)gs[KERN_GS_STOP_STEP];
+    o->t -= v->new_skips;
+    o->skips_seen = skipped;
 }

@@ -17,11 +17,24 @@ typedef struct {
     int nesterov;
     schedule_type schedule;
     int64_t warmup, total_steps;
+    /* Runs of the flat buffer with the same weight-decay setting: [offset, offset + count)
+     * decayed when decay is 1.  One run over everything unless optim_set_decay says more. */
+    int n_runs;
+    struct optim_run { int64_t offset, count; int decay; } *runs;
+    /* The step's verdict on the backend (kernels.h, KERN_GS_*), and how many of its skipped
+     * steps t already accounts for (t counts attempted updates minus the skips read back). */
+    double *gstate;
+    int64_t skips_seen;
 } optim;
 
 int optim_create(optim *o, const config *cfg, int64_t n_params, int64_t total_steps,
                  kern_ctx *k, char *err, size_t errlen);
 void optim_free(optim *o);
+/* Weight decay per tensor: n tensors at offsets[i] with counts[i] (in buffer order, covering
+ * the buffer), decayed where decay[i]; neighbours with the same setting merge into one run
+ * (one optimizer launch).  0 or -1 (out of memory). */
+int optim_set_decay(optim *o, const int64_t *offsets, const int64_t *counts, const int *decay,
+                    int n);
 /* Learning rate for 0-based optimizer step `step`. */
 float optim_lr(const optim *o, int64_t step);
 /* Global L2 norm of grads (NaN or Inf when any gradient is non-finite). */
@@ -30,5 +43,28 @@ double optim_grad_norm(optim *o, const float *grads);
 void optim_clip(optim *o, float *grads, double norm);
 /* One update of params with grads at learning rate lr. */
 void optim_step(optim *o, float *params, const float *grads, float lr);
+
+/* ---- the step without the host (DESIGN.md, "The GPU step") ----
+ * optim_device_step queues, on the backend, the gradient norm, the clip factor and the
+ * finite check (kern_grad_stats) and the update guarded by them: a non-finite step changes
+ * nothing, and counts as skipped while at most max_run non-finite steps come in a row
+ * (train.nonfinite=skip: MAX_CONSECUTIVE_SKIPS; error: 0), else the verdict says stop and
+ * every later update is skipped too.  The host does not wait for any of it.  On the CPU
+ * backend the numbers are the bits of optim_grad_norm + optim_clip + optim_step.
+ * optim_read copies the verdict to the host (on GPUs it waits for the step) and brings t up
+ * to date with the skipped steps; call it where the host needs the norm or the verdict (log
+ * intervals) and before the optimizer state is saved (t). */
+typedef struct {
+    double norm;            /* the last step's global gradient norm (before clipping) */
+    int skipped;            /* the last step's update was skipped */
+    int64_t skipped_total;  /* non-finite steps skipped so far (this process) */
+    int64_t new_skips;      /* of which since the previous optim_read */
+    int64_t run;            /* consecutive non-finite steps ending at the last step */
+    int stop;               /* non-finite beyond what max_run allows: training must stop */
+    int64_t stop_step;      /* the 0-based step that said so */
+} optim_verdict;
+void optim_device_step(optim *o, float *params, const float *grads, float lr, int max_run,
+                       int64_t step);
+void optim_read(optim *o, optim_verdict *v);
 
 #endif

@@ -24,6 +24,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "fsutil.h"
+#include "gpu_peak.h"
 #include "kernels.h"
 #include "metrics.h"
 #include "model.h"
@@ -44,14 +45,20 @@ typedef struct {
     int64_t G, B, accum;      /* global micro-batch, per-rank micro-batch, micro-steps */
     int64_t rank_base;        /* this rank's first sample within each global micro-batch */
     float in_scale, mean, std;
-    int32_t *labels_dev;      /* [B] labels on the backend */
+    int32_t *labels_dev;      /* [B] labels (language models: [B, context] targets) on the backend */
+    double *acc_dev;          /* [4] loss sum and correct predictions, on the backend:
+                               * [0,2) training (read at log intervals), [2,4) evaluation */
+    double peak_flops;        /* the device's dense bf16 peak (MFU); 0 = unknown */
+    int lm;                   /* a token dataset: language modelling */
+    int64_t context;          /* language models: tokens per sample */
+    model_input_desc in_desc;
     void *x_dev;              /* [B, sample] raw batch on the device (NULL on the CPU backend) */
     int device;               /* CUDA device of this rank (CUDA backend) */
     int64_t total_steps;
     int64_t start_step;       /* > 0 when resumed */
     char ckpt_dir[CFG_PATH_MAX + 16];
     char *config_yaml;        /* the resolved config, stored in checkpoints */
-    double last_eval_accuracy;
+    double last_eval_accuracy, last_eval_loss;
     const char *resume_what;  /* --resume */
 } run;
 
@@ -114,7 +121,10 @@ static int open_backend(run *r, char *err) {
     if (ko.backend == KERN_CPU && cfg->precision != PRECISION_FP32 && r->rank == 0)
         fprintf(stderr, "harness: run.precision=%s applies to the CUDA backend; the CPU backend "
                 "computes in fp32\n", cfg->precision == PRECISION_BF16 ? "bf16" : "tf32");
-    return kern_create(&ko, &r->k, err, ERRLEN);
+    if (kern_create(&ko, &r->k, err, ERRLEN) != 0) return -1;
+    char name[256];
+    if (kern_device_name(r->k, name, sizeof name) == 0) r->peak_flops = gpu_peak_bf16_flops(name);
+    return 0;
 }
 
 /* Collective.  With several ranks on the CUDA backend, gradients are averaged on the devices,
@@ -132,15 +142,43 @@ static int open_comm_gpu(run *r, char *err) {
         return -1;
     }
     if (!on_gpu) return 0;
-    int gpus = kern_cuda_device_count();
-    comm_gpu_backend backend = comm_local_size(r->c) > gpus ? COMM_GPU_MPI_STAGED : COMM_GPU_AUTO;
-    if (comm_gpu_init(r->c, r->device, kern_native_stream(r->k), backend, err, ERRLEN) != 0)
-        return -1;
+    /* comm decides by GPU UUID: NCCL unless two ranks drive the same GPU (counting visible
+     * devices cannot tell: under --gpus-per-task=1 every rank sees one, each its own) */
+    /* ncclCommInitRank blocks until every rank has joined: a rank stuck before it must end
+     * the job with a report, not hang it, so the watchdog covers the set-up (and stops
+     * again: the one-rank phases of start-up that follow may take long) */
+    double timeout = r->cfg->comm_timeout_s;
+    if (timeout > 0 && comm_watchdog_start(r->c, timeout, err, ERRLEN) != 0) return -1;
+    int st = comm_gpu_init(r->c, r->device, kern_native_stream(r->k), COMM_GPU_AUTO, err, ERRLEN);
+    if (timeout > 0) comm_watchdog_stop(r->c);
+    if (st != 0) return -1;
     if (r->rank == 0)
         fprintf(stderr, "harness: gradient all-reduce on the GPUs: %s\n",
                 comm_gpu_backend_in_use(r->c) == COMM_GPU_NCCL
-                    ? "NCCL" : "MPI through pinned host memory (ranks share GPUs)");
+                    ? "NCCL" : comm_gpu_built(COMM_GPU_NCCL)
+                    ? "MPI through pinned host memory (ranks share GPUs)"
+                    : "MPI through pinned host memory (this build has no NCCL)");
     return 0;
+}
+
+/* Tokens per sample of a language model: the preset's context, or the explicit list's
+ * first embedding's. */
+static int64_t model_context(const config *cfg) {
+    if (cfg->gpt_layers > 0) return cfg->gpt_context;
+    if (cfg->n_layers > 0 && cfg->layers[0].type == LAYER_EMBEDDING) return cfg->layers[0].context;
+    return 0;
+}
+
+/* What the model is built for: the dataset's samples (or token windows) and classes. */
+static void input_desc(run *r) {
+    model_input_desc *d = &r->in_desc;
+    memset(d, 0, sizeof *d);
+    d->tokens = r->info->kind == DATA_TOKENS;
+    d->sample_ndim = r->info->sample_ndim;
+    for (int i = 0; i < r->info->sample_ndim && i < 3; i++) d->sample_shape[i] = r->info->sample_shape[i];
+    d->n_classes = d->tokens ? r->info->vocab_size : r->info->num_classes;
+    r->lm = d->tokens;
+    r->context = d->tokens ? r->info->context : 0;
 }
 
 static void *alloc_batch_host(size_t bytes, void *user) { return kern_alloc_host(user, bytes); }
@@ -152,6 +190,7 @@ static int open_data(run *r, int need_train, char *err) {
     dc.alloc_host = alloc_batch_host;   /* pinned on GPU runs: fast, async copies */
     dc.free_host = free_batch_host;
     dc.alloc_user = r->k;
+    dc.context = model_context(cfg);
     if (!need_train) {
         if (!cfg->test_path[0]) {
             snprintf(err, ERRLEN, "data.test: evaluation needs a test set");
@@ -190,7 +229,16 @@ static int open_data(run *r, int need_train, char *err) {
         dc.augment_pad = dc.augment_hflip = 0;
         if (data_loader_open(&dc, &r->test, err, ERRLEN) != 0) return -1;
         const data_info *ti = data_loader_info(r->test);
-        if (ti->sample_elems != r->info->sample_elems || ti->dtype != r->info->dtype ||
+        if (ti->kind == DATA_TOKENS || r->info->kind == DATA_TOKENS) {
+            if (ti->kind != r->info->kind || ti->vocab_size != r->info->vocab_size) {
+                snprintf(err, ERRLEN, "%s: %s does not match the training set %s (%s, "
+                         "vocab_size %lld)", cfg->test_path, ti->kind == DATA_TOKENS
+                         ? "a token dataset with another vocab_size" : "an image dataset",
+                         cfg->train_path, r->info->kind == DATA_TOKENS ? "tokens" : "images",
+                         (long long)r->info->vocab_size);
+                return -1;
+            }
+        } else if (ti->sample_elems != r->info->sample_elems || ti->dtype != r->info->dtype ||
             ti->num_classes != r->info->num_classes) {
             snprintf(err, ERRLEN, "%s: samples of %lld %s values in %d classes do not match the "
                      "training set %s (%lld %s values, %d classes)", cfg->test_path,
@@ -201,6 +249,7 @@ static int open_data(run *r, int need_train, char *err) {
         }
     }
 normalisation:
+    input_desc(r);
     /* input normalisation: uint8 pixels are scaled to [0,1] first */
     r->in_scale = r->info->dtype == DATA_U8 ? 1.0f / 255.0f : 1.0f;
     r->mean = 0.0f;
@@ -220,12 +269,26 @@ normalisation:
 /* Copies a host batch read from `path` into the model's input buffer, converting and
  * normalising. */
 static void load_batch(run *r, const data_batch *b, const char *path) {
+    if (r->lm) {   /* token ids [count, context] and the targets, shifted by one */
+        size_t bytes = (size_t)(b->count * r->context) * sizeof(int32_t);
+        kern_to_device(r->k, model_input_tokens(&r->m), b->x, bytes);
+        kern_to_device(r->k, r->labels_dev, b->y, bytes);
+        return;
+    }
     int64_t n = b->count * r->info->sample_elems;
     /* GPU: the raw batch goes to the device first (from pinned memory), then is converted
      * there; CPU: converted straight from the host batch */
     const void *src = b->x;
     if (r->x_dev) {
-        kern_to_device(r->k, r->x_dev, b->x, (size_t)n * (r->info->dtype == DATA_U8 ? 1 : 4));
+        /* pixels and labels on the backend's copy stream (kern_upload): it returns once the
+         * transfer from the pinned slot is done, so the slot may go back to the loader at
+         * the next data_loader_next; the compute stream waits for the copy, the host does
+         * not wait for the compute stream */
+        void *dst[2] = {r->x_dev, r->labels_dev};
+        const void *host[2] = {b->x, b->y};
+        size_t bytes[2] = {(size_t)n * (r->info->dtype == DATA_U8 ? 1 : 4),
+                           (size_t)b->count * sizeof(int32_t)};
+        kern_upload(r->k, 2, dst, host, bytes);
         src = r->x_dev;
     }
     if (r->info->dtype == DATA_U8) {
@@ -242,7 +305,7 @@ static void load_batch(run *r, const data_batch *b, const char *path) {
             comm_abort(r->c, 1, err);
         }
     }
-    kern_to_device(r->k, r->labels_dev, b->y, (size_t)b->count * sizeof(int32_t));
+    if (!r->x_dev) kern_to_device(r->k, r->labels_dev, b->y, (size_t)b->count * sizeof(int32_t));
 }
 
 /* Broadcast of backend memory from rank 0 (staged through the host on GPUs). */
@@ -277,8 +340,10 @@ static void sync_buffers(run *r) {
 
 /* Allocates the per-rank batch buffers on the backend. */
 static int alloc_batch_buffers(run *r, char *err) {
-    if (!(r->labels_dev = kern_alloc(r->k, (size_t)r->B * sizeof(int32_t)))) goto oom;
-    if (kern_get_backend(r->k) != KERN_CPU) {
+    int64_t rows = r->B * (r->lm ? r->context : 1);
+    if (!(r->labels_dev = kern_alloc(r->k, (size_t)rows * sizeof(int32_t)))) goto oom;
+    if (!(r->acc_dev = kern_alloc(r->k, 4 * sizeof(double)))) goto oom;
+    if (kern_get_backend(r->k) != KERN_CPU && !r->lm) {
         size_t bytes = (size_t)(r->B * r->info->sample_elems) * (r->info->dtype == DATA_U8 ? 1 : 4);
         if (!(r->x_dev = kern_alloc(r->k, bytes))) goto oom;
     }
@@ -296,12 +361,20 @@ static void grads_ready_cb(void *user, int64_t offset) {
 }
 
 /* Loss and accuracy over the whole test set, every sample exactly once across ranks. */
+/* The device-side loss / correct accumulators back to zero. */
+static void reset_acc(run *r, double *acc) {
+    static const double zero[2] = {0, 0};
+    kern_to_device(r->k, acc, zero, sizeof zero);
+}
+
 static void evaluate(run *r, int64_t step, int64_t epoch) {
     char err[ERRLEN];
     sync_buffers(r);
     double sums[2] = {0, 0};       /* loss sum, correct */
     int64_t count = 0;
     data_batch b;
+    double *acc = r->acc_dev + 2;
+    reset_acc(r, acc);
     for (;;) {
         int rc = data_loader_next(r->test, &b, err, sizeof err);
         if (rc < 0) comm_abort(r->c, 1, err);
@@ -309,19 +382,26 @@ static void evaluate(run *r, int64_t step, int64_t epoch) {
         if (b.count == 0) continue;
         load_batch(r, &b, r->cfg->test_path);
         const float *logits = model_forward(&r->m, b.count, 0, 0, 0, 0);
-        int64_t correct = 0;
-        sums[0] += kern_softmax_xent(r->k, r->m.losses, NULL, &correct, logits, r->labels_dev,
-                                     (int)b.count, (int)r->m.n_classes, 1.0f);
-        sums[1] += (double)correct;
-        count += b.count;
+        int64_t rows = b.count * r->m.rows_per_sample;
+        kern_softmax_xent_acc(r->k, r->m.losses, NULL, acc, logits, r->labels_dev,
+                              (int)rows, (int)r->m.n_classes, (int)r->m.out_ld, 1.0f);
+        count += rows;
     }
+    kern_to_host(r->k, sums, acc, sizeof sums);
+    /* a failed backend call would make these numbers wrong: say so instead */
+    if (kern_check(r->k, err, sizeof err) != 0) comm_abort(r->c, 1, err);
     if (comm_allreduce_sum_f64(r->c, sums, 2, err, sizeof err) != 0 ||
         comm_allreduce_sum_i64(r->c, &count, 1, err, sizeof err) != 0)
         comm_abort(r->c, 1, err);
     r->last_eval_accuracy = count > 0 ? sums[1] / (double)count : 0.0;
+    r->last_eval_loss = count > 0 ? sums[0] / (double)count : 0.0;
     if (r->rank == 0 && count > 0 && r->met.jsonl)
         metrics_log_eval(&r->met, step, epoch, sums[0] / (double)count, sums[1] / (double)count,
                          count);
+    else if (r->rank == 0 && count > 0 && r->lm)
+        printf("val loss %.6f, val perplexity %.4f, next-token accuracy %.4f (%lld tokens)\n",
+               sums[0] / (double)count, exp(sums[0] / (double)count), sums[1] / (double)count,
+               (long long)count);
     else if (r->rank == 0 && count > 0)
         printf("test loss %.6f, test accuracy %.4f (%lld samples)\n", sums[0] / (double)count,
                sums[1] / (double)count, (long long)count);
@@ -443,8 +523,7 @@ static int64_t memory_available(int64_t *node_total) {
 static int check_memory(run *r, char *err) {
     const config *cfg = r->cfg;
     int64_t n_params = 0;
-    int64_t model = model_estimate_bytes(cfg, r->info->sample_shape, r->info->sample_ndim,
-                                         r->info->num_classes, r->B, &n_params);
+    int64_t model = model_estimate_bytes(cfg, &r->in_desc, r->B, &n_params);
     if (model < 0) return 0;   /* model_build explains */
     int states = cfg->optimizer == OPT_ADAMW ? 2 : cfg->momentum > 0.0f ? 1 : 0;
     int64_t optim_bytes = (int64_t)states * n_params * (int64_t)sizeof(float);
@@ -452,8 +531,10 @@ static int check_memory(run *r, char *err) {
     const data_info *infos[2] = {r->info, r->test ? data_loader_info(r->test) : NULL};
     for (int i = 0; i < 2; i++) {
         if (!infos[i]) continue;
-        int64_t bytes = infos[i]->n * (infos[i]->sample_elems *
-                                       (infos[i]->dtype == DATA_U8 ? 1 : 4) + 4);
+        int64_t bytes = infos[i]->kind == DATA_TOKENS
+                            ? infos[i]->n_tokens * (infos[i]->token_bits / 8)
+                            : infos[i]->n * (infos[i]->sample_elems *
+                                             (infos[i]->dtype == DATA_U8 ? 1 : 4) + 4);
         data += bytes <= cache ? bytes : 0;
     }
     /* GPU: the model, its optimizer state and scratch live in device memory */
@@ -488,6 +569,26 @@ static int check_memory(run *r, char *err) {
     return -1;
 }
 
+/* Weight decay on the tensors the model says (presets: matrices and embeddings only). */
+static int set_weight_decay(run *r, char *err) {
+    int n = 0;
+    int64_t *off = malloc((size_t)r->m.n_tensors * 2 * sizeof(int64_t) + 1);
+    int *decay = malloc((size_t)r->m.n_tensors * sizeof(int) + 1);
+    int st = off && decay ? 0 : -1;
+    for (int i = 0; st == 0 && i < r->m.n_tensors; i++) {
+        const model_tensor *t = &r->m.tensors[i];
+        if (t->is_buffer) continue;
+        off[n] = t->offset;
+        off[r->m.n_tensors + n] = t->count;
+        decay[n++] = t->decay;
+    }
+    if (st == 0) st = optim_set_decay(&r->opt, off, off + r->m.n_tensors, decay, n);
+    free(off);
+    free(decay);
+    if (st != 0) snprintf(err, ERRLEN, "out of memory");
+    return st;
+}
+
 static int setup(run *r, char *err) {
     const config *cfg = r->cfg;
     int st = 0;
@@ -510,14 +611,14 @@ static int setup(run *r, char *err) {
     if (agree(r, open_data(r, 1, err), err)) return -1;
     if (agree(r, check_memory(r, err), err)) return -1;
 
-    st = model_build(&r->m, cfg, r->info->sample_shape, r->info->sample_ndim,
-                     r->info->num_classes, r->B, r->k, err, ERRLEN);
+    st = model_build(&r->m, cfg, &r->in_desc, r->B, 0, r->k, err, ERRLEN);
     if (st == 0) st = alloc_batch_buffers(r, err);
     if (agree(r, st, err)) return -1;
 
     int64_t per_epoch = r->info->n / cfg->batch_size;
     r->total_steps = cfg->steps > 0 ? cfg->steps : cfg->epochs * per_epoch;
     st = optim_create(&r->opt, cfg, r->m.n_params, r->total_steps, r->k, err, ERRLEN);
+    if (st == 0) st = set_weight_decay(r, err);
     size_t bucket_bytes = (size_t)cfg->bucket_kb * 1024;
     if (st == 0 && comm_gpu_backend_in_use(r->c) != COMM_GPU_NONE)
         st = comm_grads_register_device(r->c, r->m.grads, r->m.n_params, bucket_bytes, err, ERRLEN);
@@ -561,6 +662,7 @@ static int setup(run *r, char *err) {
         return -1;
     if (r->rank == 0)
         st = metrics_open(&r->met, cfg->run_dir, cfg->progress, r->start_step > 0, err, ERRLEN);
+    r->met.lm = r->lm;
     if (agree(r, st, err)) return -1;
     return 0;
 }
@@ -570,6 +672,7 @@ static void teardown(run *r) {
     optim_free(&r->opt);
     if (r->k) {
         kern_free(r->k, r->labels_dev);
+        kern_free(r->k, r->acc_dev);
         kern_free(r->k, r->x_dev);
     }
     model_free(&r->m);
@@ -606,8 +709,7 @@ static void report_nonfinite(run *r, int64_t step, int64_t skipped) {
                      model_first_nonfinite_tensor(&r->m, 0) >= 0 ? "; the parameters themselves "
                      "are already non-finite" : "");
     } else {
-        model_tensor t[MODEL_MAX_TENSORS];
-        model_tensors(&r->m, t, MODEL_MAX_TENSORS);
+        const model_tensor *t = r->m.tensors;
         int ti = model_first_nonfinite_tensor(&r->m, 1);
         snprintf(where, sizeof where, "the forward pass is finite on every rank; the first "
                  "non-finite gradient is %s's (backward overflow)", ti >= 0 ? t[ti].name : "?");
@@ -673,11 +775,14 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     }
 
     /* interval accumulators: loss sum, correct, samples (this rank), timings */
-    double iv_loss = 0, iv_correct = 0, iv_compute = 0, iv_comm = 0, iv_data = 0, gnorm = 0;
+    double iv_compute = 0, iv_comm = 0, iv_data = 0, gnorm = 0;
     int64_t iv_samples = 0, iv_steps = 0, epoch = 0, steps_run = 0;
     int64_t skipped_steps = 0, consecutive_skips = 0;
     double t_interval = metrics_now(), t_train = t_interval, t_excluded = 0;
-    float inv_scale = 1.0f / (float)(r.B * r.accum);
+    /* the loss is the mean over the global batch's samples (language models: tokens) */
+    int64_t rows = r.B * r.m.rows_per_sample;
+    float inv_scale = 1.0f / (float)(rows * r.accum);
+    reset_acc(&r, r.acc_dev);
     int exit_code = HARNESS_EXIT_OK;
     char ckpt_path[1200] = "";
     /* Fault-injection hook for tests: a pause after each micro-step, so that a signal can be
@@ -697,15 +802,12 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             load_batch(&r, &b, cfg->train_path);
             uint64_t step_id = (uint64_t)(step * r.accum + micro);
             const float *logits = model_forward(&r.m, r.B, 1, cfg->seed, step_id, r.rank_base);
-            int64_t correct = 0;
-            double loss = kern_softmax_xent(r.k, r.m.losses, model_dlogits(&r.m), &correct,
-                                            logits, r.labels_dev, (int)r.B, (int)r.m.n_classes,
-                                            inv_scale);
-            /* a backend failure can masquerade as NaN: report the real cause */
-            if (!isfinite(loss) && kern_check(r.k, err, sizeof err) != 0) comm_abort(c, 1, err);
-            iv_loss += loss;
-            iv_correct += (double)correct;
-            iv_samples += r.B;
+            /* loss sum and correct count stay on the backend until the log interval; the
+             * gradient of the logits is written over them (model_dlogits) */
+            kern_softmax_xent_acc(r.k, r.m.losses, model_dlogits(&r.m), r.acc_dev, logits,
+                                  r.labels_dev, (int)rows, (int)r.m.n_classes, (int)r.m.out_ld,
+                                  inv_scale);
+            iv_samples += rows;
             int last = micro == r.accum - 1;
             model_backward(&r.m, r.B, last && r.world > 1 ? grads_ready_cb : NULL, &r);
             if (step_sleep_ms > 0) {
@@ -723,23 +825,50 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         }
         /* The averaged gradients are identical on every rank, so every rank reaches the same
          * verdict here without communicating. */
-        gnorm = optim_grad_norm(&r.opt, r.m.grads);
+        /* Norm, clip factor and the finite check are computed and used on the backend: the
+         * update is skipped there when the gradients are non-finite (train.nonfinite=skip
+         * allows MAX_CONSECUTIVE_SKIPS in a row; error: none), and the host does not wait.
+         * It reads the verdict every step on the CPU backend (free there), else at the steps
+         * every rank agrees on - log intervals, checkpoints, --stop-after, the last step -
+         * and, for the step count alone, when a stop signal came.  The averaged gradients
+         * are identical on every rank, so every rank reaches the same verdict. */
         float lr = optim_lr(&r.opt, step);
-        if (isfinite(gnorm)) {
-            optim_clip(&r.opt, r.m.grads, gnorm);
-            optim_step(&r.opt, r.m.params, r.m.grads, lr);
-            consecutive_skips = 0;
-        } else if (cfg->nonfinite == NONFINITE_SKIP && consecutive_skips < MAX_CONSECUTIVE_SKIPS) {
-            consecutive_skips++;
-            skipped_steps++;
-            if (r.rank == 0)
-                metrics_notice(&r.met, "harness: warning: step %lld: non-finite gradients; step "
-                               "skipped (train.nonfinite=skip; %lld skipped so far)",
-                               (long long)step + 1, (long long)skipped_steps);
-        } else {
-            report_nonfinite(&r, step + 1, consecutive_skips);
-            exit_code = HARNESS_EXIT_ERROR;
-            break;
+        optim_device_step(&r.opt, r.m.params, r.m.grads, lr,
+                          cfg->nonfinite == NONFINITE_SKIP ? MAX_CONSECUTIVE_SKIPS : 0, step);
+        /* a failed cuBLAS/cuDNN call or kernel leaves wrong numbers behind: once per step */
+        if (kern_check(r.k, err, sizeof err) != 0) comm_abort(c, 1, err);
+        {
+            int64_t n_done = step + 1;
+            int agreed = kern_get_backend(r.k) == KERN_CPU || n_done % cfg->log_every == 0 ||
+                         n_done == r.total_steps ||
+                         (cfg->ckpt_every > 0 && n_done % cfg->ckpt_every == 0) ||
+                         (opt->stop_after > 0 && n_done == opt->stop_after);
+            if (agreed || stop_signal) {
+                optim_verdict v;
+                optim_read(&r.opt, &v);
+                gnorm = v.norm;
+                consecutive_skips = v.run;
+                skipped_steps = v.skipped_total;
+                if (v.new_skips > 0 && r.rank == 0) {
+                    if (v.new_skips == 1 && v.skipped && !v.stop)
+                        metrics_notice(&r.met, "harness: warning: step %lld: non-finite "
+                                       "gradients; step skipped (train.nonfinite=skip; %lld "
+                                       "skipped so far)", (long long)n_done,
+                                       (long long)skipped_steps);
+                    else
+                        metrics_notice(&r.met, "harness: warning: steps up to %lld: %lld more "
+                                       "steps with non-finite gradients skipped "
+                                       "(train.nonfinite=skip; %lld skipped so far)",
+                                       (long long)n_done, (long long)v.new_skips,
+                                       (long long)skipped_steps);
+                }
+                if (v.stop && agreed) {
+                    report_nonfinite(&r, v.stop_step + 1,
+                                     consecutive_skips > 1 ? consecutive_skips - 1 : 0);
+                    exit_code = HARNESS_EXIT_ERROR;
+                    break;
+                }
+            }
         }
         double t1 = metrics_now();
         iv_data += data_loader_wait_seconds(r.train) - data_before;
@@ -750,7 +879,9 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         int64_t done = step + 1;
         int last_step = done == r.total_steps;
         if (done % cfg->log_every == 0 || last_step) {
-            double sums[3] = {iv_loss, iv_correct, (double)iv_samples};
+            double sums[3] = {0, 0, (double)iv_samples};
+            kern_to_host(r.k, sums, r.acc_dev, 2 * sizeof(double));
+            reset_acc(&r, r.acc_dev);
             if (comm_allreduce_sum_f64(c, sums, 3, err, sizeof err) != 0) comm_abort(c, 1, err);
             double now = metrics_now(), dt = now - t_interval;
             if (r.rank == 0) {
@@ -764,6 +895,8 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                 t.grad_norm = gnorm;
                 t.samples_per_s = (double)iv_steps * (double)cfg->batch_size / dt;
                 t.flops_per_s = t.samples_per_s * r.m.flops_per_sample;
+                t.tokens_per_s = t.samples_per_s * (double)r.context;
+                t.mfu = r.peak_flops > 0 ? t.flops_per_s / (double)r.world / r.peak_flops : -1.0;
                 t.elapsed_s = now - t_train - t_excluded;
                 t.eta_s = t.elapsed_s / (double)steps_run * (double)(r.total_steps - done);
                 t.comm_wait_s = iv_comm / (double)iv_steps;
@@ -771,7 +904,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                 t.compute_s = (iv_compute - iv_comm - iv_data) / (double)iv_steps;
                 metrics_log_train(&r.met, &t);
             }
-            iv_loss = iv_correct = iv_compute = iv_comm = iv_data = 0;
+            iv_compute = iv_comm = iv_data = 0;
             iv_samples = iv_steps = 0;
             t_interval = metrics_now();
         }
@@ -822,17 +955,25 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         if (r.test) evaluate(&r, r.total_steps, epoch);
         if (r.rank == 0) {
             double sps = steps_run > 0 ? (double)steps_run * (double)cfg->batch_size / train_s : 0;
-            char acc[64] = "";
-            if (r.test) snprintf(acc, sizeof acc, ", test accuracy %.4f", r.last_eval_accuracy);
-            metrics_notice(&r.met, "harness: done: %lld steps in %.1f s, %.0f samples/s "
+            char acc[96] = "", rate[64];
+            if (r.test && r.lm)
+                snprintf(acc, sizeof acc, ", val loss %.4f, val perplexity %.3f",
+                         r.last_eval_loss, exp(r.last_eval_loss));
+            else if (r.test)
+                snprintf(acc, sizeof acc, ", test accuracy %.4f", r.last_eval_accuracy);
+            if (r.lm) snprintf(rate, sizeof rate, "%.0f tokens/s", sps * (double)r.context);
+            else snprintf(rate, sizeof rate, "%.0f samples/s", sps);
+            metrics_notice(&r.met, "harness: done: %lld steps in %.1f s, %s "
                            "(%.2f GFLOP/s) on %d rank%s%s; checkpoint %s",
-                           (long long)steps_run, train_s, sps, sps * r.m.flops_per_sample * 1e-9,
+                           (long long)steps_run, train_s, rate, sps * r.m.flops_per_sample * 1e-9,
                            r.world, r.world > 1 ? "s" : "", acc, ckpt_path);
             char fields[512];
             snprintf(fields, sizeof fields, "\"steps\":%lld,\"train_seconds\":%.3f,"
                      "\"samples_per_s\":%.1f,\"flops_per_s\":%.6g,\"test_accuracy\":%.6f,"
-                     "\"checkpoint\":\"%s\"", (long long)steps_run, train_s, sps,
-                     sps * r.m.flops_per_sample, r.test ? r.last_eval_accuracy : -1.0, ckpt_path);
+                     "\"test_loss\":%.9g,\"tokens_per_s\":%.1f,\"checkpoint\":\"%s\"",
+                     (long long)steps_run, train_s, sps, sps * r.m.flops_per_sample,
+                     r.test ? r.last_eval_accuracy : -1.0, r.test ? r.last_eval_loss : -1.0,
+                     sps * (double)r.context, ckpt_path);
             metrics_log_event(&r.met, "summary", fields);
         }
     }
@@ -851,8 +992,7 @@ int eval_run(const config *cfg, const char *ckpt, comm *c) {
     int st = 0;
     if (agree(&r, open_backend(&r, err), err) || agree(&r, open_data(&r, 0, err), err))
         goto out;
-    st = model_build(&r.m, cfg, r.info->sample_shape, r.info->sample_ndim, r.info->num_classes,
-                     r.B, r.k, err, ERRLEN);
+    st = model_build(&r.m, cfg, &r.in_desc, r.B, 0, r.k, err, ERRLEN);
     if (st == 0) st = alloc_batch_buffers(&r, err);
     if (agree(&r, st, err)) goto out;
     ckpt_state s;

@@ -98,4 +98,42 @@ void kcpu_batchnorm_backward(kcpu_ctx *c, float *din, const float *dout, const f
                              const float *mean_invstd, const float *gamma, const double *red,
                              double count, int B, int C, int HW);
 
+/* the GPU step's device-side forms (cpu_step.c): dropout over rows, the optimizer's verdict and
+ * guarded updates, batch-norm parameter gradients */
+void kcpu_dropout_forward_rows(kcpu_ctx *c, float *out, uint8_t *mask, const float *in,
+                               int64_t rows, int64_t row_elems, float p, uint64_t seed,
+                               uint64_t step_id, int64_t first_row, int layer);
+void kcpu_grad_stats(kcpu_ctx *c, double *gstate, const float *grads, int64_t n, float clip_norm,
+                     int max_run, int64_t step);
+void kcpu_sgd_update_guarded(kcpu_ctx *c, float *param, float *buf, const float *grad, int64_t n,
+                             float lr, float momentum, float weight_decay, int nesterov,
+                             const double *gstate, int64_t t_plus);
+void kcpu_adamw_update_guarded(kcpu_ctx *c, float *param, float *m, float *v, const float *grad,
+                               int64_t n, float lr, float beta1, float beta2, float eps,
+                               float weight_decay, const double *gstate, int64_t t_plus);
+void kcpu_batchnorm_param_grads(kcpu_ctx *c, float *dgamma, float *dbeta, const double *red,
+                                int C);
+
+/* language models (cpu_gpt.c): same arguments as the kern_ functions of kernels.h */
+size_t kcpu_gpt_workspace(kcpu_ctx *c, int B, int T, int C, int NH, int V);
+void kcpu_embedding_forward(kcpu_ctx *c, float *out, const int32_t *tokens, const float *wte,
+                            const float *wpe, int B, int T, int C);
+void kcpu_embedding_backward(kcpu_ctx *c, float *dwte, float *dwpe, const float *dout,
+                             const int32_t *tokens, int B, int T, int C, int V, void *workspace);
+void kcpu_layernorm_forward(kcpu_ctx *c, float *out, float *mean_rstd, const float *x,
+                            const float *w, const float *b, int N, int C, float eps);
+void kcpu_layernorm_backward(kcpu_ctx *c, float *din, float *dw, float *db, const float *dout,
+                             const float *x, const float *mean_rstd, const float *w, int N,
+                             int C, void *workspace);
+void kcpu_attention_forward(kcpu_ctx *c, float *out, float *att, const float *qkv, int B,
+                            int T, int C, int NH, void *workspace);
+void kcpu_attention_backward(kcpu_ctx *c, float *dqkv, const float *dout, const float *qkv,
+                             const float *att, int B, int T, int C, int NH, void *workspace);
+void kcpu_attention_decode(kcpu_ctx *c, float *out, const float *q, const float *kcache,
+                           const float *vcache, int B, int t, int Tmax, int C, int NH,
+                           void *workspace);
+void kcpu_softmax_xent_acc(kcpu_ctx *c, float *losses, float *dlogits, double *acc,
+                           const float *logits, const int32_t *labels, int B, int C, int ld,
+                           float grad_scale);
+
 #endif

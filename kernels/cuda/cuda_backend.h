@@ -111,6 +111,30 @@ void kcuda_batchnorm_backward(kcuda_ctx *c, float *din, const float *dout, const
                               const float *mean_invstd, const float *gamma, const double *red,
                               double count, int B, int C, int HW);
 
+/* the GPU step without host round trips (cuda_step.cu): batch uploads on the copy stream,
+ * dropout over rows, the optimizer's verdict and guarded updates, batch-norm parameter
+ * gradients */
+int kcuda_upload_reserve(kcuda_ctx *c, size_t bytes, char *err, size_t errlen);
+void kcuda_upload(kcuda_ctx *c, int n, void *const dst[], const void *const host_src[],
+                  const size_t bytes[]);
+void kcuda_dropout_forward_rows(kcuda_ctx *c, float *out, uint8_t *mask, const float *in,
+                                int64_t rows, int64_t row_elems, float p, uint64_t seed,
+                                uint64_t step_id, int64_t first_row, int layer);
+void kcuda_grad_stats(kcuda_ctx *c, double *gstate, const float *grads, int64_t n,
+                      float clip_norm, int max_run, int64_t step);
+void kcuda_sgd_update_guarded(kcuda_ctx *c, float *param, float *buf, const float *grad,
+                              int64_t n, float lr, float momentum, float weight_decay,
+                              int nesterov, const double *gstate, int64_t t_plus);
+void kcuda_adamw_update_guarded(kcuda_ctx *c, float *param, float *m, float *v,
+                                const float *grad, int64_t n, float lr, float beta1,
+                                float beta2, float eps, float weight_decay,
+                                const double *gstate, int64_t t_plus);
+void kcuda_batchnorm_param_grads(kcuda_ctx *c, float *dgamma, float *dbeta, const double *red,
+                                 int C);
+
+/* device information (cuda_info.cu) */
+int kcuda_device_name(kcuda_ctx *c, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

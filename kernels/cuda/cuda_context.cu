@@ -184,7 +184,9 @@ int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t err
                                   KCUDA_MAX_PARTIALS * sizeof(long long))) ||
         !KCUDA_CALL(c, cudaMalloc((void **)&c->result_dev, sizeof(kcuda_result))) ||
         !KCUDA_CALL(c, cudaMallocHost((void **)&c->result_host, sizeof(kcuda_result))) ||
-        !KCUDA_CALL(c, cudaMalloc((void **)&c->bn_partials, KCUDA_BN_PARTIALS * sizeof(double))))
+        !KCUDA_CALL(c, cudaMalloc((void **)&c->bn_partials, KCUDA_BN_PARTIALS * sizeof(double))) ||
+        !KCUDA_CALL(c, cudaMalloc((void **)&c->ticket, sizeof(unsigned int))) ||
+        !KCUDA_CALL(c, cudaMemsetAsync(c->ticket, 0, sizeof(unsigned int), c->stream)))
         return create_failed(c, err, errlen);
 
     /* cuDNN: bound to our stream; the convolutions' descriptors and algorithms are cached per
@@ -212,6 +214,8 @@ void kcuda_destroy(kcuda_ctx *c) {
     if (c->result_dev) (void)cudaFree(c->result_dev);
     if (c->result_host) (void)cudaFreeHost(c->result_host);
     if (c->bn_partials) (void)cudaFree(c->bn_partials);
+    if (c->ticket) (void)cudaFree(c->ticket);
+    kcuda_step_destroy(c);
     if (c->stream) (void)cudaStreamDestroy(c->stream);
     (void)cudaGetLastError();
     free(c);

@@ -52,6 +52,17 @@ struct kcuda_ctx {
     cudnnMathType_t conv_math;   /* FMA (exact fp32) or tensor-op (TF32) convolutions */
     struct kcuda_conv_cache *conv_cache;   /* descriptors + algorithms per shape (cuda_conv.cu) */
     double *bn_partials;         /* [KCUDA_BN_PARTIALS] batch-norm per-block partial sums */
+    unsigned int *ticket;        /* [1] single-launch reductions: blocks done (cuda_step.cu);
+                                  * 0 between launches (the last block resets it) */
+    /* batch uploads (cuda_step.cu): copy stream, two staging buffers used in turn, and per
+     * buffer the events "its H2D copy is done" (copy stream) and "the compute stream has copied
+     * it out" (compute stream); created at the first kcuda_upload_reserve / kcuda_upload */
+    cudaStream_t copy_stream;
+    void *staging[2];
+    size_t staging_bytes;        /* size of each */
+    cudaEvent_t staged[2], drained[2];
+    int staging_next;
+    int upload_delay_ms;         /* fault hook HARNESS_FAULT_UPLOAD_DELAY_MS (tests) */
     int has_error;
     char error[512];
 };
@@ -100,6 +111,9 @@ static inline unsigned int kcuda_grid_reduce(int64_t n) {
  * order, copy the result to c->result_host and wait for it (cuda_context.cu).  0 on success;
  * on failure the error is recorded and the result is NaN / 0. */
 int kcuda_finish_reduction(kcuda_ctx *c, unsigned int nparts, int with_count);
+
+/* Releases what cuda_step.cu created (copy stream, staging, events); the stream is idle. */
+void kcuda_step_destroy(kcuda_ctx *c);
 
 /* The convolution plan cache (cuda_conv.cu), created and destroyed with the context.
  * 0 on success; on failure the error is recorded. */

@@ -97,6 +97,8 @@ static inline void assert_config_equal_at(const config *a, const config *b, cons
     SAME_FLOAT(eps) SAME_FLOAT(weight_decay) SAME_FLOAT(clip_grad_norm) SAME(schedule)
     SAME(warmup_steps) SAME_FLOAT(min_lr)
     SAME(log_every) SAME(eval_every) SAME(progress) SAME(bucket_kb)
+    SAME(gpt_layers) SAME(gpt_heads) SAME(gpt_dim) SAME(gpt_context) SAME_FLOAT(gpt_dropout)
+    SAME(gpt_bias) SAME(gpt_tie)
 #undef SAME
 #undef SAME_FLOAT
 #undef SAME_STRING

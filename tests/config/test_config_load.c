@@ -272,7 +272,7 @@ static void test_layer_errors(void **state) {
     const error_case cases[] = {
         {"model:\n  layers:\n    - {type: linear}\n", 3, {"model.layers[0]: a linear layer needs 'out'"}},
         {"model:\n  layers:\n    - {out: 3}\n", 3, {"model.layers[0]: missing 'type'"}},
-        {"model:\n  layers:\n    - {type: conv}\n", 3, {"model.layers[0].type: expected one of flatten, linear, relu, gelu, dropout, conv2d, maxpool2d, avgpool2d, global_avgpool, batchnorm2d, residual_start, residual_end, got 'conv'"}},
+        {"model:\n  layers:\n    - {type: conv}\n", 3, {"model.layers[0].type: expected one of flatten, linear, relu, gelu, dropout, conv2d, maxpool2d, avgpool2d, global_avgpool, batchnorm2d, residual_start, residual_end, embedding, layernorm, attention, lm_head, got 'conv'"}},
         {"model:\n  layers:\n    - type: linear\n      out: 3\n      p: 0.5\n", 5,
          {"model.layers[0].p: not a key of a linear layer"}},
         {"model:\n  layers:\n    - {type: relu, out: 3}\n", 3, {"model.layers[0].out: not a key of a relu layer"}},
@@ -304,7 +304,74 @@ static void test_too_many_layers(void **state) {
     snprintf(text + n, sizeof text - n, "    - {type: linear, out: 3}\n");
     assert_int_equal(load_text(&c, text, err, sizeof err), -1);
     assert_contains(err, at_line(3 + CFG_MAX_LAYERS));
-    assert_contains(err, "model.layers: at most 64 layers");
+    assert_contains(err, "model.layers: at most 256 layers");
+}
+
+/* model.gpt: the preset's keys as a nested mapping, --set of one key, the written config
+ * reading back to the same values, and the errors. */
+static void test_gpt_preset(void **state) {
+    (void)state;
+    config c;
+    char err[512];
+    config_defaults(&c);
+    assert_int_equal(c.gpt_layers, 0);
+    if (load_text(&c, "model:\n  gpt: {layers: 2, heads: 4, dim: 64, context: 32, dropout: 0.1, "
+                      "bias: false}\n", err, sizeof err))
+        fail_msg("%s", err);
+    assert_int_equal(c.gpt_layers, 2);
+    assert_int_equal(c.gpt_heads, 4);
+    assert_int_equal(c.gpt_dim, 64);
+    assert_int_equal(c.gpt_context, 32);
+    assert_true(c.gpt_dropout == 0.1f);
+    assert_int_equal(c.gpt_bias, 0);
+    assert_int_equal(c.gpt_tie, 1);
+    assert_int_equal(config_validate(&c, err, sizeof err), 0);
+    assert_int_equal(config_set(&c, "model.gpt.layers=12", err, sizeof err), 0);
+    assert_int_equal(c.gpt_layers, 12);
+    /* written nested, read back equal; the unused layer list is written empty */
+    char *yaml = config_to_yaml(&c);
+    assert_non_null(yaml);
+    assert_contains(yaml, "  gpt:\n    layers: 12\n    heads: 4\n");
+    assert_contains(yaml, "  layers: []\n");
+    config back;
+    config_defaults(&back);
+    if (config_load_string(&back, "written", yaml, strlen(yaml), err, sizeof err)) fail_msg("%s", err);
+    free(yaml);
+    assert_int_equal(back.gpt_layers, 12);
+    assert_int_equal(back.gpt_dim, 64);
+    assert_int_equal(config_validate(&back, err, sizeof err), 0);
+    /* errors name the key */
+    config_defaults(&c);
+    assert_int_equal(load_text(&c, "model:\n  gpt: {layers: 2, head: 4}\n", err, sizeof err), -1);
+    assert_contains(err, "model.gpt.head");
+    assert_contains(err, "model.gpt.heads");
+    assert_int_equal(load_text(&c, "model:\n  layers: [{type: linear, out: 3}]\n  gpt: {layers: 2}\n",
+                               err, sizeof err), -1);
+    assert_contains(err, "model.gpt and model.layers are alternatives");
+    assert_int_equal(load_text(&c, "model:\n  gpt: 12\n", err, sizeof err), -1);
+    assert_contains(err, "model.gpt");
+    config_defaults(&c);
+    assert_int_equal(load_text(&c, "model:\n  gpt: {layers: 2, heads: 5, dim: 64}\n", err, sizeof err), 0);
+    assert_int_equal(config_validate(&c, err, sizeof err), -1);
+    assert_contains(err, "model.gpt.heads: 5 heads do not divide model.gpt.dim 64");
+    assert_int_equal(config_set(&c, "model.gpt.dropout=1.5", err, sizeof err), -1);
+    assert_contains(err, "model.gpt.dropout");
+    /* the language-model layer types in an explicit list */
+    config_defaults(&c);
+    if (load_text(&c, "model:\n  layers:\n    - {type: embedding, out: 32, context: 16}\n"
+                      "    - {type: layernorm}\n    - {type: linear, out: 96}\n"
+                      "    - {type: attention, heads: 2}\n    - {type: lm_head}\n", err, sizeof err))
+        fail_msg("%s", err);
+    assert_int_equal(c.n_layers, 5);
+    assert_int_equal(c.layers[0].type, LAYER_EMBEDDING);
+    assert_int_equal(c.layers[0].context, 16);
+    assert_int_equal(c.layers[1].bias, 1);
+    assert_true(c.layers[1].eps == 1e-5f);
+    assert_int_equal(c.layers[3].heads, 2);
+    assert_int_equal(c.layers[4].tie, 1);
+    assert_int_equal(config_validate(&c, err, sizeof err), 0);
+    assert_int_equal(load_text(&c, "model:\n  layers: [{type: attention}]\n", err, sizeof err), -1);
+    assert_contains(err, "needs 'heads'");
 }
 
 static void test_structure_errors(void **state) {
@@ -368,6 +435,7 @@ int main(void) {
         cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_layer_errors),
         cmocka_unit_test(test_too_many_layers),
+        cmocka_unit_test(test_gpt_preset),
         cmocka_unit_test(test_structure_errors),
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_missing_file_and_directory),

@@ -70,7 +70,7 @@ static void test_full_config_round_trip(void **state) {
             l->out = 1 + i * 37;
             l->bias = i % 2;
         }
-        if (l->type == LAYER_DROPOUT) l->p = (float)i / 70.0f;
+        if (l->type == LAYER_DROPOUT) l->p = (float)i / (float)(CFG_MAX_LAYERS + 6);
     }
     c.layers[c.n_layers++] = (layer_config){.type = LAYER_LINEAR, .out = 10, .bias = 1};
     strcpy(c.init, "normal");

@@ -70,14 +70,14 @@ static void test_layer_checks(void **state) {
     c.n_layers = 0;
     invalid(&c, "model.layers", "got 0");
     c.n_layers = CFG_MAX_LAYERS + 1;
-    invalid(&c, "model.layers", "got 65");
+    invalid(&c, "model.layers", "got 257");
 
     config_defaults(&c);
     c.layers[3].out = 0;
     invalid(&c, "model.layers[3].out: expected an integer in [1, 16777216], got '0'", NULL);
     config_defaults(&c);
     c.layers[2].type = (layer_type)LAYER_TYPE_COUNT;   /* one past the last type */
-    invalid(&c, "model.layers[2].type: expected one of flatten", "got '12'");
+    invalid(&c, "model.layers[2].type: expected one of flatten", "got '16'");
     config_defaults(&c);
     c.layers[2].type = LAYER_RESIDUAL_END;
     invalid(&c, "model.layers[2]: residual_end without a residual_start", NULL);

@@ -34,13 +34,14 @@ static float *saved;  /* [3 * n_params]: params, then the two state buffers */
 
 static void setup_or_die(void) {
     char err[512];
+    model_input_desc in_desc = {0, {sample_shape[0], sample_shape[1], 0}, 2, N_CLASSES};
     kern_options ko = {.backend = KERN_CPU, .threads = 1, .device = 0};
     config cfg;
     config_defaults(&cfg);
     if (kern_create(&ko, &k, err, sizeof err) != 0 ||
         config_set(&cfg, "model.layers=[{type: flatten}, {type: linear, out: 10}]", err,
                    sizeof err) != 0 ||
-        model_build(&m, &cfg, sample_shape, 2, N_CLASSES, 4, k, err, sizeof err) != 0 ||
+        model_build(&m, &cfg, &in_desc, 4, 0, k, err, sizeof err) != 0 ||
         optim_create(&adamw, &cfg, m.n_params, 2, k, err, sizeof err) != 0) {
         fprintf(stderr, "fuzz_checkpoint: setup failed: %s\n", err);
         abort();

@@ -81,3 +81,41 @@ with h5py.File(src, "r") as s, h5py.File(dst, "w", libver="earliest") as d:
     s.visititems(copy)
 PY
 ls -l "$FUZZ/corpus/dataset" "$FUZZ/corpus/checkpoint"
+
+# corpus/import: llm.c and nanoGPT token files behind fuzz_import's 4-byte prefix (format,
+# vocabulary size, split); corpus/tokenizer: text for the tiny vocabulary, and a small GPT-2
+# vocabulary (encoder.json NUL vocab.bpe) behind fuzz_tokenizer's mode byte.
+"$PY" - "$FUZZ/corpus" <<'PY'
+import json, os, struct, sys
+import numpy as np
+out = sys.argv[1]
+for d in ("import", "tokenizer"):
+    os.makedirs(os.path.join(out, d), exist_ok=True)
+def llmc(tokens, magic=20240520, version=1, count=None):
+    h = np.zeros(256, np.int32)
+    h[:3] = [magic, version, len(tokens) if count is None else count]
+    return h.tobytes() + np.array(tokens, np.uint16).tobytes()
+def w(name, data):
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(data)
+t = list(range(0, 50257, 2513))
+w("import/llmc_one.bin", bytes([1, 0, 0, 0]) + llmc(t))
+w("import/llmc_two.bin", bytes([1, 0, 0, 128]) + llmc(t) + llmc(t[::-1]))
+w("import/llmc_vocab300.bin", bytes([1]) + struct.pack("<H", 300) + bytes([0]) + llmc([5, 299, 300]))
+w("import/llmc_bad_magic.bin", bytes([1, 0, 0, 0]) + llmc(t, magic=20240521))
+w("import/llmc_truncated.bin", bytes([1, 0, 0, 0]) + llmc(t, count=100))
+w("import/nanogpt_two.bin", bytes([0]) + struct.pack("<H", 1000) + bytes([64]) +
+  np.arange(0, 1000, 37, dtype=np.uint16).tobytes())
+w("import/nanogpt_odd.bin", bytes([0, 16, 0, 0, 1, 2, 3]))
+w("tokenizer/text.txt", b"\x00Hello there, the hell's  2024!!\n\n\n  <|endoftext|>caf\xc3\xa9 \xff\xfe\xf0\x9f\x98")
+def ch(b):
+    keep = 33 <= b <= 126 or 161 <= b <= 172 or b >= 174
+    return chr(b) if keep else chr(256 + sum(1 for c in range(b) if not (33 <= c <= 126 or 161 <= c <= 172 or c >= 174)))
+enc = {ch(b): b for b in range(256)}
+merges = [("h", "e"), ("l", "l"), ("he", "ll"), ("Ġ", "t"), ("Ġt", "he")]
+for i, (a, b) in enumerate(merges):
+    enc[a + b] = 256 + i
+enc["<|endoftext|>"] = 256 + len(merges)
+bpe = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
+w("tokenizer/vocab.bin", b"\x01" + json.dumps(enc).encode() + b"\x00" + bpe.encode())
+PY

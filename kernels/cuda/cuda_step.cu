@@ -1,0 +1,299 @@
+/* cuda_step.cu: what keeps the GPU step free of host round trips.
+ *
+ *   uploads        a host batch goes to the device on a copy stream through two staging
+ *                  buffers used in turn (kernels.h, kern_upload): the host waits for its
+ *                  transfer only, then hands the pinned slot back to the loader
+ *   dropout rows   one launch for a whole batch, each row its own Philox stream
+ *   grad stats     norm, clip factor and the skip/stop verdict in ONE launch (the last block
+ *                  to finish sums the per-block partials, in the fixed order of
+ *                  kcuda_finish_reduction, so NORM has the bits of sqrt(kcuda_sumsq)), kept in
+ *                  device memory for the guarded updates; no copy to the host
+ *   guarded updates SGD / AdamW that read the verdict: skipped steps change nothing
+ *   batch-norm parameter gradients from the double sums, on the device
+ * The per-element math is elementwise.h's and philox.h's, as in the other .cu files. */
+#include "cuda_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "elementwise.h"
+#include "philox.h"
+
+/* ---- uploads ---- */
+
+#define STAGING_ALIGN 256
+
+static size_t round_up(size_t n) { return (n + STAGING_ALIGN - 1) / STAGING_ALIGN * STAGING_ALIGN; }
+
+/* Copy stream and events on first use; staging of at least `bytes` each.  1 on success. */
+static int ensure_staging(kcuda_ctx *c, size_t bytes) {
+    if (!c->copy_stream) {
+        const char *delay = getenv("HARNESS_FAULT_UPLOAD_DELAY_MS");
+        c->upload_delay_ms = delay ? atoi(delay) : 0;
+        if (!KCUDA_CALL(c, cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking)))
+            return 0;
+        for (int i = 0; i < 2; i++)
+            if (!KCUDA_CALL(c, cudaEventCreateWithFlags(&c->staged[i], cudaEventDisableTiming)) ||
+                !KCUDA_CALL(c, cudaEventCreateWithFlags(&c->drained[i], cudaEventDisableTiming)))
+                return 0;
+    }
+    if (bytes <= c->staging_bytes) return 1;
+    /* growing: nothing may still read the old buffers (start-up, or a larger batch) */
+    if (!KCUDA_CALL(c, cudaStreamSynchronize(c->copy_stream)) ||
+        !KCUDA_CALL(c, cudaStreamSynchronize(c->stream)))
+        return 0;
+    for (int i = 0; i < 2; i++) {
+        if (c->staging[i]) KCUDA_CALL(c, cudaFree(c->staging[i]));
+        c->staging[i] = NULL;
+    }
+    c->staging_bytes = 0;
+    for (int i = 0; i < 2; i++)
+        if (!KCUDA_CALL(c, cudaMalloc(&c->staging[i], bytes))) return 0;
+    c->staging_bytes = bytes;
+    return 1;
+}
+
+int kcuda_upload_reserve(kcuda_ctx *c, size_t bytes, char *err, size_t errlen) {
+    if (ensure_staging(c, bytes)) return 0;
+    return kcuda_check(c, err, errlen);
+}
+
+void kcuda_step_destroy(kcuda_ctx *c) {
+    if (c->copy_stream) (void)cudaStreamSynchronize(c->copy_stream);
+    for (int i = 0; i < 2; i++) {
+        if (c->staging[i]) (void)cudaFree(c->staging[i]);
+        if (c->staged[i]) (void)cudaEventDestroy(c->staged[i]);
+        if (c->drained[i]) (void)cudaEventDestroy(c->drained[i]);
+        c->staging[i] = NULL;
+    }
+    if (c->copy_stream) (void)cudaStreamDestroy(c->copy_stream);
+    c->copy_stream = NULL;
+    c->staging_bytes = 0;
+}
+
+/* Fault hook: runs on the copy stream before the copies, so the transfer starts late. */
+static void CUDART_CB upload_delay(void *ms) {
+    long v = (long)(intptr_t)ms;
+    struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void kcuda_upload(kcuda_ctx *c, int n, void *const dst[], const void *const host_src[],
+                  const size_t bytes[]) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += round_up(bytes[i]);
+    if (total == 0) return;
+    if (!ensure_staging(c, total)) return;
+    int s = c->staging_next;
+    c->staging_next ^= 1;
+    char *stage = (char *)c->staging[s];
+    /* staging s is free once the compute stream has copied out the batch before last (an
+     * event never recorded counts as complete) */
+    if (!KCUDA_CALL(c, cudaStreamWaitEvent(c->copy_stream, c->drained[s], 0))) return;
+    if (c->upload_delay_ms > 0 &&
+        !KCUDA_CALL(c, cudaLaunchHostFunc(c->copy_stream, upload_delay,
+                                          (void *)(intptr_t)c->upload_delay_ms)))
+        return;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        if (bytes[i] && !KCUDA_CALL(c, cudaMemcpyAsync(stage + off, host_src[i], bytes[i],
+                                                       cudaMemcpyHostToDevice, c->copy_stream)))
+            return;
+        off += round_up(bytes[i]);
+    }
+    if (!KCUDA_CALL(c, cudaEventRecord(c->staged[s], c->copy_stream)) ||
+        !KCUDA_CALL(c, cudaStreamWaitEvent(c->stream, c->staged[s], 0)))
+        return;
+    off = 0;
+    for (int i = 0; i < n; i++) {
+        if (bytes[i] && !KCUDA_CALL(c, cudaMemcpyAsync(dst[i], stage + off, bytes[i],
+                                                       cudaMemcpyDeviceToDevice, c->stream)))
+            return;
+        off += round_up(bytes[i]);
+    }
+    KCUDA_CALL(c, cudaEventRecord(c->drained[s], c->stream));
+    /* the host buffers may go back to their producer once the transfer is done; this waits
+     * for the copy stream only (which waited for the batch before last, at most) */
+    KCUDA_CALL(c, cudaEventSynchronize(c->staged[s]));
+}
+
+/* ---- dropout over rows ---- */
+
+/* Philox block `blk` of row r covers the row's elements 4*blk .. 4*blk+3; the row's stream id
+ * is kern_dropout_stream(step_id, first_row + r, layer) = base ^ ((first_row + r) << 6) with
+ * base = (step_id << 24) ^ layer (XOR commutes). */
+__global__ static void dropout_rows_kernel(float *out, uint8_t *mask, const float *in,
+                                           int64_t rows, int64_t row_elems, float p, float scale,
+                                           uint64_t seed, uint64_t base, int64_t first_row) {
+    int64_t per_row = (row_elems + 3) / 4;
+    KCUDA_GRID_STRIDE_LOOP(t, rows * per_row) {
+        int64_t r = t / per_row, blk = t % per_row;
+        uint64_t stream = base ^ ((uint64_t)(first_row + r) << 6);
+        kern_philox_block rnd = kern_philox_stream_block(seed, stream, (uint64_t)blk);
+        for (int lane = 0; lane < 4 && blk * 4 + lane < row_elems; lane++) {
+            int64_t i = r * row_elems + blk * 4 + lane;
+            uint8_t keep = kern_u32_to_uniform01(rnd.v[lane]) >= p;
+            mask[i] = keep;
+            out[i] = keep ? in[i] * scale : 0.0f;
+        }
+    }
+}
+
+void kcuda_dropout_forward_rows(kcuda_ctx *c, float *out, uint8_t *mask, const float *in,
+                                int64_t rows, int64_t row_elems, float p, uint64_t seed,
+                                uint64_t step_id, int64_t first_row, int layer) {
+    int64_t n = rows * row_elems;
+    if (n <= 0) return;
+    if (p <= 0.0f || p >= 1.0f) {   /* no random numbers: one constant pass */
+        kcuda_dropout_forward(c, out, mask, in, n, p, seed, 0);
+        return;
+    }
+    float scale = 1.0f / (1.0f - p);
+    uint64_t base = (step_id << 24) ^ (uint64_t)layer;
+    int64_t work = rows * ((row_elems + 3) / 4);
+    dropout_rows_kernel<<<kcuda_grid_1d(c, work), KCUDA_THREADS, 0, c->stream>>>(
+        out, mask, in, rows, row_elems, p, scale, seed, base, first_row);
+    KCUDA_LAUNCHED(c, "dropout_rows_kernel");
+}
+
+/* ---- the optimizer's verdict ---- */
+
+/* Every block: its grid-stride share of sum x^2 (as sumsq_kernel) into part[block].  The last
+ * block to finish sums the partials (as finish_reduction_kernel) and decides; see kernels.h. */
+__global__ static void grad_stats_kernel(double *gs, double *part, unsigned int *ticket,
+                                         const float *x, int64_t n, float clip_norm, int max_run,
+                                         int64_t step) {
+    __shared__ int is_last;
+    double acc = 0.0;
+    KCUDA_GRID_STRIDE_LOOP(i, n) {
+        double v = (double)x[i];
+        acc += v * v;
+    }
+    acc = kcuda_block_sum_f64(acc);
+    if (threadIdx.x == 0) {
+        part[blockIdx.x] = acc;
+        __threadfence();   /* the partial is visible before the ticket says so */
+        is_last = atomicAdd(ticket, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    double s = 0.0;
+    for (unsigned int i = threadIdx.x; i < gridDim.x; i += blockDim.x) s += __ldcg(&part[i]);
+    s = kcuda_block_sum_f64(s);
+    if (threadIdx.x != 0) return;
+    *ticket = 0;
+    double norm = sqrt(s);
+    gs[KERN_GS_NORM] = norm;
+    if (gs[KERN_GS_STOP] != 0.0) {
+        gs[KERN_GS_SKIP] = 1.0;
+    } else if (isfinite(norm)) {
+        gs[KERN_GS_SKIP] = 0.0;
+        gs[KERN_GS_RUN] = 0.0;
+        gs[KERN_GS_SCALE] = clip_norm > 0.0f && norm > clip_norm
+                                ? (double)(float)(clip_norm / (norm + 1e-6)) : 1.0;
+    } else {
+        gs[KERN_GS_RUN] += 1.0;
+        gs[KERN_GS_SKIP] = 1.0;
+        if (gs[KERN_GS_RUN] <= (double)max_run) {
+            gs[KERN_GS_SKIPPED] += 1.0;
+        } else {
+            gs[KERN_GS_STOP] = 1.0;
+            gs[KERN_GS_STOP_STEP] = (double)step;
+        }
+    }
+}
+
+void kcuda_grad_stats(kcuda_ctx *c, double *gstate, const float *grads, int64_t n,
+                      float clip_norm, int max_run, int64_t step) {
+    unsigned int grid = n > 0 ? kcuda_grid_reduce(n) : 1;
+    grad_stats_kernel<<<grid, KCUDA_THREADS, 0, c->stream>>>(gstate, c->part_sum, c->ticket,
+                                                             grads, n > 0 ? n : 0, clip_norm,
+                                                             max_run, step);
+    KCUDA_LAUNCHED(c, "grad_stats_kernel");
+}
+
+/* ---- guarded updates ---- */
+
+__global__ static void sgd_guarded_kernel(float *param, float *buf, const float *grad, int64_t n,
+                                          float lr, float momentum, float wd, int nesterov,
+                                          const double *gs, int64_t t_plus) {
+    if (gs[KERN_GS_SKIP] != 0.0) return;
+    float scale = (float)gs[KERN_GS_SCALE];
+    int first = t_plus - (int64_t)gs[KERN_GS_SKIPPED] == 1;
+    KCUDA_GRID_STRIDE_LOOP(i, n) {
+        float g = grad[i] * scale;
+        if (momentum == 0.0f) {
+            param[i] = kern_sgd_plain(param[i], g, lr, wd);
+        } else {
+            float b = buf[i];
+            param[i] = kern_sgd_momentum(param[i], &b, g, lr, momentum, wd, nesterov, first);
+            buf[i] = b;
+        }
+    }
+}
+
+__global__ static void adamw_guarded_kernel(float *param, float *m, float *v, const float *grad,
+                                            int64_t n, float lr, float beta1, float beta2,
+                                            float eps, float wd, const double *gs,
+                                            int64_t t_plus) {
+    __shared__ float step_size, bc2_sqrt, decay;
+    if (gs[KERN_GS_SKIP] != 0.0) return;
+    if (threadIdx.x == 0) {
+        /* the per-step scalars of cpu_optim.c, from the device's count of taken steps */
+        double t = (double)(t_plus - (int64_t)gs[KERN_GS_SKIPPED]);
+        double bc1 = 1.0 - pow((double)beta1, t);
+        double bc2 = 1.0 - pow((double)beta2, t);
+        step_size = (float)((double)lr / bc1);
+        bc2_sqrt = (float)sqrt(bc2);
+        decay = (float)(1.0 - (double)lr * (double)wd);
+    }
+    __syncthreads();
+    float scale = (float)gs[KERN_GS_SCALE];
+    KCUDA_GRID_STRIDE_LOOP(i, n) {
+        float mi = m[i], vi = v[i];
+        param[i] = kern_adamw(param[i], &mi, &vi, grad[i] * scale, beta1, beta2, eps, decay,
+                              step_size, bc2_sqrt);
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+void kcuda_sgd_update_guarded(kcuda_ctx *c, float *param, float *buf, const float *grad,
+                              int64_t n, float lr, float momentum, float weight_decay,
+                              int nesterov, const double *gstate, int64_t t_plus) {
+    if (n <= 0) return;
+    sgd_guarded_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(
+        param, buf, grad, n, lr, momentum, weight_decay, nesterov, gstate, t_plus);
+    KCUDA_LAUNCHED(c, "sgd_guarded_kernel");
+}
+
+void kcuda_adamw_update_guarded(kcuda_ctx *c, float *param, float *m, float *v,
+                                const float *grad, int64_t n, float lr, float beta1,
+                                float beta2, float eps, float weight_decay,
+                                const double *gstate, int64_t t_plus) {
+    if (n <= 0) return;
+    adamw_guarded_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(
+        param, m, v, grad, n, lr, beta1, beta2, eps, weight_decay, gstate, t_plus);
+    KCUDA_LAUNCHED(c, "adamw_guarded_kernel");
+}
+
+/* ---- batch-norm parameter gradients ---- */
+
+__global__ static void bn_param_grads_kernel(float *dgamma, float *dbeta, const double *red,
+                                             int C) {
+    KCUDA_GRID_STRIDE_LOOP(j, C) {
+        dbeta[j] += (float)red[j];
+        dgamma[j] += (float)red[C + j];
+    }
+}
+
+void kcuda_batchnorm_param_grads(kcuda_ctx *c, float *dgamma, float *dbeta, const double *red,
+                                 int C) {
+    if (C <= 0) return;
+    bn_param_grads_kernel<<<kcuda_grid_1d(c, C), KCUDA_THREADS, 0, c->stream>>>(dgamma, dbeta,
+                                                                                red, C);
+    KCUDA_LAUNCHED(c, "bn_param_grads_kernel");
+}

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# tests/gpu/device_check.sh - the whole GPU session in one command (DESIGN.md, "The GPU
+# machine"), for a machine with one GPU and none of our libraries.  Given the bundle that
+# tests/gpu/make_bundle.sh built on the CPU machine, it runs, in this order and within a time
+# budget: every GPU test binary (kernels, CNN, GPU step, GPT when built), comm's GPU backends
+# (NCCL with one rank, MPI staged with two ranks sharing the GPU, AUTO with two ranks), GPU
+# training of the MLP and the CNN in fp32 and bf16 against their accuracy bars, two ranks
+# sharing the GPU against one rank, the GPU against the CPU step for step, the GPT when its
+# config and corpus are in the bundle, and the benchmarks against PyTorch (the machine's
+# python3 with torch and h5py).  Writes $OUT/summary.md (one line per check: pass / fail /
+# skip, seconds, key numbers) and one log per check under $OUT/logs (tarred into
+# $OUT/logs.tgz, since only files two folders down come back).
+#   bash tests/gpu/device_check.sh [--bundle TGZ|DIR] [--budget SECONDS] [--out DIR]
+#                                  [--only REGEX] [--dry-run]
+# Defaults: --bundle .gpubundle/gpubundle.tgz, --budget $DEVICE_CHECK_BUDGET_S or 360 (so a
+# second try fits in 15 minutes), --out $OUT or ./device-check-out.  A check is started only
+# when its estimate fits in what is left, and is killed at three times its estimate or at the
+# end of the budget.  Without a GPU: says so and exits 77.  --dry-run lists the checks and
+# exits 0 (no GPU or bundle needed).  Exit status: 0 all run checks passed, 1 some failed.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BUNDLE=$ROOT/.gpubundle/gpubundle.tgz
+BUDGET=${DEVICE_CHECK_BUDGET_S:-360}
+OUTDIR=${OUT:-$PWD/device-check-out}
+ONLY=. DRY=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --bundle) BUNDLE=$2; shift 2 ;;
+    --budget) BUDGET=$2; shift 2 ;;
+    --out) OUTDIR=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    --dry-run) DRY=1; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "device_check: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+# name | estimate (s) | what it runs
+CHECKS=(
+  "unit_kernels|40|test_gpu_kernels: every kernel vs the CPU reference"
+  "unit_cnn|60|test_gpu_cnn: conv2d (cuDNN), pooling, batch norm vs the CPU"
+  "unit_step|15|test_gpu_step: uploads with a delayed copy, dropout rows, optimizer verdict"
+  "unit_gpt|40|test_gpu_gpt: GPT kernels vs the CPU (when built)"
+  "comm_nccl_1rank|20|mpirun -np 1 test_gpu_comm nccl"
+  "comm_staged_2ranks|20|mpirun -np 2 test_gpu_comm staged --share"
+  "comm_auto_2ranks|20|mpirun -np 2 test_gpu_comm auto (same GPU: must pick MPI staged)"
+  "data_fmnist|15|harness convert fashion-mnist from the bundled IDX files"
+  "train_mlp_fp32|40|launch/mlp.yaml on the GPU, fp32: test accuracy >= 0.89"
+  "train_mlp_bf16|40|launch/mlp.yaml on the GPU, bf16: test accuracy >= 0.89"
+  "train_cnn_fp32|60|launch/cnn.yaml, 5 epochs, fp32: test accuracy >= 0.90"
+  "train_cnn_bf16|60|launch/cnn.yaml, 5 epochs, bf16: test accuracy >= 0.90"
+  "train_2ranks_share_gpu|40|shared_gpu.sh: 2 ranks on one GPU (MPI staged) == 1 rank, 1e-4"
+  "train_gpu_vs_cpu|60|train_vs_cpu.sh: 60 steps fp32 / tf32 / bf16 vs the CPU"
+  "train_gpt|60|launch/gpt.yaml 300 steps (when the bundle has the corpus)"
+  "bench_mlp|60|bench_gpu.sh MODEL=mlp, fp32 + bf16, batch 128 and 1024, vs PyTorch"
+  "bench_cnn|80|bench_gpu.sh MODEL=cnn, fp32 + bf16, batch 128 and 1024, vs PyTorch"
+)
+
+if [ $DRY = 1 ]; then
+  echo "device_check: budget ${BUDGET}s, bundle $BUNDLE, out $OUTDIR; would run:"
+  for c in "${CHECKS[@]}"; do
+    IFS='|' read -r name est what <<<"$c"
+    [[ $name =~ $ONLY ]] && printf '  %-24s ~%3ss  %s\n' "$name" "$est" "$what"
+  done
+  exit 0
+fi
+
+if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+  echo "device_check: no GPU on this machine (nvidia-smi lists none): nothing to check here"
+  exit 77
+fi
+
+mkdir -p "$OUTDIR/logs"
+LOGS=$OUTDIR/logs
+SUMMARY=$OUTDIR/summary.md
+T0=$(date +%s)
+WORK=$(mktemp -d /tmp/devcheck.XXXXXX)
+if [ -d "$BUNDLE" ]; then B=$(cd "$BUNDLE" && pwd)
+elif [ -f "$BUNDLE" ]; then tar xzf "$BUNDLE" -C "$WORK" && B=$WORK/gpubundle
+else echo "device_check: no bundle at $BUNDLE (build it with tests/gpu/make_bundle.sh)" >&2; exit 1; fi
+# our libraries and Open MPI from the bundle; CUDA's, cuDNN's and NCCL's from the machine (the
+# toolkit, and the nvidia-* wheels that PyTorch brings)
+source "$B/env.sh"
+PY=$(command -v python3)
+extra=$("$PY" - <<'PY' 2>/dev/null
+import glob, os
+dirs = []
+try:
+    import nvidia
+    for base in nvidia.__path__:
+        dirs += sorted(glob.glob(os.path.join(base, "*", "lib")))
+except Exception:
+    pass
+try:
+    import torch
+    dirs.append(os.path.join(os.path.dirname(torch.__file__), "lib"))
+except Exception:
+    pass
+print(":".join(d for d in dirs if os.path.isdir(d)))
+PY
+)
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [ -d $d ] && extra=$extra:$d; done
+export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$extra"
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+H=$B/bin/harness
+MPIRUN=$(command -v mpirun)
+DATA=$WORK/fashion-mnist
+{
+  echo "# device check $(date -u +%FT%TZ)"
+  echo
+  echo "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
+  echo "Bundle: $(tr '\n' ';' < "$B/BUILD_INFO" 2>/dev/null)"
+  echo "Budget: ${BUDGET}s"
+  echo
+  echo "| check | result | seconds | numbers |"
+  echo "| --- | --- | --- | --- |"
+} > "$SUMMARY"
+FAILED=0
+
+# accuracy / samples per second of a run dir, and a bar to pass
+acc_of() {  # acc_of RUN_DIR BAR -> prints numbers, exit 1 below the bar
+  "$PY" - "$1/metrics.jsonl" "$2" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+ev = [r for r in rows if r["event"] == "eval"]
+s = [r for r in rows if r["event"] == "summary"]
+acc = ev[-1]["accuracy"] if ev else float("nan")
+sps = s[-1]["samples_per_s"] if s else float("nan")
+print(f"test accuracy {acc:.4f} (bar {sys.argv[2]}), {sps:.0f} samples/s")
+sys.exit(0 if acc >= float(sys.argv[2]) else 1)
+PY
+}
+
+train_acc() {  # train_acc NAME CONFIG PRECISION BAR [--set ...]
+  local name=$1 cfg=$2 p=$3 bar=$4; shift 4
+  "$H" train "$B/launch/$cfg" --set data.train="$DATA/train.h5" --set data.test="$DATA/test.h5" \
+    --set run.device=cuda --set run.precision="$p" --set log.progress=false \
+    --set run.dir="$WORK/$name" "$@" && acc_of "$WORK/$name" "$bar"
+}
+
+run_check() {  # run_check NAME -> the body of each check; stdout/stderr go to its log
+  case $1 in
+    unit_kernels) "$B/bin/test_gpu_kernels" ;;
+    unit_cnn) "$B/bin/test_gpu_cnn" ;;
+    unit_step) "$B/bin/test_gpu_step" ;;
+    unit_gpt) [ -x "$B/bin/test_gpu_gpt" ] || { echo "SKIP: test_gpu_gpt not in the bundle"; return 77; }
+              "$B/bin/test_gpu_gpt" ;;
+    comm_nccl_1rank) "$MPIRUN" --oversubscribe -np 1 "$B/bin/test_gpu_comm" nccl ;;
+    comm_staged_2ranks) "$MPIRUN" --oversubscribe -np 2 "$B/bin/test_gpu_comm" staged --share ;;
+    comm_auto_2ranks) "$MPIRUN" --oversubscribe -np 2 "$B/bin/test_gpu_comm" auto ;;
+    data_fmnist) "$H" convert fashion-mnist --src "$B/data/fashion-mnist" --out "$DATA" ;;
+    train_mlp_fp32) train_acc mlp_fp32 mlp.yaml fp32 0.89 ;;
+    train_mlp_bf16) train_acc mlp_bf16 mlp.yaml bf16 0.89 ;;
+    train_cnn_fp32) train_acc cnn_fp32 cnn.yaml fp32 0.90 --set train.epochs=5 ;;
+    train_cnn_bf16) train_acc cnn_bf16 cnn.yaml bf16 0.90 --set train.epochs=5 ;;
+    train_2ranks_share_gpu)
+      bash "$B/tests/gpu/shared_gpu.sh" "$H" "$MPIRUN" "$PY" "$WORK/share" "$DATA" ;;
+    train_gpu_vs_cpu)
+      SKIP_ACCURACY=1 bash "$B/tests/gpu/train_vs_cpu.sh" "$H" "$MPIRUN" "$PY" "$WORK/vs" "$DATA" ;;
+    train_gpt)
+      [ -f "$B/launch/gpt.yaml" ] && [ -f "$B/data/fortunes/train.h5" ] ||
+        { echo "SKIP: no launch/gpt.yaml or no corpus (launch/corpus.sh) in the bundle"; return 77; }
+      "$H" train "$B/launch/gpt.yaml" --set data.train="$B/data/fortunes/train.h5" \
+        --set data.test="$B/data/fortunes/val.h5" --set run.device=cuda --set run.precision=bf16 \
+        --set train.steps=300 --set log.progress=false --set run.dir="$WORK/gpt" ;;
+    bench_mlp|bench_cnn)
+      mkdir -p "$WORK/perf/fashion-mnist" && cp "$DATA"/*.h5 "$WORK/perf/fashion-mnist/"
+      MODEL=${1#bench_} STEPS=500 BATCHES="128 1024" PRECISIONS="fp32 bf16" \
+        bash "$B/tests/perf/bench_gpu.sh" "$H" "$PY" "$WORK/perf" ;;
+  esac
+}
+
+# the numbers a check's log holds, for its summary line
+numbers() {  # numbers NAME LOG
+  case $1 in
+    unit_*|comm_*) grep -E '\[  PASSED  \]|\[  FAILED  \]|PASS|FAIL|SKIP' "$2" | tail -2 | tr '\n' ' ' ;;
+    train_mlp_*|train_cnn_*) grep 'test accuracy' "$2" | tail -1 ;;
+    train_2ranks*|train_gpu_vs*) grep -E 'max relative|ok$' "$2" | tr '\n' ' ' ;;
+    train_gpt) grep -E 'harness: done|val loss' "$2" | tail -1 ;;
+    bench_*) grep -E '^[0-9]' "$2" | awk '{printf "b%s %s %s/s vs torch %s/s (x%s); ", $1, $2, $3, $4, $5}' ;;
+    *) tail -1 "$2" ;;
+  esac | tr '|' '/' | cut -c1-400
+}
+
+for c in "${CHECKS[@]}"; do
+  IFS='|' read -r name est what <<<"$c"
+  [[ $name =~ $ONLY ]] || continue
+  left=$((BUDGET - ($(date +%s) - T0)))
+  if [ "$left" -lt "$est" ]; then
+    echo "| $name | skip | 0 | budget: ${left}s left, needs ~${est}s |" >> "$SUMMARY"
+    continue
+  fi
+  limit=$((est * 3 < left ? est * 3 : left))
+  log=$LOGS/$name.log
+  t=$(date +%s)
+  echo "== $name ($what), limit ${limit}s"
+  ( export -f run_check train_acc acc_of; export B H PY MPIRUN DATA WORK
+    timeout -k 5 "$limit" bash -c "run_check $name" ) > "$log" 2>&1
+  rc=$?
+  dt=$(($(date +%s) - t))
+  case $rc in
+    0) res=pass ;;
+    77) res=skip ;;
+    124|137) res="fail (timeout ${limit}s)"; FAILED=1 ;;
+    *) res="fail (exit $rc)"; FAILED=1 ;;
+  esac
+  echo "| $name | $res | $dt | $(numbers "$name" "$log") |" >> "$SUMMARY"
+  echo "   $res in ${dt}s"
+done
+echo >> "$SUMMARY"
+echo "Total: $(($(date +%s) - T0))s of ${BUDGET}s" >> "$SUMMARY"
+tar czf "$OUTDIR/logs.tgz" -C "$OUTDIR" logs 2>/dev/null
+cat "$SUMMARY"
+rm -rf "$WORK"
+exit $FAILED

@@ -1,0 +1,175 @@
+/* test_gpu_step.c: the CUDA backend's GPU-step ops against the CPU backend (exit 77 without a
+ * GPU or without the CUDA backend):
+ *   - kern_upload with the copy held back (HARNESS_FAULT_UPLOAD_DELAY_MS): the host buffer is
+ *     overwritten the moment kern_upload returns, as the prefetch thread would; the device must
+ *     still hold the old batch (it would not if the call returned before the transfer ended);
+ *     and two batches in a row keep their own staging;
+ *   - kern_dropout_forward_rows: the CPU's masks and outputs bit for bit;
+ *   - kern_grad_stats: the norm (as CPU within 1e-12 relative), clip factor, skip / stop flags;
+ *   - kern_adamw/sgd_update_guarded: as the CPU within 1e-6, skipped steps change nothing;
+ *   - kern_batchnorm_param_grads: bit for bit. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+static int failures = 0;
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (!(cond)) {                                                     \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fprintf(stderr, "\n");                                         \
+            failures++;                                                    \
+        }                                                                  \
+    } while (0)
+
+static kern_ctx *G, *C;
+
+static void *dev_copy(const void *host, size_t bytes) {
+    void *d = kern_alloc(G, bytes);
+    kern_to_device(G, d, host, bytes);
+    return d;
+}
+
+static void test_upload(void) {
+    const size_t nx = 128 * 784, ny = 128 * 4;
+    unsigned char *hx = kern_alloc_host(G, nx), *hy = kern_alloc_host(G, ny);
+    unsigned char *want = malloc(nx), *got = malloc(nx);
+    void *dx = kern_alloc(G, nx), *dy = kern_alloc(G, ny);
+    char err[512];
+    CHECK(kern_upload_reserve(G, nx + ny + 512, err, sizeof err) == 0, "reserve: %s", err);
+    for (int batch = 0; batch < 3; batch++) {
+        for (size_t i = 0; i < nx; i++) hx[i] = (unsigned char)(i * 13 + batch);
+        for (size_t i = 0; i < ny; i++) hy[i] = (unsigned char)(i * 5 + batch);
+        memcpy(want, hx, nx);
+        void *dst[2] = {dx, dy};
+        const void *src[2] = {hx, hy};
+        size_t bytes[2] = {nx, ny};
+        kern_upload(G, 2, dst, src, bytes);
+        memset(hx, 0xAB, nx);   /* the loader refills the slot at once */
+        memset(hy, 0xAB, ny);
+        kern_to_host(G, got, dx, nx);
+        CHECK(memcmp(got, want, nx) == 0, "batch %d: the device saw the refilled host buffer", batch);
+        kern_to_host(G, got, dy, ny);
+        int ok = 1;
+        for (size_t i = 0; i < ny; i++) ok &= got[i] == (unsigned char)(i * 5 + batch);
+        CHECK(ok, "batch %d: labels", batch);
+    }
+    CHECK(kern_check(G, err, sizeof err) == 0, "upload: %s", err);
+    kern_free(G, dx); kern_free(G, dy);
+    kern_free_host(G, hx); kern_free_host(G, hy);
+    free(want); free(got);
+}
+
+static void test_dropout_rows(void) {
+    const int64_t B = 33, F = 257;
+    size_t n = (size_t)(B * F);
+    float *in = malloc(n * 4), *a = malloc(n * 4), *b = malloc(n * 4);
+    uint8_t *ma = malloc(n), *mb = malloc(n);
+    kern_init_normal(C, in, (int64_t)n, 0, 1, 5, 1);
+    float *din = dev_copy(in, n * 4), *dout = kern_alloc(G, n * 4);
+    uint8_t *dmask = kern_alloc(G, n);
+    kern_dropout_forward_rows(C, a, ma, in, B, F, 0.25f, 77, 9, 64, 2);
+    kern_dropout_forward_rows(G, dout, dmask, din, B, F, 0.25f, 77, 9, 64, 2);
+    kern_to_host(G, b, dout, n * 4);
+    kern_to_host(G, mb, dmask, n);
+    CHECK(memcmp(a, b, n * 4) == 0 && memcmp(ma, mb, n) == 0, "dropout rows differ from the CPU");
+    kern_free(G, din); kern_free(G, dout); kern_free(G, dmask);
+    free(in); free(a); free(b); free(ma); free(mb);
+}
+
+static double rel(double a, double b) { return fabs(a - b) / (fabs(b) > 1e-30 ? fabs(b) : 1.0); }
+
+static void test_optimizer(int adamw) {
+    const int64_t n = 100003;
+    float *p = malloc(n * 4), *g = malloc(n * 4), *pc = malloc(n * 4), *pg = malloc(n * 4);
+    float *m = calloc(n, 4), *v = calloc(n, 4);
+    kern_init_normal(C, p, n, 0, 0.5f, 1, 2);
+    memcpy(pc, p, n * 4);
+    float *dp = dev_copy(p, n * 4), *dg = kern_alloc(G, n * 4);
+    float *dm = kern_alloc(G, n * 4), *dv = kern_alloc(G, n * 4);
+    double *dgs = kern_alloc(G, KERN_GS_LEN * sizeof(double)), gs_c[KERN_GS_LEN] = {0};
+    double gs_g[KERN_GS_LEN];
+    const int kinds[6] = {0, 1, 2, 0, 2, 2};   /* normal, clipped, non-finite; limit 1 -> stop */
+    for (int s = 0; s < 6; s++) {
+        kern_init_normal(C, g, n, 0, kinds[s] == 1 ? 10.0f : 0.01f, 50 + (uint64_t)s, 3);
+        if (kinds[s] == 2) g[n / 2] = NAN;
+        kern_to_device(G, dg, g, n * 4);
+        kern_grad_stats(C, gs_c, g, n, 1.0f, 1, s);
+        kern_grad_stats(G, dgs, dg, n, 1.0f, 1, s);
+        if (adamw) {
+            kern_adamw_update_guarded(C, pc, m, v, g, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, gs_c, s + 1);
+            kern_adamw_update_guarded(G, dp, dm, dv, dg, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, dgs,
+                                      s + 1);
+        } else {
+            kern_sgd_update_guarded(C, pc, m, g, n, 0.1f, 0.9f, 0.1f, 1, gs_c, s + 1);
+            kern_sgd_update_guarded(G, dp, dm, dg, n, 0.1f, 0.9f, 0.1f, 1, dgs, s + 1);
+        }
+        kern_to_host(G, gs_g, dgs, sizeof gs_g);
+        CHECK(isnan(gs_c[KERN_GS_NORM]) ? isnan(gs_g[KERN_GS_NORM])
+                                        : rel(gs_g[KERN_GS_NORM], gs_c[KERN_GS_NORM]) < 1e-12,
+              "step %d: norm %.17g vs CPU %.17g", s, gs_g[KERN_GS_NORM], gs_c[KERN_GS_NORM]);
+        for (int k = KERN_GS_SKIP; k < KERN_GS_LEN; k++)
+            CHECK(gs_g[k] == gs_c[k], "step %d: verdict[%d] %g vs CPU %g", s, k, gs_g[k], gs_c[k]);
+        CHECK(rel(gs_g[KERN_GS_SCALE], gs_c[KERN_GS_SCALE]) < 1e-6, "step %d: clip factor", s);
+        kern_to_host(G, pg, dp, n * 4);
+        double worst = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double d = fabs((double)pg[i] - pc[i]);
+            if (d > worst) worst = d;
+        }
+        CHECK(worst < 1e-6, "%s step %d: params differ from the CPU by %g", adamw ? "adamw" : "sgd",
+              s, worst);
+    }
+    CHECK(gs_c[KERN_GS_STOP] == 1.0 && gs_c[KERN_GS_STOP_STEP] == 5.0, "stop at step 5");
+    kern_free(G, dp); kern_free(G, dg); kern_free(G, dm); kern_free(G, dv); kern_free(G, dgs);
+    free(p); free(g); free(pc); free(pg); free(m); free(v);
+}
+
+static void test_bn_param_grads(void) {
+    enum { CH = 300 };
+    double red[2 * CH];
+    float dg[CH], db[CH], got[CH];
+    for (int j = 0; j < 2 * CH; j++) red[j] = sin(j * 0.37) * 123.456789;
+    for (int j = 0; j < CH; j++) dg[j] = db[j] = 0.5f * j;
+    double *dred = dev_copy(red, sizeof red);
+    float *ddg = dev_copy(dg, sizeof dg), *ddb = dev_copy(db, sizeof db);
+    kern_batchnorm_param_grads(C, dg, db, red, CH);
+    kern_batchnorm_param_grads(G, ddg, ddb, dred, CH);
+    kern_to_host(G, got, ddg, sizeof got);
+    CHECK(memcmp(got, dg, sizeof got) == 0, "dgamma differs");
+    kern_to_host(G, got, ddb, sizeof got);
+    CHECK(memcmp(got, db, sizeof got) == 0, "dbeta differs");
+    kern_free(G, dred); kern_free(G, ddg); kern_free(G, ddb);
+}
+
+int main(void) {
+    if (kern_cuda_device_count() <= 0) {
+        printf("SKIP: no CUDA device (or no CUDA backend in this build)\n");
+        return 77;
+    }
+    setenv("HARNESS_FAULT_UPLOAD_DELAY_MS", "200", 1);   /* read when the copy stream starts */
+    char err[512];
+    kern_options go = {.backend = KERN_CUDA, .threads = 1, .device = 0};
+    kern_options co = {.backend = KERN_CPU, .threads = 1, .device = 0};
+    if (kern_create(&go, &G, err, sizeof err) != 0 || kern_create(&co, &C, err, sizeof err) != 0) {
+        fprintf(stderr, "FAIL: %s\n", err);
+        return 1;
+    }
+    test_upload();
+    test_dropout_rows();
+    test_optimizer(1);
+    test_optimizer(0);
+    test_bn_param_grads();
+    if (kern_check(G, err, sizeof err) != 0) {
+        fprintf(stderr, "FAIL: %s\n", err);
+        failures++;
+    }
+    kern_destroy(G);
+    kern_destroy(C);
+    printf("%s: %d failure%s\n", failures ? "FAIL" : "PASS", failures, failures == 1 ? "" : "s");
+    return failures ? 1 : 0;
+}
