@@ -81,6 +81,7 @@ int comm_gpu_watch(comm *c, int64_t now_ns, int64_t timeout_ns, comm_gpu_watch_r
 void comm_gpu_exit_abort(comm *c) { (void)c; }
 
 int comm_allreduce_sum_f64_device(comm *c, double *x, int n, char *err, size_t errlen) {
+    if (n < 0) return comm_error(err, errlen, "comm_allreduce_sum_f64_device: negative count %d", n);
     if (c->world_size == 1) return 0;
     return comm_allreduce_sum_f64(c, x, n, err, errlen);   /* no GPU backend: host memory */
 }

@@ -114,7 +114,8 @@ void kcpu_adamw_update_guarded(kcpu_ctx *c, float *param, float *m, float *v, co
 void kcpu_batchnorm_param_grads(kcpu_ctx *c, float *dgamma, float *dbeta, const double *red,
                                 int C);
 
-/* language models (cpu_gpt.c): same arguments as the kern_ functions of kernels.h */
+/* language models: same arguments as the kern_ functions of kernels.h (cpu_embedding.c,
+ * cpu_layernorm.c, cpu_attention.c with the workspace size; the loss in cpu_softmax_xent.c) */
 size_t kcpu_gpt_workspace(kcpu_ctx *c, int B, int T, int C, int NH, int V);
 void kcpu_embedding_forward(kcpu_ctx *c, float *out, const int32_t *tokens, const float *wte,
                             const float *wpe, int B, int T, int C);

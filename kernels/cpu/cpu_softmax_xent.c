@@ -6,26 +6,17 @@
  * cheaper than a scratch buffer and keeps the op allocation-free.
  * dlogits may alias logits: each element is read before it is overwritten.
  * A label outside [0,C) gives a NaN loss and NaN gradients for its row, which the trainer's
- * non-finite check catches, instead of reading out of bounds. */
+ * non-finite check catches, instead of reading out of bounds.
+ * kcpu_softmax_xent_acc: the same rows with a stride ld >= C (padding columns, gradient 0,
+ * never the argmax), the sums added to acc. */
 #include "cpu_backend.h"
 
 #include <math.h>
 
+#include "cpu_rows.h"
 #include "elementwise.h"
 
 #define CHUNK 512
-
-/* max_j z[j] with eight independent running maxima, so that gcc vectorises it */
-static float row_max(const float *restrict z, int C) {
-    float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
-                  -INFINITY, -INFINITY, -INFINITY, -INFINITY};
-    int j = 0;
-    for (; j + 8 <= C; j += 8)
-        for (int k = 0; k < 8; k++) m[k] = z[j + k] > m[k] ? z[j + k] : m[k];
-    for (; j < C; j++) m[0] = z[j] > m[0] ? z[j] : m[0];
-    for (int k = 1; k < 8; k++) m[0] = m[k] > m[0] ? m[k] : m[0];
-    return m[0];
-}
 
 /* sum_j exp(z[j] - zmax) in double, in chunks: a vectorised exp loop into a stack buffer,
  * then eight independent accumulators (no reassociation needed to vectorise them).
@@ -60,41 +51,62 @@ static void write_grad_inplace(float *restrict z, int C, float zmax, float inv) 
     for (int j = 0; j < C; j++) z[j] = kern_exp_nonpos(z[j] - zmax) * inv;
 }
 
-double kcpu_softmax_xent(kcpu_ctx *c, float *losses, float *dlogits, int64_t *correct,
-                         const float *logits, const int32_t *labels, int B, int C,
-                         float grad_scale) {
+/* One row: returns its loss (NaN for a label outside [0,C)), writes d[0:C) when d is not
+ * NULL (d may be z), and adds 1 to *right when the first argmax is the label. */
+static float xent_row(float *d, int64_t *right, const float *z, int label, int C,
+                      float grad_scale) {
+    if (label < 0 || label >= C) {
+        if (d)
+            for (int j = 0; j < C; j++) d[j] = NAN;
+        return NAN;
+    }
+    /* argmax: the first index holding the max, so ties go to the lowest index */
+    float zmax = kcpu_row_max(z, C);
+    int argmax = 0;
+    while (argmax < C - 1 && !(z[argmax] == zmax)) argmax++;
+    float zlabel = z[label];
+    double sum = sum_exp(z, C, zmax);
+    float loss = (float)(log(sum) - ((double)zlabel - (double)zmax));
+    *right += argmax == label;
+    if (d) {
+        float inv = (float)(grad_scale / sum);
+        if (d == z)
+            write_grad_inplace(d, C, zmax, inv);
+        else
+            write_grad(d, z, C, zmax, inv);
+        d[label] -= grad_scale;
+    }
+    return loss;
+}
+
+/* rows of ld >= C floats; the padding columns [C, ld) of dlogits get 0 */
+static double xent_rows(float *losses, float *dlogits, int64_t *correct, const float *logits,
+                        const int32_t *labels, int B, int C, int ld, float grad_scale) {
     double total = 0.0;
     int64_t right = 0;
     for (int r = 0; r < B; r++) {
-        const float *z = logits + (size_t)r * C;
-        float *d = dlogits ? dlogits + (size_t)r * C : NULL;
-        int label = labels[r];
-        if (label < 0 || label >= C) {
-            if (losses) losses[r] = NAN;
-            if (d)
-                for (int j = 0; j < C; j++) d[j] = NAN;
-            total += NAN;
-            continue;
-        }
-        /* argmax: the first index holding the max, so ties go to the lowest index */
-        float zmax = row_max(z, C);
-        int argmax = 0;
-        while (argmax < C - 1 && !(z[argmax] == zmax)) argmax++;
-        float zlabel = z[label];
-        double sum = sum_exp(z, C, zmax);
-        float loss = (float)(log(sum) - ((double)zlabel - (double)zmax));
+        float *d = dlogits ? dlogits + (size_t)r * ld : NULL;
+        float loss = xent_row(d, &right, logits + (size_t)r * ld, labels[r], C, grad_scale);
         if (losses) losses[r] = loss;
         total += loss;
-        right += argmax == label;
-        if (d) {
-            float inv = (float)(grad_scale / sum);
-            if (d == z)
-                write_grad_inplace(d, C, zmax, inv);
-            else
-                write_grad(d, z, C, zmax, inv);
-            d[label] -= grad_scale;
-        }
+        if (d)
+            for (int j = C; j < ld; j++) d[j] = 0.0f;
     }
     if (correct) *correct = right;
     return total;
+}
+
+double kcpu_softmax_xent(kcpu_ctx *c, float *losses, float *dlogits, int64_t *correct,
+                         const float *logits, const int32_t *labels, int B, int C,
+                         float grad_scale) {
+    return xent_rows(losses, dlogits, correct, logits, labels, B, C, C, grad_scale);
+}
+
+/* the sums stay in acc (backend memory; on the CPU, host memory) */
+void kcpu_softmax_xent_acc(kcpu_ctx *c, float *losses, float *dlogits, double *acc,
+                           const float *logits, const int32_t *labels, int B, int C, int ld,
+                           float grad_scale) {
+    int64_t right = 0;
+    acc[0] += xent_rows(losses, dlogits, &right, logits, labels, B, C, ld, grad_scale);
+    acc[1] += (double)right;
 }

@@ -135,8 +135,32 @@ void kcuda_batchnorm_param_grads(kcuda_ctx *c, float *dgamma, float *dbeta, cons
 /* device information (cuda_info.cu) */
 int kcuda_device_name(kcuda_ctx *c, char *buf, size_t len);
 
+/* language models (cuda_gpt.cu): same arguments as the kern_ functions of kernels.h */
+size_t kcuda_gpt_workspace(kcuda_ctx *c, int B, int T, int C, int NH, int V);
+void kcuda_embedding_forward(kcuda_ctx *c, float *out, const int32_t *tokens, const float *wte,
+                             const float *wpe, int B, int T, int C);
+void kcuda_embedding_backward(kcuda_ctx *c, float *dwte, float *dwpe, const float *dout,
+                              const int32_t *tokens, int B, int T, int C, int V,
+                              void *workspace);
+void kcuda_layernorm_forward(kcuda_ctx *c, float *out, float *mean_rstd, const float *x,
+                             const float *w, const float *b, int N, int C, float eps);
+void kcuda_layernorm_backward(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
+                              const float *x, const float *mean_rstd, const float *w, int N,
+                              int C, void *workspace);
+void kcuda_attention_forward(kcuda_ctx *c, float *out, float *att, const float *qkv, int B,
+                             int T, int C, int NH, void *workspace);
+void kcuda_attention_backward(kcuda_ctx *c, float *dqkv, const float *dout, const float *qkv,
+                              const float *att, int B, int T, int C, int NH, void *workspace);
+void kcuda_attention_decode(kcuda_ctx *c, float *out, const float *q, const float *kcache,
+                            const float *vcache, int B, int t, int Tmax, int C, int NH,
+                            void *workspace);
+void kcuda_softmax_xent_acc(kcuda_ctx *c, float *losses, float *dlogits, double *acc,
+                            const float *logits, const int32_t *labels, int B, int C, int ld,
+                            float grad_scale);
+
 #ifdef __cplusplus
 }
 #endif
+
 
 #endif

@@ -1,5 +1,15 @@
 /* cuda_conv.cu: 2-D convolution on the GPU with cuDNN (legacy API, NCHW fp32).
  *
+ * Deprecation: cuDNN 9 deprecates this legacy convolution API (cudnnConvolutionForward,
+ * cudnnConvolutionBackwardData / Filter, cudnnGetConvolution*Algorithm_v7, the
+ * cudnnConvolutionDescriptor_t calls); it still works in 9.x and is kept here.  Its
+ * replacement is the cuDNN graph (backend) API: an operation graph of
+ * CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR (or _BACKWARD_DATA / _FILTER) nodes
+ * over tensor descriptors, engine heuristics (CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR), a finalized
+ * execution plan per shape (the plan cache below would hold those) and cudnnBackendExecute
+ * with a variant pack; it also fuses the bias add and activation into the convolution and has
+ * bf16 I/O, which this API lacks.
+ *
  * Shapes (PyTorch nn.Conv2d), with Cg = C/groups:
  *   in[B,C,H,W]  w[K,Cg,R,S]  b[K]  out[B,K,P,Q]
  *   forward   out = conv(in, w) (+ b, a broadcast add after cuDNN)

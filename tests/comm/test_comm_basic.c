@@ -90,6 +90,23 @@ static void test_sums_and_max(void **state) {
     assert_non_null(strstr(err, "negative"));
 }
 
+/* comm_allreduce_sum_f64_device without a GPU backend: host memory, the same sums (the CPU
+ * backend's synchronised batch norm goes through it) */
+static void test_sum_f64_device_on_host(void **state) {
+    comm *c = g_comm;
+    int rank = comm_rank(c), world = comm_world(c);
+    char err[256];
+    double x[5] = {rank, 1.0, -2.5 * rank, 0.25, 7};
+    assert_int_equal(comm_allreduce_sum_f64_device(c, x, 5, err, sizeof err), 0);
+    assert_true(x[0] == world * (world - 1) / 2.0);
+    assert_true(x[1] == world);
+    assert_true(x[2] == -2.5 * (world * (world - 1) / 2.0));
+    assert_true(x[3] == 0.25 * world);
+    assert_true(x[4] == 7.0 * world);
+    assert_int_equal(comm_allreduce_sum_f64_device(c, x, 0, err, sizeof err), 0);
+    assert_int_not_equal(comm_allreduce_sum_f64_device(c, x, -1, err, sizeof err), 0);
+}
+
 static void test_sequence(void **state) {
     comm *c = g_comm;
     char err[256];
@@ -198,6 +215,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_ranks),
         cmocka_unit_test(test_broadcast),
         cmocka_unit_test(test_sums_and_max),
+        cmocka_unit_test(test_sum_f64_device_on_host),
         cmocka_unit_test(test_sequence),
         cmocka_unit_test(test_agree_all_ok),
         cmocka_unit_test(test_agree_one_failing),

@@ -5,9 +5,9 @@
 # budget: every GPU test binary (kernels, CNN, GPU step, GPT when built), comm's GPU backends
 # (NCCL with one rank, MPI staged with two ranks sharing the GPU, AUTO with two ranks), GPU
 # training of the MLP and the CNN in fp32 and bf16 against their accuracy bars, two ranks
-# sharing the GPU against one rank, the GPU against the CPU step for step, the GPT when its
-# config and corpus are in the bundle, and the benchmarks against PyTorch (the machine's
-# python3 with torch and h5py).  Writes $OUT/summary.md (one line per check: pass / fail /
+# sharing the GPU against one rank, the benchmarks against PyTorch (the machine's python3
+# with torch and h5py), the GPT when its config and corpus are in the bundle, and the GPU
+# against the CPU step for step (last: what the budget leaves).  Writes $OUT/summary.md (one line per check: pass / fail /
 # skip, seconds, key numbers) and one log per check under $OUT/logs (tarred into
 # $OUT/logs.tgz, since only files two folders down come back).
 #   bash tests/gpu/device_check.sh [--bundle TGZ|DIR] [--budget SECONDS] [--out DIR]
@@ -51,10 +51,10 @@ CHECKS=(
   "train_cnn_fp32|60|launch/cnn.yaml, 5 epochs, fp32: test accuracy >= 0.90"
   "train_cnn_bf16|60|launch/cnn.yaml, 5 epochs, bf16: test accuracy >= 0.90"
   "train_2ranks_share_gpu|40|shared_gpu.sh: 2 ranks on one GPU (MPI staged) == 1 rank, 1e-4"
-  "train_gpu_vs_cpu|60|train_vs_cpu.sh: 60 steps fp32 / tf32 / bf16 vs the CPU"
-  "train_gpt|60|launch/gpt.yaml 300 steps (when the bundle has the corpus)"
   "bench_mlp|60|bench_gpu.sh MODEL=mlp, fp32 + bf16, batch 128 and 1024, vs PyTorch"
   "bench_cnn|80|bench_gpu.sh MODEL=cnn, fp32 + bf16, batch 128 and 1024, vs PyTorch"
+  "train_gpt|60|launch/gpt.yaml 300 steps (when the bundle has the corpus)"
+  "train_gpu_vs_cpu|60|train_vs_cpu.sh: 60 steps fp32 / tf32 / bf16 vs the CPU"
 )
 
 if [ $DRY = 1 ]; then
@@ -166,7 +166,7 @@ run_check() {  # run_check NAME -> the body of each check; stdout/stderr go to i
         --set train.steps=300 --set log.progress=false --set run.dir="$WORK/gpt" ;;
     bench_mlp|bench_cnn)
       mkdir -p "$WORK/perf/fashion-mnist" && cp "$DATA"/*.h5 "$WORK/perf/fashion-mnist/"
-      MODEL=${1#bench_} STEPS=500 BATCHES="128 1024" PRECISIONS="fp32 bf16" \
+      MODEL=${1#bench_} STEPS=300 BATCHES="128 1024" PRECISIONS="fp32 bf16" \
         bash "$B/tests/perf/bench_gpu.sh" "$H" "$PY" "$WORK/perf" ;;
   esac
 }

@@ -100,7 +100,7 @@ with h5py.File(sys.argv[1], "w") as f:
     f["labels"] = np.zeros(64, np.int64)
     f.attrs["num_classes"] = 2
 PY
-rc=0; run_ranks 2 train "${tiny[@]}" --set data.train="$G/images.h5" --set run.dir="$G/bad1" 2>"$G/err" || rc=$?
+rc=0; run_ranks 2 train "${tiny[@]}" --set data.train="$G/images.h5" --set data.test= --set run.dir="$G/bad1" 2>"$G/err" || rc=$?
 [ $rc -ne 0 ] && grep -q "token dataset" "$G/err" || fail "GPT on images: $(cat "$G/err")"
 rc=0; run_ranks 2 train --set data.train="$G/train.h5" --set data.test="" --set run.dir="$G/bad2" 2>"$G/err" || rc=$?
 [ $rc -ne 0 ] && grep -Eq "embedding|context" "$G/err" || fail "MLP on tokens: $(cat "$G/err")"
