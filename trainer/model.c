@@ -265,7 +265,9 @@ static void *track(model *m, void *ptr) {
 }
 
 static void *alloc_tracked(model *m, kern_ctx *k, size_t bytes) {
-    return track(m, kern_alloc(k, bytes ? bytes : 4));
+    void *p = track(m, kern_alloc(k, bytes ? bytes : 4));
+    if (p) m->allocated_bytes += (int64_t)bytes;
+    return p;
 }
 
 #define ALLOC(ptr, bytes)                                                   \

@@ -98,6 +98,7 @@ typedef struct model {
     model_allreduce_fn allreduce; /* set by the trainer when batch norm is synchronised */
     void *allreduce_user;
     int decode;                   /* built for generation: key-value caches, batch = sequences */
+    int64_t allocated_bytes;      /* backend memory model_build allocated */
     int n_allocs;                 /* layer-owned backend memory, freed with the model */
     void **allocs;
 } model;

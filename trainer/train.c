@@ -49,6 +49,7 @@ typedef struct {
     double *acc_dev;          /* [4] loss sum and correct predictions, on the backend:
                                * [0,2) training (read at log intervals), [2,4) evaluation */
     double peak_flops;        /* the device's dense bf16 peak (MFU); 0 = unknown */
+    int64_t estimated_bytes;  /* the start-up memory estimate: model, scratch, optimizer state */
     int lm;                   /* a token dataset: language modelling */
     int64_t context;          /* language models: tokens per sample */
     model_input_desc in_desc;
@@ -270,9 +271,11 @@ normalisation:
  * normalising. */
 static void load_batch(run *r, const data_batch *b, const char *path) {
     if (r->lm) {   /* token ids [count, context] and the targets, shifted by one */
-        size_t bytes = (size_t)(b->count * r->context) * sizeof(int32_t);
-        kern_to_device(r->k, model_input_tokens(&r->m), b->x, bytes);
-        kern_to_device(r->k, r->labels_dev, b->y, bytes);
+        size_t n = (size_t)(b->count * r->context) * sizeof(int32_t);
+        void *dst[2] = {model_input_tokens(&r->m), r->labels_dev};
+        const void *host[2] = {b->x, b->y};
+        size_t bytes[2] = {n, n};
+        kern_upload(r->k, 2, dst, host, bytes);   /* the slot is reusable when this returns */
         return;
     }
     int64_t n = b->count * r->info->sample_elems;
@@ -343,10 +346,14 @@ static int alloc_batch_buffers(run *r, char *err) {
     int64_t rows = r->B * (r->lm ? r->context : 1);
     if (!(r->labels_dev = kern_alloc(r->k, (size_t)rows * sizeof(int32_t)))) goto oom;
     if (!(r->acc_dev = kern_alloc(r->k, 4 * sizeof(double)))) goto oom;
-    if (kern_get_backend(r->k) != KERN_CPU && !r->lm) {
-        size_t bytes = (size_t)(r->B * r->info->sample_elems) * (r->info->dtype == DATA_U8 ? 1 : 4);
-        if (!(r->x_dev = kern_alloc(r->k, bytes))) goto oom;
-    }
+    size_t x_bytes = r->lm ? (size_t)rows * sizeof(int32_t)
+                           : (size_t)(r->B * r->info->sample_elems) * (r->info->dtype == DATA_U8 ? 1 : 4);
+    if (kern_get_backend(r->k) != KERN_CPU && !r->lm && !(r->x_dev = kern_alloc(r->k, x_bytes)))
+        goto oom;
+    /* the upload staging of the largest batch, so that no step allocates */
+    if (kern_upload_reserve(r->k, (x_bytes + 255) / 256 * 256 + ((size_t)rows * 4 + 255) / 256 * 256,
+                            err, ERRLEN) != 0)
+        return -1;
     return 0;
 oom:
     snprintf(err, ERRLEN, "out of memory for batch buffers (%lld samples per rank)",
@@ -476,6 +483,8 @@ static int checkpoint(run *r, int64_t step, char *path, size_t path_len) {
     char err[ERRLEN];
     int st = 0;
     sync_buffers(r);
+    optim_verdict v;
+    optim_read(&r->opt, &v);   /* brings opt.t up to date (skipped steps excluded) */
     if (r->rank == 0) {
         ckpt_state s = {0};
         s.step = step;
@@ -527,6 +536,7 @@ static int check_memory(run *r, char *err) {
     if (model < 0) return 0;   /* model_build explains */
     int states = cfg->optimizer == OPT_ADAMW ? 2 : cfg->momentum > 0.0f ? 1 : 0;
     int64_t optim_bytes = (int64_t)states * n_params * (int64_t)sizeof(float);
+    r->estimated_bytes = model + optim_bytes;
     int64_t cache = cfg->cache_mb * 1024 * 1024, data = 0;
     const data_info *infos[2] = {r->info, r->test ? data_loader_info(r->test) : NULL};
     for (int i = 0; i < 2; i++) {
@@ -766,6 +776,13 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                 "micro-steps), %lld steps, %.1f MFLOP per sample\n", (long long)r.m.n_params,
                 r.world, r.world > 1 ? "s" : "", (long long)cfg->batch_size, (long long)r.B,
                 (long long)r.accum, (long long)r.total_steps, r.m.flops_per_sample * 1e-6);
+        int states = cfg->optimizer == OPT_ADAMW ? 2 : cfg->momentum > 0.0f ? 1 : 0;
+        int64_t allocated = r.m.allocated_bytes + (int64_t)states * r.m.n_params * 4;
+        double mib = 1024.0 * 1024.0;
+        fprintf(stderr, "harness: memory per rank: estimated %.1f MiB at start, allocated %.1f MiB "
+                "(model %.1f MiB: parameters, gradients, activations, scratch; optimizer state "
+                "%.1f MiB)\n", (double)r.estimated_bytes / mib, (double)allocated / mib,
+                (double)r.m.allocated_bytes / mib, (double)(states * r.m.n_params * 4) / mib);
         char fields[512];
         snprintf(fields, sizeof fields, "\"params\":%lld,\"world\":%d,\"batch_size\":%lld,"
                  "\"total_steps\":%lld,\"start_step\":%lld,\"flops_per_sample\":%.6g",

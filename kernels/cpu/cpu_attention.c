@@ -2,13 +2,14 @@
  * head) on strided views of the fused projection qkv[B,T,3C] (leading dimension 3C; head h's
  * q, k, v start at columns h*HS, C + h*HS, 2C + h*HS).
  *
- * Only the lower triangle is computed, in blocks of BLK query rows (block_rows): rows [r0, r1) need the
- * keys [0, r1) only, so the score and weighted-sum GEMMs of a block are (r1-r0) x r1 instead
- * of T x T (about half the work for long sequences).  Per (b, h), with P = att, S the scaled
+ * Only the lower triangle is computed, in blocks of BLK query rows (block_rows): rows [r0, r1)
+ * need the keys [0, r1) only, so the score and weighted-sum GEMMs of a block are (r1-r0) x r1
+ * instead of T x T (about half the work for long sequences).  Per (b, h), with P = att, S the scaled
  * scores, dP = dout @ v^T and dS = P * (dP - rowsum(P * dP)) / sqrt(HS):
  *   forward   S[r0:r1, 0:r1] = q[r0:r1] k[0:r1]^T; P = masked softmax; out[r0:r1] = P v[0:r1]
  *   backward  dS[r0:r1, 0:r1] from dout[r0:r1] v[0:r1]^T;  dq[r0:r1] = dS[r0:r1, 0:r1] k[0:r1]
- *             per key block [c0, c1): dk = dS[c0:T, c0:c1]^T q[c0:T], dv = P[c0:T, c0:c1]^T dout[c0:T]
+ *             per key block [c0, c1): dk[c0:c1] = dS[c0:T, c0:c1]^T q[c0:T],
+ *                                     dv[c0:c1] = P[c0:T, c0:c1]^T dout[c0:T]
  * Every entry above the diagonal of att is 0, and so is every such entry of dS a GEMM reads.
  * Each GEMM writes its output once (beta 0), and every loop runs in a fixed order: the same
  * bits on every run for a given OpenBLAS thread count.  The softmax rows use kern_exp_nonpos

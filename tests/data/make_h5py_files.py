@@ -89,6 +89,25 @@ def main(out):
     with h5py.File(p("bad_no_num_classes.h5"), "w") as f:
         f["images"] = pixels(20, (4, 4), np.uint8)
         f["labels"] = labels(20, 10, np.int64)
+    # Token datasets the obvious way: uint16 ids, python int vocab_size, str tokenizer (a
+    # variable-length string); int32 ids with numpy attributes on /tokens.  token(i) = i*37+11
+    # mod vocab.
+    with h5py.File(p("tokens_u16.h5"), "w") as f:
+        f["tokens"] = ((np.arange(777) * 37 + 11) % 256).astype(np.uint16)
+        f.attrs["vocab_size"] = 256
+        f.attrs["tokenizer"] = "bytes"
+    with h5py.File(p("tokens_i32.h5"), "w") as f:
+        d = f.create_dataset("tokens", data=((np.arange(500) * 37 + 11) % 70001).astype(np.int32))
+        d.attrs["vocab_size"] = np.int64(70001)
+        d.attrs["eot_token"] = np.int32(70000)
+    with h5py.File(p("bad_tokens_float.h5"), "w") as f:
+        f["tokens"] = np.arange(100, dtype=np.float32)
+        f.attrs["vocab_size"] = 256
+    with h5py.File(p("bad_tokens_value.h5"), "w") as f:
+        t = ((np.arange(300) * 37 + 11) % 256).astype(np.uint16)
+        t[211] = 300
+        f["tokens"] = t
+        f.attrs["vocab_size"] = 256
     print(f"wrote h5py files to {out}")
 
 

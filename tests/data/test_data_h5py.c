@@ -131,6 +131,59 @@ static void test_bad_files(void **state) {
     expect_bad("bad_no_num_classes.h5", "num_classes", "missing", NULL);
 }
 
+/* Token files from h5py: info, every eval window's ids (cached and read by windows). */
+static void check_token_file(const char *name, int64_t n, int bits, int64_t vocab, int64_t eot,
+                             const char *tokenizer) {
+    char p[4096], err[512] = "";
+    path_of(p, sizeof p, name);
+    data_info info;
+    if (data_inspect(p, &info, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(info.kind, DATA_TOKENS);
+    assert_int_equal(info.n_tokens, n);
+    assert_int_equal(info.token_bits, bits);
+    assert_int_equal(info.vocab_size, vocab);
+    assert_int_equal(info.eot_token, eot);
+    assert_string_equal(info.tokenizer, tokenizer);
+    data_info_free(&info);
+    for (int cache = 0; cache < 2; cache++) {
+        const int64_t ctx = 10;
+        data_config cfg = {.path = p, .mode = DATA_EVAL, .world = 1, .global_batch = 6,
+                           .cache_bytes = cache ? 1 << 20 : 0, .context = ctx};
+        data_loader *l;
+        if (data_loader_open(&cfg, &l, err, sizeof err)) fail_msg("%s", err);
+        int64_t windows = 0;
+        data_batch b;
+        while (data_loader_next(l, &b, err, sizeof err) == 0)
+            for (int64_t k = 0; k < b.count; k++, windows++)
+                for (int64_t j = 0; j < ctx; j++) {
+                    int64_t at = (b.cursor + k) * ctx + j;
+                    assert_int_equal(((const int32_t *)b.x)[k * ctx + j], (at * 37 + 11) % vocab);
+                    assert_int_equal(b.y[k * ctx + j], ((at + 1) * 37 + 11) % vocab);
+                }
+        assert_int_equal(windows, (n - 1) / ctx);
+        data_loader_close(l);
+    }
+}
+
+static void test_token_files(void **state) {
+    check_token_file("tokens_u16.h5", 777, 16, 256, -1, "bytes");
+    check_token_file("tokens_i32.h5", 500, 32, 70001, 70000, "");
+    expect_bad("bad_tokens_float.h5", "/tokens", "float32", NULL);
+    char p[4096], err[512] = "";
+    path_of(p, sizeof p, "bad_tokens_value.h5");
+    data_config cfg = {.path = p, .mode = DATA_EVAL, .world = 1, .global_batch = 4,
+                       .cache_bytes = 1 << 20, .context = 8};
+    data_loader *l;
+    int rc = data_loader_open(&cfg, &l, err, sizeof err);
+    if (rc == 0) {
+        data_batch b;
+        while ((rc = data_loader_next(l, &b, err, sizeof err)) == 0) {}
+        data_loader_close(l);
+    }
+    assert_int_equal(rc, -1);
+    tu_assert_contains(err, p, "/tokens", "position 211", "300", NULL);
+}
+
 int main(int argc, char **argv) {
     dir = argc > 1 ? argv[1] : "h5py_files";
     char probe[4096];
@@ -144,6 +197,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_f32_hwc_attrs),
         cmocka_unit_test(test_gzip_chunked_and_flat),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_token_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

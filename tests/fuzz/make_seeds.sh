@@ -2,6 +2,7 @@
 # Regenerates the seed corpora of the HDF5 fuzzers (the config seeds are hand-written):
 #   corpus/dataset/*.h5     tiny classification files (16 samples of 4x4 and similar) written
 #                           with h5py the ways people write them, plus a few broken ones
+#   corpus/tokens/*.h5      tiny token datasets (64 ids), good and broken
 #   corpus/checkpoint/*.h5  real checkpoints of a tiny model, written by `harness train`
 #                           (AdamW, SGD with momentum), and one with the same layout written
 #                           by h5py in HDF5's oldest format (no metadata checksums, so
@@ -50,6 +51,30 @@ with w("bad_shape_types.h5") as f:
 # for the checkpoint seeds: a training set of the tiny model's input shape
 with h5py.File(os.path.join(work, "train.h5"), "w") as f:
     f["images"] = x; f["labels"] = y; f.attrs["num_classes"] = 10
+PY
+
+# Token datasets (fuzz_tokens): the obvious h5py ways, the newest and the oldest format, and
+# broken ones (float ids, a token outside the vocabulary).
+"$PY" - "$FUZZ/corpus/tokens" <<'PY'
+import os, sys, h5py, numpy as np
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+t = ((np.arange(64) * 37 + 11) % 256).astype(np.uint16)
+def w(name, **kw):
+    return h5py.File(os.path.join(out, name), "w", **kw)
+with w("u16_bytes.h5") as f:                   # the obvious way, vlen str tokenizer
+    f["tokens"] = t; f.attrs["vocab_size"] = 256; f.attrs["tokenizer"] = "bytes"
+with w("i32_attrs_on_tokens_earliest.h5", libver="earliest") as f:  # no metadata checksums
+    d = f.create_dataset("tokens", data=(t.astype(np.int32) * 300))
+    d.attrs["vocab_size"] = np.int64(80000); d.attrs["eot_token"] = np.int32(79999)
+    d.attrs["tokenizer"] = np.bytes_("gpt2")
+with w("u16_chunked_gzip_latest.h5", libver="latest") as f:
+    f.create_dataset("tokens", data=t, chunks=(16,), compression="gzip", shuffle=True)
+    f.attrs["vocab_size"] = np.uint16(256)
+with w("bad_float.h5") as f:
+    f["tokens"] = t.astype(np.float32); f.attrs["vocab_size"] = 256
+with w("bad_token.h5") as f:
+    tt = t.copy(); tt[40] = 256; f["tokens"] = tt; f.attrs["vocab_size"] = 256
 PY
 
 run() {  # run NAME SETTINGS...: a 2-step training run that leaves one checkpoint

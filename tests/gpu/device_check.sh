@@ -54,6 +54,7 @@ CHECKS=(
   "bench_mlp|60|bench_gpu.sh MODEL=mlp, fp32 + bf16, batch 128 and 1024, vs PyTorch"
   "bench_cnn|80|bench_gpu.sh MODEL=cnn, fp32 + bf16, batch 128 and 1024, vs PyTorch"
   "train_gpt|60|launch/gpt.yaml 300 steps (when the bundle has the corpus)"
+  "bench_gpt|90|bench_gpt.sh DEVICE=cuda: GPT-2 124M, fp32 + bf16, vs PyTorch eager and torch.compile"
   "train_gpu_vs_cpu|60|train_vs_cpu.sh: 60 steps fp32 / tf32 / bf16 vs the CPU"
 )
 
@@ -164,6 +165,10 @@ run_check() {  # run_check NAME -> the body of each check; stdout/stderr go to i
       "$H" train "$B/launch/gpt.yaml" --set data.train="$B/data/fortunes/train.h5" \
         --set data.test="$B/data/fortunes/val.h5" --set run.device=cuda --set run.precision=bf16 \
         --set train.steps=300 --set log.progress=false --set run.dir="$WORK/gpt" ;;
+    bench_gpt)
+      [ -f "$B/tests/perf/bench_gpt.sh" ] || { echo "SKIP: bench_gpt.sh not in the bundle"; return 77; }
+      DEVICE=cuda STEPS=10 WARMUP=3 MPIRUN="$MPIRUN" \
+        bash "$B/tests/perf/bench_gpt.sh" "$H" "$MPIRUN" "$PY" "$WORK/perf-gpt" ;;
     bench_mlp|bench_cnn)
       mkdir -p "$WORK/perf/fashion-mnist" && cp "$DATA"/*.h5 "$WORK/perf/fashion-mnist/"
       MODEL=${1#bench_} STEPS=300 BATCHES="128 1024" PRECISIONS="fp32 bf16" \
@@ -178,6 +183,7 @@ numbers() {  # numbers NAME LOG
     train_mlp_*|train_cnn_*) grep 'test accuracy' "$2" | tail -1 ;;
     train_2ranks*|train_gpu_vs*) grep -E 'max relative|ok$' "$2" | tr '\n' ' ' ;;
     train_gpt) grep -E 'harness: done|val loss' "$2" | tail -1 ;;
+    bench_gpt) grep -E '^(harness|PyTorch)' "$2" | awk '{printf "%s; ", $0}' | tr -s ' ' ;;
     bench_*) grep -E '^[0-9]' "$2" | awk '{printf "b%s %s %s/s vs torch %s/s (x%s); ", $1, $2, $3, $4, $5}' ;;
     *) tail -1 "$2" ;;
   esac | tr '|' '/' | cut -c1-400

@@ -75,13 +75,8 @@ static int bn_backward(model *m, model_layer *L, const model_pass *a, float *dou
     /* local sums give this rank's share of dgamma/dbeta (the gradient all-reduce adds the
      * ranks up); the input gradient needs the sums over the whole batch */
     kern_batchnorm_backward_reduce(k, s->sums, dout, in, s->mean_invstd, (int)a->B, C, HW);
-    /* dbeta += sum dy, dgamma += sum dy*xhat: the double sums pass through the host as
-     * floats; din is free scratch until the input gradient is written below */
-    kern_to_host(k, m->host_sums, s->sums, (size_t)(2 * C) * sizeof(double));
-    for (int j = 0; j < 2 * C; j++) m->host_floats[j] = (float)m->host_sums[j];
-    kern_to_device(k, din, m->host_floats, (size_t)(2 * C) * sizeof(float));
-    kern_axpy(k, m->grads + s->b, 1.0f, din, C);
-    kern_axpy(k, m->grads + s->w, 1.0f, din + C, C);
+    /* dbeta += sum dy, dgamma += sum dy*xhat, from the double sums, on the backend */
+    kern_batchnorm_param_grads(k, m->grads + s->w, m->grads + s->b, s->sums, C);
     if (need_din) {
         double count = bn_reduce(m, L, s->sums, a->B);
         kern_batchnorm_backward(k, din, dout, in, s->mean_invstd, m->params + s->w, s->sums,

@@ -27,12 +27,10 @@ static void dropout_forward(model *m, model_layer *L, const model_pass *a) {
         kern_copy(m->k, out, in, a->B * f);
         return;
     }
-    for (int64_t b = 0; b < a->B; b++) {
-        uint64_t stream = (a->step_id << 24) ^ ((uint64_t)(a->sample_base + b) << 6) ^
-                          (uint64_t)L->index;
-        kern_dropout_forward(m->k, out + b * f, s->mask + b * f, in + b * f, f, L->cfg.p,
-                             a->seed ^ 0x64726f706f7574ULL, stream);
-    }
+    /* one call for the layer: row b draws from kern_dropout_stream(step, sample_base + b, i) */
+    kern_dropout_forward_rows(m->k, out, s->mask, in, a->B, f, L->cfg.p,
+                              a->seed ^ 0x64726f706f7574ULL, a->step_id, a->sample_base,
+                              L->index);
 }
 
 static int dropout_backward(model *m, model_layer *L, const model_pass *a, float *dout,
