@@ -1,0 +1,269 @@
+/* test_gpu_gpt.c: the GPT ops of kernels.h on the CUDA backend against the CPU backend.
+ *
+ * Random inputs of awkward sizes (T = 1, T not a multiple of 32, heads of 16 and 64 features,
+ * a vocabulary padded from 1000 to 1024); GPU outputs are poisoned with NaN first, so an
+ * element the GPU forgot to write shows up.  fp32: normwise relative error <= 1e-5 (2e-5 for
+ * attention backward); every backward run twice must give the same bits (no atomics); the loss
+ * in place equals the loss out of place; padding columns get exactly 0; decode equals the last
+ * row of the full forward.  Exits 77 without a CUDA device. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+static kern_ctx *cpu, *gpu;
+static int failures;
+static uint64_t rng = 0x243F6A8885A308D3ull;
+
+static float uniform(float lo, float hi) {
+    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return lo + (hi - lo) * (float)((double)(z >> 40) / 16777216.0);
+}
+
+typedef struct { int64_t n; float *c, *g, *h; } buf;   /* CPU, GPU, host staging */
+
+static buf make(int64_t n, float lo, float hi) {
+    buf b = {n, kern_alloc(cpu, (size_t)n * 4 + 4), kern_alloc(gpu, (size_t)n * 4 + 4), malloc((size_t)n * 4 + 4)};
+    if (!b.c || !b.g || !b.h) { fprintf(stderr, "out of memory\n"); exit(1); }
+    for (int64_t i = 0; i < n; i++) b.h[i] = uniform(lo, hi);
+    kern_to_device(cpu, b.c, b.h, (size_t)n * 4);
+    kern_to_device(gpu, b.g, b.h, (size_t)n * 4);
+    return b;
+}
+static void poison(buf *b) { kern_fill(gpu, b->g, NAN, b->n); }
+static void drop(buf *b) { kern_free(cpu, b->c); kern_free(gpu, b->g); free(b->h); }
+
+static void sync_or_die(void) {
+    char err[512];
+    if (kern_sync(gpu, err, sizeof err) != 0) { fprintf(stderr, "CUDA error: %s\n", err); exit(1); }
+}
+
+/* GPU vs CPU, normwise: max|g - c| <= tol * max|c|; NaN must match. */
+static void compare(const char *what, buf *b, double tol) {
+    sync_or_die();
+    kern_to_host(gpu, b->h, b->g, (size_t)b->n * 4);
+    double ref = 0, diff = 0;
+    for (int64_t i = 0; i < b->n; i++) {
+        float want = b->c[i], got = b->h[i];
+        if (isnan(want) != isnan(got)) {
+            printf("FAIL %s: element %lld: cpu %g, gpu %g\n", what, (long long)i, want, got);
+            failures++;
+            return;
+        }
+        if (isnan(want)) continue;
+        if (fabs(want) > ref) ref = fabs(want);
+        if (fabs(want - got) > diff) diff = fabs(want - got);
+    }
+    int ok = diff <= tol * (ref > 0 ? ref : 1);
+    printf("%s %s: max |gpu - cpu| = %.3g (max |cpu| %.3g, tolerance %.1g)\n", ok ? "ok  " : "FAIL",
+           what, diff, ref, tol);
+    failures += !ok;
+}
+
+/* The GPU buffer's current bits against a saved copy. */
+static void same_bits(const char *what, buf *b, const float *saved) {
+    sync_or_die();
+    kern_to_host(gpu, b->h, b->g, (size_t)b->n * 4);
+    int ok = memcmp(b->h, saved, (size_t)b->n * 4) == 0;
+    printf("%s %s: two runs %s\n", ok ? "ok  " : "FAIL", what, ok ? "bit-identical" : "DIFFER");
+    failures += !ok;
+}
+
+static float *snapshot(buf *b) {
+    sync_or_die();
+    float *s = malloc((size_t)b->n * 4 + 4);
+    kern_to_host(gpu, s, b->g, (size_t)b->n * 4);
+    return s;
+}
+
+static void *both_ws(size_t bytes, void **g) {
+    *g = kern_alloc(gpu, bytes + 256);
+    return kern_alloc(cpu, bytes + 256);
+}
+
+static void test_embedding(int B, int T, int C, int V) {
+    char name[96];
+    int32_t *tok = malloc((size_t)B * T * 4);
+    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)(uniform(0, 1) * (i % 3 ? V : 4)) % V;  /* repeats */
+    int32_t *tc = kern_alloc(cpu, (size_t)B * T * 4), *tg = kern_alloc(gpu, (size_t)B * T * 4);
+    kern_to_device(cpu, tc, tok, (size_t)B * T * 4);
+    kern_to_device(gpu, tg, tok, (size_t)B * T * 4);
+    buf wte = make((int64_t)V * C, -1, 1), wpe = make((int64_t)T * C, -1, 1);
+    buf out = make((int64_t)B * T * C, 0, 0), dout = make((int64_t)B * T * C, -1, 1);
+    buf dwte = make((int64_t)V * C, -1, 1), dwpe = make((int64_t)T * C, -1, 1);
+    void *wg, *wc = both_ws(kern_gpt_workspace(cpu, B, T, C, 1, V) > kern_gpt_workspace(gpu, B, T, C, 1, V)
+                            ? kern_gpt_workspace(cpu, B, T, C, 1, V) : kern_gpt_workspace(gpu, B, T, C, 1, V), &wg);
+    poison(&out);
+    kern_embedding_forward(cpu, out.c, tc, wte.c, wpe.c, B, T, C);
+    kern_embedding_forward(gpu, out.g, tg, wte.g, wpe.g, B, T, C);
+    snprintf(name, sizeof name, "embedding forward B=%d T=%d C=%d V=%d", B, T, C, V);
+    compare(name, &out, 1e-6);
+    float *w0 = snapshot(&dwte), *p0 = snapshot(&dwpe);   /* accumulate onto these */
+    kern_embedding_backward(cpu, dwte.c, dwpe.c, dout.c, tc, B, T, C, V, wc);
+    kern_embedding_backward(gpu, dwte.g, dwpe.g, dout.g, tg, B, T, C, V, wg);
+    snprintf(name, sizeof name, "embedding backward dwte B=%d T=%d", B, T);
+    compare(name, &dwte, 1e-5);
+    compare("embedding backward dwpe", &dwpe, 1e-5);
+    float *w1 = snapshot(&dwte);
+    kern_to_device(gpu, dwte.g, w0, (size_t)dwte.n * 4);
+    kern_to_device(gpu, dwpe.g, p0, (size_t)dwpe.n * 4);
+    kern_embedding_backward(gpu, dwte.g, dwpe.g, dout.g, tg, B, T, C, V, wg);
+    same_bits("embedding backward", &dwte, w1);
+    free(w0); free(p0); free(w1);
+    drop(&wte); drop(&wpe); drop(&out); drop(&dout); drop(&dwte); drop(&dwpe);
+    kern_free(cpu, tc); kern_free(gpu, tg); kern_free(cpu, wc); kern_free(gpu, wg);
+    free(tok);
+}
+
+static void test_layernorm(int N, int C) {
+    char name[96];
+    buf x = make((int64_t)N * C, -2, 3), w = make(C, 0.5f, 1.5f), b = make(C, -1, 1);
+    buf out = make((int64_t)N * C, 0, 0), mr = make(2 * (int64_t)N, 0, 0);
+    buf dout = make((int64_t)N * C, -1, 1), din = make((int64_t)N * C, 0, 0);
+    buf dw = make(C, -1, 1), db = make(C, -1, 1);
+    size_t ws = kern_gpt_workspace(gpu, 1, N, C, 1, 0), wsc = kern_gpt_workspace(cpu, 1, N, C, 1, 0);
+    void *wg, *wc = both_ws(ws > wsc ? ws : wsc, &wg);
+    poison(&out); poison(&mr);
+    kern_layernorm_forward(cpu, out.c, mr.c, x.c, w.c, b.c, N, C, 1e-5f);
+    kern_layernorm_forward(gpu, out.g, mr.g, x.g, w.g, b.g, N, C, 1e-5f);
+    snprintf(name, sizeof name, "layernorm forward N=%d C=%d", N, C);
+    compare(name, &out, 1e-5);
+    poison(&din);
+    float *w0 = snapshot(&dw), *b0 = snapshot(&db);
+    kern_layernorm_backward(cpu, din.c, dw.c, db.c, dout.c, x.c, mr.c, w.c, N, C, wc);
+    kern_layernorm_backward(gpu, din.g, dw.g, db.g, dout.g, x.g, mr.g, w.g, N, C, wg);
+    compare("layernorm backward din", &din, 1e-5);
+    compare("layernorm backward dw", &dw, 1e-5);
+    compare("layernorm backward db", &db, 1e-5);
+    float *w1 = snapshot(&dw);
+    kern_to_device(gpu, dw.g, w0, (size_t)C * 4);
+    kern_to_device(gpu, db.g, b0, (size_t)C * 4);
+    kern_layernorm_backward(gpu, din.g, dw.g, db.g, dout.g, x.g, mr.g, w.g, N, C, wg);
+    same_bits("layernorm backward dw", &dw, w1);
+    free(w0); free(b0); free(w1);
+    drop(&x); drop(&w); drop(&b); drop(&out); drop(&mr); drop(&dout); drop(&din); drop(&dw); drop(&db);
+    kern_free(cpu, wc); kern_free(gpu, wg);
+}
+
+static void test_attention(int B, int T, int C, int NH) {
+    char name[96];
+    buf qkv = make((int64_t)B * T * 3 * C, -1, 1), out = make((int64_t)B * T * C, 0, 0);
+    buf att = make((int64_t)B * NH * T * T, 0, 0), dout = make((int64_t)B * T * C, -1, 1);
+    buf dqkv = make((int64_t)B * T * 3 * C, 0, 0);
+    size_t ws = kern_gpt_workspace(gpu, B, T, C, NH, 0), wsc = kern_gpt_workspace(cpu, B, T, C, NH, 0);
+    void *wg, *wc = both_ws(ws > wsc ? ws : wsc, &wg);
+    poison(&out); poison(&att);
+    kern_attention_forward(cpu, out.c, att.c, qkv.c, B, T, C, NH, wc);
+    kern_attention_forward(gpu, out.g, att.g, qkv.g, B, T, C, NH, wg);
+    snprintf(name, sizeof name, "attention forward B=%d T=%d C=%d heads=%d", B, T, C, NH);
+    compare(name, &out, 1e-5);
+    compare("attention probabilities (masked entries 0)", &att, 1e-5);
+    poison(&dqkv);
+    kern_attention_backward(cpu, dqkv.c, dout.c, qkv.c, att.c, B, T, C, NH, wc);
+    kern_attention_backward(gpu, dqkv.g, dout.g, qkv.g, att.g, B, T, C, NH, wg);
+    compare("attention backward dqkv", &dqkv, 2e-5);
+    float *d1 = snapshot(&dqkv);
+    poison(&dqkv);
+    kern_attention_backward(gpu, dqkv.g, dout.g, qkv.g, att.g, B, T, C, NH, wg);
+    same_bits("attention backward", &dqkv, d1);
+    free(d1);
+    /* decode of the last position against caches filled from qkv == the forward's last row */
+    buf kc = make((int64_t)B * T * C, 0, 0), vc = make((int64_t)B * T * C, 0, 0);
+    buf q = make((int64_t)B * C, 0, 0), o1 = make((int64_t)B * C, 0, 0);
+    sync_or_die();
+    float *h = malloc((size_t)B * T * 3 * C * 4);
+    kern_to_host(gpu, h, qkv.g, (size_t)B * T * 3 * C * 4);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < C; i++) {
+                const float *row = h + ((size_t)b * T + t) * 3 * C;
+                kc.h[((size_t)b * T + t) * C + i] = row[C + i];
+                vc.h[((size_t)b * T + t) * C + i] = row[2 * C + i];
+                if (t == T - 1) q.h[(size_t)b * C + i] = row[i];
+            }
+    kern_to_device(gpu, kc.g, kc.h, (size_t)kc.n * 4);
+    kern_to_device(gpu, vc.g, vc.h, (size_t)vc.n * 4);
+    kern_to_device(gpu, q.g, q.h, (size_t)q.n * 4);
+    poison(&o1);
+    kern_attention_decode(gpu, o1.g, q.g, kc.g, vc.g, B, T - 1, T, C, NH, wg);
+    for (int b = 0; b < B; b++)   /* want: the CPU forward's last row */
+        memcpy(o1.c + (size_t)b * C, out.c + ((size_t)b * T + T - 1) * C, (size_t)C * 4);
+    compare("attention decode vs the forward's last row", &o1, 1e-5);
+    free(h);
+    drop(&kc); drop(&vc); drop(&q); drop(&o1);
+    drop(&qkv); drop(&out); drop(&att); drop(&dout); drop(&dqkv);
+    kern_free(cpu, wc); kern_free(gpu, wg);
+}
+
+static void test_xent(int rows, int C, int ld) {
+    char name[96];
+    buf logits = make((int64_t)rows * ld, -4, 4), d = make((int64_t)rows * ld, 0, 0);
+    buf loss = make(rows, 0, 0);
+    int32_t *lab = malloc((size_t)rows * 4);
+    for (int r = 0; r < rows; r++) lab[r] = (int32_t)(uniform(0, 1) * C) % C;
+    int32_t *lc = kern_alloc(cpu, (size_t)rows * 4), *lg = kern_alloc(gpu, (size_t)rows * 4);
+    kern_to_device(cpu, lc, lab, (size_t)rows * 4);
+    kern_to_device(gpu, lg, lab, (size_t)rows * 4);
+    double *ac = kern_alloc(cpu, 16), *ag = kern_alloc(gpu, 16), init[2] = {1.5, 2.0}, got[2];
+    kern_to_device(cpu, ac, init, 16);
+    kern_to_device(gpu, ag, init, 16);
+    poison(&d); poison(&loss);
+    kern_softmax_xent_acc(cpu, loss.c, d.c, ac, logits.c, lc, rows, C, ld, 0.25f);
+    kern_softmax_xent_acc(gpu, loss.g, d.g, ag, logits.g, lg, rows, C, ld, 0.25f);
+    snprintf(name, sizeof name, "softmax xent rows=%d C=%d ld=%d: dlogits", rows, C, ld);
+    compare(name, &d, 1e-5);
+    compare("softmax xent losses", &loss, 1e-5);
+    sync_or_die();
+    kern_to_host(gpu, got, ag, 16);
+    int ok = fabs(got[0] - ac[0]) <= 1e-5 * fabs(ac[0]) && got[1] == ac[1];
+    printf("%s softmax xent sums: gpu %.9g / %.0f, cpu %.9g / %.0f\n", ok ? "ok  " : "FAIL",
+           got[0], got[1], ac[0], ac[1]);
+    failures += !ok;
+    int pad_ok = 1;
+    kern_to_host(gpu, d.h, d.g, (size_t)d.n * 4);
+    for (int r = 0; r < rows; r++)
+        for (int j = C; j < ld; j++) pad_ok &= d.h[(size_t)r * ld + j] == 0.0f;
+    printf("%s padding columns are 0\n", pad_ok ? "ok  " : "FAIL");
+    failures += !pad_ok;
+    /* in place: the gradient written over the logits equals the out-of-place result */
+    float *want = snapshot(&d);
+    kern_softmax_xent_acc(gpu, NULL, logits.g, ag, logits.g, lg, rows, C, ld, 0.25f);
+    same_bits("softmax xent in place vs out of place", &logits, want);
+    free(want);
+    drop(&logits); drop(&d); drop(&loss);
+    kern_free(cpu, lc); kern_free(gpu, lg); kern_free(cpu, ac); kern_free(gpu, ag);
+    free(lab);
+}
+
+int main(void) {
+    if (kern_cuda_device_count() <= 0) {
+        printf("SKIP: no CUDA device\n");
+        return 77;
+    }
+    char err[512];
+    kern_options oc = {KERN_CPU, 1, 0, KERN_FP32}, og = {KERN_CUDA, 1, 0, KERN_FP32};
+    if (kern_create(&oc, &cpu, err, sizeof err) || kern_create(&og, &gpu, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    test_embedding(3, 17, 48, 1000);
+    test_embedding(4, 64, 64, 50);
+    test_layernorm(1, 7);
+    test_layernorm(1000, 768);
+    test_attention(2, 1, 32, 2);
+    test_attention(2, 37, 48, 3);
+    test_attention(1, 130, 128, 2);
+    test_xent(5, 1000, 1024);
+    test_xent(300, 50257, 50304);
+    test_xent(64, 10, 10);
+    kern_destroy(gpu);
+    kern_destroy(cpu);
+    printf("%s: %d failure%s\n", failures ? "FAILED" : "PASSED", failures, failures == 1 ? "" : "s");
+    return failures ? 1 : 0;
+}
