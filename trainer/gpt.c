@@ -19,6 +19,25 @@ static layer_config *add(layer_list *ls, layer_type type, const char *name) {
     return l;
 }
 
+/* transformer.h.I.<what>: a layer norm, or a linear layer of `out` features */
+static void add_norm(layer_list *ls, const config *cfg, int block, const char *what) {
+    char name[48];
+    snprintf(name, sizeof name, "transformer.h.%d.%s", block, what);
+    layer_config *l = add(ls, LAYER_LAYERNORM, name);
+    l->eps = 1e-5f;
+    l->bias = cfg->gpt_bias;
+}
+
+static void add_linear(layer_list *ls, const config *cfg, int block, const char *what, int out,
+                       float std) {
+    char name[48];
+    snprintf(name, sizeof name, "transformer.h.%d.%s", block, what);
+    layer_config *l = add(ls, LAYER_LINEAR, name);
+    l->out = out;
+    l->bias = cfg->gpt_bias;
+    l->init_std = std;
+}
+
 int gpt_expand(const config *cfg, const model_input_desc *in, layer_config **out, int *n,
                char *err, size_t errlen) {
     int L = cfg->gpt_layers, C = cfg->gpt_dim;
@@ -42,44 +61,22 @@ int gpt_expand(const config *cfg, const model_input_desc *in, layer_config **out
     e->context = cfg->gpt_context;
     e->init_std = std;
     if (p > 0) add(&ls, LAYER_DROPOUT, "transformer.drop")->p = p;
-    char name[48];
     for (int i = 0; i < L; i++) {
-        layer_config *l;
+        /* attention: x + c_proj(attn(c_attn(ln_1(x)))); MLP: x + c_proj(gelu(c_fc(ln_2(x)))) */
         add(&ls, LAYER_RESIDUAL_START, NULL);
-        snprintf(name, sizeof name, "transformer.h.%d.ln_1", i);
-        l = add(&ls, LAYER_LAYERNORM, name);
-        l->eps = 1e-5f;
-        l->bias = cfg->gpt_bias;
-        snprintf(name, sizeof name, "transformer.h.%d.attn.c_attn", i);
-        l = add(&ls, LAYER_LINEAR, name);
-        l->out = 3 * C;
-        l->bias = cfg->gpt_bias;
-        l->init_std = std;
+        add_norm(&ls, cfg, i, "ln_1");
+        add_linear(&ls, cfg, i, "attn.c_attn", 3 * C, std);
+        char name[48];
         snprintf(name, sizeof name, "transformer.h.%d.attn", i);
         add(&ls, LAYER_ATTENTION, name)->heads = cfg->gpt_heads;
-        snprintf(name, sizeof name, "transformer.h.%d.attn.c_proj", i);
-        l = add(&ls, LAYER_LINEAR, name);
-        l->out = C;
-        l->bias = cfg->gpt_bias;
-        l->init_std = proj_std;
+        add_linear(&ls, cfg, i, "attn.c_proj", C, proj_std);
         if (p > 0) add(&ls, LAYER_DROPOUT, NULL)->p = p;
         add(&ls, LAYER_RESIDUAL_END, NULL);
         add(&ls, LAYER_RESIDUAL_START, NULL);
-        snprintf(name, sizeof name, "transformer.h.%d.ln_2", i);
-        l = add(&ls, LAYER_LAYERNORM, name);
-        l->eps = 1e-5f;
-        l->bias = cfg->gpt_bias;
-        snprintf(name, sizeof name, "transformer.h.%d.mlp.c_fc", i);
-        l = add(&ls, LAYER_LINEAR, name);
-        l->out = 4 * C;
-        l->bias = cfg->gpt_bias;
-        l->init_std = std;
+        add_norm(&ls, cfg, i, "ln_2");
+        add_linear(&ls, cfg, i, "mlp.c_fc", 4 * C, std);
         add(&ls, LAYER_GELU, NULL);
-        snprintf(name, sizeof name, "transformer.h.%d.mlp.c_proj", i);
-        l = add(&ls, LAYER_LINEAR, name);
-        l->out = C;
-        l->bias = cfg->gpt_bias;
-        l->init_std = proj_std;
+        add_linear(&ls, cfg, i, "mlp.c_proj", C, proj_std);
         if (p > 0) add(&ls, LAYER_DROPOUT, NULL)->p = p;
         add(&ls, LAYER_RESIDUAL_END, NULL);
     }

@@ -558,7 +558,7 @@ static int cmd_generate(int argc, char **argv) {
     const char *sets[64];
     int n_sets = 0;
     char err[1024], *end;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc; i += 2) {   /* --option value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
         if (!v) bad = 1;
@@ -576,7 +576,6 @@ static int cmd_generate(int argc, char **argv) {
             else fprintf(stderr, "harness generate: %s: bad value '%s'\n%s", a, v, usage_generate);
             return 1;
         }
-        i++;
     }
     if (!g.checkpoint) {
         fprintf(stderr, "harness generate: needs --checkpoint CKPT\n%s", usage_generate);
