@@ -2,7 +2,8 @@
  * (cuBLAS strided-batched GEMMs around a fused masked-softmax kernel), one-token attention
  * against a key-value cache, and the padded-vocabulary loss that keeps its sums on the device.
  *
- * Same arithmetic as cpu_gpt.c; every reduction runs in a fixed order (no floating-point
+ * Same arithmetic as the CPU (cpu_embedding.c, cpu_layernorm.c, cpu_attention.c,
+ * cpu_softmax_xent.c); every reduction runs in a fixed order (no floating-point
  * atomics), so the results are the same bits on every run:
  *   - embedding backward sorts (token, position) pairs with CUB's stable radix sort and sums
  *     each token's rows in position order; positions: a loop over the batch in order;
@@ -521,7 +522,7 @@ __global__ static void xent_rows_kernel(float *losses, float *dlogits, const flo
             if (threadIdx.x == 0) total = sum;
             __syncthreads();   /* every thread has read z[label]; d may alias z below */
             sum = total;
-            loss = (float)log(sum) - (zlabel - zmax);
+            loss = (float)(log(sum) - ((double)zlabel - (double)zmax));   /* as the CPU */
             right += amax == label;
             if (d) {
                 float inv = (float)(grad_scale / sum);

@@ -5,7 +5,9 @@
  * element the GPU forgot to write shows up.  fp32: normwise relative error <= 1e-5 (2e-5 for
  * attention backward); every backward run twice must give the same bits (no atomics); the loss
  * in place equals the loss out of place; padding columns get exactly 0; decode equals the last
- * row of the full forward.  Exits 77 without a CUDA device. */
+ * row of the full forward; labels outside [0,C) give NaN rows as on the CPU; attention with
+ * TF32 / BF16 GEMM inputs within 1e-2 / 5e-2 normwise of the fp32 CPU.  Exits 77 without a
+ * CUDA device. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -241,6 +243,64 @@ static void test_xent(int rows, int C, int ld) {
     free(lab);
 }
 
+/* Attention on a GPU context whose GEMMs round their inputs (TF32 or BF16 tensor cores)
+ * against the fp32 CPU: looser normwise tolerances, stated by the caller (TF32 inputs keep 10
+ * mantissa bits, BF16 7; the products are accumulated in fp32 either way). */
+static void test_attention_precision(kern_ctx *p, const char *mode, int B, int T, int C, int NH,
+                                     double tol) {
+    char name[128];
+    buf qkv = make((int64_t)B * T * 3 * C, -1, 1), out = make((int64_t)B * T * C, 0, 0);
+    buf att = make((int64_t)B * NH * T * T, 0, 0), dout = make((int64_t)B * T * C, -1, 1);
+    buf dqkv = make((int64_t)B * T * 3 * C, 0, 0);
+    size_t ws = kern_gpt_workspace(p, B, T, C, NH, 0), wsc = kern_gpt_workspace(cpu, B, T, C, NH, 0);
+    void *wg, *wc = both_ws(ws > wsc ? ws : wsc, &wg);
+    poison(&out); poison(&att); poison(&dqkv);
+    sync_or_die();   /* the uploads and poison (gpu's stream) before p's stream reads them */
+    kern_attention_forward(cpu, out.c, att.c, qkv.c, B, T, C, NH, wc);
+    kern_attention_backward(cpu, dqkv.c, dout.c, qkv.c, att.c, B, T, C, NH, wc);
+    kern_attention_forward(p, out.g, att.g, qkv.g, B, T, C, NH, wg);
+    kern_attention_backward(p, dqkv.g, dout.g, qkv.g, att.g, B, T, C, NH, wg);
+    char err[512];
+    if (kern_sync(p, err, sizeof err) != 0) { fprintf(stderr, "CUDA error (%s): %s\n", mode, err); exit(1); }
+    snprintf(name, sizeof name, "attention forward %s B=%d T=%d C=%d heads=%d", mode, B, T, C, NH);
+    compare(name, &out, tol);
+    snprintf(name, sizeof name, "attention probabilities %s", mode);
+    compare(name, &att, tol);
+    snprintf(name, sizeof name, "attention backward dqkv %s", mode);
+    compare(name, &dqkv, tol);
+    drop(&qkv); drop(&out); drop(&att); drop(&dout); drop(&dqkv);
+    kern_free(cpu, wc); kern_free(gpu, wg);
+}
+
+/* Labels outside [0, C): NaN loss and NaN dlogits[0:C) for those rows (padding still 0), as
+ * on the CPU; the other rows and the correct count are unaffected. */
+static void test_xent_bad_labels(void) {
+    const int rows = 6, C = 10, ld = 16;
+    buf logits = make((int64_t)rows * ld, -4, 4), d = make((int64_t)rows * ld, 0, 0);
+    buf loss = make(rows, 0, 0);
+    int32_t lab[6] = {3, -1, 9, 10, 0, 2147483647};
+    int32_t *lc = kern_alloc(cpu, sizeof lab), *lg = kern_alloc(gpu, sizeof lab);
+    kern_to_device(cpu, lc, lab, sizeof lab);
+    kern_to_device(gpu, lg, lab, sizeof lab);
+    double *ac = kern_alloc(cpu, 16), *ag = kern_alloc(gpu, 16), zero[2] = {0, 0}, got[2];
+    kern_to_device(cpu, ac, zero, 16);
+    kern_to_device(gpu, ag, zero, 16);
+    poison(&d); poison(&loss);
+    kern_softmax_xent_acc(cpu, loss.c, d.c, ac, logits.c, lc, rows, C, ld, 1.0f);
+    kern_softmax_xent_acc(gpu, loss.g, d.g, ag, logits.g, lg, rows, C, ld, 1.0f);
+    compare("softmax xent with labels outside [0,C): losses (NaN rows match)", &loss, 1e-5);
+    compare("softmax xent with labels outside [0,C): dlogits (NaN rows match)", &d, 1e-5);
+    int nan_rows = isnan(loss.c[1]) && isnan(loss.c[3]) && isnan(loss.c[5]) && !isnan(loss.c[0]);
+    sync_or_die();
+    kern_to_host(gpu, got, ag, 16);
+    int ok = nan_rows && isnan(got[0]) && isnan(ac[0]) && got[1] == ac[1];
+    printf("%s softmax xent with labels outside [0,C): sums gpu %g / %.0f, cpu %g / %.0f\n",
+           ok ? "ok  " : "FAIL", got[0], got[1], ac[0], ac[1]);
+    failures += !ok;
+    drop(&logits); drop(&d); drop(&loss);
+    kern_free(cpu, lc); kern_free(gpu, lg); kern_free(cpu, ac); kern_free(gpu, ag);
+}
+
 int main(void) {
     if (kern_cuda_device_count() <= 0) {
         printf("SKIP: no CUDA device\n");
@@ -262,6 +322,17 @@ int main(void) {
     test_xent(5, 1000, 1024);
     test_xent(300, 50257, 50304);
     test_xent(64, 10, 10);
+    test_xent_bad_labels();
+    kern_options ot = {KERN_CUDA, 1, 0, KERN_TF32}, ob = {KERN_CUDA, 1, 0, KERN_BF16};
+    kern_ctx *tf32, *bf16;
+    if (kern_create(&ot, &tf32, err, sizeof err) || kern_create(&ob, &bf16, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    test_attention_precision(tf32, "tf32", 2, 130, 128, 2, 1e-2);
+    test_attention_precision(bf16, "bf16", 2, 130, 128, 2, 5e-2);
+    kern_destroy(bf16);
+    kern_destroy(tf32);
     kern_destroy(gpu);
     kern_destroy(cpu);
     printf("%s: %d failure%s\n", failures ? "FAILED" : "PASSED", failures, failures == 1 ? "" : "s");
