@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kern_hd.h"
+#include "kernels.h"   /* KERN_GS_* */
 
 /* ---- exp of a non-positive argument ----
  * exp(a) for a <= 0 as plain arithmetic, so that the CPU loops that call it vectorise (libm's
@@ -128,6 +129,33 @@ KERN_HD static inline void kern_bn_channel_stats(float *mean_invstd, float *runn
         double unbiased = count > 1.0 ? var * count / (count - 1.0) : var;
         running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
         running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+    }
+}
+
+/* ---- the optimizer's verdict on a step (kern_grad_stats), from the global gradient norm ----
+ * gs[KERN_GS_*] (kernels.h): a finite norm gives the clip factor and clears the run of skips;
+ * a non-finite one skips the step, and after max_run skips in a row stops the run at `step`;
+ * once stopped every later step is skipped.  One function for the CPU and the device thread
+ * that finishes the reduction, so both backends decide the same. */
+KERN_HD static inline void kern_grad_verdict(double *gs, double norm, float clip_norm,
+                                             int max_run, int64_t step) {
+    gs[KERN_GS_NORM] = norm;
+    if (gs[KERN_GS_STOP] != 0.0) {
+        gs[KERN_GS_SKIP] = 1.0;
+    } else if (isfinite(norm)) {
+        gs[KERN_GS_SKIP] = 0.0;
+        gs[KERN_GS_RUN] = 0.0;
+        gs[KERN_GS_SCALE] = clip_norm > 0.0f && norm > clip_norm
+                                ? (double)(float)(clip_norm / (norm + 1e-6)) : 1.0;
+    } else {
+        gs[KERN_GS_RUN] += 1.0;
+        gs[KERN_GS_SKIP] = 1.0;
+        if (gs[KERN_GS_RUN] <= (double)max_run) {
+            gs[KERN_GS_SKIPPED] += 1.0;
+        } else {
+            gs[KERN_GS_STOP] = 1.0;
+            gs[KERN_GS_STOP_STEP] = (double)step;
+        }
     }
 }
 

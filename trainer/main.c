@@ -5,7 +5,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <hdf5.h>
 
 #include "comm.h"
 #include "checkpoint.h"
@@ -444,52 +443,6 @@ static int inspect_tokens(const char *path, const data_info *info) {
     return 0;
 }
 
-/* The header fields of a token file read directly, for as long as data_inspect does not yet
- * recognise token files (schema.c); 0 when the file has /tokens. */
-static int token_header_fallback(const char *path, data_info *info) {
-    memset(info, 0, sizeof *info);
-    info->kind = DATA_TOKENS;
-    info->eot_token = -1;
-    H5E_auto2_t fn;
-    void *cd;
-    H5Eget_auto2(H5E_DEFAULT, &fn, &cd);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    int rc = -1;
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f >= 0 && H5Lexists(f, "tokens", H5P_DEFAULT) > 0) {
-        hid_t d = H5Dopen2(f, "tokens", H5P_DEFAULT);
-        hid_t sp = d >= 0 ? H5Dget_space(d) : -1, t = d >= 0 ? H5Dget_type(d) : -1;
-        hsize_t n = 0;
-        if (sp >= 0 && t >= 0 && H5Sget_simple_extent_ndims(sp) == 1 &&
-            H5Sget_simple_extent_dims(sp, &n, NULL) == 1) {
-            info->n = info->n_tokens = (int64_t)n;
-            info->token_bits = (int)H5Tget_size(t) * 8;
-            rc = 0;
-        }
-        if (t >= 0) H5Tclose(t);
-        if (sp >= 0) H5Sclose(sp);
-        if (d >= 0) H5Dclose(d);
-        const char *names[2] = {"vocab_size", "eot_token"};
-        int64_t *dst[2] = {&info->vocab_size, &info->eot_token};
-        for (int i = 0; i < 2; i++) {
-            if (H5Aexists(f, names[i]) <= 0) continue;
-            hid_t a = H5Aopen(f, names[i], H5P_DEFAULT);
-            if (a >= 0) H5Aread(a, H5T_NATIVE_INT64, dst[i]);
-            if (a >= 0) H5Aclose(a);
-        }
-        data_tokenizer *tok = NULL;
-        char err[256];
-        if (data_tokenizer_from_dataset(path, &tok, err, sizeof err) == 0)
-            snprintf(info->tokenizer, sizeof info->tokenizer, "%s", data_tokenizer_name(tok));
-        else if (strstr(err, "tokenizer gpt2"))
-            snprintf(info->tokenizer, sizeof info->tokenizer, "gpt2");
-        data_tokenizer_free(tok);
-    }
-    if (f >= 0) H5Fclose(f);
-    H5Eset_auto2(H5E_DEFAULT, fn, cd);
-    return rc;
-}
-
 static int inspect_dataset(const char *path, const data_info *info) {
     if (info->kind == DATA_TOKENS) return inspect_tokens(path, info);
     printf("%s: classification dataset\n  samples     %lld of [", path, (long long)info->n);
@@ -644,11 +597,6 @@ static int cmd_inspect(int argc, char **argv) {
         int rc = inspect_dataset(argv[2], &info);
         data_info_free(&info);
         return rc;
-    }
-    if (token_header_fallback(argv[2], &info) == 0) {
-        if (strstr(derr, "/images")) derr[0] = '\0';   /* schema.c without token files yet */
-        if (derr[0]) printf("(the dataset check says: %s)\n", derr);
-        return inspect_tokens(argv[2], &info);
     }
     if (ckpt_inspect(argv[2], stdout, err, sizeof err) != 0) {
         fprintf(stderr, "harness inspect: %s\n(as a dataset: %s)\n", err, derr);

@@ -293,8 +293,7 @@ int model_build(model *m, const config *cfg, const model_input_desc *in, int64_t
     ALLOC(m->losses, batch * m->rows_per_sample * 4);
     if (p.workspace) ALLOC(m->workspace, p.workspace);
     if (!(m->act = calloc((size_t)m->n_layers + 1, sizeof(float *)))) goto oom;
-    if (p.max_channels && (!(m->host_sums = calloc((size_t)(2 * p.max_channels + 1), sizeof(double))) ||
-                           !(m->host_floats = calloc((size_t)(2 * p.max_channels), sizeof(float)))))
+    if (p.max_channels && !(m->host_sums = calloc((size_t)(2 * p.max_channels + 1), sizeof(double))))
         goto oom;
     if (in->tokens) ALLOC(m->tokens, batch * m->input.t * 4);
     else ALLOC(m->act[0], batch * m->in_features * 4);
@@ -321,7 +320,6 @@ void model_free(model *m) {
     free(m->allocs);
     free(m->act);
     free(m->host_sums);
-    free(m->host_floats);
     free_layers(m);
     memset(m, 0, sizeof *m);
 }

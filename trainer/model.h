@@ -92,8 +92,7 @@ typedef struct model {
     float *dbuf[2];               /* ping-pong gradients of activations: [batch, max features] */
     float *losses;                /* [batch * rows_per_sample] */
     void *workspace;              /* the largest scratch any layer needs */
-    double *host_sums;            /* [2 * max channels + 1] host staging for batch-norm sums */
-    float *host_floats;           /* [2 * max channels] the same as floats */
+    double *host_sums;            /* [2 * max channels + 1] host staging for synchronised batch-norm sums */
     double flops_per_sample;      /* forward + backward, multiply-add = 2 FLOPs */
     model_allreduce_fn allreduce; /* set by the trainer when batch norm is synchronised */
     void *allreduce_user;
@@ -114,9 +113,6 @@ void model_free(model *m);
  * without allocating; and the parameter count.  -1 when the layers do not fit the input. */
 int64_t model_estimate_bytes(const config *cfg, const model_input_desc *in, int64_t batch,
                              int64_t *n_params);
-
-/* The tensors in buffer order: parameters first, then buffers. */
-static inline int model_tensor_count(const model *m) { return m->n_tensors; }
 
 /* Deterministic initialisation from (seed) on any backend: each tensor its own Philox
  * stream (its index).  FANIN tensors follow model.init: "kaiming_uniform" is PyTorch's

@@ -21,24 +21,7 @@ void kcpu_dropout_forward_rows(kcpu_ctx *c, float *out, uint8_t *mask, const flo
 void kcpu_grad_stats(kcpu_ctx *c, double *gs, const float *grads, int64_t n, float clip_norm,
                      int max_run, int64_t step) {
     double norm = sqrt(kcpu_sumsq(c, grads, n));
-    gs[KERN_GS_NORM] = norm;
-    if (gs[KERN_GS_STOP] != 0.0) {
-        gs[KERN_GS_SKIP] = 1.0;
-    } else if (isfinite(norm)) {
-        gs[KERN_GS_SKIP] = 0.0;
-        gs[KERN_GS_RUN] = 0.0;
-        gs[KERN_GS_SCALE] = clip_norm > 0.0f && norm > clip_norm
-                                ? (double)(float)(clip_norm / (norm + 1e-6)) : 1.0;
-    } else {
-        gs[KERN_GS_RUN] += 1.0;
-        gs[KERN_GS_SKIP] = 1.0;
-        if (gs[KERN_GS_RUN] <= (double)max_run) {
-            gs[KERN_GS_SKIPPED] += 1.0;
-        } else {
-            gs[KERN_GS_STOP] = 1.0;
-            gs[KERN_GS_STOP_STEP] = (double)step;
-        }
-    }
+    kern_grad_verdict(gs, norm, clip_norm, max_run, step);
 }
 
 void kcpu_sgd_update_guarded(kcpu_ctx *c, float *restrict param, float *restrict buf,

@@ -186,24 +186,7 @@ __global__ static void grad_stats_kernel(double *gs, double *part, unsigned int 
     if (threadIdx.x != 0) return;
     *ticket = 0;
     double norm = sqrt(s);
-    gs[KERN_GS_NORM] = norm;
-    if (gs[KERN_GS_STOP] != 0.0) {
-        gs[KERN_GS_SKIP] = 1.0;
-    } else if (isfinite(norm)) {
-        gs[KERN_GS_SKIP] = 0.0;
-        gs[KERN_GS_RUN] = 0.0;
-        gs[KERN_GS_SCALE] = clip_norm > 0.0f && norm > clip_norm
-                                ? (double)(float)(clip_norm / (norm + 1e-6)) : 1.0;
-    } else {
-        gs[KERN_GS_RUN] += 1.0;
-        gs[KERN_GS_SKIP] = 1.0;
-        if (gs[KERN_GS_RUN] <= (double)max_run) {
-            gs[KERN_GS_SKIPPED] += 1.0;
-        } else {
-            gs[KERN_GS_STOP] = 1.0;
-            gs[KERN_GS_STOP_STEP] = (double)step;
-        }
-    }
+    kern_grad_verdict(gs, norm, clip_norm, max_run, step);
 }
 
 void kcuda_grad_stats(kcuda_ctx *c, double *gstate, const float *grads, int64_t n,
