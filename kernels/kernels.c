@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu/cpu_backend.h"
 #ifdef HARNESS_HAVE_CUDA
@@ -289,6 +290,40 @@ void kern_linear_backward(kern_ctx *k, float *din, float *dw, float *db, const f
 #endif
     default: break;
     }
+}
+
+void kern_linear_backward_ex(kern_ctx *k, float *din, float *dw, float *db, const float *dout,
+                             const float *in, const float *w, int B, int I, int O,
+                             int overwrite) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_linear_backward_ex(k->cpu, din, dw, db, dout, in, w, B, I, O, overwrite); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA:
+        kcuda_linear_backward_ex(k->cuda, din, dw, db, dout, in, w, B, I, O, overwrite);
+        break;
+#endif
+    default: break;
+    }
+}
+
+void kern_linear_act_forward(kern_ctx *k, float *pre, float *out, const float *in,
+                             const float *w, const float *b, int B, int I, int O, kern_act act) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_linear_act_forward(k->cpu, pre, out, in, w, b, B, I, O, act); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_linear_act_forward(k->cuda, pre, out, in, w, b, B, I, O, act); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_get_counters(kern_ctx *k, kern_counters *out) {
+    memset(out, 0, sizeof *out);
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) kcuda_get_counters(k->cuda, out);
+#else
+    (void)k;
+#endif
 }
 
 void kern_relu_forward(kern_ctx *k, float *out, const float *in, int64_t n) {

@@ -28,7 +28,19 @@ typedef struct {
     int threads;      /* CPU: BLAS/worker threads for this process (>= 1) */
     int device;       /* CUDA: device ordinal; ignored on CPU */
     kern_precision precision;   /* CUDA: GEMM input precision (tensor cores for TF32/BF16) */
+    int separate_epilogues;     /* CUDA: 1 = bias / activation / bias gradient as their own
+                                 * kernels, never fused into the GEMMs (run.gemm_epilogues:
+                                 * separate); 0 = fused by cuBLASLt where it can */
 } kern_options;
+
+/* Work the backend has queued since it was created, for per-step counts.  CUDA: kernel
+ * launches (each <<<>>>, cuBLAS/cuBLASLt GEMM and cuDNN op counts one), host waits on the
+ * device (stream/event synchronisations and synchronous copies), GEMMs that ran with a fused
+ * cuBLASLt epilogue and those that fell back to separate kernels.  CPU: all zero. */
+typedef struct {
+    int64_t launches, host_syncs, fused_gemms, epilogue_fallbacks;
+} kern_counters;
+void kern_get_counters(kern_ctx *k, kern_counters *out);
 
 /* 0 on success; on failure *out is NULL and err holds the reason. */
 int kern_create(const kern_options *opt, kern_ctx **out, char *err, size_t errlen);
@@ -110,6 +122,23 @@ void kern_linear_forward(kern_ctx *k, float *out, const float *in, const float *
  * db[O]   += sum_b dout[b,:]             (accumulated; skipped when db is NULL) */
 void kern_linear_backward(kern_ctx *k, float *din, float *dw, float *db, const float *dout,
                           const float *in, const float *w, int B, int I, int O);
+/* The same with overwrite = 1: dw and db are written (=) instead of accumulated, so that the
+ * first writer of a gradient needs no zeroed buffer.  On CUDA with overwrite the bias
+ * gradient comes from the weight-gradient GEMM's epilogue (cuBLASLt BGRADB). */
+void kern_linear_backward_ex(kern_ctx *k, float *din, float *dw, float *db, const float *dout,
+                             const float *in, const float *w, int B, int I, int O,
+                             int overwrite);
+
+/* A linear layer and the activation after it in one op:
+ *   pre[B,O] = in @ w^T + b;   out[B,O] = act(pre)
+ * act KERN_ACT_RELU: pre may be NULL (not written then; relu's backward can use out, as
+ * out > 0 exactly where pre > 0).  KERN_ACT_GELU: pre is required (the backward reads it).
+ * CUDA fuses bias and activation into the GEMM (cuBLASLt RELU_BIAS / GELU_AUX_BIAS
+ * epilogues) where the shape and alignment allow; elsewhere, and on the CPU, it runs
+ * kern_linear_forward then the activation: the same math up to rounding. */
+typedef enum { KERN_ACT_NONE = 0, KERN_ACT_RELU = 1, KERN_ACT_GELU = 2 } kern_act;
+void kern_linear_act_forward(kern_ctx *k, float *pre, float *out, const float *in,
+                             const float *w, const float *b, int B, int I, int O, kern_act act);
 
 /* ---- activations (n elements; in-place allowed: out == in, din == dout) ---- */
 void kern_relu_forward(kern_ctx *k, float *out, const float *in, int64_t n);

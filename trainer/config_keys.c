@@ -18,6 +18,7 @@ static const char *const device_names[] = {"auto", "cpu", "cuda", NULL};
 static const char *const optimizer_names[] = {"sgd", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "linear", NULL};
 static const char *const precision_names[] = {"fp32", "tf32", "bf16", NULL};
+static const char *const epilogue_names[] = {"fused", "separate", NULL};
 static const char *const nonfinite_names[] = {"stop", "skip", NULL};
 static const char *const init_names[] = {"kaiming_uniform", "normal", NULL};
 const char *const config_layer_names[] = {"flatten", "linear", "relu", "gelu", "dropout",
@@ -42,6 +43,7 @@ const config_key config_keys[] = {
     {.name = "run.device", .kind = CK_ENUM, FIELD(device), .names = device_names},
     {.name = "run.threads", .kind = CK_INT, FIELD(threads), .imin = 0, .imax = INT_MAX},
     {.name = "run.precision", .kind = CK_ENUM, FIELD(precision), .names = precision_names},
+    {.name = "run.gemm_epilogues", .kind = CK_ENUM, FIELD(gemm_epilogues), .names = epilogue_names},
 
     {.name = "data.train", .kind = CK_STRING, FIELD(train_path)},
     {.name = "data.test", .kind = CK_STRING, FIELD(test_path)},

@@ -23,6 +23,7 @@ typedef struct {
     int64_t T;              /* positions per sample in this call: in.t, or 1 when decoding */
     int64_t pos;            /* decoding: the position of the new token */
     int training, decode;
+    int overwrite;          /* backward: layers with `overwrites` write (=) their gradients */
     uint64_t seed, step_id;
     int64_t sample_base;    /* global index of this rank's first sample in the global batch */
 } model_pass;

@@ -130,6 +130,64 @@ static void free_layers(model *m) {
     m->tensors = NULL;
 }
 
+/* A linear followed by relu or gelu becomes one op (see model_layer.fused_act).  Not when
+ * the activation is the last layer: its output is the logits, which the loss overwrites
+ * with their gradient before relu's backward would read them. */
+static void fuse_activations(model *m) {
+    for (int i = 0; i + 2 < m->n_layers; i++) {
+        model_layer *L = &m->layers[i], *A = &m->layers[i + 1];
+        if (L->type != LAYER_LINEAR || (A->type != LAYER_RELU && A->type != LAYER_GELU))
+            continue;
+        L->fused_act = A->type == LAYER_RELU ? KERN_ACT_RELU : KERN_ACT_GELU;
+        A->fused = 1;
+    }
+}
+
+/* Which gradients model_zero_grads must fill: walking the layers in backward order, the
+ * first layer to write a tensor decides (it overwrites, or it adds to zeros).  The tensors
+ * that need zeros are covered by one range (one fill); none when every first writer
+ * overwrites. */
+static void plan_zeroing(model *m) {
+    int nt = m->n_tensors;
+    char *seen = calloc((size_t)(nt ? nt : 1), 1), *zero = calloc((size_t)(nt ? nt : 1), 1);
+    m->zero_off = 0;
+    m->zero_count = m->n_params;   /* without memory for the walk: zero everything */
+    if (!seen || !zero) goto done;
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        const model_layer *L = &m->layers[i];
+        int64_t own_end = m->n_params;
+        for (int j = i + 1; j < m->n_layers; j++)
+            if (m->layers[j].param_off >= 0) { own_end = m->layers[j].param_off; break; }
+        for (int t = 0; t < nt; t++) {
+            const model_tensor *T = &m->tensors[t];
+            if (T->is_buffer || seen[t]) continue;
+            int own = L->param_off >= 0 && T->offset >= L->param_off && T->offset < own_end;
+            int shared = L->shared_count > 0 && T->offset >= L->shared_off &&
+                         T->offset < L->shared_off + L->shared_count;
+            if (!own && !shared) continue;
+            seen[t] = 1;
+            zero[t] = !L->overwrites;
+        }
+    }
+    int64_t lo = -1, hi = -1;
+    for (int t = 0; t < nt; t++) {
+        const model_tensor *T = &m->tensors[t];
+        if (T->is_buffer || !(zero[t] || !seen[t])) continue;
+        if (lo < 0 || T->offset < lo) lo = T->offset;
+        if (T->offset + T->count > hi) hi = T->offset + T->count;
+    }
+    m->zero_off = lo < 0 ? 0 : lo;
+    m->zero_count = lo < 0 ? 0 : hi - lo;
+done:
+    free(seen);
+    free(zero);
+}
+
+void model_zero_grads(model *m) {
+    if (m->zero_count > 0) kern_fill(m->k, m->grads + m->zero_off, 0.0f, m->zero_count);
+    m->grads_unset = 1;
+}
+
 static int plan(model *m, const config *cfg, const model_input_desc *in, int64_t batch,
                 int decode, kern_ctx *k, model_plan *p, char *err, size_t errlen) {
     p->m = m;
@@ -199,6 +257,7 @@ static int plan(model *m, const config *cfg, const model_input_desc *in, int64_t
         s = L->out;
     }
     free(lcs);
+    fuse_activations(m);
     const model_layer *last = &m->layers[n - 1];
     m->rows_per_sample = last->out.t;
     m->out_ld = shape_features(last->out);
@@ -225,6 +284,7 @@ static int plan(model *m, const config *cfg, const model_input_desc *in, int64_t
             if (m->tensors[i].is_buffer == pass) sorted[j++] = m->tensors[i];
     free(m->tensors);
     m->tensors = sorted;
+    plan_zeroing(m);
     return 0;
 }
 
@@ -357,7 +417,7 @@ static float *forward_pass(model *m, const model_pass *base) {
         model_layer *L = &m->layers[i];
         model_pass a = *base;
         a.T = base->decode ? 1 : L->in.t;
-        if (!L->view) L->ops->forward(m, L, &a);
+        if (!L->view && !L->fused) L->ops->forward(m, L, &a);
     }
     return m->act[m->n_layers];
 }
@@ -394,17 +454,24 @@ void model_backward(model *m, int64_t B,
         a.B = B;
         a.T = L->in.t;
         a.training = 1;
+        a.overwrite = m->grads_unset;
         float *din = dout == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0];
         if (L->ops->backward(m, L, &a, dout, din, i > first_param_layer)) dout = din;
         if (L->param_off >= 0 && on_layer_done) on_layer_done(user, L->param_off);
         if (i <= first_param_layer) break;
     }
+    m->grads_unset = 0;
 }
 
 int model_first_nonfinite_layer(model *m, int64_t B) {
     if (m->act[0] && kern_has_nonfinite(m->k, m->act[0], B * m->in_features)) return -1;
-    for (int i = 0; i < m->n_layers; i++)
-        if (kern_has_nonfinite(m->k, m->act[i + 1], B * shape_size(m->layers[i].out))) return i;
+    for (int i = 0; i < m->n_layers; i++) {
+        /* a linear fused with relu writes only the relu's output: non-finite values there
+         * came from the linear (relu makes none) */
+        int skip = m->layers[i].fused_act == KERN_ACT_RELU;
+        if (kern_has_nonfinite(m->k, m->act[i + 1 + skip], B * shape_size(m->layers[i].out)))
+            return i;
+    }
     return m->n_layers;
 }
 

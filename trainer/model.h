@@ -43,6 +43,20 @@ typedef struct {
     double flops_fwd;         /* per sample: forward, weight gradients, input gradient */
     double flops_bwd_w, flops_bwd_in;
     void *state;              /* the type's own data (layers/<type>.c), calloc'd at plan */
+    /* Fusion (model.c, after planning): a linear followed by relu or gelu computes both in
+     * one op (kern_linear_act_forward: cuBLASLt epilogues on CUDA).  The linear's fused_act
+     * names the activation; the activation is marked fused and skips its forward.  With relu
+     * the linear's own output (the pre-activation) is not written: relu's backward reads its
+     * output instead, which is > 0 exactly where the input is. */
+    int fused_act;            /* linear: kern_act applied on the way out (KERN_ACT_NONE: none) */
+    int fused;                /* relu / gelu: the previous linear did the forward */
+    /* Gradient zeroing folded into the first writer: a layer with overwrites set writes (=)
+     * the gradients of its tensors in the first backward after model_zero_grads instead of
+     * adding to them, when it is the first layer of the backward pass to write them.  Its
+     * tensors are its own parameters and, when shared_count > 0, the shared range (a tied
+     * lm_head: the token embedding's weight). */
+    int overwrites;
+    int64_t shared_off, shared_count;
 } model_layer;
 
 typedef enum { INIT_FANIN, INIT_NORMAL, INIT_ONE, INIT_ZERO } model_init_kind;
@@ -97,6 +111,10 @@ typedef struct model {
     model_allreduce_fn allreduce; /* set by the trainer when batch norm is synchronised */
     void *allreduce_user;
     int decode;                   /* built for generation: key-value caches, batch = sequences */
+    /* model_zero_grads: the gradient range it fills (count 0: none, every gradient has an
+     * overwriting first writer), and whether the next backward's first writers overwrite */
+    int64_t zero_off, zero_count;
+    int grads_unset;
     int64_t allocated_bytes;      /* backend memory model_build allocated */
     int n_allocs;                 /* layer-owned backend memory, freed with the model */
     void **allocs;
@@ -143,6 +161,11 @@ float *model_decode_step(model *m, int64_t B, int64_t pos);
  * logits buffer itself (the loss writes its gradient in place, so the largest activation of a
  * language model is stored once). */
 float *model_dlogits(model *m);
+
+/* Starts a step's gradients: the next model_backward writes every gradient as if m->grads
+ * had been zeroed.  Only the tensors whose first writer in backward cannot overwrite are
+ * filled with zeros here (none for a model of linear layers; one launch at most). */
+void model_zero_grads(model *m);
 
 /* Backward from model_dlogits through every layer, accumulating into m->grads.  After
  * finishing each layer that owns parameters, calls on_layer_done(user, offset of the layer's

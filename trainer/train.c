@@ -102,6 +102,7 @@ static int open_backend(run *r, char *err) {
     ko.device = comm_local_rank(r->c);
     ko.precision = cfg->precision == PRECISION_BF16 ? KERN_BF16
                    : cfg->precision == PRECISION_TF32 ? KERN_TF32 : KERN_FP32;
+    ko.separate_epilogues = cfg->gemm_epilogues == 1;
     int gpus = kern_cuda_device_count();
     if (cfg->device == DEVICE_CUDA) {
         if (gpus <= 0) {
@@ -806,13 +807,22 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
      * delivered reliably in the middle of gradient accumulation. */
     const char *sleep_env = getenv("HARNESS_FAULT_STEP_SLEEP_MS");
     long step_sleep_ms = sleep_env ? strtol(sleep_env, NULL, 10) : 0;
+    /* Test hook: NaN in every gradient after each update, so that a gradient the next step
+     * neither zeroes (model_zero_grads) nor overwrites (its first writer) shows up as a
+     * non-finite step (tests/trainer/grad_zeroing.sh). */
+    int poison_grads = getenv("HARNESS_FAULT_POISON_GRADS") != NULL;
     data_batch b;
 
+    /* device work queued by the step body (not log reads, evaluation or checkpoints), from
+     * the second step on (the first builds GEMM and convolution plans) */
+    kern_counters kc_sum = {0}, kc0, kc1;
+    int64_t kc_steps = 0;
     for (int64_t step = r.start_step; step < r.total_steps; step++) {
         comm_set_step(c, step + 1);   /* 1-based, as in the logs and checkpoint names */
         double t0 = metrics_now();
+        kern_get_counters(r.k, &kc0);
         double data_before = data_loader_wait_seconds(r.train);
-        kern_fill(r.k, r.m.grads, 0.0f, r.m.n_params);
+        model_zero_grads(&r.m);   /* the first writer of most gradients overwrites them */
         for (int64_t micro = 0; micro < r.accum; micro++) {
             if (data_loader_next(r.train, &b, err, sizeof err) != 0) comm_abort(c, 1, err);
             if (micro == 0) epoch = b.epoch;
@@ -852,6 +862,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         float lr = optim_lr(&r.opt, step);
         optim_device_step(&r.opt, r.m.params, r.m.grads, lr,
                           cfg->nonfinite == NONFINITE_SKIP ? MAX_CONSECUTIVE_SKIPS : 0, step);
+        if (poison_grads) kern_fill(r.k, r.m.grads, NAN, r.m.n_params);
         /* a failed cuBLAS/cuDNN call or kernel leaves wrong numbers behind: once per step */
         if (kern_check(r.k, err, sizeof err) != 0) comm_abort(c, 1, err);
         {
@@ -888,6 +899,14 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             }
         }
         double t1 = metrics_now();
+        kern_get_counters(r.k, &kc1);
+        if (step > r.start_step) {
+            kc_sum.launches += kc1.launches - kc0.launches;
+            kc_sum.host_syncs += kc1.host_syncs - kc0.host_syncs;
+            kc_sum.fused_gemms += kc1.fused_gemms - kc0.fused_gemms;
+            kc_sum.epilogue_fallbacks += kc1.epilogue_fallbacks - kc0.epilogue_fallbacks;
+            kc_steps++;
+        }
         iv_data += data_loader_wait_seconds(r.train) - data_before;
         iv_compute += t1 - t0;
         iv_steps++;
@@ -959,6 +978,14 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         t_excluded += spent;
     }
     double train_s = metrics_now() - t_train - t_excluded;
+    if (kc_steps > 0 && kern_get_backend(r.k) != KERN_CPU && r.rank == 0) {
+        double n = (double)kc_steps;
+        metrics_notice(&r.met, "harness: device work per step (rank 0, %lld steps): %.1f "
+                       "launches, %.2f host waits, %.1f GEMMs with fused epilogues, %.1f "
+                       "epilogue fallbacks", (long long)kc_steps, (double)kc_sum.launches / n,
+                       (double)kc_sum.host_syncs / n, (double)kc_sum.fused_gemms / n,
+                       (double)kc_sum.epilogue_fallbacks / n);
+    }
 
     if (exit_code == HARNESS_EXIT_OK && skipped_steps > 0 && r.rank == 0)
         metrics_notice(&r.met, "harness: %lld step%s skipped for non-finite gradients",

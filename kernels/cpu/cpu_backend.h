@@ -51,6 +51,10 @@ void kcpu_linear_forward(kcpu_ctx *c, float *out, const float *in, const float *
                          const float *b, int B, int I, int O);
 void kcpu_linear_backward(kcpu_ctx *c, float *din, float *dw, float *db, const float *dout,
                           const float *in, const float *w, int B, int I, int O);
+void kcpu_linear_backward_ex(kcpu_ctx *c, float *din, float *dw, float *db, const float *dout,
+                             const float *in, const float *w, int B, int I, int O, int overwrite);
+void kcpu_linear_act_forward(kcpu_ctx *c, float *pre, float *out, const float *in,
+                             const float *w, const float *b, int B, int I, int O, kern_act act);
 
 /* loss (cpu_softmax_xent.c) */
 double kcpu_softmax_xent(kcpu_ctx *c, float *losses, float *dlogits, int64_t *correct,

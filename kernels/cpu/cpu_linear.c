@@ -28,6 +28,25 @@ void kcpu_linear_forward(kcpu_ctx *c, float *restrict out, const float *restrict
 void kcpu_linear_backward(kcpu_ctx *c, float *restrict din, float *restrict dw,
                           float *restrict db, const float *restrict dout,
                           const float *restrict in, const float *restrict w, int B, int I, int O) {
+    kcpu_linear_backward_ex(c, din, dw, db, dout, in, w, B, I, O, 0);
+}
+
+void kcpu_linear_act_forward(kcpu_ctx *c, float *pre, float *out, const float *in,
+                             const float *w, const float *b, int B, int I, int O, kern_act act) {
+    /* one pass per op here; with no pre buffer (relu) the GEMM writes out and relu runs in
+     * place, as the CUDA epilogue leaves it */
+    float *z = pre ? pre : out;
+    kcpu_linear_forward(c, z, in, w, b, B, I, O);
+    int64_t n = (int64_t)(B > 0 ? B : 0) * (O > 0 ? O : 0);
+    if (act == KERN_ACT_RELU) kcpu_relu_forward(c, out, z, n);
+    else if (act == KERN_ACT_GELU) kcpu_gelu_forward(c, out, z, n);
+    else if (z != out) kcpu_copy(c, out, z, n);
+}
+
+void kcpu_linear_backward_ex(kcpu_ctx *c, float *restrict din, float *restrict dw,
+                             float *restrict db, const float *restrict dout,
+                             const float *restrict in, const float *restrict w, int B, int I,
+                             int O, int overwrite) {
     /* BLAS rejects empty matrices (leading dimension 0), so empty shapes are done by hand */
     int empty = B <= 0 || I <= 0 || O <= 0;
     if (din) {
@@ -41,10 +60,14 @@ void kcpu_linear_backward(kcpu_ctx *c, float *restrict din, float *restrict dw,
         }
     }
     if (!empty) {
-        /* dw[O,I] += dout^T[O,B] @ in[B,I] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, B, 1.0f, dout, O, in, I, 1.0f,
-                    dw, I);
+        /* dw[O,I] += dout^T[O,B] @ in[B,I]  (= with overwrite) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, B, 1.0f, dout, O, in, I,
+                    overwrite ? 0.0f : 1.0f, dw, I);
+    } else if (overwrite && O > 0 && I > 0) {
+        for (size_t i = 0; i < (size_t)O * I; i++) dw[i] = 0.0f;
     }
+    if (db && overwrite)
+        for (int o = 0; o < O; o++) db[o] = 0.0f;
     if (db) {
         for (int r = 0; r < B; r++) {
             const float *restrict row = dout + (size_t)r * O;

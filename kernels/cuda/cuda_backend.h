@@ -64,6 +64,12 @@ void kcuda_linear_forward(kcuda_ctx *c, float *out, const float *in, const float
                          const float *b, int B, int I, int O);
 void kcuda_linear_backward(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
                           const float *in, const float *w, int B, int I, int O);
+void kcuda_linear_backward_ex(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
+                              const float *in, const float *w, int B, int I, int O,
+                              int overwrite);
+void kcuda_linear_act_forward(kcuda_ctx *c, float *pre, float *out, const float *in,
+                              const float *w, const float *b, int B, int I, int O, kern_act act);
+void kcuda_get_counters(kcuda_ctx *c, kern_counters *out);
 
 /* loss (cuda_softmax_xent.cu) */
 double kcuda_softmax_xent(kcuda_ctx *c, float *losses, float *dlogits, int64_t *correct,

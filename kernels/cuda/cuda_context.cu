@@ -103,6 +103,7 @@ static cudnnMathType_t conv_math_type(kern_precision p) {
 void kcuda_sgemm(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                  float alpha, const float *A, int lda, const float *B, int ldb, float beta,
                  float *C, int ldc) {
+    c->launches++;
     KCUBLAS_CALL(c, cublasGemmEx(c->cublas, ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B,
                                  CUDA_R_32F, ldb, &beta, C, CUDA_R_32F, ldc, c->gemm_compute,
                                  CUBLAS_GEMM_DEFAULT));
@@ -156,6 +157,7 @@ int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t err
     c->device = opt->device;
     c->gemm_compute = gemm_compute_type(opt->precision);
     c->conv_math = conv_math_type(opt->precision);
+    c->separate_epilogues = opt->separate_epilogues;
     if (!KCUDA_CALL(c, cudaSetDevice(c->device))) return create_failed(c, err, errlen);
     if (!KCUDA_CALL(c, cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount,
                                               c->device)))
@@ -186,7 +188,7 @@ int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t err
         !KCUDA_CALL(c, cudaMallocHost((void **)&c->result_host, sizeof(kcuda_result))) ||
         !KCUDA_CALL(c, cudaMalloc((void **)&c->bn_partials, KCUDA_BN_PARTIALS * sizeof(double))) ||
         !KCUDA_CALL(c, cudaMalloc((void **)&c->ticket, sizeof(unsigned int))) ||
-        !KCUDA_CALL(c, cudaMemsetAsync(c->ticket, 0, sizeof(unsigned int), c->stream)))
+        !KCUDA_OP(c, cudaMemsetAsync(c->ticket, 0, sizeof(unsigned int), c->stream)))
         return create_failed(c, err, errlen);
 
     /* cuDNN: bound to our stream; the convolutions' descriptors and algorithms are cached per
@@ -197,6 +199,9 @@ int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t err
     }
     if (!KCUDNN_CALL(c, cudnnSetStream(c->cudnn, c->stream)) || kcuda_conv_cache_create(c) != 0)
         return create_failed(c, err, errlen);
+    if (kcuda_lt_create(c) != 0) return create_failed(c, err, errlen);
+    /* what start-up queued is not a step's work */
+    c->launches = c->host_syncs = 0;
     *out = c;
     return 0;
 }
@@ -206,6 +211,7 @@ void kcuda_destroy(kcuda_ctx *c) {
     /* Teardown: errors here have no one to be reported to, so they are ignored. */
     if (c->stream) (void)cudaStreamSynchronize(c->stream);
     kcuda_conv_cache_destroy(c);
+    kcuda_lt_destroy(c);
     if (c->cudnn) (void)cudnnDestroy(c->cudnn);
     if (c->cublas) (void)cublasDestroy(c->cublas);
     if (c->cublas_workspace) (void)cudaFree(c->cublas_workspace);
@@ -229,8 +235,8 @@ void *kcuda_alloc(kcuda_ctx *c, size_t bytes) {
     if (!KCUDA_CALL(c, cudaMalloc(&p, bytes ? bytes : 1))) return NULL;
     /* Zero on our stream, then wait: the buffer may next be used on another stream (the
      * trainer's copy or comm streams), which must not race with the memset.  Start-up only. */
-    if (!KCUDA_CALL(c, cudaMemsetAsync(p, 0, bytes, c->stream)) ||
-        !KCUDA_CALL(c, cudaStreamSynchronize(c->stream))) {
+    if (!KCUDA_OP(c, cudaMemsetAsync(p, 0, bytes, c->stream)) ||
+        !KCUDA_WAIT(c, cudaStreamSynchronize(c->stream))) {
         (void)cudaFree(p);
         return NULL;
     }
@@ -246,7 +252,7 @@ void kcuda_free(kcuda_ctx *c, void *p) {
  * really is asynchronous and host_src must stay untouched until the stream has passed it. */
 void kcuda_to_device(kcuda_ctx *c, void *dst, const void *host_src, size_t bytes) {
     if (bytes == 0) return;
-    KCUDA_CALL(c, cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, c->stream));
+    KCUDA_OP(c, cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, c->stream));
 }
 
 /* Synchronous: queued after all earlier work on the stream, returns when host_dst is filled.
@@ -254,8 +260,15 @@ void kcuda_to_device(kcuda_ctx *c, void *dst, const void *host_src, size_t bytes
  * not synchronise with, and could read src before our kernels wrote it.) */
 void kcuda_to_host(kcuda_ctx *c, void *host_dst, const void *src, size_t bytes) {
     if (bytes == 0) return;
-    if (KCUDA_CALL(c, cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, c->stream)))
-        KCUDA_CALL(c, cudaStreamSynchronize(c->stream));
+    if (KCUDA_OP(c, cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, c->stream)))
+        KCUDA_WAIT(c, cudaStreamSynchronize(c->stream));
+}
+
+void kcuda_get_counters(kcuda_ctx *c, kern_counters *out) {
+    out->launches = c->launches;
+    out->host_syncs = c->host_syncs;
+    out->fused_gemms = c->fused_gemms;
+    out->epilogue_fallbacks = c->epilogue_fallbacks;
 }
 
 int kcuda_check(kcuda_ctx *c, char *err, size_t errlen) {
@@ -270,7 +283,7 @@ int kcuda_check(kcuda_ctx *c, char *err, size_t errlen) {
 }
 
 int kcuda_sync(kcuda_ctx *c, char *err, size_t errlen) {
-    KCUDA_CALL(c, cudaStreamSynchronize(c->stream));
+    KCUDA_WAIT(c, cudaStreamSynchronize(c->stream));
     return kcuda_check(c, err, errlen);
 }
 
@@ -305,9 +318,9 @@ int kcuda_finish_reduction(kcuda_ctx *c, unsigned int nparts, int with_count) {
     finish_reduction_kernel<<<1, KCUDA_THREADS, 0, c->stream>>>(
         c->result_dev, c->part_sum, with_count ? c->part_count : NULL, nparts);
     if (!KCUDA_LAUNCHED(c, "finish_reduction_kernel") ||
-        !KCUDA_CALL(c, cudaMemcpyAsync(c->result_host, c->result_dev, sizeof(kcuda_result),
+        !KCUDA_OP(c, cudaMemcpyAsync(c->result_host, c->result_dev, sizeof(kcuda_result),
                                        cudaMemcpyDeviceToHost, c->stream)) ||
-        !KCUDA_CALL(c, cudaStreamSynchronize(c->stream))) {
+        !KCUDA_WAIT(c, cudaStreamSynchronize(c->stream))) {
         c->result_host->sum = __builtin_nan("");
         c->result_host->count = 0;
         c->result_host->flag = 0;

@@ -452,6 +452,7 @@ void kcuda_conv2d_forward(kcuda_ctx *c, float *out, const float *in, const float
     conv_plan *p = get_plan(c, s, P, Q, 0);
     if (!p) return;
     const float one = 1.0f, zero = 0.0f;
+    c->launches++;
     if (!KCUDNN_CALL(c, cudnnConvolutionForward(c->cudnn, &one, p->x, in, p->w, w, p->conv_fwd,
                                                 p->fwd, workspace, p->fwd_bytes, &zero, p->y,
                                                 out)))
@@ -468,7 +469,7 @@ void kcuda_conv2d_backward(kcuda_ctx *c, float *din, float *dw, float *db, const
     const size_t in_bytes = (size_t)s->B * s->C * s->H * s->W * sizeof(float);
     if (s->K <= 0 || P <= 0 || Q <= 0) {
         /* no output: nothing flows back */
-        if (din && in_bytes) KCUDA_CALL(c, cudaMemsetAsync(din, 0, in_bytes, c->stream));
+        if (din && in_bytes) KCUDA_OP(c, cudaMemsetAsync(din, 0, in_bytes, c->stream));
         return;
     }
     if (db) {
@@ -484,12 +485,13 @@ void kcuda_conv2d_backward(kcuda_ctx *c, float *din, float *dw, float *db, const
         if (!KCUDA_LAUNCHED(c, "bias_grad_kernel")) return;
     }
     if (no_taps(s)) {
-        if (din && in_bytes) KCUDA_CALL(c, cudaMemsetAsync(din, 0, in_bytes, c->stream));
+        if (din && in_bytes) KCUDA_OP(c, cudaMemsetAsync(din, 0, in_bytes, c->stream));
         return;
     }
     conv_plan *p = get_plan(c, s, P, Q, 0);
     if (!p) return;
     const float one = 1.0f, zero = 0.0f;
+    c->launches += (dw != NULL) + (din != NULL);
     if (dw && !KCUDNN_CALL(c, cudnnConvolutionBackwardFilter(
                                   c->cudnn, &one, p->x, in, p->y, dout, p->conv_bwd_filter,
                                   p->bwd_filter, workspace, p->bwd_filter_bytes, &one, p->w, dw)))

@@ -60,7 +60,7 @@ void kcuda_fill(kcuda_ctx *c, float *x, float value, int64_t n) {
 /* dst and src must be the same buffer or not overlap (cudaMemcpy semantics). */
 void kcuda_copy(kcuda_ctx *c, float *dst, const float *src, int64_t n) {
     if (n <= 0 || dst == src) return;
-    KCUDA_CALL(c, cudaMemcpyAsync(dst, src, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice,
+    KCUDA_OP(c, cudaMemcpyAsync(dst, src, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice,
                                   c->stream));
 }
 

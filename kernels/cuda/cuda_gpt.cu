@@ -326,6 +326,7 @@ static void gemm_batched(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t t
                          int k, const float *A, int lda, long long sa, const float *B, int ldb,
                          long long sb, float *Cm, int ldc, long long sc, int batch) {
     float alpha = 1.0f, beta = 0.0f;
+    c->launches++;
     KCUBLAS_CALL(c, cublasGemmStridedBatchedEx(c->cublas, ta, tb, m, n, k, &alpha, A, CUDA_R_32F,
                                                lda, sa, B, CUDA_R_32F, ldb, sb, &beta, Cm,
                                                CUDA_R_32F, ldc, sc, batch, c->gemm_compute,

@@ -11,6 +11,7 @@
 #ifndef HARNESS_KERNELS_CUDA_INTERNAL_H
 #define HARNESS_KERNELS_CUDA_INTERNAL_H
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -63,6 +64,12 @@ struct kcuda_ctx {
     cudaEvent_t staged[2], drained[2];
     int staging_next;
     int upload_delay_ms;         /* fault hook HARNESS_FAULT_UPLOAD_DELAY_MS (tests) */
+    /* cuBLASLt (cuda_lt.cu): handle and the plans of the GEMMs with epilogues, per shape */
+    cublasLtHandle_t lt;
+    struct kcuda_lt_cache *lt_cache;
+    int separate_epilogues;      /* kern_options.separate_epilogues */
+    /* kern_counters */
+    int64_t launches, host_syncs, fused_gemms, epilogue_fallbacks;
     int has_error;
     char error[512];
 };
@@ -86,7 +93,12 @@ void kcuda_fail(kcuda_ctx *c, const char *what, const char *file, int line, cons
 #define KCUDNN_CALL(c, call) kcuda_cudnn_ok((c), (call), #call, __FILE__, __LINE__)
 /* After a <<<...>>> launch: catches bad configurations (and any earlier sticky error). */
 #define KCUDA_LAUNCHED(c, kernel) \
-    kcuda_cuda_ok((c), cudaGetLastError(), "launch of " kernel, __FILE__, __LINE__)
+    (++(c)->launches, kcuda_cuda_ok((c), cudaGetLastError(), "launch of " kernel, __FILE__, __LINE__))
+/* A stream operation that is not a kernel (cudaMemcpyAsync, cudaMemsetAsync): counted as a
+ * launch (kern_counters) and checked like any call. */
+#define KCUDA_OP(c, call) (++(c)->launches, kcuda_cuda_ok((c), (call), #call, __FILE__, __LINE__))
+/* A host wait on the device (stream or event synchronisation): counted and checked. */
+#define KCUDA_WAIT(c, call) (++(c)->host_syncs, kcuda_cuda_ok((c), (call), #call, __FILE__, __LINE__))
 
 /* for (i over [0,n) in steps of the whole grid): each thread visits i, i + grid size, ... */
 #define KCUDA_GRID_STRIDE_LOOP(i, n)                                            \
@@ -111,6 +123,19 @@ static inline unsigned int kcuda_grid_reduce(int64_t n) {
  * order, copy the result to c->result_host and wait for it (cuda_context.cu).  0 on success;
  * on failure the error is recorded and the result is NaN / 0. */
 int kcuda_finish_reduction(kcuda_ctx *c, unsigned int nparts, int with_count);
+
+/* cuBLASLt (cuda_lt.cu), created and destroyed with the context; 0 / -1 (error recorded). */
+int kcuda_lt_create(kcuda_ctx *c);
+void kcuda_lt_destroy(kcuda_ctx *c);
+/* D[m,n] = op(A) op(B) (+ beta * D) with a fused epilogue (a cublasLtEpilogue_t value), fp32
+ * in and out at the context's precision; column-major as kcuda_sgemm.  bias: the bias (BIAS
+ * epilogues, length m) or the bias gradient written (BGRADB: length n); aux: the GELU input
+ * (GELU_AUX_BIAS writes it, ld = ldc).  Returns 1 when the GEMM was queued, 0 when cuBLASLt
+ * has no algorithm for it (nothing queued, nothing recorded: the caller runs separate
+ * kernels), -1 on an error (recorded). */
+int kcuda_lt_matmul(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                    int k, const float *A, int lda, const float *B, int ldb, float beta,
+                    float *D, int ldd, unsigned int epilogue, void *bias, float *aux);
 
 /* Releases what cuda_step.cu created (copy stream, staging, events); the stream is idle. */
 void kcuda_step_destroy(kcuda_ctx *c);

@@ -16,8 +16,12 @@
  *             in^T is in's memory (ld I) -> N;  dout[B,O] is the transpose of dout^T (ld O) -> T
  *             sgemm(N, T, m=I, n=O, k=B, A=in lda=I, B=dout ldb=O, C=dw ldc=I), beta 1
  *
- * The bias is added by a separate element-wise pass after the forward GEMM, and db is a column
- * sum of dout by a small deterministic kernel (no ones vector, so no size limit on B). */
+ * Epilogues (cuda_lt.cu): the forward adds the bias (and applies a following relu / gelu)
+ * in the GEMM's epilogue, and a backward that overwrites its gradients gets db from the dW
+ * GEMM's BGRADB epilogue.  Where cuBLASLt has no algorithm for the shape, and for a backward
+ * that accumulates (BGRADB writes, it cannot add), the bias is a separate element-wise pass
+ * and db a column sum of dout by a small deterministic kernel (no ones vector, so no size
+ * limit on B); run.gemm_epilogues=separate forces those everywhere. */
 #include "cuda_internal.h"
 
 /* out[B,O] += b[O], broadcast over rows */
@@ -26,11 +30,12 @@ __global__ static void add_bias_kernel(float *out, const float *b, int64_t rows,
     KCUDA_GRID_STRIDE_LOOP(i, n) out[i] += b[i % cols];
 }
 
-/* db[O] += sum_b dout[b, :] for dout[B,O].  Block (32, COLSUM_ROWS): a block owns 32 adjacent
+/* db[O] += sum_b dout[b, :] for dout[B,O] (= with overwrite).  Block (32, COLSUM_ROWS): a block owns 32 adjacent
  * columns (one coalesced 128-byte read per warp and row); thread (x, y) sums rows y, y+ROWS, ...
  * of column x, then thread (x, 0) adds the ROWS partial sums in order.  Deterministic. */
 #define COLSUM_ROWS 32
-__global__ static void column_sum_kernel(float *db, const float *dout, int rows, int cols) {
+__global__ static void column_sum_kernel(float *db, const float *dout, int rows, int cols,
+                                         int overwrite) {
     __shared__ float partial[COLSUM_ROWS][33];   /* +1: no bank conflicts on the column read */
     int col = blockIdx.x * 32 + threadIdx.x;
     float acc = 0.0f;
@@ -41,16 +46,21 @@ __global__ static void column_sum_kernel(float *db, const float *dout, int rows,
     if (threadIdx.y == 0 && col < cols) {
         float sum = 0.0f;
         for (int y = 0; y < COLSUM_ROWS; y++) sum += partial[y][threadIdx.x];
-        db[col] += sum;
+        db[col] = overwrite ? sum : db[col] + sum;
     }
 }
 
 void kcuda_linear_forward(kcuda_ctx *c, float *out, const float *in, const float *w,
                           const float *b, int B, int I, int O) {
     if (B <= 0 || O <= 0) return;
+    if (I > 0 && b) {
+        int st = kcuda_lt_matmul(c, CUBLAS_OP_T, CUBLAS_OP_N, O, B, I, w, I, in, I, 0.0f, out, O,
+                                 CUBLASLT_EPILOGUE_BIAS, (void *)b, NULL);
+        if (st != 0) return;   /* fused, or an error recorded */
+    }
     if (I <= 0) {
         /* empty product: out = b (or 0); cuBLAS rejects lda = 0 */
-        KCUDA_CALL(c, cudaMemsetAsync(out, 0, (size_t)B * O * sizeof(float), c->stream));
+        KCUDA_OP(c, cudaMemsetAsync(out, 0, (size_t)B * O * sizeof(float), c->stream));
     } else {
         kcuda_sgemm(c, CUBLAS_OP_T, CUBLAS_OP_N, O, B, I, 1.0f, w, I, in, I, 0.0f, out, O);
     }
@@ -61,15 +71,56 @@ void kcuda_linear_forward(kcuda_ctx *c, float *out, const float *in, const float
     }
 }
 
+void kcuda_linear_act_forward(kcuda_ctx *c, float *pre, float *out, const float *in,
+                              const float *w, const float *b, int B, int I, int O, kern_act act) {
+    if (B <= 0 || O <= 0) return;
+    if (I > 0 && act != KERN_ACT_NONE) {
+        /* relu: D = relu(in w^T + b) straight into out (pre is not needed: relu's backward
+         * reads out); gelu: aux = in w^T + b into pre, D = gelu(aux) into out */
+        unsigned int epi = act == KERN_ACT_RELU ? (b ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU)
+                           : (b ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX);
+        int st = kcuda_lt_matmul(c, CUBLAS_OP_T, CUBLAS_OP_N, O, B, I, w, I, in, I, 0.0f, out, O,
+                                 epi, (void *)b, act == KERN_ACT_GELU ? pre : NULL);
+        if (st != 0) return;   /* fused, or an error recorded */
+    }
+    float *z = pre ? pre : out;
+    int64_t n = (int64_t)B * O;
+    kcuda_linear_forward(c, z, in, w, b, B, I, O);
+    if (act == KERN_ACT_RELU) kcuda_relu_forward(c, out, z, n);
+    else if (act == KERN_ACT_GELU) kcuda_gelu_forward(c, out, z, n);
+    else if (z != out) kcuda_copy(c, out, z, n);
+}
+
 void kcuda_linear_backward(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
                            const float *in, const float *w, int B, int I, int O) {
-    if (B <= 0 || I <= 0 || O <= 0) return;   /* nothing to accumulate; din has no elements */
+    kcuda_linear_backward_ex(c, din, dw, db, dout, in, w, B, I, O, 0);
+}
+
+void kcuda_linear_backward_ex(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
+                              const float *in, const float *w, int B, int I, int O,
+                              int overwrite) {
+    if (I <= 0 || O <= 0) return;   /* din and dw have no elements; db keeps its value */
+    if (B <= 0) {
+        /* nothing to accumulate: an overwriting backward still owes zeros */
+        if (overwrite) {
+            KCUDA_OP(c, cudaMemsetAsync(dw, 0, (size_t)O * I * sizeof(float), c->stream));
+            if (db) KCUDA_OP(c, cudaMemsetAsync(db, 0, (size_t)O * sizeof(float), c->stream));
+        }
+        return;
+    }
     if (din) kcuda_sgemm(c, CUBLAS_OP_N, CUBLAS_OP_N, I, B, O, 1.0f, w, I, dout, O, 0.0f, din, I);
-    kcuda_sgemm(c, CUBLAS_OP_N, CUBLAS_OP_T, I, O, B, 1.0f, in, I, dout, O, 1.0f, dw, I);
+    float beta = overwrite ? 0.0f : 1.0f;
+    if (db && overwrite) {
+        /* dw^T[I,O] = in^T[I,B] @ dout[B,O]; BGRADB sums op(B) = dout over k = B: db[O] */
+        int st = kcuda_lt_matmul(c, CUBLAS_OP_N, CUBLAS_OP_T, I, O, B, in, I, dout, O, 0.0f, dw,
+                                 I, CUBLASLT_EPILOGUE_BGRADB, db, NULL);
+        if (st != 0) return;
+    }
+    kcuda_sgemm(c, CUBLAS_OP_N, CUBLAS_OP_T, I, O, B, 1.0f, in, I, dout, O, beta, dw, I);
     if (db) {
         dim3 block(32, COLSUM_ROWS);
         unsigned int grid = (unsigned int)(((int64_t)O + 31) / 32);
-        column_sum_kernel<<<grid, block, 0, c->stream>>>(db, dout, B, O);
+        column_sum_kernel<<<grid, block, 0, c->stream>>>(db, dout, B, O, overwrite);
         KCUDA_LAUNCHED(c, "column_sum_kernel");
     }
 }

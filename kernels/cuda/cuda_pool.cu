@@ -174,7 +174,7 @@ static int64_t backward_elements(kcuda_ctx *c, float *din, const kern_conv_shape
     int64_t n = (int64_t)s->B * s->C * s->H * s->W;
     if (n <= 0) return 0;
     if (*P <= 0 || *Q <= 0) {
-        KCUDA_CALL(c, cudaMemsetAsync(din, 0, (size_t)n * sizeof(float), c->stream));
+        KCUDA_OP(c, cudaMemsetAsync(din, 0, (size_t)n * sizeof(float), c->stream));
         return 0;
     }
     return n;

@@ -41,8 +41,8 @@ static int ensure_staging(kcuda_ctx *c, size_t bytes) {
     }
     if (bytes <= c->staging_bytes) return 1;
     /* growing: nothing may still read the old buffers (start-up, or a larger batch) */
-    if (!KCUDA_CALL(c, cudaStreamSynchronize(c->copy_stream)) ||
-        !KCUDA_CALL(c, cudaStreamSynchronize(c->stream)))
+    if (!KCUDA_WAIT(c, cudaStreamSynchronize(c->copy_stream)) ||
+        !KCUDA_WAIT(c, cudaStreamSynchronize(c->stream)))
         return 0;
     for (int i = 0; i < 2; i++) {
         if (c->staging[i]) KCUDA_CALL(c, cudaFree(c->staging[i]));
@@ -98,7 +98,7 @@ void kcuda_upload(kcuda_ctx *c, int n, void *const dst[], const void *const host
         return;
     size_t off = 0;
     for (int i = 0; i < n; i++) {
-        if (bytes[i] && !KCUDA_CALL(c, cudaMemcpyAsync(stage + off, host_src[i], bytes[i],
+        if (bytes[i] && !KCUDA_OP(c, cudaMemcpyAsync(stage + off, host_src[i], bytes[i],
                                                        cudaMemcpyHostToDevice, c->copy_stream)))
             return;
         off += round_up(bytes[i]);
@@ -108,7 +108,7 @@ void kcuda_upload(kcuda_ctx *c, int n, void *const dst[], const void *const host
         return;
     off = 0;
     for (int i = 0; i < n; i++) {
-        if (bytes[i] && !KCUDA_CALL(c, cudaMemcpyAsync(dst[i], stage + off, bytes[i],
+        if (bytes[i] && !KCUDA_OP(c, cudaMemcpyAsync(dst[i], stage + off, bytes[i],
                                                        cudaMemcpyDeviceToDevice, c->stream)))
             return;
         off += round_up(bytes[i]);
@@ -116,7 +116,7 @@ void kcuda_upload(kcuda_ctx *c, int n, void *const dst[], const void *const host
     KCUDA_CALL(c, cudaEventRecord(c->drained[s], c->stream));
     /* the host buffers may go back to their producer once the transfer is done; this waits
      * for the copy stream only (which waited for the batch before last, at most) */
-    KCUDA_CALL(c, cudaEventSynchronize(c->staged[s]));
+    KCUDA_WAIT(c, cudaEventSynchronize(c->staged[s]));
 }
 
 /* ---- dropout over rows ---- */

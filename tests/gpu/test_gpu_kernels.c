@@ -473,6 +473,115 @@ static void check_linear(linear_shape sh, int with_bias, int with_din, int with_
     pair_free(&db);
 }
 
+/* ---- linear with fused epilogues (cuBLASLt) ---- */
+
+/* kern_linear_act_forward (bias + relu / gelu in the GEMM's epilogue) and
+ * kern_linear_backward_ex with overwrite (bias gradient from the dW GEMM's BGRADB epilogue)
+ * against the CPU, which runs the same ops one after the other.  Shapes with O a multiple
+ * of 8 (GELU's aux needs it) and without, pointers 16-byte aligned and not (a bias at an odd
+ * float offset, as in the flat parameter buffer), and a NaN input row, which must come out
+ * NaN (PyTorch's relu propagates NaN; an epilogue computing max(x, 0) would hide it). */
+static void check_linear_act(linear_shape sh, kern_act act, int with_bias, int misalign) {
+    int B = sh.B, I = sh.I, O = sh.O;
+    char what[128];
+    const char *name = act == KERN_ACT_RELU ? "relu" : act == KERN_ACT_GELU ? "gelu" : "none";
+    pair in = pair_new((int64_t)B * I), w = pair_new((int64_t)O * I), b = pair_new(O + 1);
+    pair pre = pair_new((int64_t)B * O), out = pair_new((int64_t)B * O);
+    pair dout = pair_new((int64_t)B * O), dw = pair_new((int64_t)O * I), db = pair_new(O + 1);
+    pair_random(&in, -1.0f, 1.0f);
+    pair_random(&w, -0.5f, 0.5f);
+    pair_random(&b, -0.5f, 0.5f);
+    if (B > 1) {
+        /* row 1 of the input is NaN: its outputs must be NaN on both backends */
+        for (int i = 0; i < I; i++) in.cpu[I + i] = NAN;
+        kern_to_device(gpu, in.gpu + I, in.cpu + I, (size_t)I * sizeof(float));
+    }
+    float *bc = with_bias ? b.cpu + misalign : NULL, *bg = with_bias ? b.gpu + misalign : NULL;
+    pair_poison(&pre);
+    pair_poison(&out);
+    float *pc = act == KERN_ACT_GELU ? pre.cpu : NULL, *pg = act == KERN_ACT_GELU ? pre.gpu : NULL;
+    kern_linear_act_forward(cpu, pc, out.cpu, in.cpu, w.cpu, bc, B, I, O, act);
+    kern_linear_act_forward(gpu, pg, out.gpu, in.gpu, w.gpu, bg, B, I, O, act);
+    snprintf(what, sizeof what, "linear+%s %dx%dx%d%s%s", name, B, I, O, with_bias ? " +b" : "",
+             misalign ? " (bias 4-byte aligned)" : "");
+    expect_close(what, &out, TOL);
+    if (act == KERN_ACT_GELU) {
+        snprintf(what, sizeof what, "linear+gelu pre-activation %dx%dx%d", B, I, O);
+        expect_close(what, &pre, TOL);
+    }
+
+    /* overwrite: dw and db hold garbage that must not survive */
+    pair_random(&in, -1.0f, 1.0f);
+    pair_random(&dout, -1.0f, 1.0f);
+    for (int pass = 0; pass < 2; pass++) {
+        int overwrite = pass == 0;
+        if (overwrite) {
+            pair_random(&dw, 1e3f, 2e3f);
+            pair_random(&db, 1e3f, 2e3f);
+        }
+        kern_linear_backward_ex(cpu, NULL, dw.cpu, with_bias ? db.cpu + misalign : NULL,
+                                dout.cpu, in.cpu, w.cpu, B, I, O, overwrite);
+        kern_linear_backward_ex(gpu, NULL, dw.gpu, with_bias ? db.gpu + misalign : NULL,
+                                dout.gpu, in.gpu, w.gpu, B, I, O, overwrite);
+        snprintf(what, sizeof what, "linear_backward_ex dw %dx%dx%d %s", B, I, O,
+                 overwrite ? "overwrite" : "then accumulate");
+        expect_close(what, &dw, TOL);
+        if (with_bias) {
+            snprintf(what, sizeof what, "linear_backward_ex db %dx%dx%d %s", B, I, O,
+                     overwrite ? "overwrite" : "then accumulate");
+            expect_close(what, &db, TOL);
+        }
+    }
+    pair_free(&in);
+    pair_free(&w);
+    pair_free(&b);
+    pair_free(&pre);
+    pair_free(&out);
+    pair_free(&dout);
+    pair_free(&dw);
+    pair_free(&db);
+}
+
+static void test_linear_epilogues(void **state) {
+    (void)state;
+    kern_counters before, after;
+    kern_get_counters(gpu, &before);
+    const linear_shape shapes[] = {{37, 129, 64}, {37, 129, 67}, {256, 768, 3072}, {2, 5, 8},
+                                   {1, 16, 1}};
+    const kern_act acts[] = {KERN_ACT_RELU, KERN_ACT_GELU, KERN_ACT_NONE};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int a = 0; a < 3; a++) {
+            check_linear_act(shapes[i], acts[a], 1, 0);
+            check_linear_act(shapes[i], acts[a], 0, 0);
+            check_linear_act(shapes[i], acts[a], 1, 1);
+        }
+    kern_get_counters(gpu, &after);
+    long long fused = (long long)(after.fused_gemms - before.fused_gemms);
+    long long fallback = (long long)(after.epilogue_fallbacks - before.epilogue_fallbacks);
+    printf("  cuBLASLt: %lld GEMMs with fused epilogues, %lld fell back to separate kernels\n",
+           fused, fallback);
+    /* the aligned fp32 shapes with O % 8 == 0 must find an algorithm on any recent GPU */
+    if (fused == 0) fail_msg("cuBLASLt fused no epilogue at all (%lld fallbacks)", fallback);
+}
+
+/* run.gemm_epilogues=separate: nothing is fused, results as the CPU's */
+static void test_linear_epilogues_separate(void **state) {
+    (void)state;
+    char err[512];
+    kern_options o = {.backend = KERN_CUDA, .threads = 1, .device = 0, .separate_epilogues = 1};
+    kern_ctx *fused_ctx = gpu, *sep = NULL;
+    if (kern_create(&o, &sep, err, sizeof err) != 0) fail_msg("CUDA context: %s", err);
+    gpu = sep;
+    check_linear_act((linear_shape){37, 129, 64}, KERN_ACT_GELU, 1, 0);
+    check_linear_act((linear_shape){37, 129, 64}, KERN_ACT_RELU, 1, 0);
+    kern_counters c;
+    kern_get_counters(sep, &c);
+    gpu = fused_ctx;
+    kern_destroy(sep);
+    if (c.fused_gemms != 0) fail_msg("separate epilogues: %lld GEMMs fused", (long long)c.fused_gemms);
+    if (c.launches <= 0) fail_msg("separate epilogues: no launches counted");
+}
+
 static void test_linear(void **state) {
     const linear_shape shapes[] = {{37, 129, 67}, {1, 1, 1},   {5, 3, 1},  {1, 77, 3},
                                    {64, 33, 130}, {300, 17, 9}, {3, 0, 5}};
@@ -693,6 +802,8 @@ int main(void) {
         cmocka_unit_test(test_init_is_bit_identical),
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_linear_epilogues),
+        cmocka_unit_test(test_linear_epilogues_separate),
         cmocka_unit_test(test_softmax_xent),
         cmocka_unit_test(test_reductions),
         cmocka_unit_test(test_sgd),

@@ -13,8 +13,11 @@ static void relu_forward(model *m, model_layer *L, const model_pass *a) {
 static int relu_backward(model *m, model_layer *L, const model_pass *a, float *dout, float *din,
                          int need_din) {
     (void)din;
+    /* fused into the linear before: the input was not written, the output says the same
+     * (out > 0 exactly where in > 0) */
     if (need_din)
-        kern_relu_backward(m->k, dout, dout, layer_in(m, L), pass_rows(a) * shape_features(L->in));
+        kern_relu_backward(m->k, dout, dout, L->fused ? layer_out(m, L) : layer_in(m, L),
+                           pass_rows(a) * shape_features(L->in));
     return 0;
 }
 

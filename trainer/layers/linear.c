@@ -28,22 +28,33 @@ static int linear_plan(model_layer *L, model_plan *p, char *err, size_t errlen) 
     if (s->w < 0 || (L->cfg.bias && s->b < 0)) return plan_fail(err, errlen, L, "out of memory");
     double f = 2.0 * (double)s->I * (double)s->O * (double)L->in.t;
     L->flops_fwd = L->flops_bwd_w = L->flops_bwd_in = f;
+    L->overwrites = 1;   /* kern_linear_backward_ex(overwrite) */
     return 0;
 }
 
 static void linear_forward(model *m, model_layer *L, const model_pass *a) {
     const linear_state *s = L->state;
-    kern_linear_forward(m->k, layer_out(m, L), layer_in(m, L), m->params + s->w,
-                        s->b >= 0 ? m->params + s->b : NULL, (int)pass_rows(a), (int)s->I,
-                        (int)s->O);
+    const float *b = s->b >= 0 ? m->params + s->b : NULL;
+    if (L->fused_act != KERN_ACT_NONE) {
+        /* this layer and the activation after it: act[i+1] = pre-activation (gelu's backward
+         * reads it; not written for relu), act[i+2] = the activation's output */
+        float *pre = L->fused_act == KERN_ACT_GELU ? layer_out(m, L) : NULL;
+        kern_linear_act_forward(m->k, pre, m->act[L->index + 2], layer_in(m, L),
+                                m->params + s->w, b, (int)pass_rows(a), (int)s->I, (int)s->O,
+                                (kern_act)L->fused_act);
+        return;
+    }
+    kern_linear_forward(m->k, layer_out(m, L), layer_in(m, L), m->params + s->w, b,
+                        (int)pass_rows(a), (int)s->I, (int)s->O);
 }
 
 static int linear_backward(model *m, model_layer *L, const model_pass *a, float *dout,
                            float *din, int need_din) {
     const linear_state *s = L->state;
-    kern_linear_backward(m->k, need_din ? din : NULL, m->grads + s->w,
-                         s->b >= 0 ? m->grads + s->b : NULL, dout, layer_in(m, L),
-                         m->params + s->w, (int)pass_rows(a), (int)s->I, (int)s->O);
+    kern_linear_backward_ex(m->k, need_din ? din : NULL, m->grads + s->w,
+                            s->b >= 0 ? m->grads + s->b : NULL, dout, layer_in(m, L),
+                            m->params + s->w, (int)pass_rows(a), (int)s->I, (int)s->O,
+                            a->overwrite);
     return 1;
 }
 

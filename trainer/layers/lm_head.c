@@ -27,6 +27,8 @@ static int head_plan(model_layer *L, model_plan *p, char *err, size_t errlen) {
         if (dim != s->C)
             return plan_fail(err, errlen, L, "tie: true needs %lld input features (the "
                              "embedding's), got %lld", (long long)dim, (long long)s->C);
+        L->shared_off = s->w;   /* backward runs this layer before the embedding */
+        L->shared_count = rows * dim;
     } else {
         int64_t wd[2] = {s->Vp, s->C};
         float std = L->cfg.init_std > 0.0f ? L->cfg.init_std : 0.02f;
@@ -36,6 +38,7 @@ static int head_plan(model_layer *L, model_plan *p, char *err, size_t errlen) {
     }
     double f = 2.0 * (double)s->C * (double)s->Vp * (double)L->in.t;
     L->flops_fwd = L->flops_bwd_w = L->flops_bwd_in = f;
+    L->overwrites = 1;
     return 0;
 }
 
@@ -48,9 +51,9 @@ static void head_forward(model *m, model_layer *L, const model_pass *a) {
 static int head_backward(model *m, model_layer *L, const model_pass *a, float *dout, float *din,
                          int need_din) {
     const head_state *s = L->state;
-    kern_linear_backward(m->k, need_din ? din : NULL, m->grads + s->w, NULL, dout,
-                         layer_in(m, L), m->params + s->w, (int)pass_rows(a), (int)s->C,
-                         (int)s->Vp);
+    kern_linear_backward_ex(m->k, need_din ? din : NULL, m->grads + s->w, NULL, dout,
+                            layer_in(m, L), m->params + s->w, (int)pass_rows(a), (int)s->C,
+                            (int)s->Vp, a->overwrite);
     return 1;
 }
 
