@@ -326,6 +326,40 @@ void kern_get_counters(kern_ctx *k, kern_counters *out) {
 #endif
 }
 
+int kern_graph_available(kern_ctx *k) { return k->backend == KERN_CUDA; }
+
+int kern_graph_begin(kern_ctx *k, char *err, size_t errlen) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) return kcuda_graph_begin(k->cuda, err, errlen);
+#endif
+    snprintf(err, errlen, "CUDA graphs need the CUDA backend");
+    return -1;
+}
+
+int kern_graph_end(kern_ctx *k, char *err, size_t errlen) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) return kcuda_graph_end(k->cuda, err, errlen);
+#endif
+    snprintf(err, errlen, "CUDA graphs need the CUDA backend");
+    return -1;
+}
+
+void kern_graph_set_values(kern_ctx *k, const kern_step_values *v) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) kcuda_graph_set_values(k->cuda, v);
+#else
+    (void)k; (void)v;
+#endif
+}
+
+void kern_graph_launch(kern_ctx *k) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) kcuda_graph_launch(k->cuda);
+#else
+    (void)k;
+#endif
+}
+
 void kern_relu_forward(kern_ctx *k, float *out, const float *in, int64_t n) {
     switch (k->backend) {
     case KERN_CPU: kcpu_relu_forward(k->cpu, out, in, n); break;

@@ -42,6 +42,25 @@ typedef struct {
 } kern_counters;
 void kern_get_counters(kern_ctx *k, kern_counters *out);
 
+/* CUDA graphs of a training step (CUDA backend; kern_graph_available is 0 on the CPU).
+ * Between kern_graph_begin and kern_graph_end the ops queued on the backend are recorded,
+ * not run (no host reads or waits may come in between: kern_to_host, kern_sync, ...).  The
+ * step-varying values of the recorded guarded updates (lr, t_plus), kern_grad_stats (step)
+ * and kern_dropout_forward_rows (step_id) are then taken from the values that
+ * kern_graph_set_values queues before each kern_graph_launch, not from the arguments given
+ * while recording.  kern_graph_end returns -1 with the reason when the capture failed; the
+ * recorded work has then not run and the caller runs it without a graph. */
+typedef struct {
+    float lr;
+    int64_t t_plus, step;
+    uint64_t step_id;
+} kern_step_values;
+int kern_graph_available(kern_ctx *k);
+int kern_graph_begin(kern_ctx *k, char *err, size_t errlen);
+int kern_graph_end(kern_ctx *k, char *err, size_t errlen);
+void kern_graph_set_values(kern_ctx *k, const kern_step_values *v);
+void kern_graph_launch(kern_ctx *k);
+
 /* 0 on success; on failure *out is NULL and err holds the reason. */
 int kern_create(const kern_options *opt, kern_ctx **out, char *err, size_t errlen);
 void kern_destroy(kern_ctx *k);

@@ -21,6 +21,7 @@ void config_defaults(config *c) {
     c->device = DEVICE_AUTO;
     c->threads = 0;
     c->precision = PRECISION_FP32;
+    c->cuda_graph = 1;
 
     strcpy(c->train_path, "datasets/fashion-mnist/train.h5");
     strcpy(c->test_path, "datasets/fashion-mnist/test.h5");

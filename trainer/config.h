@@ -63,6 +63,7 @@ typedef struct {
     int threads;                   /* run.threads: BLAS threads per rank; 0 = cores / local ranks */
     precision_type precision;      /* run.precision: fp32 | tf32 | bf16 (GEMM inputs, CUDA) */
     int gemm_epilogues;            /* run.gemm_epilogues: 0 fused (cuBLASLt) | 1 separate kernels */
+    int cuda_graph;                /* run.cuda_graph: record the step once, replay it (CUDA) */
 
     /* data.* */
     char train_path[CFG_PATH_MAX]; /* data.train */

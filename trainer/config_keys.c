@@ -44,6 +44,7 @@ const config_key config_keys[] = {
     {.name = "run.threads", .kind = CK_INT, FIELD(threads), .imin = 0, .imax = INT_MAX},
     {.name = "run.precision", .kind = CK_ENUM, FIELD(precision), .names = precision_names},
     {.name = "run.gemm_epilogues", .kind = CK_ENUM, FIELD(gemm_epilogues), .names = epilogue_names},
+    {.name = "run.cuda_graph", .kind = CK_BOOL, FIELD(cuda_graph)},
 
     {.name = "data.train", .kind = CK_STRING, FIELD(train_path)},
     {.name = "data.test", .kind = CK_STRING, FIELD(test_path)},

@@ -103,11 +103,20 @@ void optim_step(optim *o, float *params, const float *grads, float lr) {
     }
 }
 
+int64_t optim_count_step(optim *o) {
+    o->t++;   /* an attempt; optim_read takes the skipped ones off again */
+    return o->t + o->skips_seen;
+}
+
 void optim_device_step(optim *o, float *params, const float *grads, float lr, int max_run,
                        int64_t step) {
+    int64_t t_plus = optim_count_step(o);
+    optim_queue_update(o, params, grads, lr, max_run, step, t_plus);
+}
+
+void optim_queue_update(optim *o, float *params, const float *grads, float lr, int max_run,
+                        int64_t step, int64_t t_plus) {
     kern_grad_stats(o->k, o->gstate, grads, o->n, o->clip, max_run, step);
-    o->t++;   /* an attempt; optim_read takes the skipped ones off again */
-    int64_t t_plus = o->t + o->skips_seen;
     for (int i = 0; i < o->n_runs; i++) {
         int64_t off = o->runs[i].offset, n = o->runs[i].count;
         float wd = o->runs[i].decay ? o->weight_decay : 0.0f;

@@ -65,6 +65,12 @@ typedef struct {
 } optim_verdict;
 void optim_device_step(optim *o, float *params, const float *grads, float lr, int max_run,
                        int64_t step);
+/* optim_device_step in its two halves, for a step replayed from a CUDA graph: the host's
+ * count of attempted steps (returns t_plus, the value the update kernels get), and the
+ * launches themselves with that t_plus (recorded once, replayed with kern_step_values). */
+int64_t optim_count_step(optim *o);
+void optim_queue_update(optim *o, float *params, const float *grads, float lr, int max_run,
+                        int64_t step, int64_t t_plus);
 void optim_read(optim *o, optim_verdict *v);
 
 #endif

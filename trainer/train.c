@@ -732,6 +732,41 @@ static void report_nonfinite(run *r, int64_t step, int64_t skipped) {
     r->met.line_open = 0;
 }
 
+/* One micro-step's work with no host reads in it (one rank, no gradient accumulation): what a
+ * CUDA graph records.  t_plus from optim_count_step. */
+static void graph_step_body(run *r, const config *cfg, int64_t step, float lr, int64_t t_plus,
+                            int64_t rows, float inv_scale) {
+    model_zero_grads(&r->m);
+    const float *logits = model_forward(&r->m, r->B, 1, cfg->seed, (uint64_t)step, r->rank_base);
+    kern_softmax_xent_acc(r->k, r->m.losses, model_dlogits(&r->m), r->acc_dev, logits,
+                          r->labels_dev, (int)rows, (int)r->m.n_classes, (int)r->m.out_ld,
+                          inv_scale);
+    model_backward(&r->m, r->B, NULL, r);
+    optim_queue_update(&r->opt, r->m.params, r->m.grads, lr,
+                       cfg->nonfinite == NONFINITE_SKIP ? MAX_CONSECUTIVE_SKIPS : 0, step, t_plus);
+}
+
+/* Whether steps run from a CUDA graph (run.cuda_graph), and why not; NULL reason: yes. */
+static const char *graph_refusal(const run *r, const config *cfg, int *emulate) {
+    *emulate = 0;
+    if (!cfg->cuda_graph) return "off (run.cuda_graph: false)";
+    if (!kern_graph_available(r->k)) {
+        /* Test hook: on the CPU, take the graph path's step (graph_step_body, the host's
+         * step count and values) without recording, so that it can be checked against the
+         * ordinary step (tests/trainer/grad_zeroing.sh) where no GPU is. */
+        if (getenv("HARNESS_TEST_GRAPH_BODY") && r->world == 1 && r->accum == 1) {
+            *emulate = 1;
+            return NULL;
+        }
+        return "not on the CPU backend";
+    }
+    if (r->world > 1)
+        return "not with several ranks (the gradient buckets' collectives and their watchdog "
+               "records are issued by the host during backward)";
+    if (r->accum > 1) return "not with train.grad_accum > 1 (a batch upload between micro-steps)";
+    return NULL;
+}
+
 static void run_init(run *r, const config *cfg, comm *c) {
     memset(r, 0, sizeof *r);
     r->cfg = cfg;
@@ -817,13 +852,54 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
      * the second step on (the first builds GEMM and convolution plans) */
     kern_counters kc_sum = {0}, kc0, kc1;
     int64_t kc_steps = 0;
+    /* CUDA graph: the first step of this process runs as it is (it builds the GEMM and
+     * convolution plans, which cannot be made while recording), the second is recorded and
+     * every later one replays it */
+    int graph_emulate = 0;
+    const char *graph_why_not = graph_refusal(&r, cfg, &graph_emulate);
+    int graph_on = graph_why_not == NULL, graph_ready = 0;
+    if (kern_get_backend(r.k) != KERN_CPU && r.rank == 0)
+        metrics_notice(&r.met, "harness: CUDA graph of the training step: %s",
+                       graph_on ? "recorded at the second step, replayed after it "
+                                  "(run.cuda_graph: false turns it off)" : graph_why_not);
     for (int64_t step = r.start_step; step < r.total_steps; step++) {
         comm_set_step(c, step + 1);   /* 1-based, as in the logs and checkpoint names */
         double t0 = metrics_now();
         kern_get_counters(r.k, &kc0);
         double data_before = data_loader_wait_seconds(r.train);
-        model_zero_grads(&r.m);   /* the first writer of most gradients overwrites them */
-        for (int64_t micro = 0; micro < r.accum; micro++) {
+        int graphed = graph_on && step > r.start_step;
+        if (graphed) {
+            if (data_loader_next(r.train, &b, err, sizeof err) != 0) comm_abort(c, 1, err);
+            epoch = b.epoch;
+            load_batch(&r, &b, cfg->train_path);
+            float glr = optim_lr(&r.opt, step);
+            int64_t t_plus = optim_count_step(&r.opt);
+            kern_step_values sv = {glr, t_plus, step, (uint64_t)step};
+            kern_graph_set_values(r.k, &sv);
+            if (graph_emulate) graph_step_body(&r, cfg, step, glr, t_plus, rows, inv_scale);
+            else if (!graph_ready) {
+                char gerr[512] = "";
+                int ok = kern_graph_begin(r.k, gerr, sizeof gerr) == 0;
+                if (ok) {
+                    graph_step_body(&r, cfg, step, glr, t_plus, rows, inv_scale);
+                    ok = kern_graph_end(r.k, gerr, sizeof gerr) == 0;
+                }
+                if (ok) {
+                    graph_ready = 1;
+                } else {
+                    /* nothing recorded has run: this step, and the rest, without a graph */
+                    if (r.rank == 0)
+                        metrics_notice(&r.met, "harness: warning: recording the step as a CUDA "
+                                       "graph failed (%s); training without one", gerr);
+                    graph_on = 0;
+                    graph_step_body(&r, cfg, step, glr, t_plus, rows, inv_scale);
+                }
+            }
+            if (graph_ready) kern_graph_launch(r.k);
+            iv_samples += rows;
+        }
+        if (!graphed) model_zero_grads(&r.m);   /* the first writer of most gradients overwrites them */
+        for (int64_t micro = 0; !graphed && micro < r.accum; micro++) {
             if (data_loader_next(r.train, &b, err, sizeof err) != 0) comm_abort(c, 1, err);
             if (micro == 0) epoch = b.epoch;
             load_batch(&r, &b, cfg->train_path);
@@ -860,8 +936,9 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
          * and, for the step count alone, when a stop signal came.  The averaged gradients
          * are identical on every rank, so every rank reaches the same verdict. */
         float lr = optim_lr(&r.opt, step);
-        optim_device_step(&r.opt, r.m.params, r.m.grads, lr,
-                          cfg->nonfinite == NONFINITE_SKIP ? MAX_CONSECUTIVE_SKIPS : 0, step);
+        if (!graphed)
+            optim_device_step(&r.opt, r.m.params, r.m.grads, lr,
+                              cfg->nonfinite == NONFINITE_SKIP ? MAX_CONSECUTIVE_SKIPS : 0, step);
         if (poison_grads) kern_fill(r.k, r.m.grads, NAN, r.m.n_params);
         /* a failed cuBLAS/cuDNN call or kernel leaves wrong numbers behind: once per step */
         if (kern_check(r.k, err, sizeof err) != 0) comm_abort(c, 1, err);

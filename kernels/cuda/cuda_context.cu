@@ -212,6 +212,7 @@ void kcuda_destroy(kcuda_ctx *c) {
     if (c->stream) (void)cudaStreamSynchronize(c->stream);
     kcuda_conv_cache_destroy(c);
     kcuda_lt_destroy(c);
+    kcuda_graph_release(c);
     if (c->cudnn) (void)cudnnDestroy(c->cudnn);
     if (c->cublas) (void)cublasDestroy(c->cublas);
     if (c->cublas_workspace) (void)cudaFree(c->cublas_workspace);

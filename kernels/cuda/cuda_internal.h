@@ -31,6 +31,13 @@
  * blocks per channel doubles (2 MiB; cuda_batchnorm.cu fits its grid to it). */
 #define KCUDA_BN_PARTIALS ((size_t)1 << 18)
 
+/* The per-step values of a captured step (cuda_step.cu), on the device. */
+typedef struct {
+    float lr;
+    long long t_plus, step;
+    unsigned long long step_id;
+} kcuda_step_scalars;
+
 /* Result of a reduction, written on the device and copied back in one transfer. */
 typedef struct {
     double sum;
@@ -68,6 +75,11 @@ struct kcuda_ctx {
     cublasLtHandle_t lt;
     struct kcuda_lt_cache *lt_cache;
     int separate_epilogues;      /* kern_options.separate_epilogues */
+    /* CUDA graphs (cuda_step.cu): capturing now; the step's values read by captured
+     * kernels; the instantiated graph */
+    int capturing;
+    kcuda_step_scalars *step_scalars;
+    cudaGraphExec_t graph_exec;
     /* kern_counters */
     int64_t launches, host_syncs, fused_gemms, epilogue_fallbacks;
     int has_error;
@@ -136,6 +148,13 @@ void kcuda_lt_destroy(kcuda_ctx *c);
 int kcuda_lt_matmul(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                     int k, const float *A, int lda, const float *B, int ldb, float beta,
                     float *D, int ldd, unsigned int epilogue, void *bias, float *aux);
+
+/* The device copy of the step's values for kernels queued while capturing, else NULL (the
+ * kernels then use their by-value arguments). */
+static inline const kcuda_step_scalars *kcuda_step_values(const kcuda_ctx *c) {
+    return c->capturing ? c->step_scalars : NULL;
+}
+void kcuda_graph_release(kcuda_ctx *c);
 
 /* Releases what cuda_step.cu created (copy stream, staging, events); the stream is idle. */
 void kcuda_step_destroy(kcuda_ctx *c);

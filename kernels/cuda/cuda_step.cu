@@ -126,7 +126,10 @@ void kcuda_upload(kcuda_ctx *c, int n, void *const dst[], const void *const host
  * base = (step_id << 24) ^ layer (XOR commutes). */
 __global__ static void dropout_rows_kernel(float *out, uint8_t *mask, const float *in,
                                            int64_t rows, int64_t row_elems, float p, float scale,
-                                           uint64_t seed, uint64_t base, int64_t first_row) {
+                                           uint64_t seed, uint64_t base, int64_t first_row,
+                                           const kcuda_step_scalars *sv, uint64_t layer) {
+    /* in a CUDA graph the step id comes from the step's scalars on the device */
+    if (sv) base = (sv->step_id << 24) ^ layer;
     int64_t per_row = (row_elems + 3) / 4;
     KCUDA_GRID_STRIDE_LOOP(t, rows * per_row) {
         int64_t r = t / per_row, blk = t % per_row;
@@ -154,7 +157,8 @@ void kcuda_dropout_forward_rows(kcuda_ctx *c, float *out, uint8_t *mask, const f
     uint64_t base = (step_id << 24) ^ (uint64_t)layer;
     int64_t work = rows * ((row_elems + 3) / 4);
     dropout_rows_kernel<<<kcuda_grid_1d(c, work), KCUDA_THREADS, 0, c->stream>>>(
-        out, mask, in, rows, row_elems, p, scale, seed, base, first_row);
+        out, mask, in, rows, row_elems, p, scale, seed, base, first_row, kcuda_step_values(c),
+        (uint64_t)layer);
     KCUDA_LAUNCHED(c, "dropout_rows_kernel");
 }
 
@@ -164,8 +168,9 @@ void kcuda_dropout_forward_rows(kcuda_ctx *c, float *out, uint8_t *mask, const f
  * block to finish sums the partials (as finish_reduction_kernel) and decides; see kernels.h. */
 __global__ static void grad_stats_kernel(double *gs, double *part, unsigned int *ticket,
                                          const float *x, int64_t n, float clip_norm, int max_run,
-                                         int64_t step) {
+                                         int64_t step, const kcuda_step_scalars *sv) {
     __shared__ int is_last;
+    if (sv) step = sv->step;
     double acc = 0.0;
     KCUDA_GRID_STRIDE_LOOP(i, n) {
         double v = (double)x[i];
@@ -194,7 +199,7 @@ void kcuda_grad_stats(kcuda_ctx *c, double *gstate, const float *grads, int64_t 
     unsigned int grid = n > 0 ? kcuda_grid_reduce(n) : 1;
     grad_stats_kernel<<<grid, KCUDA_THREADS, 0, c->stream>>>(gstate, c->part_sum, c->ticket,
                                                              grads, n > 0 ? n : 0, clip_norm,
-                                                             max_run, step);
+                                                             max_run, step, kcuda_step_values(c));
     KCUDA_LAUNCHED(c, "grad_stats_kernel");
 }
 
@@ -202,8 +207,13 @@ void kcuda_grad_stats(kcuda_ctx *c, double *gstate, const float *grads, int64_t 
 
 __global__ static void sgd_guarded_kernel(float *param, float *buf, const float *grad, int64_t n,
                                           float lr, float momentum, float wd, int nesterov,
-                                          const double *gs, int64_t t_plus) {
+                                          const double *gs, int64_t t_plus,
+                                          const kcuda_step_scalars *sv) {
     if (gs[KERN_GS_SKIP] != 0.0) return;
+    if (sv) {
+        lr = sv->lr;
+        t_plus = sv->t_plus;
+    }
     float scale = (float)gs[KERN_GS_SCALE];
     int first = t_plus - (int64_t)gs[KERN_GS_SKIPPED] == 1;
     KCUDA_GRID_STRIDE_LOOP(i, n) {
@@ -221,9 +231,13 @@ __global__ static void sgd_guarded_kernel(float *param, float *buf, const float 
 __global__ static void adamw_guarded_kernel(float *param, float *m, float *v, const float *grad,
                                             int64_t n, float lr, float beta1, float beta2,
                                             float eps, float wd, const double *gs,
-                                            int64_t t_plus) {
+                                            int64_t t_plus, const kcuda_step_scalars *sv) {
     __shared__ float step_size, bc2_sqrt, decay;
     if (gs[KERN_GS_SKIP] != 0.0) return;
+    if (sv) {
+        lr = sv->lr;
+        t_plus = sv->t_plus;
+    }
     if (threadIdx.x == 0) {
         /* the per-step scalars of cpu_optim.c, from the device's count of taken steps */
         double t = (double)(t_plus - (int64_t)gs[KERN_GS_SKIPPED]);
@@ -249,7 +263,8 @@ void kcuda_sgd_update_guarded(kcuda_ctx *c, float *param, float *buf, const floa
                               int nesterov, const double *gstate, int64_t t_plus) {
     if (n <= 0) return;
     sgd_guarded_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(
-        param, buf, grad, n, lr, momentum, weight_decay, nesterov, gstate, t_plus);
+        param, buf, grad, n, lr, momentum, weight_decay, nesterov, gstate, t_plus,
+        kcuda_step_values(c));
     KCUDA_LAUNCHED(c, "sgd_guarded_kernel");
 }
 
@@ -259,8 +274,87 @@ void kcuda_adamw_update_guarded(kcuda_ctx *c, float *param, float *m, float *v,
                                 const double *gstate, int64_t t_plus) {
     if (n <= 0) return;
     adamw_guarded_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(
-        param, m, v, grad, n, lr, beta1, beta2, eps, weight_decay, gstate, t_plus);
+        param, m, v, grad, n, lr, beta1, beta2, eps, weight_decay, gstate, t_plus,
+        kcuda_step_values(c));
     KCUDA_LAUNCHED(c, "adamw_guarded_kernel");
+}
+
+/* ---- CUDA graphs of a training step ----
+ *
+ * kcuda_graph_begin starts capturing the context's stream (thread-local mode: the loader's
+ * and comm's threads are not affected); every op the trainer then queues is recorded, not
+ * run.  The values that change from step to step (learning rate, AdamW's step count, the
+ * step and dropout's step id) are read by the recorded kernels from c->step_scalars, which
+ * kcuda_graph_set_values writes with a one-thread kernel queued before each launch, so one
+ * captured graph replays every later step.  Everything else a step touches stays where it
+ * was at capture: parameters, gradients, activations, the loss accumulators, the batch's
+ * device buffers (the upload fills them before the launch, outside the graph). */
+
+__global__ static void set_scalars_kernel(kcuda_step_scalars *sv, kcuda_step_scalars v) {
+    *sv = v;
+}
+
+int kcuda_graph_begin(kcuda_ctx *c, char *err, size_t errlen) {
+    if (!c->step_scalars &&
+        !KCUDA_CALL(c, cudaMalloc((void **)&c->step_scalars, sizeof(kcuda_step_scalars))))
+        return kcuda_check(c, err, errlen), -1;
+    if (!KCUDA_CALL(c, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal)))
+        return kcuda_check(c, err, errlen), -1;
+    c->capturing = 1;
+    return 0;
+}
+
+int kcuda_graph_end(kcuda_ctx *c, char *err, size_t errlen) {
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+    c->capturing = 0;
+    int failed = e != cudaSuccess || c->has_error || !g;
+    if (!failed) {
+        cudaGraphExec_t x = NULL;
+        e = cudaGraphInstantiateWithFlags(&x, g, 0);
+        if (e == cudaSuccess) {
+            if (c->graph_exec) (void)cudaGraphExecDestroy(c->graph_exec);
+            c->graph_exec = x;
+        } else {
+            failed = 1;
+        }
+    }
+    if (g) (void)cudaGraphDestroy(g);
+    if (!failed) return 0;
+    /* what went wrong, then a clean slate: the caller runs the step without a graph */
+    if (c->has_error) snprintf(err, errlen, "%s", c->error);
+    else snprintf(err, errlen, "capture or instantiation failed: %s", cudaGetErrorString(e));
+    c->has_error = 0;
+    c->error[0] = '\0';
+    (void)cudaGetLastError();
+    return -1;
+}
+
+void kcuda_graph_set_values(kcuda_ctx *c, const kern_step_values *v) {
+    if (!c->step_scalars) return;
+    kcuda_step_scalars s;
+    s.lr = v->lr;
+    s.t_plus = v->t_plus;
+    s.step = v->step;
+    s.step_id = v->step_id;
+    set_scalars_kernel<<<1, 1, 0, c->stream>>>(c->step_scalars, s);
+    KCUDA_LAUNCHED(c, "set_scalars_kernel");
+}
+
+void kcuda_graph_launch(kcuda_ctx *c) {
+    if (!c->graph_exec) {
+        kcuda_fail(c, "kcuda_graph_launch", __FILE__, __LINE__, "no graph has been captured");
+        return;
+    }
+    c->launches++;
+    KCUDA_CALL(c, cudaGraphLaunch(c->graph_exec, c->stream));
+}
+
+void kcuda_graph_release(kcuda_ctx *c) {
+    if (c->graph_exec) (void)cudaGraphExecDestroy(c->graph_exec);
+    c->graph_exec = NULL;
+    if (c->step_scalars) (void)cudaFree(c->step_scalars);
+    c->step_scalars = NULL;
 }
 
 /* ---- batch-norm parameter gradients ---- */

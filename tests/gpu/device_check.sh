@@ -46,6 +46,7 @@ CHECKS=(
   "comm_staged_2ranks|20|mpirun -np 2 test_gpu_comm staged --share"
   "comm_auto_2ranks|20|mpirun -np 2 test_gpu_comm auto (same GPU: must pick MPI staged)"
   "data_fmnist|15|harness convert fashion-mnist from the bundled IDX files"
+  "step_modes|60|step_modes.sh: CUDA graph vs eager vs separate epilogues (MLP, CNN, GPT): losses, launches"
   "train_mlp_fp32|40|launch/mlp.yaml on the GPU, fp32: test accuracy >= 0.89"
   "train_mlp_bf16|40|launch/mlp.yaml on the GPU, bf16: test accuracy >= 0.89"
   "train_cnn_fp32|60|launch/cnn.yaml, 5 epochs, fp32: test accuracy >= 0.90"
@@ -155,6 +156,9 @@ run_check() {  # run_check NAME -> the body of each check; stdout/stderr go to i
     train_mlp_bf16) train_acc mlp_bf16 mlp.yaml bf16 0.89 ;;
     train_cnn_fp32) train_acc cnn_fp32 cnn.yaml fp32 0.90 --set train.epochs=5 ;;
     train_cnn_bf16) train_acc cnn_bf16 cnn.yaml bf16 0.90 --set train.epochs=5 ;;
+    step_modes)
+      GPT_DATA=$B/data/fortunes LAUNCH=$B/launch \
+        bash "$B/tests/gpu/step_modes.sh" "$H" "$MPIRUN" "$PY" "$WORK/modes" "$DATA" ;;
     train_2ranks_share_gpu)
       bash "$B/tests/gpu/shared_gpu.sh" "$H" "$MPIRUN" "$PY" "$WORK/share" "$DATA" ;;
     train_gpu_vs_cpu)
@@ -182,6 +186,7 @@ numbers() {  # numbers NAME LOG
     unit_*|comm_*) grep -E '\[  PASSED  \]|\[  FAILED  \]|PASS|FAIL|SKIP' "$2" | tail -2 | tr '\n' ' ' ;;
     train_mlp_*|train_cnn_*) grep 'test accuracy' "$2" | tail -1 ;;
     train_2ranks*|train_gpu_vs*) grep -E 'max relative|ok$' "$2" | tr '\n' ' ' ;;
+    step_modes) grep -E 'graph vs eager|graph:|eager:' "$2" | tr '\n' ' ' | cut -c1-390 ;;
     train_gpt) grep -E 'harness: done|val loss' "$2" | tail -1 ;;
     bench_gpt) grep -E '^(harness|PyTorch)' "$2" | awk '{printf "%s; ", $0}' | tr -s ' ' ;;
     bench_*) grep -E '^[0-9]' "$2" | awk '{printf "b%s %s %s/s vs torch %s/s (x%s); ", $1, $2, $3, $4, $5}' ;;
