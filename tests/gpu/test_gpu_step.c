@@ -7,7 +7,11 @@
  *   - kern_dropout_forward_rows: the CPU's masks and outputs bit for bit;
  *   - kern_grad_stats: the norm (as CPU within 1e-12 relative), clip factor, skip / stop flags;
  *   - kern_adamw/sgd_update_guarded: as the CPU within 1e-6, skipped steps change nothing;
- *   - kern_batchnorm_param_grads: bit for bit. */
+ *   - kern_batchnorm_param_grads: bit for bit;
+ *   - a CUDA graph (kern_graph_*) of the gradient verdict, an AdamW update and dropout rows,
+ *     recorded once and replayed six times with other learning rates, step counts and step
+ *     ids (kern_graph_set_values): every replay equals the CPU running the ops eagerly with
+ *     that step's values (params within 1e-6, masks bit for bit, the stop step recorded). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +133,72 @@ static void test_optimizer(int adamw) {
     free(p); free(g); free(pc); free(pg); free(m); free(v);
 }
 
+static void test_graph_replay(void) {
+    const int64_t n = 50021, rows = 7, row_elems = 333;
+    char err[512];
+    float *p = malloc(n * 4), *g = malloc(n * 4), *pc = malloc(n * 4), *pg = malloc(n * 4);
+    float *m = calloc(n, 4), *v = calloc(n, 4);
+    float *x = malloc(rows * row_elems * 4), *yc = malloc(rows * row_elems * 4);
+    float *yg = malloc(rows * row_elems * 4);
+    uint8_t *mc = malloc(rows * row_elems), *mg = malloc(rows * row_elems);
+    kern_init_normal(C, p, n, 0, 0.5f, 1, 2);
+    kern_init_normal(C, x, rows * row_elems, 0, 1.0f, 9, 9);
+    memcpy(pc, p, n * 4);
+    float *dp = dev_copy(p, n * 4), *dg = kern_alloc(G, n * 4);
+    float *dm = kern_alloc(G, n * 4), *dv = kern_alloc(G, n * 4);
+    float *dx = dev_copy(x, rows * row_elems * 4), *dy = kern_alloc(G, rows * row_elems * 4);
+    uint8_t *dmask = kern_alloc(G, rows * row_elems);
+    double *dgs = kern_alloc(G, KERN_GS_LEN * sizeof(double)), gs_c[KERN_GS_LEN] = {0};
+    double gs_g[KERN_GS_LEN];
+    int recorded = 0;
+    for (int64_t s = 0; s < 6; s++) {
+        float lr = 1e-3f * (float)(s + 1);
+        kern_init_normal(C, g, n, 0, 0.01f, 70 + (uint64_t)s, 3);
+        if (s == 4) g[17] = NAN;   /* max_run 0: the verdict says stop at step 4 */
+        kern_to_device(G, dg, g, n * 4);
+        kern_grad_stats(C, gs_c, g, n, 1.0f, 0, s);
+        kern_adamw_update_guarded(C, pc, m, v, g, n, lr, 0.9f, 0.999f, 1e-8f, 0.1f, gs_c, s + 1);
+        kern_dropout_forward_rows(C, yc, mc, x, rows, row_elems, 0.3f, 5, (uint64_t)s, 11, 2);
+        kern_step_values sv = {lr, s + 1, s, (uint64_t)s};
+        kern_graph_set_values(G, &sv);
+        if (!recorded) {
+            /* recorded with step 0's arguments; replays must use the values set above */
+            CHECK(kern_graph_begin(G, err, sizeof err) == 0, "graph begin: %s", err);
+            kern_grad_stats(G, dgs, dg, n, 1.0f, 0, 0);
+            kern_adamw_update_guarded(G, dp, dm, dv, dg, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, dgs, 1);
+            kern_dropout_forward_rows(G, dy, dmask, dx, rows, row_elems, 0.3f, 5, 0, 11, 2);
+            CHECK(kern_graph_end(G, err, sizeof err) == 0, "graph end: %s", err);
+            recorded = 1;
+        }
+        kern_graph_launch(G);
+        kern_to_host(G, gs_g, dgs, sizeof gs_g);
+        kern_to_host(G, pg, dp, n * 4);
+        kern_to_host(G, yg, dy, rows * row_elems * 4);
+        kern_to_host(G, mg, dmask, rows * row_elems);
+        double worst = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double d = fabs((double)pg[i] - pc[i]);
+            if (d > worst) worst = d;
+        }
+        CHECK(worst < 1e-6, "graph replay %lld: params differ from the CPU by %g", (long long)s, worst);
+        CHECK(memcmp(mg, mc, rows * row_elems) == 0 && memcmp(yg, yc, rows * row_elems * 4) == 0,
+              "graph replay %lld: dropout differs from the CPU (step id not replayed?)", (long long)s);
+        for (int k = KERN_GS_SKIP; k < KERN_GS_LEN; k++)
+            CHECK(gs_g[k] == gs_c[k], "graph replay %lld: verdict[%d] %g vs CPU %g", (long long)s,
+                  k, gs_g[k], gs_c[k]);
+    }
+    CHECK(gs_g[KERN_GS_STOP] == 1.0 && gs_g[KERN_GS_STOP_STEP] == 4.0,
+          "graph replay: stop at step 4 (got %g at %g)", gs_g[KERN_GS_STOP], gs_g[KERN_GS_STOP_STEP]);
+    kern_counters kc;
+    kern_get_counters(G, &kc);
+    printf("graph replay: 6 steps; backend counted %lld launches, %lld host waits in all\n",
+           (long long)kc.launches, (long long)kc.host_syncs);
+    kern_free(G, dp); kern_free(G, dg); kern_free(G, dm); kern_free(G, dv); kern_free(G, dgs);
+    kern_free(G, dx); kern_free(G, dy); kern_free(G, dmask);
+    free(p); free(g); free(pc); free(pg); free(m); free(v); free(x); free(yc); free(yg);
+    free(mc); free(mg);
+}
+
 static void test_bn_param_grads(void) {
     enum { CH = 300 };
     double red[2 * CH];
@@ -164,6 +234,7 @@ int main(void) {
     test_optimizer(1);
     test_optimizer(0);
     test_bn_param_grads();
+    test_graph_replay();
     if (kern_check(G, err, sizeof err) != 0) {
         fprintf(stderr, "FAIL: %s\n", err);
         failures++;
