@@ -326,6 +326,14 @@ void kern_get_counters(kern_ctx *k, kern_counters *out) {
 #endif
 }
 
+void kern_upload_settle(kern_ctx *k) {
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) kcuda_upload_settle(k->cuda);
+#else
+    (void)k;
+#endif
+}
+
 int kern_graph_available(kern_ctx *k) { return k->backend == KERN_CUDA; }
 
 int kern_graph_begin(kern_ctx *k, char *err, size_t errlen) {

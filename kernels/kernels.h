@@ -99,15 +99,19 @@ void kern_to_host(kern_ctx *k, void *host_dst, const void *src, size_t bytes);
  * the transfer only, never for the compute queue.  CUDA: the copies run on a copy stream into
  * one of two device staging buffers (used in turn; a staging buffer is refilled only after the
  * compute stream has copied the batch before last out of it), the compute stream waits for an
- * event behind them and copies staging -> dst; the host waits for that event.  So the host
- * runs at most two batches ahead of the device, and a slot goes back to the loader only after
- * its copy has completed.  CPU: memcpy.  Staging grows on demand; call kern_upload_reserve at
- * start-up with the largest batch's total bytes (each part rounded up to 256) so that no step
- * allocates.  Fault hook for tests: HARNESS_FAULT_UPLOAD_DELAY_MS=N holds the copy stream N ms
- * before each copy (the host must still wait). */
+ * event behind them and copies staging -> dst, and kern_upload returns without waiting.  The
+ * host buffers may be reused after kern_upload_settle (or the next kern_upload), which waits
+ * for the transfer: call it just before the slot goes back to its loader.  So the host runs
+ * at most two batches ahead of the device, a slot goes back only after its copy has
+ * completed, and the host waits only when the device is that far behind.  CPU: memcpy
+ * (settle does nothing).  Staging grows on demand; call kern_upload_reserve at start-up with
+ * the largest batch's total bytes (each part rounded up to 256) so that no step allocates.
+ * Fault hook for tests: HARNESS_FAULT_UPLOAD_DELAY_MS=N holds the copy stream N ms before
+ * each copy (settle must still wait). */
 int kern_upload_reserve(kern_ctx *k, size_t bytes, char *err, size_t errlen);
 void kern_upload(kern_ctx *k, int n, void *const dst[], const void *const host_src[],
                  const size_t bytes[]);
+void kern_upload_settle(kern_ctx *k);
 /* Waits until all queued work is done; 0 or an error (then err says what failed). */
 int kern_sync(kern_ctx *k, char *err, size_t errlen);
 int kern_check(kern_ctx *k, char *err, size_t errlen);

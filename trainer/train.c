@@ -268,6 +268,13 @@ normalisation:
     return 0;
 }
 
+/* The next batch of a loader; the previous one's pinned slot goes back to the loader inside,
+ * so its transfer to the device must have ended (kern_upload_settle; no wait on the CPU). */
+static int next_batch(run *r, data_loader *l, data_batch *b, char *err, size_t errlen) {
+    kern_upload_settle(r->k);
+    return data_loader_next(l, b, err, errlen);
+}
+
 /* Copies a host batch read from `path` into the model's input buffer, converting and
  * normalising. */
 static void load_batch(run *r, const data_batch *b, const char *path) {
@@ -276,7 +283,7 @@ static void load_batch(run *r, const data_batch *b, const char *path) {
         void *dst[2] = {model_input_tokens(&r->m), r->labels_dev};
         const void *host[2] = {b->x, b->y};
         size_t bytes[2] = {n, n};
-        kern_upload(r->k, 2, dst, host, bytes);   /* the slot is reusable when this returns */
+        kern_upload(r->k, 2, dst, host, bytes);   /* the slot is reusable after next_batch's settle */
         return;
     }
     int64_t n = b->count * r->info->sample_elems;
@@ -284,10 +291,9 @@ static void load_batch(run *r, const data_batch *b, const char *path) {
      * there; CPU: converted straight from the host batch */
     const void *src = b->x;
     if (r->x_dev) {
-        /* pixels and labels on the backend's copy stream (kern_upload): it returns once the
-         * transfer from the pinned slot is done, so the slot may go back to the loader at
-         * the next data_loader_next; the compute stream waits for the copy, the host does
-         * not wait for the compute stream */
+        /* pixels and labels on the backend's copy stream (kern_upload): the compute stream
+         * waits for the copy; the host waits for the transfer from the pinned slot only in
+         * next_batch, before the slot goes back to the loader */
         void *dst[2] = {r->x_dev, r->labels_dev};
         const void *host[2] = {b->x, b->y};
         size_t bytes[2] = {(size_t)n * (r->info->dtype == DATA_U8 ? 1 : 4),
@@ -384,7 +390,7 @@ static void evaluate(run *r, int64_t step, int64_t epoch) {
     double *acc = r->acc_dev + 2;
     reset_acc(r, acc);
     for (;;) {
-        int rc = data_loader_next(r->test, &b, err, sizeof err);
+        int rc = next_batch(r, r->test, &b, err, sizeof err);
         if (rc < 0) comm_abort(r->c, 1, err);
         if (rc == 1) break;
         if (b.count == 0) continue;
@@ -869,7 +875,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         double data_before = data_loader_wait_seconds(r.train);
         int graphed = graph_on && step > r.start_step;
         if (graphed) {
-            if (data_loader_next(r.train, &b, err, sizeof err) != 0) comm_abort(c, 1, err);
+            if (next_batch(&r, r.train, &b, err, sizeof err) != 0) comm_abort(c, 1, err);
             epoch = b.epoch;
             load_batch(&r, &b, cfg->train_path);
             float glr = optim_lr(&r.opt, step);
@@ -900,7 +906,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         }
         if (!graphed) model_zero_grads(&r.m);   /* the first writer of most gradients overwrites them */
         for (int64_t micro = 0; !graphed && micro < r.accum; micro++) {
-            if (data_loader_next(r.train, &b, err, sizeof err) != 0) comm_abort(c, 1, err);
+            if (next_batch(&r, r.train, &b, err, sizeof err) != 0) comm_abort(c, 1, err);
             if (micro == 0) epoch = b.epoch;
             load_batch(&r, &b, cfg->train_path);
             uint64_t step_id = (uint64_t)(step * r.accum + micro);

@@ -70,6 +70,7 @@ void kcuda_linear_backward_ex(kcuda_ctx *c, float *din, float *dw, float *db, co
 void kcuda_linear_act_forward(kcuda_ctx *c, float *pre, float *out, const float *in,
                               const float *w, const float *b, int B, int I, int O, kern_act act);
 void kcuda_get_counters(kcuda_ctx *c, kern_counters *out);
+void kcuda_upload_settle(kcuda_ctx *c);
 int kcuda_graph_begin(kcuda_ctx *c, char *err, size_t errlen);
 int kcuda_graph_end(kcuda_ctx *c, char *err, size_t errlen);
 void kcuda_graph_set_values(kcuda_ctx *c, const kern_step_values *v);

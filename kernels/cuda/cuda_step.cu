@@ -1,8 +1,9 @@
 /* cuda_step.cu: what keeps the GPU step free of host round trips.
  *
  *   uploads        a host batch goes to the device on a copy stream through two staging
- *                  buffers used in turn (kernels.h, kern_upload): the host waits for its
- *                  transfer only, then hands the pinned slot back to the loader
+ *                  buffers used in turn (kernels.h, kern_upload); kern_upload_settle, just
+ *                  before the pinned slot goes back to the loader, waits for its transfer
+ *                  (done by then unless the device is two batches behind)
  *   dropout rows   one launch for a whole batch, each row its own Philox stream
  *   grad stats     norm, clip factor and the skip/stop verdict in ONE launch (the last block
  *                  to finish sums the per-block partials, in the fixed order of
@@ -85,6 +86,7 @@ void kcuda_upload(kcuda_ctx *c, int n, void *const dst[], const void *const host
     size_t total = 0;
     for (int i = 0; i < n; i++) total += round_up(bytes[i]);
     if (total == 0) return;
+    kcuda_upload_settle(c);   /* the previous batch's host buffers are free from here on */
     if (!ensure_staging(c, total)) return;
     int s = c->staging_next;
     c->staging_next ^= 1;
@@ -114,9 +116,23 @@ void kcuda_upload(kcuda_ctx *c, int n, void *const dst[], const void *const host
         off += round_up(bytes[i]);
     }
     KCUDA_CALL(c, cudaEventRecord(c->drained[s], c->stream));
-    /* the host buffers may go back to their producer once the transfer is done; this waits
-     * for the copy stream only (which waited for the batch before last, at most) */
-    KCUDA_WAIT(c, cudaEventSynchronize(c->staged[s]));
+    /* the host buffers may go back to their producer once the transfer is done:
+     * kcuda_upload_settle waits for it, as late as possible */
+    c->upload_pending = s + 1;
+}
+
+void kcuda_upload_settle(kcuda_ctx *c) {
+    if (!c->upload_pending) return;
+    int s = c->upload_pending - 1;
+    c->upload_pending = 0;
+    cudaError_t e = cudaEventQuery(c->staged[s]);
+    if (e == cudaSuccess) return;   /* done already: no wait */
+    if (e == cudaErrorNotReady) {
+        (void)cudaGetLastError();   /* not an error */
+        KCUDA_WAIT(c, cudaEventSynchronize(c->staged[s]));
+        return;
+    }
+    KCUDA_CALL(c, e);
 }
 
 /* ---- dropout over rows ---- */

@@ -1,8 +1,9 @@
 /* test_gpu_step.c: the CUDA backend's GPU-step ops against the CPU backend (exit 77 without a
  * GPU or without the CUDA backend):
  *   - kern_upload with the copy held back (HARNESS_FAULT_UPLOAD_DELAY_MS): the host buffer is
- *     overwritten the moment kern_upload returns, as the prefetch thread would; the device must
- *     still hold the old batch (it would not if the call returned before the transfer ended);
+ *     overwritten the moment kern_upload_settle returns, as the prefetch thread would; the
+ *     device must still hold the old batch (it would not if settle returned before the
+ *     transfer ended);
  *     and two batches in a row keep their own staging;
  *   - kern_dropout_forward_rows: the CPU's masks and outputs bit for bit;
  *   - kern_grad_stats: the norm (as CPU within 1e-12 relative), clip factor, skip / stop flags;
@@ -53,6 +54,7 @@ static void test_upload(void) {
         const void *src[2] = {hx, hy};
         size_t bytes[2] = {nx, ny};
         kern_upload(G, 2, dst, src, bytes);
+        kern_upload_settle(G);   /* the trainer's call before the slot goes back */
         memset(hx, 0xAB, nx);   /* the loader refills the slot at once */
         memset(hy, 0xAB, ny);
         kern_to_host(G, got, dx, nx);
