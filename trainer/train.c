@@ -567,13 +567,20 @@ static int checkpoint(run *r, int64_t step, char *path, size_t path_len) {
     }
     if (r->zero && r->world > 1) {
         /* the shards travel one tensor at a time: rank 0 holds at most one extra tensor */
-        int64_t largest = 1;
-        for (int i = 0; i < r->m.n_tensors; i++)
+        /* rank 0 drains (after ckpt_write has freed its own buffer) only when the write
+         * stopped early; its scratch is then the one extra tensor */
+        int64_t largest = 1, requests = 0;
+        for (int i = 0; i < r->m.n_tensors; i++) {
+            if (r->m.tensors[i].is_buffer) continue;
             if (r->m.tensors[i].count > largest) largest = r->m.tensors[i].count;
-        float *scratch = r->rank == 0 ? malloc((size_t)largest * sizeof(float)) : NULL;
-        if (r->rank == 0 && !scratch) comm_abort(r->c, 1, "out of memory draining a checkpoint");
-        serve_optim_shards(r, r->rank == 0 ? fetch.served : 0, scratch);
-        free(scratch);
+            requests += n_optim_states(&r->opt);
+        }
+        if (r->rank != 0 || fetch.served < requests) {
+            float *scratch = r->rank == 0 ? malloc((size_t)largest * sizeof(float)) : NULL;
+            if (r->rank == 0 && !scratch) comm_abort(r->c, 1, "out of memory draining a checkpoint");
+            serve_optim_shards(r, r->rank == 0 ? fetch.served : 0, scratch);
+            free(scratch);
+        }
     }
     return agree(r, st, err);
 }
