@@ -1,7 +1,7 @@
 # comm.grad_dtype=bf16: gradients travel as bf16 (half the bytes), summed in fp32 pairwise and
 # rounded to bf16 at every hop (MPI user op).  Over a full launch/mlp.yaml run on 2 ranks
 # (9375 steps, here with train.zero_stage=1 so the reduce-scatter path is the one in bf16):
-#  - every logged interval loss (mean over 100 steps) within 0.02 absolute and 3% relative of
+#  - every logged interval loss (mean over 100 steps) within 0.01 absolute and 4% relative of
 #    the fp32 run's, and the final one within 0.01;
 #  - the accuracy bar still met: test accuracy >= 0.89, and within 0.005 of fp32's;
 #  - the bf16 run is not secretly fp32: its losses differ from fp32's somewhere.
@@ -34,7 +34,7 @@ print(f"bf16 vs fp32 gradients, {len(diffs)} logged intervals of {f[1]['step'] -
       f"max |loss difference| {worst_abs:.4f}, max relative {worst_rel:.4f}; "
       f"final loss fp32 {diffs[-1][1]:.4f} bf16 {diffs[-1][2]:.4f}")
 assert any(x != y for _, x, y in diffs), "bf16 run identical to fp32: not exchanged in bf16?"
-assert worst_abs < 0.02 and worst_rel < 0.03, "bf16 loss curve strays from fp32"
+assert worst_abs < 0.01 and worst_rel < 0.04, "bf16 loss curve strays from fp32"
 assert abs(diffs[-1][1] - diffs[-1][2]) < 0.01
 ef, eh = rows("fp32", "eval")[-1], rows("bf16", "eval")[-1]
 assert ef["samples"] == eh["samples"] == 10000
