@@ -132,6 +132,9 @@ def main():
     p.add_argument("--ib-alpha", type=float, default=6e-6)
     p.add_argument("--worlds", default="8,16,64,256,1024")
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--check", action="store_true",
+                   help="also assert the model's invariants (ctest): efficiency <= 100%%, "
+                        "falling with the world, bf16 never slower than fp32")
     a = p.parse_args()
     worlds = [int(w) for w in a.worlds.split(",")]
     cases = [(s, d) for s in (0, 1) for d in ("fp32", "bf16")]
@@ -147,6 +150,14 @@ def main():
         print("|---" * (len(head) + 1) + "|")
     for name, b in models:
         t1 = step_time(b, 1, 0, "fp32", bucket, a)
+        if a.check:
+            for s, d in cases:
+                ts = [step_time(b, w, s, d, bucket, a) for w in [1] + worlds]
+                assert all(x <= y * (1 + 1e-12) for x, y in zip(ts, ts[1:])), (name, s, d, ts)
+                assert ts[0] >= t1 * (1 - 1e-12) or s == 1
+            for w in worlds:
+                for s in (0, 1):
+                    assert step_time(b, w, s, "bf16", bucket, a) <= step_time(b, w, s, "fp32", bucket, a)
         for w in worlds:
             cells = []
             for s, d in cases:
