@@ -4,7 +4,8 @@
 #  2. stage 1 on 4 ranks -> stop at 30 -> stage 0 on 2 ranks -> stop at 55 -> stage 1 on 4 ranks
 #     to 80: the same global batches, so losses equal a straight stage-0 run within float
 #     rounding, and the final tensors close to it;
-#  3. a stage-1 checkpoint read by h5py looks exactly like a stage-0 one (names, shapes, dtype).
+#  3. a stage-1 checkpoint read by h5py looks exactly like a stage-0 one (names, shapes, dtype);
+#  4. a checkpoint rank 0 cannot write ends the run with its error, no rank left waiting.
 source "$(dirname "$0")/common.sh"
 R=$WORK/zero1_resume
 rm -rf "$R"; mkdir -p "$R"
@@ -80,4 +81,11 @@ grep -q "step_00000030.h5: step 30.*written by 4 ranks, now 2" "$R/log" || { cat
 run_ranks 4 train "$CFG" "${common[@]}" "${z1[@]}" --set run.dir="$R/mixed" --resume auto 2>"$R/log"
 grep -q "step_00000055.h5: step 55.*written by 2 ranks, now 4" "$R/log" || { cat "$R/log"; fail "did not resume 2 -> 4"; }
 compare ref0 mixed close
+
+# A checkpoint that rank 0 cannot write: the other ranks, serving their shards, must not hang.
+rc=0; timeout 120 "$MPIRUN" --oversubscribe -np 3 "$HARNESS" train "$CFG" "${common[@]}" "${z1[@]}" \
+  --set train.steps=5 --set run.dir="$R/unwritable" --set checkpoint.dir=/proc/harness-nope \
+  2>"$R/log" || rc=$?
+[ $rc -eq 1 ] || { cat "$R/log"; fail "unwritable checkpoint at stage 1: exit $rc, want 1 (124 = hang)"; }
+grep -q "checkpoint.dir: cannot create /proc/harness-nope" "$R/log" || { cat "$R/log"; fail "no error"; }
 echo "zero_stage resume: ok"
