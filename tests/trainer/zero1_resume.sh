@@ -84,7 +84,7 @@ compare ref0 mixed close
 
 # A checkpoint that rank 0 cannot write: the other ranks, serving their shards, must not hang.
 rc=0; timeout 120 "$MPIRUN" --oversubscribe -np 3 "$HARNESS" train "$CFG" "${common[@]}" "${z1[@]}" \
-  --set train.steps=5 --set run.dir="$R/unwritable" --set checkpoint.dir=/proc/harness-nope \
+  --set train.steps=8 --set run.dir="$R/unwritable" --set checkpoint.dir=/proc/harness-nope \
   2>"$R/log" || rc=$?
 [ $rc -eq 1 ] || { cat "$R/log"; fail "unwritable checkpoint at stage 1: exit $rc, want 1 (124 = hang)"; }
 grep -q "checkpoint.dir: cannot create /proc/harness-nope" "$R/log" || { cat "$R/log"; fail "no error"; }
