@@ -74,6 +74,43 @@ int comm_grads_wait(comm *c, char *err, size_t errlen);
 /* Seconds spent blocked in comm_grads_wait since the last call (step time breakdown). */
 double comm_grads_wait_seconds(comm *c);
 
+/* ---- sharded optimizer state (ZeRO-1) and bf16 gradients on the wire ----------------------
+ *
+ * comm_grads_set_exchange(shard, dtype), called before comm_grads_register, changes what the
+ * bucketed exchange above does (same buckets, same ready/wait calls, same overlap):
+ *   shard 0:  each bucket is all-reduced in place (the default).
+ *   shard 1:  each bucket is REDUCE-SCATTERED: rank r receives the sum of the part of the bucket
+ *             that lies in its shard [lo_r, hi_r) of the flat buffer (comm_shard_bounds: the
+ *             buffer is cut into `world` contiguous pieces, lo_r = floor(n r / world), so shards
+ *             differ by at most one element and no padding is needed).  MPI_Ireduce_scatter
+ *             with per-rank counts (zero for ranks whose shard misses the bucket) into a
+ *             separate shard buffer; comm_grads_wait leaves the average (sum / world) there
+ *             (comm_grads_shard) and the registered buffer holds this rank's own, unreduced
+ *             gradients.
+ *   dtype COMM_GRAD_BF16: a bucket is rounded to bf16 (nearest even) when it starts and
+ *             travels as bf16 (half the bytes); MPI has no bf16 type, so a user-defined sum
+ *             adds two bf16 values in fp32 and rounds the partial sum to bf16 at every hop; the
+ *             result is widened to fp32 and divided by world.  COMM_GRAD_FP32: floats.
+ * Host memory only so far: the GPU backends refuse shard 1 and bf16 at register. */
+typedef enum { COMM_GRAD_FP32 = 0, COMM_GRAD_BF16 } comm_grad_dtype;
+int comm_grads_set_exchange(comm *c, int shard, comm_grad_dtype dtype, char *err, size_t errlen);
+/* This rank's shard [*lo, *hi) of the registered n-element buffer. */
+void comm_grads_shard_range(const comm *c, int64_t *lo, int64_t *hi);
+/* Sharded exchange: the averaged gradients of this rank's shard, [hi - lo] floats, valid
+ * after comm_grads_wait until the next step's first comm_grads_ready.  NULL unless shard 1. */
+float *comm_grads_shard(comm *c);
+/* Collective, host memory: buf[n] (n as registered) holds, on every rank, up-to-date values
+ * in its own shard only; afterwards every rank holds all of them (the updated parameters).
+ * In place: MPI_Iallgatherv per bucket of the gradient plan, then one wait. */
+int comm_shards_allgather(comm *c, float *buf, char *err, size_t errlen);
+/* Collective: elements [offset, offset + count) of a sharded buffer (each rank passes its
+ * shard, shard[i] = element lo + i) gathered into out[count] on rank 0 (out unused elsewhere).
+ * For checkpoints: one tensor at a time, so rank 0 never holds more than one extra tensor. */
+int comm_shard_gather(comm *c, const float *shard, int64_t offset, int64_t count, float *out,
+                      char *err, size_t errlen);
+/* Collective: rank 0's full[n] cut into the shards; each rank receives its own in shard. */
+int comm_shard_scatter(comm *c, const float *full, float *shard, char *err, size_t errlen);
+
 /* ---- GPU backends ------------------------------------------------------------------------
  *
  * On GPUs the gradient buffer lives in device memory and is averaged there, overlapped with

@@ -26,3 +26,16 @@ void comm_bucket_plan(int64_t n, size_t bucket_bytes, int64_t max_elems, comm_bu
         end = start;
     }
 }
+
+/* n * rank can overflow int64 only for n > 2^53 with 1024 ranks: far beyond memory. */
+void comm_shard_bounds(int64_t n, int world, int rank, int64_t *lo, int64_t *hi) {
+    if (world < 1) world = 1;
+    *lo = n * rank / world;
+    *hi = n * (rank + 1) / world;
+}
+
+int64_t comm_range_overlap(int64_t start, int64_t count, int64_t lo, int64_t hi) {
+    int64_t a = start > lo ? start : lo;
+    int64_t b = start + count < hi ? start + count : hi;
+    return b > a ? b - a : 0;
+}

@@ -23,4 +23,10 @@ int64_t comm_bucket_count(int64_t n, size_t bucket_bytes, int64_t max_elems);
 /* Fills out[comm_bucket_count(...)]: out[i] covers [n - (i+1)*per, n - i*per) clipped at 0. */
 void comm_bucket_plan(int64_t n, size_t bucket_bytes, int64_t max_elems, comm_bucket *out);
 
+/* Shard r of `world` of an n-element buffer (ZeRO-1): [lo, hi) with lo = floor(n r / world);
+ * the shards are contiguous, in rank order, cover [0, n) and differ in size by at most one. */
+void comm_shard_bounds(int64_t n, int world, int rank, int64_t *lo, int64_t *hi);
+/* Elements of [start, start + count) that lie in [lo, hi) (0 when none). */
+int64_t comm_range_overlap(int64_t start, int64_t count, int64_t lo, int64_t hi);
+
 #endif

@@ -350,6 +350,9 @@ int comm_grads_register_device(comm *c, float *dev_grads, int64_t n, size_t buck
     const char *who = "comm_grads_register_device";
     struct comm_gpu *g = c->gpu;
     if (!g) return comm_error(err, errlen, "%s: call comm_gpu_init first", who);
+    if (c->shard || c->grad_dtype != COMM_GRAD_FP32)
+        return comm_error(err, errlen, "%s: the sharded (zero_stage 1) and bf16 gradient "
+                          "exchanges are implemented for host memory only so far", who);
     if (n < 0) return comm_error(err, errlen, "%s: negative size %lld", who, (long long)n);
     if (n > 0 && !dev_grads) return comm_error(err, errlen, "%s: buffer is NULL", who);
     if (bucket_bytes == 0) return comm_error(err, errlen, "%s: bucket_bytes is 0", who);

@@ -61,7 +61,7 @@ int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
     if (comm_grads_plan(c, n, bucket_bytes, "comm_grads_register", err, errlen)) return 1;
     if (c->grads_on_device) comm_gpu_forget_grads(c);
     c->grads = grads;
-    return 0;
+    return comm_zero_plan(c, err, errlen);   /* shard layout and bf16 buffers (comm_zero.c) */
 }
 
 /* Start buckets started..k-1, where bucket k is the first one reaching below offset. */
@@ -70,9 +70,13 @@ static int start_buckets(comm *c, int64_t offset, char *err, size_t errlen) {
         comm_bucket b = c->buckets[c->started];
         if (c->started == 0) c->bucket_seq0 = c->sequence + 1;
         /* With fingerprint checking on, a mismatch skips this bucket on every rank. */
-        if (comm_collective_join(c, COMM_OP_GRADS_BUCKET, COMM_TYPE_F32, b.count, 0, err, errlen))
+        comm_op op = c->shard ? COMM_OP_GRADS_SHARD : COMM_OP_GRADS_BUCKET;
+        comm_type type = c->grad_dtype == COMM_GRAD_BF16 ? COMM_TYPE_BF16 : COMM_TYPE_F32;
+        if (comm_collective_join(c, op, type, b.count, 0, err, errlen))
             return 1;
-        if (c->world_size > 1) {
+        if (c->world_size > 1 && (c->shard || c->grad_dtype != COMM_GRAD_FP32)) {
+            if (comm_zero_start_bucket(c, c->started, err, errlen)) return 1;
+        } else if (c->world_size > 1) {
             int rc = MPI_Iallreduce(MPI_IN_PLACE, c->grads + b.start, b.count, MPI_FLOAT, MPI_SUM,
                                     c->world, &c->requests[c->started]);
             if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Iallreduce (gradient bucket)", err, errlen);
@@ -116,8 +120,10 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
     if (status == 0 && c->world_size > 1) {
         int64_t first = c->completed;
         if (first < c->started) {   /* the watchdog times the wait for the oldest open bucket */
-            comm_fingerprint fp = {c->bucket_seq0 + (uint64_t)first, COMM_OP_GRADS_BUCKET,
-                                   COMM_TYPE_F32, c->buckets[first].count, 0};
+            comm_fingerprint fp = {c->bucket_seq0 + (uint64_t)first,
+                                   c->shard ? COMM_OP_GRADS_SHARD : COMM_OP_GRADS_BUCKET,
+                                   c->grad_dtype == COMM_GRAD_BF16 ? COMM_TYPE_BF16 : COMM_TYPE_F32,
+                                   c->buckets[first].count, 0};
             comm_wait_begin(c, &fp);
         }
         /* Waitall takes an int count; more than INT_MAX buckets is only possible with absurd
@@ -130,13 +136,10 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
             first += pending;
         }
         comm_collective_end(c);   /* every bucket started so far is complete */
-        if (status == 0) {
-            float *g = c->grads;
-            /* Divide rather than multiply by 1/world: the average is then correctly rounded
-             * (sum of equal values / world is exact); the loop is memory-bound either way. */
-            const float world = (float)c->world_size;
-            for (int64_t i = 0; i < c->grads_n; i++) g[i] /= world;
-        }
+        /* Divide rather than multiply by 1/world: the average is then correctly rounded
+         * (sum of equal values / world is exact); the loop is memory-bound either way.  Into
+         * the shard (zero_stage 1) or the whole buffer; widened from bf16 first if need be. */
+        if (status == 0) comm_zero_finish(c);
     }
     c->started = 0;
     c->completed = 0;

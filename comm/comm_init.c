@@ -92,6 +92,7 @@ void comm_finalize(comm *c) {
     comm_state_set(c, COMM_SLOT_FINALIZED);
     comm_watchdog_shutdown(c);
     comm_gpu_destroy(c);        /* NCCL, stream, events, mirror, grads_world; no-op without */
+    comm_zero_free(c);          /* shard buffers and the bf16 MPI op (before MPI_Finalize) */
     int finalized = 0;
     MPI_Finalized(&finalized);  /* a program that owns MPI may have finalised it already */
     if (!finalized && c->check != MPI_COMM_NULL) MPI_Comm_free(&c->check);

@@ -25,6 +25,10 @@ typedef enum {
     COMM_OP_CHECK_FINGERPRINTS,
     COMM_OP_GPU_INIT,
     COMM_OP_NCCL_INIT,
+    COMM_OP_GRADS_SHARD,        /* a bucket's reduce-scatter (train.zero_stage=1) */
+    COMM_OP_PARAMS_ALLGATHER,   /* comm_shards_allgather */
+    COMM_OP_SHARD_GATHER,       /* comm_shard_gather */
+    COMM_OP_SHARD_SCATTER,      /* comm_shard_scatter */
     COMM_OP_COUNT
 } comm_op;
 
@@ -36,6 +40,7 @@ typedef enum {
     COMM_TYPE_I64,
     COMM_TYPE_F32,
     COMM_TYPE_F64,
+    COMM_TYPE_BF16,
     COMM_TYPE_COUNT
 } comm_type;
 
@@ -131,6 +136,18 @@ struct comm {
     uint64_t bucket_seq0;   /* sequence number of bucket 0 of this step */
     double wait_seconds;    /* blocked in comm_grads_wait since last read */
 
+    /* How gradients travel (comm_grads_set_exchange; comm_zero.c), applied at register. */
+    int shard;                  /* 1: reduce-scatter into shard_grads (ZeRO-1), 0: all-reduce */
+    comm_grad_dtype grad_dtype; /* COMM_GRAD_BF16: buckets travel as bf16 (wire16) */
+    int64_t shard_lo, shard_hi; /* this rank's shard of [0, grads_n) (comm_shard_bounds) */
+    float *shard_grads;         /* [shard_hi - shard_lo]: averaged shard; into grads at world 1 */
+    int owns_shard_grads;
+    uint16_t *wire16;           /* bf16: [grads_n], the buckets as sent (and, stage 0, summed) */
+    uint16_t *shard16;          /* bf16 and shard: [shard_hi - shard_lo], the summed shard */
+    int *shard_counts;          /* shard: [num_buckets * world] elements of bucket b for rank r */
+    int *shard_displs;          /* shard: [num_buckets * world] where they start in bucket b */
+    MPI_Op bf16_sum;            /* user op: bf16 + bf16 in fp32, rounded to bf16 */
+
     /* Published state (comm_state.c): header + slots [shared_slots], this rank's is self. */
     comm_shared_header *header;
     comm_slot *slots;
@@ -213,6 +230,16 @@ int comm_proc_stat(int pid, char *state, uint64_t *start);
 int comm_fingerprint_compare(comm *c, const comm_fingerprint *fp, char *err, size_t errlen);
 
 /* ---- comm_grads.c ------------------------------------------------------------------------ */
+
+/* ---- comm_zero.c: sharded exchange and bf16 on the wire (host memory) ---- */
+/* After comm_grads_plan: the shard layout, per-bucket counts and the bf16 buffers.  0 or 1. */
+int comm_zero_plan(comm *c, char *err, size_t errlen);
+/* Frees what comm_zero_plan allocated (and the MPI op; before MPI_Finalize). */
+void comm_zero_free(comm *c);
+/* Starts bucket i (a reduce-scatter, or an all-reduce of bf16): non-blocking, MPI only. */
+int comm_zero_start_bucket(comm *c, int64_t i, char *err, size_t errlen);
+/* After every bucket has completed: averages (sum / world) into grads or shard_grads. */
+void comm_zero_finish(comm *c);
 
 /* Cuts n elements into buckets (comm_bucket_plan, at most INT_MAX elements each) and allocates
  * one MPI request per bucket; replaces the previous plan.  `who` names the caller in errors. */

@@ -50,11 +50,16 @@ static const char *const op_names[COMM_OP_COUNT] = {
     [COMM_OP_CHECK_FINGERPRINTS] = "comm_check_fingerprints",
     [COMM_OP_GPU_INIT] = "comm_gpu_init",
     [COMM_OP_NCCL_INIT] = "ncclCommInitRank (comm_gpu_init)",
+    [COMM_OP_GRADS_SHARD] = "gradient bucket reduce-scatter",
+    [COMM_OP_PARAMS_ALLGATHER] = "comm_shards_allgather",
+    [COMM_OP_SHARD_GATHER] = "comm_shard_gather",
+    [COMM_OP_SHARD_SCATTER] = "comm_shard_scatter",
 };
 static const char *const type_names[COMM_TYPE_COUNT] = {
     [COMM_TYPE_NONE] = "-", [COMM_TYPE_BYTE] = "byte", [COMM_TYPE_INT] = "int",
     [COMM_TYPE_I32] = "i32", [COMM_TYPE_I64] = "i64", [COMM_TYPE_F32] = "f32",
     [COMM_TYPE_F64] = "f64",
+    [COMM_TYPE_BF16] = "bf16",
 };
 
 const char *comm_op_name(int32_t op) {

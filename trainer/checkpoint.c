@@ -293,29 +293,28 @@ static void prune(const char *dir, int keep) {
 }
 
 int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state *state,
-               const char *config_yaml, int keep, char *path_out, size_t path_len,
-               char *err, size_t errlen) {
+               const char *config_yaml, int keep, ckpt_state_fetch fetch, void *fetch_user,
+               char *path_out, size_t path_len, char *err, size_t errlen) {
     if (make_dirs(dir) != 0)
         return errorf(err, errlen, "checkpoint.dir: cannot create %s: %s", dir, strerror(errno));
     char final[1200], tmp[1300];
     snprintf(final, sizeof final, "%s/step_%08" PRId64 ".h5", dir, state->step);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", final, (long)getpid());
 
-    /* host copies of what lives on the backend */
+    /* One tensor at a time through a host buffer of the largest tensor: writing never holds
+     * more than one extra tensor's worth (the optimizer state may come from other ranks). */
     const model_tensor *t = m->tensors;
     int nt = m->n_tensors;
     const char *snames[2];
     float *sbufs[2];
     int ns = optim_states(o, snames, sbufs);
-    size_t bytes = (size_t)m->n_params * sizeof(float);
-    size_t bbytes = (size_t)m->n_buffers * sizeof(float);
-    float *host = malloc(bytes * (size_t)(1 + ns) + bbytes + 1);
-    if (!host) return errorf(err, errlen, "%s: out of memory staging %zu bytes", final, bytes);
-    float *host_buffers = host + (size_t)(1 + ns) * m->n_params;
-    kern_to_host(m->k, host, m->params, bytes);
-    for (int s = 0; s < ns; s++) kern_to_host(m->k, host + (size_t)(s + 1) * m->n_params, sbufs[s], bytes);
-    if (bbytes) kern_to_host(m->k, host_buffers, m->buffers, bbytes);
-
+    int64_t largest = 1;
+    for (int i = 0; i < nt; i++)
+        if (t[i].count > largest) largest = t[i].count;
+    float *host = malloc((size_t)largest * sizeof(float));
+    if (!host)
+        return errorf(err, errlen, "%s: out of memory staging %lld bytes", final,
+                      (long long)largest * 4);
     const char *what = "creating the file";
     hid_t fapl = fapl_v110();
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -343,18 +342,20 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
     what = "writing /params";
     gp = H5Gcreate2(f, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (gp < 0) goto fail;
-    for (int i = 0; i < nt; i++)
-        if (!t[i].is_buffer &&
-            write_tensor(gp, t[i].name, host + t[i].offset, t[i].ndim, t[i].dims) < 0)
-            goto fail;
+    for (int i = 0; i < nt; i++) {
+        if (t[i].is_buffer) continue;
+        kern_to_host(m->k, host, m->params + t[i].offset, (size_t)t[i].count * sizeof(float));
+        if (write_tensor(gp, t[i].name, host, t[i].ndim, t[i].dims) < 0) goto fail;
+    }
 
     what = "writing /buffers";
     gb = H5Gcreate2(f, "buffers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (gb < 0) goto fail;
-    for (int i = 0; i < nt; i++)
-        if (t[i].is_buffer &&
-            write_tensor(gb, t[i].name, host_buffers + t[i].offset, t[i].ndim, t[i].dims) < 0)
-            goto fail;
+    for (int i = 0; i < nt; i++) {
+        if (!t[i].is_buffer) continue;
+        kern_to_host(m->k, host, m->buffers + t[i].offset, (size_t)t[i].count * sizeof(float));
+        if (write_tensor(gb, t[i].name, host, t[i].ndim, t[i].dims) < 0) goto fail;
+    }
 
     what = "writing /optim";
     go = H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -363,10 +364,16 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
         if (t[i].is_buffer) continue;
         gt = H5Gcreate2(go, t[i].name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (gt < 0) goto fail;
-        for (int s = 0; s < ns; s++)
-            if (write_tensor(gt, snames[s], host + (size_t)(s + 1) * m->n_params + t[i].offset,
-                             t[i].ndim, t[i].dims) < 0)
-                goto fail;
+        for (int s = 0; s < ns; s++) {
+            if (fetch) {
+                what = "gathering the optimizer state";
+                if (fetch(fetch_user, s, t[i].offset, t[i].count, host) != 0) goto fail;
+                what = "writing /optim";
+            } else {
+                kern_to_host(m->k, host, sbufs[s] + t[i].offset, (size_t)t[i].count * sizeof(float));
+            }
+            if (write_tensor(gt, snames[s], host, t[i].ndim, t[i].dims) < 0) goto fail;
+        }
         H5Gclose(gt);
         gt = -1;
     }

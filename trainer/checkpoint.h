@@ -12,7 +12,8 @@
  * 1.10 format so that HDF5's own metadata carries checksums too: a flipped byte anywhere
  * that matters makes the file fail verification.
  *
- * Writing (rank 0 only): DIR/step_NNNNNNNN.h5.tmp, flushed, closed, fsynced, renamed to
+ * Writing (rank 0 only; with sharded optimizer state the other ranks serve their shards, see
+ * ckpt_state_fetch): DIR/step_NNNNNNNN.h5.tmp, flushed, closed, fsynced, renamed to
  * DIR/step_NNNNNNNN.h5, directory fsynced; then all but the newest `keep` are deleted.  A
  * crash at any point leaves the previous checkpoints untouched.
  *
@@ -37,11 +38,17 @@ typedef struct {
     int world_size;
 } ckpt_state;
 
-/* Writes the checkpoint of `state` into dir (created if missing).  params/optimizer state are
- * read from the backend.  path_out (may be NULL) receives the final file name.  0 or -1. */
+/* Where ckpt_write gets optimizer state tensor `state` (0: exp_avg or momentum_buffer, 1:
+ * exp_avg_sq) of the flat elements [offset, offset + count): into out[count], host memory.
+ * ckpt_write calls it once per (tensor, state) in tensor order, state order.  0 or -1. */
+typedef int (*ckpt_state_fetch)(void *user, int state, int64_t offset, int64_t count, float *out);
+/* Writes the checkpoint of `state` into dir (created if missing).  params and buffers are read
+ * from the backend one tensor at a time; the optimizer state too (fetch NULL: from o's own
+ * full-size buffers) or through fetch (zero_stage 1: gathered from the shards).  path_out (may
+ * be NULL) receives the final file name.  0 or -1 (it may stop calling fetch at an error). */
 int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state *state,
-               const char *config_yaml, int keep, char *path_out, size_t path_len,
-               char *err, size_t errlen);
+               const char *config_yaml, int keep, ckpt_state_fetch fetch, void *fetch_user,
+               char *path_out, size_t path_len, char *err, size_t errlen);
 
 /* Errors of ckpt_read: the file is damaged (try an older one) or does not fit this run. */
 enum { CKPT_OK = 0, CKPT_CORRUPT = -1, CKPT_MISMATCH = -2 };

@@ -62,6 +62,7 @@ void config_defaults(config *c) {
     c->warmup_steps = 0;
     c->min_lr = 0.0f;
     c->nonfinite = NONFINITE_STOP;
+    c->zero_stage = 0;
 
     c->log_every = 100;
     c->eval_every = 0;
@@ -70,6 +71,7 @@ void config_defaults(config *c) {
     c->bucket_kb = 1024;
     c->comm_timeout_s = 30.0f;
     c->check_fingerprints = 0;
+    c->grad_dtype = GRAD_DTYPE_FP32;
 
     c->ckpt_dir[0] = '\0';
     c->ckpt_every = 0;

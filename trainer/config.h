@@ -54,6 +54,7 @@ typedef enum { SCHED_CONSTANT, SCHED_COSINE, SCHED_LINEAR } schedule_type;
 typedef enum { DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA } device_type;
 typedef enum { NONFINITE_STOP, NONFINITE_SKIP } nonfinite_policy;
 typedef enum { PRECISION_FP32, PRECISION_TF32, PRECISION_BF16 } precision_type;
+typedef enum { GRAD_DTYPE_FP32, GRAD_DTYPE_BF16 } grad_dtype_type;
 
 typedef struct {
     /* run.* */
@@ -106,6 +107,7 @@ typedef struct {
     int64_t warmup_steps;          /* train.warmup_steps */
     float min_lr;                  /* train.min_lr: floor of the decay */
     nonfinite_policy nonfinite;    /* train.nonfinite: stop (name step, layer, rank) | skip the step */
+    int zero_stage;                /* train.zero_stage: 0 = every rank holds all optimizer state; 1 = sharded */
 
     /* log.* */
     int64_t log_every;             /* log.every: steps between progress lines / metrics */
@@ -116,6 +118,7 @@ typedef struct {
     int64_t bucket_kb;             /* comm.bucket_kb: gradient all-reduce bucket size */
     float comm_timeout_s;          /* comm.timeout_s: watchdog; a collective waiting longer ends the job; 0 = off */
     int check_fingerprints;        /* comm.check_fingerprints: debug: compare collectives across ranks */
+    grad_dtype_type grad_dtype;    /* comm.grad_dtype: fp32 | bf16 gradients on the wire */
 
     /* checkpoint.* */
     char ckpt_dir[CFG_PATH_MAX];   /* checkpoint.dir: "" = RUN_DIR/checkpoints */

@@ -13,6 +13,7 @@ _Static_assert(sizeof(device_type) == sizeof(int), "enum fields must be int-size
 _Static_assert(sizeof(optimizer_type) == sizeof(int), "enum fields must be int-sized");
 _Static_assert(sizeof(schedule_type) == sizeof(int), "enum fields must be int-sized");
 _Static_assert(sizeof(layer_type) == sizeof(int), "enum fields must be int-sized");
+_Static_assert(sizeof(grad_dtype_type) == sizeof(int), "enum fields must be int-sized");
 
 static const char *const device_names[] = {"auto", "cpu", "cuda", NULL};
 static const char *const optimizer_names[] = {"sgd", "adamw", NULL};
@@ -20,6 +21,7 @@ static const char *const schedule_names[] = {"constant", "cosine", "linear", NUL
 static const char *const precision_names[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const epilogue_names[] = {"fused", "separate", NULL};
 static const char *const nonfinite_names[] = {"stop", "skip", NULL};
+static const char *const grad_dtype_names[] = {"fp32", "bf16", NULL};
 static const char *const init_names[] = {"kaiming_uniform", "normal", NULL};
 const char *const config_layer_names[] = {"flatten", "linear", "relu", "gelu", "dropout",
                                           "conv2d", "maxpool2d", "avgpool2d", "global_avgpool",
@@ -82,6 +84,7 @@ const config_key config_keys[] = {
     {.name = "train.warmup_steps", .kind = CK_I64, FIELD(warmup_steps), .imin = 0, .imax = INT64_MAX},
     {.name = "train.min_lr", .kind = CK_FLOAT, FIELD(min_lr), .fmin = 0, .fmax = INFINITY},
     {.name = "train.nonfinite", .kind = CK_ENUM, FIELD(nonfinite), .names = nonfinite_names},
+    {.name = "train.zero_stage", .kind = CK_INT, FIELD(zero_stage), .imin = 0, .imax = 1},
 
     {.name = "log.every", .kind = CK_I64, FIELD(log_every), .imin = 1, .imax = INT64_MAX},
     {.name = "log.eval_every", .kind = CK_I64, FIELD(eval_every), .imin = 0, .imax = INT64_MAX},
@@ -90,6 +93,7 @@ const config_key config_keys[] = {
     {.name = "comm.bucket_kb", .kind = CK_I64, FIELD(bucket_kb), .imin = 1, .imax = INT64_C(1) << 22},
     {.name = "comm.timeout_s", .kind = CK_FLOAT, FIELD(comm_timeout_s), .fmin = 0, .fmax = 1e6},
     {.name = "comm.check_fingerprints", .kind = CK_BOOL, FIELD(check_fingerprints)},
+    {.name = "comm.grad_dtype", .kind = CK_ENUM, FIELD(grad_dtype), .names = grad_dtype_names},
 
     {.name = "checkpoint.dir", .kind = CK_STRING, FIELD(ckpt_dir)},
     {.name = "checkpoint.every", .kind = CK_I64, FIELD(ckpt_every), .imin = 0, .imax = INT64_MAX},

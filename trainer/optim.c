@@ -1,17 +1,30 @@
 /* optim: schedules (linear warmup, then cosine or linear decay to min_lr), clipping, update. */
 #include "optim.h"
 
+#include "elementwise.h"   /* kern_grad_verdict */
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+int optim_state_count(const config *cfg) {
+    return cfg->optimizer == OPT_ADAMW ? 2 : cfg->momentum > 0.0f ? 1 : 0;
+}
+
 int optim_create(optim *o, const config *cfg, int64_t n_params, int64_t total_steps,
                  kern_ctx *k, char *err, size_t errlen) {
+    return optim_create_shard(o, cfg, n_params, 0, n_params, total_steps, k, err, errlen);
+}
+
+int optim_create_shard(optim *o, const config *cfg, int64_t n_params, int64_t lo, int64_t count,
+                       int64_t total_steps, kern_ctx *k, char *err, size_t errlen) {
     memset(o, 0, sizeof *o);
     o->k = k;
     o->type = cfg->optimizer;
-    o->n = n_params;
+    o->n = count;
+    o->shard_lo = lo;
+    o->n_total = n_params;
     o->lr = cfg->lr;
     o->min_lr = cfg->min_lr;
     o->momentum = cfg->momentum;
@@ -24,18 +37,18 @@ int optim_create(optim *o, const config *cfg, int64_t n_params, int64_t total_st
     o->schedule = cfg->schedule;
     o->warmup = cfg->warmup_steps;
     o->total_steps = total_steps;
-    size_t bytes = (size_t)n_params * sizeof(float);
+    size_t bytes = (size_t)count * sizeof(float) + (count == 0 ? sizeof(float) : 0);
     int need_m = o->type == OPT_ADAMW || o->momentum > 0.0f;
     if (need_m && !(o->m = kern_alloc(k, bytes))) goto oom;
     if (o->type == OPT_ADAMW && !(o->v = kern_alloc(k, bytes))) goto oom;
     if (!(o->gstate = kern_alloc(k, KERN_GS_LEN * sizeof(double)))) goto oom;   /* zeroed */
     if (!(o->runs = malloc(sizeof *o->runs))) goto oom;
     o->n_runs = 1;
-    o->runs[0] = (struct optim_run){0, n_params, 1};
+    o->runs[0] = (struct optim_run){0, count, 1};
     return 0;
 oom:
     snprintf(err, errlen, "out of memory allocating optimizer state (%lld parameters)",
-             (long long)n_params);
+             (long long)count);
     optim_free(o);
     return -1;
 }
@@ -45,12 +58,17 @@ int optim_set_decay(optim *o, const int64_t *offsets, const int64_t *counts, con
     struct optim_run *runs = malloc((size_t)(n > 0 ? n : 1) * sizeof *runs);
     if (!runs) return -1;
     int k = 0;
+    int64_t lo = o->shard_lo, hi = o->shard_lo + o->n;
     for (int i = 0; i < n; i++) {
+        /* the part of tensor i inside the shard, in shard coordinates */
+        int64_t a = offsets[i] > lo ? offsets[i] : lo;
+        int64_t b = offsets[i] + counts[i] < hi ? offsets[i] + counts[i] : hi;
+        if (b <= a) continue;
         if (k > 0 && runs[k - 1].decay == (decay[i] != 0) &&
-            runs[k - 1].offset + runs[k - 1].count == offsets[i])
-            runs[k - 1].count += counts[i];
+            runs[k - 1].offset + runs[k - 1].count == a - lo)
+            runs[k - 1].count += b - a;
         else
-            runs[k++] = (struct optim_run){offsets[i], counts[i], decay[i] != 0};
+            runs[k++] = (struct optim_run){a - lo, b - a, decay[i] != 0};
     }
     free(o->runs);
     o->runs = runs;
@@ -116,7 +134,16 @@ void optim_device_step(optim *o, float *params, const float *grads, float lr, in
 
 void optim_queue_update(optim *o, float *params, const float *grads, float lr, int max_run,
                         int64_t step, int64_t t_plus) {
-    kern_grad_stats(o->k, o->gstate, grads, o->n, o->clip, max_run, step);
+    if (o->sum_across_ranks) {
+        /* Sharded: this shard's sum of squares (the same per-shard reduction as kern_sumsq),
+         * summed over the ranks in double, then the same verdict as kern_grad_stats.  Host
+         * memory only (the CPU backend; train.c refuses sharding on GPUs for now). */
+        double ss = kern_sumsq(o->k, grads, o->n);
+        o->sum_across_ranks(o->sum_user, &ss);
+        kern_grad_verdict(o->gstate, sqrt(ss), o->clip, max_run, step);
+    } else {
+        kern_grad_stats(o->k, o->gstate, grads, o->n, o->clip, max_run, step);
+    }
     for (int i = 0; i < o->n_runs; i++) {
         int64_t off = o->runs[i].offset, n = o->runs[i].count;
         float wd = o->runs[i].decay ? o->weight_decay : 0.0f;

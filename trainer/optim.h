@@ -1,5 +1,11 @@
 /* optim: learning-rate schedule, global-norm clipping and the optimizer step over the flat
- * parameter buffer (state buffers have the same layout as the parameters). */
+ * parameter buffer (state buffers have the same layout as the parameters).
+ *
+ * Sharded (train.zero_stage=1): the optimizer owns the slice [shard_lo, shard_lo + n) of the
+ * flat buffer; its state is n floats per state tensor, its updates take params + shard_lo and
+ * the shard's averaged gradients, and the global norm adds the shards' sums of squares through
+ * the caller's sum_across_ranks (one scalar all-reduce, which also carries the non-finite
+ * verdict: NaN or Inf on any rank makes the sum NaN or Inf on every rank). */
 #ifndef HARNESS_OPTIM_H
 #define HARNESS_OPTIM_H
 
@@ -10,7 +16,12 @@
 typedef struct {
     kern_ctx *k;
     optimizer_type type;
-    int64_t n;
+    int64_t n;             /* elements this optimizer updates (the shard; all when unsharded) */
+    int64_t shard_lo;      /* where they start in the flat buffer */
+    int64_t n_total;       /* the flat buffer's size */
+    /* Sharded: sums x over all ranks in place (host memory), NULL when unsharded. */
+    void (*sum_across_ranks)(void *user, double *x);
+    void *sum_user;
     float *m, *v;          /* AdamW moments, or m = SGD momentum buffer; NULL when unused */
     int64_t t;             /* optimizer steps taken (AdamW bias correction, SGD first step) */
     float lr, min_lr, momentum, beta1, beta2, eps, weight_decay, clip;
@@ -29,9 +40,14 @@ typedef struct {
 
 int optim_create(optim *o, const config *cfg, int64_t n_params, int64_t total_steps,
                  kern_ctx *k, char *err, size_t errlen);
+/* The shard [lo, lo + count) of n_params (optim_create is the shard [0, n_params)). */
+int optim_create_shard(optim *o, const config *cfg, int64_t n_params, int64_t lo, int64_t count,
+                       int64_t total_steps, kern_ctx *k, char *err, size_t errlen);
+/* Optimizer state tensors per element (AdamW 2, SGD with momentum 1, plain SGD 0). */
+int optim_state_count(const config *cfg);
 void optim_free(optim *o);
 /* Weight decay per tensor: n tensors at offsets[i] with counts[i] (in buffer order, covering
- * the buffer), decayed where decay[i]; neighbours with the same setting merge into one run
+ * the buffer; offsets in the flat buffer, cut to the shard here), decayed where decay[i]; neighbours with the same setting merge into one run
  * (one optimizer launch).  0 or -1 (out of memory). */
 int optim_set_decay(optim *o, const int64_t *offsets, const int64_t *counts, const int *decay,
                     int n);
@@ -63,6 +79,7 @@ typedef struct {
     int stop;               /* non-finite beyond what max_run allows: training must stop */
     int64_t stop_step;      /* the 0-based step that said so */
 } optim_verdict;
+/* Sharded: params and grads point at the shard (params + shard_lo, the averaged shard). */
 void optim_device_step(optim *o, float *params, const float *grads, float lr, int max_run,
                        int64_t step);
 /* optim_device_step in its two halves, for a step replayed from a CUDA graph: the host's

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,6 +62,8 @@ typedef struct {
     char *config_yaml;        /* the resolved config, stored in checkpoints */
     double last_eval_accuracy, last_eval_loss;
     const char *resume_what;  /* --resume */
+    int zero;                 /* train.zero_stage=1: optimizer state sharded over the ranks */
+    int64_t shard_lo, shard_hi;   /* this rank's shard of the flat parameter buffer */
 } run;
 
 /* Set by SIGUSR1 / SIGTERM; read at step boundaries only. */
@@ -340,6 +343,50 @@ static int allreduce_for_model(void *user, double *x, int n) {
     return 0;
 }
 
+/* zero_stage 1: the global gradient norm's sum of squares over the shards (one scalar). */
+static void sum_across_ranks(void *user, double *x) {
+    run *r = user;
+    char err[ERRLEN];
+    if (r->world > 1 && comm_allreduce_sum_f64(r->c, x, 1, err, sizeof err) != 0)
+        comm_abort(r->c, 1, err);
+}
+
+/* zero_stage 1, checkpoints: ckpt_write on rank 0 asks for one tensor of one optimizer state
+ * at a time; every other rank serves the same sequence (serve_optim_shards), so each
+ * request is one comm_shard_gather.  If rank 0's write stops early (a full disk), rank 0
+ * finishes the sequence with drain_optim_shards so that no rank is left waiting. */
+typedef struct {
+    run *r;
+    int64_t served;           /* (tensor, state) requests answered so far */
+} shard_fetch;
+
+static int n_optim_states(const optim *o) {
+    return o->type == OPT_ADAMW ? 2 : o->m ? 1 : 0;
+}
+
+static int fetch_optim_shard(void *user, int state, int64_t offset, int64_t count, float *out) {
+    shard_fetch *f = user;
+    char err[ERRLEN];
+    float *shard = state == 0 ? f->r->opt.m : f->r->opt.v;
+    f->served++;
+    if (comm_shard_gather(f->r->c, shard, offset, count, out, err, sizeof err) != 0)
+        comm_abort(f->r->c, 1, err);
+    return 0;
+}
+
+/* Every rank but 0 (and rank 0 to drain): requests `from` onwards, in ckpt_write's order. */
+static void serve_optim_shards(run *r, int64_t from, float *scratch) {
+    int ns = n_optim_states(&r->opt);
+    int64_t k = 0;
+    shard_fetch f = {r, 0};
+    for (int i = 0; i < r->m.n_tensors; i++) {
+        const model_tensor *t = &r->m.tensors[i];
+        if (t->is_buffer) continue;
+        for (int s = 0; s < ns; s++, k++)
+            if (k >= from) fetch_optim_shard(&f, s, t->offset, t->count, scratch);
+    }
+}
+
 /* Batch-norm running statistics are per rank unless synchronised; like DDP, rank 0's are
  * the model's: broadcast before they are used for evaluation or saved. */
 static void sync_buffers(run *r) {
@@ -427,12 +474,25 @@ static int resume(run *r, const char *what, char *err) {
     int st = 0, found = 0;
     ckpt_state s = {0};
     char path[1200] = "";
-    if (r->rank == 0) {
+    /* zero_stage 1: rank 0 reads the full state into host buffers, then scatters the shards */
+    optim full = r->opt, *into = &r->opt;
+    int ns = n_optim_states(&r->opt);
+    if (r->zero && r->rank == 0) {
+        size_t bytes = (size_t)r->m.n_params * sizeof(float) + sizeof(float);
+        full.m = ns >= 1 ? malloc(bytes) : NULL;
+        full.v = ns >= 2 ? malloc(bytes) : NULL;
+        if ((ns >= 1 && !full.m) || (ns >= 2 && !full.v)) {
+            snprintf(err, ERRLEN, "out of memory reading the optimizer state to shard it");
+            st = -1;
+        }
+        into = &full;
+    }
+    if (r->rank == 0 && st == 0) {
         if (strcmp(what, "auto") == 0) {
             static char paths[256][1200];
             int n = ckpt_list(r->ckpt_dir, paths, 256);
             for (int i = 0; i < n && !found && st == 0; i++) {
-                int rc = ckpt_read(paths[i], &r->m, &r->opt, &s, err, ERRLEN);
+                int rc = ckpt_read(paths[i], &r->m, into, &s, err, ERRLEN);
                 if (rc == CKPT_OK) {
                     found = 1;
                     snprintf(path, sizeof path, "%s", paths[i]);
@@ -450,7 +510,7 @@ static int resume(run *r, const char *what, char *err) {
                 fprintf(stderr, "harness: no checkpoint in %s, starting from scratch\n", r->ckpt_dir);
             }
         } else {
-            int rc = ckpt_read(what, &r->m, &r->opt, &s, err, ERRLEN);
+            int rc = ckpt_read(what, &r->m, into, &s, err, ERRLEN);
             if (rc == CKPT_OK) {
                 found = 1;
                 snprintf(path, sizeof path, "%s", what);
@@ -459,16 +519,25 @@ static int resume(run *r, const char *what, char *err) {
             }
         }
     }
-    if (agree(r, st, err)) return -1;
+    if (agree(r, st, err)) {
+        if (into != &r->opt) free(full.m), free(full.v);
+        return -1;
+    }
     /* hand the checkpoint to every rank */
     int64_t hdr[6] = {found, s.step, s.epoch, s.cursor, s.optimizer_steps, s.world_size};
     st = comm_broadcast(r->c, hdr, sizeof hdr, 0, err, ERRLEN);
+    if (st == 0 && hdr[0] && r->zero) {
+        st = broadcast_floats(r, r->m.params, r->m.n_params, err);
+        if (st == 0 && ns >= 1) st = comm_shard_scatter(r->c, full.m, r->opt.m, err, ERRLEN);
+        if (st == 0 && ns >= 2) st = comm_shard_scatter(r->c, full.v, r->opt.v, err, ERRLEN);
+    } else if (st == 0 && hdr[0]) {
+        float *bufs[3] = {r->m.params, r->opt.m, r->opt.v};
+        for (int i = 0; i < 3 && st == 0; i++) st = broadcast_floats(r, bufs[i], r->m.n_params, err);
+    }
+    if (into != &r->opt) free(full.m), free(full.v);
+    if (st == 0 && hdr[0]) st = broadcast_floats(r, r->m.buffers, r->m.n_buffers, err);
     if (agree(r, st, err)) return -1;
     if (!hdr[0]) return 0;
-    float *bufs[3] = {r->m.params, r->opt.m, r->opt.v};
-    for (int i = 0; i < 3 && st == 0; i++) st = broadcast_floats(r, bufs[i], r->m.n_params, err);
-    if (st == 0) st = broadcast_floats(r, r->m.buffers, r->m.n_buffers, err);
-    if (agree(r, st, err)) return -1;
     r->opt.t = hdr[4];
     r->start_step = hdr[1];
     if (r->start_step > r->total_steps) {
@@ -492,6 +561,7 @@ static int checkpoint(run *r, int64_t step, char *path, size_t path_len) {
     sync_buffers(r);
     optim_verdict v;
     optim_read(&r->opt, &v);   /* brings opt.t up to date (skipped steps excluded) */
+    shard_fetch fetch = {r, 0};
     if (r->rank == 0) {
         ckpt_state s = {0};
         s.step = step;
@@ -499,8 +569,25 @@ static int checkpoint(run *r, int64_t step, char *path, size_t path_len) {
         s.optimizer_steps = r->opt.t;
         s.seed = r->cfg->seed;
         s.world_size = r->world;
-        st = ckpt_write(r->ckpt_dir, &r->m, &r->opt, &s, r->config_yaml, r->cfg->ckpt_keep, path,
-                        path_len, err, ERRLEN);
+        st = ckpt_write(r->ckpt_dir, &r->m, &r->opt, &s, r->config_yaml, r->cfg->ckpt_keep,
+                        r->zero ? fetch_optim_shard : NULL, &fetch, path, path_len, err, ERRLEN);
+    }
+    if (r->zero && r->world > 1) {
+        /* the shards travel one tensor at a time: rank 0 holds at most one extra tensor */
+        /* rank 0 drains (after ckpt_write has freed its own buffer) only when the write
+         * stopped early; its scratch is then the one extra tensor */
+        int64_t largest = 1, requests = 0;
+        for (int i = 0; i < r->m.n_tensors; i++) {
+            if (r->m.tensors[i].is_buffer) continue;
+            if (r->m.tensors[i].count > largest) largest = r->m.tensors[i].count;
+            requests += n_optim_states(&r->opt);
+        }
+        if (r->rank != 0 || fetch.served < requests) {
+            float *scratch = r->rank == 0 ? malloc((size_t)largest * sizeof(float)) : NULL;
+            if (r->rank == 0 && !scratch) comm_abort(r->c, 1, "out of memory draining a checkpoint");
+            serve_optim_shards(r, r->rank == 0 ? fetch.served : 0, scratch);
+            free(scratch);
+        }
     }
     return agree(r, st, err);
 }
@@ -541,8 +628,11 @@ static int check_memory(run *r, char *err) {
     int64_t n_params = 0;
     int64_t model = model_estimate_bytes(cfg, &r->in_desc, r->B, &n_params);
     if (model < 0) return 0;   /* model_build explains */
-    int states = cfg->optimizer == OPT_ADAMW ? 2 : cfg->momentum > 0.0f ? 1 : 0;
-    int64_t optim_bytes = (int64_t)states * n_params * (int64_t)sizeof(float);
+    /* zero_stage 1: the state of this rank's shard only, plus the shard's averaged gradients */
+    int states = optim_state_count(cfg);
+    int64_t shard = cfg->zero_stage == 1 ? (n_params + r->world - 1) / r->world : n_params;
+    int64_t optim_bytes = (int64_t)states * shard * (int64_t)sizeof(float);
+    if (cfg->zero_stage == 1 && r->world > 1) optim_bytes += shard * (int64_t)sizeof(float);
     r->estimated_bytes = model + optim_bytes;
     int64_t cache = cfg->cache_mb * 1024 * 1024, data = 0;
     const data_info *infos[2] = {r->info, r->test ? data_loader_info(r->test) : NULL};
@@ -624,6 +714,15 @@ static int setup(run *r, char *err) {
     data_rank_slice(r->G, r->rank, r->world, &r->rank_base, &end);
 
     if (agree(r, open_backend(r, err), err)) return -1;
+    r->zero = cfg->zero_stage == 1;
+    if ((r->zero || cfg->grad_dtype != GRAD_DTYPE_FP32) && kern_get_backend(r->k) != KERN_CPU) {
+        snprintf(err, ERRLEN, "%s: implemented on the CPU backend (MPI on host memory) only so "
+                 "far; use train.device=cpu, or %s on GPUs",
+                 r->zero ? "train.zero_stage=1" : "comm.grad_dtype=bf16",
+                 r->zero ? "train.zero_stage=0" : "comm.grad_dtype=fp32");
+        st = -1;
+    }
+    if (agree(r, st, err)) return -1;
     if (agree(r, open_comm_gpu(r, err), err)) return -1;
     if (agree(r, open_data(r, 1, err), err)) return -1;
     if (agree(r, check_memory(r, err), err)) return -1;
@@ -634,13 +733,22 @@ static int setup(run *r, char *err) {
 
     int64_t per_epoch = r->info->n / cfg->batch_size;
     r->total_steps = cfg->steps > 0 ? cfg->steps : cfg->epochs * per_epoch;
-    st = optim_create(&r->opt, cfg, r->m.n_params, r->total_steps, r->k, err, ERRLEN);
-    if (st == 0) st = set_weight_decay(r, err);
     size_t bucket_bytes = (size_t)cfg->bucket_kb * 1024;
+    st = comm_grads_set_exchange(r->c, r->zero, cfg->grad_dtype == GRAD_DTYPE_BF16
+                                 ? COMM_GRAD_BF16 : COMM_GRAD_FP32, err, ERRLEN);
     if (st == 0 && comm_gpu_backend_in_use(r->c) != COMM_GPU_NONE)
         st = comm_grads_register_device(r->c, r->m.grads, r->m.n_params, bucket_bytes, err, ERRLEN);
     else if (st == 0)
         st = comm_grads_register(r->c, r->m.grads, r->m.n_params, bucket_bytes, err, ERRLEN);
+    comm_grads_shard_range(r->c, &r->shard_lo, &r->shard_hi);
+    if (st == 0)
+        st = optim_create_shard(&r->opt, cfg, r->m.n_params, r->shard_lo,
+                                r->shard_hi - r->shard_lo, r->total_steps, r->k, err, ERRLEN);
+    if (st == 0 && r->zero) {
+        r->opt.sum_across_ranks = sum_across_ranks;
+        r->opt.sum_user = r;
+    }
+    if (st == 0) st = set_weight_decay(r, err);
     if (agree(r, st, err)) return -1;
 
     /* Every rank draws the same weights from the seed; rank 0's are broadcast anyway so that
@@ -770,6 +878,7 @@ static const char *graph_refusal(const run *r, const config *cfg, int *emulate) 
         return "not with several ranks (the gradient buckets' collectives and their watchdog "
                "records are issued by the host during backward)";
     if (r->accum > 1) return "not with train.grad_accum > 1 (a batch upload between micro-steps)";
+    if (r->zero) return "not with train.zero_stage=1";
     return NULL;
 }
 
@@ -813,23 +922,30 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         teardown(&r);
         return HARNESS_EXIT_ERROR;
     }
+    /* optimizer state this rank holds: state tensors x its shard (all of it at stage 0) */
+    int64_t optim_state_bytes = (int64_t)n_optim_states(&r.opt) * r.opt.n * (int64_t)sizeof(float);
     if (r.rank == 0) {
         fprintf(stderr, "harness: %lld parameters, %d rank%s, global batch %lld (%lld per rank x %lld "
                 "micro-steps), %lld steps, %.1f MFLOP per sample\n", (long long)r.m.n_params,
                 r.world, r.world > 1 ? "s" : "", (long long)cfg->batch_size, (long long)r.B,
                 (long long)r.accum, (long long)r.total_steps, r.m.flops_per_sample * 1e-6);
-        int states = cfg->optimizer == OPT_ADAMW ? 2 : cfg->momentum > 0.0f ? 1 : 0;
-        int64_t allocated = r.m.allocated_bytes + (int64_t)states * r.m.n_params * 4;
+        int64_t allocated = r.m.allocated_bytes + optim_state_bytes;
         double mib = 1024.0 * 1024.0;
         fprintf(stderr, "harness: memory per rank: estimated %.1f MiB at start, allocated %.1f MiB "
                 "(model %.1f MiB: parameters, gradients, activations, scratch; optimizer state "
                 "%.1f MiB)\n", (double)r.estimated_bytes / mib, (double)allocated / mib,
-                (double)r.m.allocated_bytes / mib, (double)(states * r.m.n_params * 4) / mib);
-        char fields[512];
+                (double)r.m.allocated_bytes / mib, (double)optim_state_bytes / mib);
+        fprintf(stderr, "harness: optimizer state per rank: %lld bytes (%lld of %lld parameters, "
+                "train.zero_stage=%d%s)\n", (long long)optim_state_bytes,
+                (long long)(r.shard_hi - r.shard_lo), (long long)r.m.n_params, cfg->zero_stage,
+                r.zero ? ", sharded over the ranks" : "");
+        char fields[640];
         snprintf(fields, sizeof fields, "\"params\":%lld,\"world\":%d,\"batch_size\":%lld,"
-                 "\"total_steps\":%lld,\"start_step\":%lld,\"flops_per_sample\":%.6g",
+                 "\"total_steps\":%lld,\"start_step\":%lld,\"flops_per_sample\":%.6g,"
+                 "\"zero_stage\":%d,\"optim_state_bytes_per_rank\":%lld",
                  (long long)r.m.n_params, r.world, (long long)cfg->batch_size,
-                 (long long)r.total_steps, (long long)r.start_step, r.m.flops_per_sample);
+                 (long long)r.total_steps, (long long)r.start_step, r.m.flops_per_sample,
+                 cfg->zero_stage, (long long)optim_state_bytes);
         metrics_log_event(&r.met, "start", fields);
     }
 
@@ -941,10 +1057,19 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
          * every rank agrees on - log intervals, checkpoints, --stop-after, the last step -
          * and, for the step count alone, when a stop signal came.  The averaged gradients
          * are identical on every rank, so every rank reaches the same verdict. */
+        /* zero_stage 1: each rank updates its shard with its shard's state (the norm adds the
+         * shards' sums of squares: one scalar all-reduce), then the shards are all-gathered so
+         * every rank holds all updated parameters for the next forward. */
         float lr = optim_lr(&r.opt, step);
+        const float *step_grads = r.zero ? comm_grads_shard(c) : r.m.grads;
         if (!graphed)
-            optim_device_step(&r.opt, r.m.params, r.m.grads, lr,
+            optim_device_step(&r.opt, r.m.params + r.shard_lo, step_grads, lr,
                               cfg->nonfinite == NONFINITE_SKIP ? MAX_CONSECUTIVE_SKIPS : 0, step);
+        if (r.zero && r.world > 1) {
+            double tg = metrics_now();
+            if (comm_shards_allgather(c, r.m.params, err, sizeof err) != 0) comm_abort(c, 1, err);
+            iv_comm += metrics_now() - tg;
+        }
         if (poison_grads) kern_fill(r.k, r.m.grads, NAN, r.m.n_params);
         /* a failed cuBLAS/cuDNN call or kernel leaves wrong numbers behind: once per step */
         if (kern_check(r.k, err, sizeof err) != 0) comm_abort(c, 1, err);
@@ -1080,6 +1205,17 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     }
     if (exit_code == HARNESS_EXIT_OK) {
         if (r.test) evaluate(&r, r.total_steps, epoch);
+        /* peak resident memory (VmHWM) of every rank, for the memory figures of zero_stage */
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        int32_t rss_kib[2] = {(int32_t)(ru.ru_maxrss > INT32_MAX ? INT32_MAX : ru.ru_maxrss), 0};
+        int32_t rank0_kib = rss_kib[0];
+        if (comm_allreduce_max_i32(c, rss_kib, 1, err, sizeof err) != 0) comm_abort(c, 1, err);
+        if (r.rank == 0)
+            metrics_notice(&r.met, "harness: peak resident memory per rank: max %.1f MiB (rank 0 "
+                           "%.1f MiB); optimizer state per rank %.1f MiB (train.zero_stage=%d)",
+                           rss_kib[0] / 1024.0, rank0_kib / 1024.0,
+                           (double)optim_state_bytes / (1024.0 * 1024.0), cfg->zero_stage);
         if (r.rank == 0) {
             double sps = steps_run > 0 ? (double)steps_run * (double)cfg->batch_size / train_s : 0;
             char acc[96] = "", rate[64];
@@ -1094,13 +1230,15 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                            "(%.2f GFLOP/s) on %d rank%s%s; checkpoint %s",
                            (long long)steps_run, train_s, rate, sps * r.m.flops_per_sample * 1e-9,
                            r.world, r.world > 1 ? "s" : "", acc, ckpt_path);
-            char fields[512];
+            char fields[2048];
             snprintf(fields, sizeof fields, "\"steps\":%lld,\"train_seconds\":%.3f,"
                      "\"samples_per_s\":%.1f,\"flops_per_s\":%.6g,\"test_accuracy\":%.6f,"
-                     "\"test_loss\":%.9g,\"tokens_per_s\":%.1f,\"checkpoint\":\"%s\"",
+                     "\"test_loss\":%.9g,\"tokens_per_s\":%.1f,\"checkpoint\":\"%s\","
+                     "\"optim_state_bytes_per_rank\":%lld,\"peak_rss_kib_max\":%d",
                      (long long)steps_run, train_s, sps, sps * r.m.flops_per_sample,
                      r.test ? r.last_eval_accuracy : -1.0, r.test ? r.last_eval_loss : -1.0,
-                     sps * (double)r.context, ckpt_path);
+                     sps * (double)r.context, ckpt_path, (long long)optim_state_bytes,
+                     (int)rss_kib[0]);
             metrics_log_event(&r.met, "summary", fields);
         }
     }
