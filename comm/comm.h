@@ -73,6 +73,14 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen);
 int comm_grads_wait(comm *c, char *err, size_t errlen);
 /* Seconds spent blocked in comm_grads_wait since the last call (step time breakdown). */
 double comm_grads_wait_seconds(comm *c);
+/* Traces: from now on stamp each host-memory bucket's start (MPI_Iallreduce) and completion
+ * (the MPI_Test or MPI_Wait that saw it done; the wait then waits bucket by bucket) on the
+ * monotonic clock.  Call after register; allocates once; not for device buffers (returns 0
+ * and stamps nothing).  comm_grads_bucket_times: the stamps of the buckets the last
+ * comm_grads_wait finished (their count; 0 when not timing). */
+int comm_grads_time_buckets(comm *c, char *err, size_t errlen);
+int64_t comm_grads_buckets(const comm *c);   /* buckets of the registered buffer */
+int64_t comm_grads_bucket_times(const comm *c, const double **start, const double **end);
 
 /* ---- GPU backends ------------------------------------------------------------------------
  *

@@ -41,6 +41,9 @@ int comm_grads_plan(comm *c, int64_t n, size_t bucket_bytes, const char *who, ch
     }
     free(c->buckets);
     free(c->requests);
+    free(c->bucket_t0);
+    free(c->bucket_t1);
+    c->bucket_t0 = c->bucket_t1 = NULL;
     c->grads_n = n;
     c->buckets = buckets;
     c->requests = requests;
@@ -72,6 +75,7 @@ static int start_buckets(comm *c, int64_t offset, char *err, size_t errlen) {
         /* With fingerprint checking on, a mismatch skips this bucket on every rank. */
         if (comm_collective_join(c, COMM_OP_GRADS_BUCKET, COMM_TYPE_F32, b.count, 0, err, errlen))
             return 1;
+        if (c->bucket_t0) c->bucket_t0[c->started] = c->bucket_t1[c->started] = now_seconds();
         if (c->world_size > 1) {
             int rc = MPI_Iallreduce(MPI_IN_PLACE, c->grads + b.start, b.count, MPI_FLOAT, MPI_SUM,
                                     c->world, &c->requests[c->started]);
@@ -101,6 +105,7 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
             int rc = MPI_Test(&c->requests[c->completed], &done, MPI_STATUS_IGNORE);
             if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Test (gradient bucket)", err, errlen);
             if (!done) break;
+            if (c->bucket_t1) c->bucket_t1[c->completed] = now_seconds();
             c->completed++;
         }
     }
@@ -122,6 +127,12 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
         }
         /* Waitall takes an int count; more than INT_MAX buckets is only possible with absurd
          * sizes, but wait in int-sized slices anyway. */
+        /* traced: one bucket at a time, so that each one's completion is stamped */
+        for (; c->bucket_t1 && status == 0 && first < c->started; first++) {
+            int rc = MPI_Wait(&c->requests[first], MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS) status = comm_mpi_error(c, rc, "MPI_Wait (gradient bucket)", err, errlen);
+            c->bucket_t1[first] = now_seconds();
+        }
         while (status == 0 && first < c->started) {
             int64_t left = c->started - first;
             int pending = (int)(left < INT_MAX ? left : INT_MAX);
@@ -138,10 +149,30 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
             for (int64_t i = 0; i < c->grads_n; i++) g[i] /= world;
         }
     }
+    c->bucket_timed = c->started;
     c->started = 0;
     c->completed = 0;
     c->wait_seconds += now_seconds() - t0;
     return status;
+}
+
+int comm_grads_time_buckets(comm *c, char *err, size_t errlen) {
+    if (c->grads_on_device || c->bucket_t0 || c->num_buckets == 0) return 0;
+    c->bucket_t0 = calloc((size_t)c->num_buckets, sizeof *c->bucket_t0);
+    c->bucket_t1 = calloc((size_t)c->num_buckets, sizeof *c->bucket_t1);
+    if (!c->bucket_t0 || !c->bucket_t1) {
+        free(c->bucket_t0);
+        free(c->bucket_t1);
+        c->bucket_t0 = c->bucket_t1 = NULL;
+        return comm_error(err, errlen, "comm_grads_time_buckets: out of memory");
+    }
+    return 0;
+}
+
+int64_t comm_grads_bucket_times(const comm *c, const double **start, const double **end) {
+    *start = c->bucket_t0;
+    *end = c->bucket_t1;
+    return c->bucket_t0 ? c->bucket_timed : 0;
 }
 
 double comm_grads_wait_seconds(comm *c) {
@@ -150,3 +181,5 @@ double comm_grads_wait_seconds(comm *c) {
     c->wait_seconds = 0.0;
     return s;
 }
+
+int64_t comm_grads_buckets(const comm *c) { return c->num_buckets; }

@@ -101,6 +101,8 @@ void comm_finalize(comm *c) {
     comm_watchdog_destroy(c);
     free(c->buckets);
     free(c->requests);
+    free(c->bucket_t0);
+    free(c->bucket_t1);
     free(c);
 }
 

@@ -130,6 +130,8 @@ struct comm {
     int64_t completed;      /* buckets 0..completed-1 are known to be finished */
     uint64_t bucket_seq0;   /* sequence number of bucket 0 of this step */
     double wait_seconds;    /* blocked in comm_grads_wait since last read */
+    int64_t bucket_timed;   /* buckets the last comm_grads_wait finished */
+    double *bucket_t0, *bucket_t1;   /* [num_buckets] when timing buckets (traces), else NULL */
 
     /* Published state (comm_state.c): header + slots [shared_slots], this rank's is self. */
     comm_shared_header *header;

@@ -83,6 +83,12 @@ const config_key config_keys[] = {
     {.name = "log.every", .kind = CK_I64, FIELD(log_every), .imin = 1, .imax = INT64_MAX},
     {.name = "log.eval_every", .kind = CK_I64, FIELD(eval_every), .imin = 0, .imax = INT64_MAX},
     {.name = "log.progress", .kind = CK_TRISTATE, FIELD(progress)},
+    {.name = "log.plot", .kind = CK_BOOL, FIELD(plot)},
+    {.name = "log.trace", .kind = CK_BOOL, FIELD(trace)},
+    {.name = "log.trace_start", .kind = CK_I64, FIELD(trace_start), .imin = 1, .imax = INT64_MAX},
+    {.name = "log.trace_steps", .kind = CK_I64, FIELD(trace_steps), .imin = 1, .imax = 10000},
+    {.name = "log.straggler_pct", .kind = CK_FLOAT, FIELD(straggler_pct), .fmin = 0, .fmin_open = 1, .fmax = 1e6},
+    {.name = "log.straggler_intervals", .kind = CK_INT, FIELD(straggler_intervals), .imin = 1, .imax = 1000000},
 
     {.name = "comm.bucket_kb", .kind = CK_I64, FIELD(bucket_kb), .imin = 1, .imax = INT64_C(1) << 22},
     {.name = "comm.timeout_s", .kind = CK_FLOAT, FIELD(comm_timeout_s), .fmin = 0, .fmax = 1e6},

@@ -29,6 +29,9 @@
 #include "metrics.h"
 #include "model.h"
 #include "optim.h"
+#include "plot.h"
+#include "straggler.h"
+#include "trace.h"
 
 #define ERRLEN 1024
 
@@ -61,6 +64,8 @@ typedef struct {
     char *config_yaml;        /* the resolved config, stored in checkpoints */
     double last_eval_accuracy, last_eval_loss;
     const char *resume_what;  /* --resume */
+    trace *tr;                /* log.trace: NULL when off */
+    straggler strag;          /* step-time spread across ranks at log intervals */
 } run;
 
 /* Set by SIGUSR1 / SIGTERM; read at step boundaries only. */
@@ -679,6 +684,9 @@ static int setup(run *r, char *err) {
 
 static void teardown(run *r) {
     if (r->rank == 0) metrics_close(&r->met);
+    trace_free(r->tr);
+    r->m.trace = r->tr = NULL;
+    straggler_close(&r->strag);
     optim_free(&r->opt);
     if (r->k) {
         kern_free(r->k, r->labels_dev);
@@ -690,6 +698,31 @@ static void teardown(run *r) {
     if (r->train) data_loader_close(r->train);
     if (r->k) kern_destroy(r->k);
     free(r->config_yaml);
+}
+
+/* The straggler report, and the trace when log.trace asks for one (collective). */
+static int open_observers(run *r, char *err) {
+    const config *cfg = r->cfg;
+    if (straggler_open(&r->strag, r->world, r->rank, cfg->straggler_pct, cfg->straggler_intervals,
+                       err, ERRLEN) != 0)
+        return -1;
+    if (!cfg->trace) return 0;
+    /* per micro-step: data, copy, loss and a forward and backward span per layer; per step:
+     * zeroing, the all-reduce wait, each bucket, the optimizer */
+    int per_step = (int)(r->accum * (2 * r->m.n_layers + 4) + 8 + comm_grads_buckets(r->c));
+    if (trace_open(&r->tr, r->k, r->c, cfg->trace_start, cfg->trace_steps, per_step, err,
+                   ERRLEN) != 0)
+        return -1;
+    r->m.trace = r->tr;
+    return r->world > 1 ? comm_grads_time_buckets(r->c, err, ERRLEN) : 0;
+}
+
+/* The all-reduce of each gradient bucket of this step, as comm timed it. */
+static void trace_buckets(run *r) {
+    const double *t0, *t1;
+    int64_t n = trace_on(r->tr) ? comm_grads_bucket_times(r->c, &t0, &t1) : 0;
+    for (int64_t i = 0; i < n; i++)
+        trace_host_span(r->tr, TRACE_COMM, "all-reduce bucket", (int)i, t0[i], t1[i]);
 }
 
 /* train.nonfinite=skip gives up after this many skipped steps in a row. */
@@ -731,6 +764,20 @@ static void report_nonfinite(run *r, int64_t step, int64_t skipped) {
     r->met.line_open = 0;
 }
 
+/* Rank 0: one rank has been slower than the others for log.straggler_intervals intervals. */
+static void report_straggler(run *r, int64_t step, const straggler_report *sr) {
+    double others = sr->max_s / (1.0 + sr->excess);
+    metrics_notice(&r->met, "harness: warning: straggler: rank %d's steps took %.0f%% longer "
+                   "than the other ranks' median (%.3f ms vs %.3f ms, busy time per step) for "
+                   "the last %d log intervals (up to step %lld)", sr->slowest, 100.0 * sr->excess,
+                   sr->max_s * 1e3, others * 1e3, sr->streak, (long long)step);
+    char fields[256];
+    snprintf(fields, sizeof fields, "\"step\":%lld,\"rank\":%d,\"excess\":%.4f,"
+             "\"rank_step_s\":%.6g,\"others_median_s\":%.6g,\"intervals\":%d",
+             (long long)step, sr->slowest, sr->excess, sr->max_s, others, sr->streak);
+    metrics_log_event(&r->met, "straggler", fields);
+}
+
 static void run_init(run *r, const config *cfg, comm *c) {
     memset(r, 0, sizeof *r);
     r->cfg = cfg;
@@ -767,7 +814,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     /* From here on a stalled collective or a lost rank ends the job with a report (the
      * one-rank phases of start-up - reading data, resuming - are over). */
     int wd = cfg->comm_timeout_s > 0 ? comm_watchdog_start(c, cfg->comm_timeout_s, err, sizeof err) : 0;
-    if (agree(&r, wd, err)) {
+    if (agree(&r, wd, err) || agree(&r, open_observers(&r, err), err)) {
         teardown(&r);
         return HARNESS_EXIT_ERROR;
     }
@@ -806,24 +853,37 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
      * delivered reliably in the middle of gradient accumulation. */
     const char *sleep_env = getenv("HARNESS_FAULT_STEP_SLEEP_MS");
     long step_sleep_ms = sleep_env ? strtol(sleep_env, NULL, 10) : 0;
+    /* ... and HARNESS_FAULT_SLOW_RANK=R:MS, a pause in rank R's steps only (a straggler) */
+    const char *slow_env = getenv("HARNESS_FAULT_SLOW_RANK");
+    if (slow_env && strtol(slow_env, NULL, 10) == r.rank && strchr(slow_env, ':'))
+        step_sleep_ms += strtol(strchr(slow_env, ':') + 1, NULL, 10);
     data_batch b;
 
     for (int64_t step = r.start_step; step < r.total_steps; step++) {
         comm_set_step(c, step + 1);   /* 1-based, as in the logs and checkpoint names */
         double t0 = metrics_now();
+        trace_step_begin(r.tr, step + 1);
         double data_before = data_loader_wait_seconds(r.train);
+        int span = trace_compute_begin(r.tr, "zero gradients", NULL, -1);
         kern_fill(r.k, r.m.grads, 0.0f, r.m.n_params);
+        trace_compute_end(r.tr, span);
         for (int64_t micro = 0; micro < r.accum; micro++) {
+            span = trace_host_begin(r.tr, TRACE_HOST, "data wait", -1);
             if (data_loader_next(r.train, &b, err, sizeof err) != 0) comm_abort(c, 1, err);
+            trace_host_end(r.tr, span);
             if (micro == 0) epoch = b.epoch;
+            span = trace_compute_begin(r.tr, "copy to device", NULL, -1);
             load_batch(&r, &b, cfg->train_path);
+            trace_compute_end(r.tr, span);
             uint64_t step_id = (uint64_t)(step * r.accum + micro);
             const float *logits = model_forward(&r.m, r.B, 1, cfg->seed, step_id, r.rank_base);
             /* loss sum and correct count stay on the backend until the log interval; the
              * gradient of the logits is written over them (model_dlogits) */
+            span = trace_compute_begin(r.tr, "loss", NULL, -1);
             kern_softmax_xent_acc(r.k, r.m.losses, model_dlogits(&r.m), r.acc_dev, logits,
                                   r.labels_dev, (int)rows, (int)r.m.n_classes, (int)r.m.out_ld,
                                   inv_scale);
+            trace_compute_end(r.tr, span);
             iv_samples += rows;
             int last = micro == r.accum - 1;
             model_backward(&r.m, r.B, last && r.world > 1 ? grads_ready_cb : NULL, &r);
@@ -835,9 +895,12 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         if (r.world > 1) {
             /* On GPUs the wait queues the compute stream behind the all-reduces (NCCL) or the
              * copies back (MPI staged); what follows runs on that stream. */
+            span = trace_host_begin(r.tr, TRACE_HOST, "all-reduce wait", -1);
             if (comm_grads_ready(c, 0, err, sizeof err) != 0 ||
                 comm_grads_wait(c, err, sizeof err) != 0)
                 comm_abort(c, 1, err);
+            trace_host_end(r.tr, span);
+            trace_buckets(&r);
             iv_comm += comm_grads_wait_seconds(c);
         }
         /* The averaged gradients are identical on every rank, so every rank reaches the same
@@ -850,8 +913,10 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
          * and, for the step count alone, when a stop signal came.  The averaged gradients
          * are identical on every rank, so every rank reaches the same verdict. */
         float lr = optim_lr(&r.opt, step);
+        span = trace_compute_begin(r.tr, "optimizer", NULL, -1);
         optim_device_step(&r.opt, r.m.params, r.m.grads, lr,
                           cfg->nonfinite == NONFINITE_SKIP ? MAX_CONSECUTIVE_SKIPS : 0, step);
+        trace_compute_end(r.tr, span);
         /* a failed cuBLAS/cuDNN call or kernel leaves wrong numbers behind: once per step */
         if (kern_check(r.k, err, sizeof err) != 0) comm_abort(c, 1, err);
         {
@@ -888,6 +953,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             }
         }
         double t1 = metrics_now();
+        trace_step_end(r.tr);
         iv_data += data_loader_wait_seconds(r.train) - data_before;
         iv_compute += t1 - t0;
         iv_steps++;
@@ -901,8 +967,17 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             reset_acc(&r, r.acc_dev);
             if (comm_allreduce_sum_f64(c, sums, 3, err, sizeof err) != 0) comm_abort(c, 1, err);
             double now = metrics_now(), dt = now - t_interval;
+            straggler_report sr;
+            if (straggler_interval(&r.strag, c, (iv_compute - iv_comm) / (double)iv_steps, &sr,
+                                   err, sizeof err) != 0)
+                comm_abort(c, 1, err);
             if (r.rank == 0) {
                 metrics_train t = {0};
+                t.spread = r.world > 1;
+                t.step_min_s = sr.min_s;
+                t.step_median_s = sr.median_s;
+                t.step_max_s = sr.max_s;
+                t.slowest_rank = sr.slowest;
                 t.step = done;
                 t.total_steps = r.total_steps;
                 t.epoch = epoch;
@@ -920,6 +995,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                 t.data_wait_s = iv_data / (double)iv_steps;
                 t.compute_s = (iv_compute - iv_comm - iv_data) / (double)iv_steps;
                 metrics_log_train(&r.met, &t);
+                if (sr.warn) report_straggler(&r, done, &sr);
             }
             iv_compute = iv_comm = iv_data = 0;
             iv_samples = iv_steps = 0;
@@ -929,8 +1005,11 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
 
         /* Evaluation and checkpoints do not count as training time. */
         double te = metrics_now();
-        if (r.test && cfg->eval_every > 0 && done % cfg->eval_every == 0)
+        if (r.test && cfg->eval_every > 0 && done % cfg->eval_every == 0) {
+            span = trace_host_begin(r.tr, TRACE_HOST, "evaluation", -1);
             evaluate(&r, done, epoch);
+            trace_host_end(r.tr, span);
+        }
         /* One small all-reduce per step: every rank learns of a signal any rank received,
          * so they all stop after the same step. */
         int32_t stop = stop_signal ? stop_signal
@@ -939,7 +1018,10 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             comm_abort(c, 1, err);
         if (stop || (cfg->ckpt_every > 0 && done % cfg->ckpt_every == 0)) {
             comm_watchdog_allow(c, cfg->ckpt_timeout_s);   /* the others wait for rank 0's write */
-            if (checkpoint(&r, done, ckpt_path, sizeof ckpt_path) != 0) {
+            span = trace_host_begin(r.tr, TRACE_HOST, "checkpoint write", -1);
+            int ck = checkpoint(&r, done, ckpt_path, sizeof ckpt_path);
+            trace_host_end(r.tr, span);
+            if (ck != 0) {
                 exit_code = HARNESS_EXIT_ERROR;
                 break;
             }
@@ -965,9 +1047,18 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                        (long long)skipped_steps, skipped_steps == 1 ? "" : "s");
     if (exit_code == HARNESS_EXIT_OK) {
         comm_watchdog_allow(c, cfg->ckpt_timeout_s);
+        int span = trace_host_begin(r.tr, TRACE_HOST, "checkpoint write", -1);
         if (checkpoint(&r, r.total_steps, ckpt_path, sizeof ckpt_path) != 0)
             exit_code = HARNESS_EXIT_ERROR;
+        trace_host_end(r.tr, span);
     }
+    /* every rank reaches here (errors in the loop are agreed on, or abort the job) */
+    if (r.tr && trace_write(r.tr, c, cfg->run_dir, err, sizeof err) != 0 && r.rank == 0)
+        metrics_notice(&r.met, "harness: warning: trace: %s", err);
+    else if (r.tr && r.rank == 0)
+        metrics_notice(&r.met, "harness: trace of steps %lld-%lld written to %s/trace.json",
+                       (long long)cfg->trace_start,
+                       (long long)(cfg->trace_start + cfg->trace_steps - 1), cfg->run_dir);
     if (exit_code == HARNESS_EXIT_OK) {
         if (r.test) evaluate(&r, r.total_steps, epoch);
         if (r.rank == 0) {
@@ -993,6 +1084,17 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                      sps * (double)r.context, ckpt_path);
             metrics_log_event(&r.met, "summary", fields);
         }
+    }
+    if (cfg->plot && r.rank == 0 && exit_code != HARNESS_EXIT_ERROR) {
+        char png[CFG_PATH_MAX + 32];
+        snprintf(png, sizeof png, "%s/metrics.png", cfg->run_dir);
+        fflush(r.met.jsonl);
+        const char *dirs[1] = {cfg->run_dir};
+        if (plot_runs(dirs, 1, png, PLOT_DEFAULT_WIDTH, PLOT_DEFAULT_HEIGHT, NULL, err,
+                      sizeof err) != 0)
+            metrics_notice(&r.met, "harness: warning: log.plot: %s", err);
+        else
+            metrics_notice(&r.met, "harness: plot written to %s", png);
     }
     teardown(&r);
     return exit_code;
