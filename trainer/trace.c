@@ -79,10 +79,11 @@ void trace_step_begin(trace *t, int64_t step) {
     t->step_span = trace_host_begin(t, TRACE_HOST, "step", -1);
 }
 
+/* Recording stays on until the next step begins: the evaluation and checkpoint that follow a
+ * traced step belong to its picture. */
 void trace_step_end(trace *t) {
     if (!trace_on(t)) return;
     trace_host_end(t, t->step_span);
-    t->on = 0;
 }
 
 static int add_span(trace *t, trace_track track, const char *name, int arg, int device) {

@@ -369,7 +369,10 @@ oom:
 static void grads_ready_cb(void *user, int64_t offset) {
     run *r = user;
     char err[ERRLEN];
+    /* starting buckets also progresses the ones in flight (MPI_Test), which can take a while */
+    int span = trace_host_begin(r->tr, TRACE_HOST, "all-reduce start", -1);
     if (comm_grads_ready(r->c, offset, err, sizeof err) != 0) comm_abort(r->c, 1, err);
+    trace_host_end(r->tr, span);
 }
 
 /* Loss and accuracy over the whole test set, every sample exactly once across ranks. */
@@ -1006,8 +1009,11 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         /* Evaluation and checkpoints do not count as training time. */
         double te = metrics_now();
         if (r.test && cfg->eval_every > 0 && done % cfg->eval_every == 0) {
+            /* one span for the whole evaluation, not one per layer per batch */
             span = trace_host_begin(r.tr, TRACE_HOST, "evaluation", -1);
+            r.m.trace = NULL;
             evaluate(&r, done, epoch);
+            r.m.trace = r.tr;
             trace_host_end(r.tr, span);
         }
         /* One small all-reduce per step: every rank learns of a signal any rank received,
@@ -1060,6 +1066,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                        (long long)cfg->trace_start,
                        (long long)(cfg->trace_start + cfg->trace_steps - 1), cfg->run_dir);
     if (exit_code == HARNESS_EXIT_OK) {
+        r.m.trace = NULL;
         if (r.test) evaluate(&r, r.total_steps, epoch);
         if (r.rank == 0) {
             double sps = steps_run > 0 ? (double)steps_run * (double)cfg->batch_size / train_s : 0;
