@@ -44,6 +44,7 @@ int comm_grads_plan(comm *c, int64_t n, size_t bucket_bytes, const char *who, ch
     free(c->bucket_t0);
     free(c->bucket_t1);
     c->bucket_t0 = c->bucket_t1 = NULL;
+    comm_shm_grads_close(c);
     c->grads_n = n;
     c->buckets = buckets;
     c->requests = requests;
@@ -76,7 +77,9 @@ static int start_buckets(comm *c, int64_t offset, char *err, size_t errlen) {
         if (comm_collective_join(c, COMM_OP_GRADS_BUCKET, COMM_TYPE_F32, b.count, 0, err, errlen))
             return 1;
         if (c->bucket_t0) c->bucket_t0[c->started] = c->bucket_t1[c->started] = now_seconds();
-        if (c->world_size > 1) {
+        if (c->shm) {
+            comm_shm_grads_bucket(c, b.start, b.count);
+        } else if (c->world_size > 1) {
             int rc = MPI_Iallreduce(MPI_IN_PLACE, c->grads + b.start, b.count, MPI_FLOAT, MPI_SUM,
                                     c->world, &c->requests[c->started]);
             if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Iallreduce (gradient bucket)", err, errlen);
@@ -93,7 +96,7 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
     if (c->grads_on_device) return comm_gpu_grads_ready(c, offset, err, errlen);
     int64_t before = c->started;
     if (start_buckets(c, offset, err, errlen)) return 1;
-    if (c->world_size == 1) {
+    if (c->world_size == 1 || c->shm) {   /* shared memory: nothing in flight until the wait */
         c->completed = c->started;
         return 0;
     }
@@ -118,7 +121,16 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
     if (c->grads_on_device) return comm_gpu_grads_wait(c, err, errlen);
     double t0 = now_seconds();
     int status = start_buckets(c, 0, err, errlen);
-    if (status == 0 && c->world_size > 1) {
+    if (status == 0 && c->shm) {
+        if (c->started > 0) {   /* the watchdog times the wait as bucket 0's */
+            comm_fingerprint fp = {c->bucket_seq0, COMM_OP_GRADS_BUCKET, COMM_TYPE_F32,
+                                   c->buckets[0].count, 0};
+            comm_wait_begin(c, &fp);
+        }
+        status = comm_shm_grads_finish(c, err, errlen);   /* averaged on return */
+        comm_collective_end(c);
+        for (int64_t i = 0; c->bucket_t1 && i < c->started; i++) c->bucket_t1[i] = now_seconds();
+    } else if (status == 0 && c->world_size > 1) {
         int64_t first = c->completed;
         if (first < c->started) {   /* the watchdog times the wait for the oldest open bucket */
             comm_fingerprint fp = {c->bucket_seq0 + (uint64_t)first, COMM_OP_GRADS_BUCKET,

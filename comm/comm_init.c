@@ -94,6 +94,7 @@ void comm_finalize(comm *c) {
     comm_gpu_destroy(c);        /* NCCL, stream, events, mirror, grads_world; no-op without */
     int finalized = 0;
     MPI_Finalized(&finalized);  /* a program that owns MPI may have finalised it already */
+    if (!finalized) comm_shm_grads_close(c);   /* the gradient window (collective) */
     if (!finalized && c->check != MPI_COMM_NULL) MPI_Comm_free(&c->check);
     if (!finalized && c->world != MPI_COMM_NULL) MPI_Comm_free(&c->world);
     if (!finalized && c->owns_mpi) MPI_Finalize();

@@ -73,6 +73,7 @@ void config_defaults(config *c) {
     c->straggler_intervals = 3;
 
     c->bucket_kb = 1024;
+    c->shared_memory = 1;
     c->comm_timeout_s = 30.0f;
     c->check_fingerprints = 0;
 

@@ -91,6 +91,7 @@ const config_key config_keys[] = {
     {.name = "log.straggler_intervals", .kind = CK_INT, FIELD(straggler_intervals), .imin = 1, .imax = 1000000},
 
     {.name = "comm.bucket_kb", .kind = CK_I64, FIELD(bucket_kb), .imin = 1, .imax = INT64_C(1) << 22},
+    {.name = "comm.shared_memory", .kind = CK_BOOL, FIELD(shared_memory)},
     {.name = "comm.timeout_s", .kind = CK_FLOAT, FIELD(comm_timeout_s), .fmin = 0, .fmax = 1e6},
     {.name = "comm.check_fingerprints", .kind = CK_BOOL, FIELD(check_fingerprints)},
 

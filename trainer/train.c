@@ -643,6 +643,10 @@ static int setup(run *r, char *err) {
     else if (st == 0)
         st = comm_grads_register(r->c, r->m.grads, r->m.n_params, bucket_bytes, err, ERRLEN);
     if (agree(r, st, err)) return -1;
+    /* ranks of one node average host gradients through shared memory, not MPI messages */
+    if (cfg->shared_memory && comm_gpu_backend_in_use(r->c) == COMM_GPU_NONE &&
+        agree(r, comm_grads_use_node_memory(r->c, (size_t)1 << 30, err, ERRLEN) < 0 ? -1 : 0, err))
+        return -1;
 
     /* Every rank draws the same weights from the seed; rank 0's are broadcast anyway so that
      * the ranks provably start from identical parameters. */
