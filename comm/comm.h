@@ -71,8 +71,24 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen);
 /* Waits for every bucket, leaves grads averaged over ranks (sum / world).  Resets for the
  * next step.  Returns 0 or an error. */
 int comm_grads_wait(comm *c, char *err, size_t errlen);
+/* Collective, after register: when every rank is on this node, average the host buffer
+ * through an MPI-3 shared-memory window of 2 x world x n floats (if that is at most
+ * max_bytes) instead of MPI all-reduces: each finished bucket is copied into this rank's
+ * segment, and the wait sums one slice per rank and copies the others' (comm_grads_shm.c).
+ * Same results on every rank; buckets keep their sequence numbers and the watchdog.
+ * Returns 1 (in use), 0 (not applicable: one rank, several nodes, device buffer, too big)
+ * or -1.  Registering again goes back to MPI until this is called again. */
+int comm_grads_use_node_memory(comm *c, size_t max_bytes, char *err, size_t errlen);
 /* Seconds spent blocked in comm_grads_wait since the last call (step time breakdown). */
 double comm_grads_wait_seconds(comm *c);
+/* Traces: from now on stamp each host-memory bucket's start (MPI_Iallreduce) and completion
+ * (the MPI_Test or MPI_Wait that saw it done; the wait then waits bucket by bucket) on the
+ * monotonic clock.  Call after register; allocates once; not for device buffers (returns 0
+ * and stamps nothing).  comm_grads_bucket_times: the stamps of the buckets the last
+ * comm_grads_wait finished (their count; 0 when not timing). */
+int comm_grads_time_buckets(comm *c, char *err, size_t errlen);
+int64_t comm_grads_buckets(const comm *c);   /* buckets of the registered buffer */
+int64_t comm_grads_bucket_times(const comm *c, const double **start, const double **end);
 
 /* ---- sharded optimizer state (ZeRO-1) and bf16 gradients on the wire ----------------------
  *

@@ -41,6 +41,10 @@ int comm_grads_plan(comm *c, int64_t n, size_t bucket_bytes, const char *who, ch
     }
     free(c->buckets);
     free(c->requests);
+    free(c->bucket_t0);
+    free(c->bucket_t1);
+    c->bucket_t0 = c->bucket_t1 = NULL;
+    comm_shm_grads_close(c);
     c->grads_n = n;
     c->buckets = buckets;
     c->requests = requests;
@@ -64,6 +68,12 @@ int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
     return comm_zero_plan(c, err, errlen);   /* shard layout and bf16 buffers (comm_zero.c) */
 }
 
+/* Node shared memory averages fp32 gradients of the whole buffer; sharded or bf16 exchanges
+ * go through comm_zero.c's collectives. */
+static int use_shm(const comm *c) {
+    return c->shm && !c->shard && c->grad_dtype == COMM_GRAD_FP32;
+}
+
 /* Start buckets started..k-1, where bucket k is the first one reaching below offset. */
 static int start_buckets(comm *c, int64_t offset, char *err, size_t errlen) {
     while (c->started < c->num_buckets && c->buckets[c->started].start >= offset) {
@@ -74,8 +84,11 @@ static int start_buckets(comm *c, int64_t offset, char *err, size_t errlen) {
         comm_type type = c->grad_dtype == COMM_GRAD_BF16 ? COMM_TYPE_BF16 : COMM_TYPE_F32;
         if (comm_collective_join(c, op, type, b.count, 0, err, errlen))
             return 1;
+        if (c->bucket_t0) c->bucket_t0[c->started] = c->bucket_t1[c->started] = now_seconds();
         if (c->world_size > 1 && (c->shard || c->grad_dtype != COMM_GRAD_FP32)) {
             if (comm_zero_start_bucket(c, c->started, err, errlen)) return 1;
+        } else if (use_shm(c)) {
+            comm_shm_grads_bucket(c, b.start, b.count);
         } else if (c->world_size > 1) {
             int rc = MPI_Iallreduce(MPI_IN_PLACE, c->grads + b.start, b.count, MPI_FLOAT, MPI_SUM,
                                     c->world, &c->requests[c->started]);
@@ -93,7 +106,7 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
     if (c->grads_on_device) return comm_gpu_grads_ready(c, offset, err, errlen);
     int64_t before = c->started;
     if (start_buckets(c, offset, err, errlen)) return 1;
-    if (c->world_size == 1) {
+    if (c->world_size == 1 || use_shm(c)) {   /* shared memory: nothing in flight until the wait */
         c->completed = c->started;
         return 0;
     }
@@ -105,6 +118,7 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
             int rc = MPI_Test(&c->requests[c->completed], &done, MPI_STATUS_IGNORE);
             if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Test (gradient bucket)", err, errlen);
             if (!done) break;
+            if (c->bucket_t1) c->bucket_t1[c->completed] = now_seconds();
             c->completed++;
         }
     }
@@ -117,7 +131,16 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
     if (c->grads_on_device) return comm_gpu_grads_wait(c, err, errlen);
     double t0 = now_seconds();
     int status = start_buckets(c, 0, err, errlen);
-    if (status == 0 && c->world_size > 1) {
+    if (status == 0 && use_shm(c)) {
+        if (c->started > 0) {   /* the watchdog times the wait as bucket 0's */
+            comm_fingerprint fp = {c->bucket_seq0, COMM_OP_GRADS_BUCKET, COMM_TYPE_F32,
+                                   c->buckets[0].count, 0};
+            comm_wait_begin(c, &fp);
+        }
+        status = comm_shm_grads_finish(c, err, errlen);   /* averaged on return */
+        comm_collective_end(c);
+        for (int64_t i = 0; c->bucket_t1 && i < c->started; i++) c->bucket_t1[i] = now_seconds();
+    } else if (status == 0 && c->world_size > 1) {
         int64_t first = c->completed;
         if (first < c->started) {   /* the watchdog times the wait for the oldest open bucket */
             comm_fingerprint fp = {c->bucket_seq0 + (uint64_t)first,
@@ -128,6 +151,12 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
         }
         /* Waitall takes an int count; more than INT_MAX buckets is only possible with absurd
          * sizes, but wait in int-sized slices anyway. */
+        /* traced: one bucket at a time, so that each one's completion is stamped */
+        for (; c->bucket_t1 && status == 0 && first < c->started; first++) {
+            int rc = MPI_Wait(&c->requests[first], MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS) status = comm_mpi_error(c, rc, "MPI_Wait (gradient bucket)", err, errlen);
+            c->bucket_t1[first] = now_seconds();
+        }
         while (status == 0 && first < c->started) {
             int64_t left = c->started - first;
             int pending = (int)(left < INT_MAX ? left : INT_MAX);
@@ -141,10 +170,30 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
          * the shard (zero_stage 1) or the whole buffer; widened from bf16 first if need be. */
         if (status == 0) comm_zero_finish(c);
     }
+    c->bucket_timed = c->started;
     c->started = 0;
     c->completed = 0;
     c->wait_seconds += now_seconds() - t0;
     return status;
+}
+
+int comm_grads_time_buckets(comm *c, char *err, size_t errlen) {
+    if (c->grads_on_device || c->bucket_t0 || c->num_buckets == 0) return 0;
+    c->bucket_t0 = calloc((size_t)c->num_buckets, sizeof *c->bucket_t0);
+    c->bucket_t1 = calloc((size_t)c->num_buckets, sizeof *c->bucket_t1);
+    if (!c->bucket_t0 || !c->bucket_t1) {
+        free(c->bucket_t0);
+        free(c->bucket_t1);
+        c->bucket_t0 = c->bucket_t1 = NULL;
+        return comm_error(err, errlen, "comm_grads_time_buckets: out of memory");
+    }
+    return 0;
+}
+
+int64_t comm_grads_bucket_times(const comm *c, const double **start, const double **end) {
+    *start = c->bucket_t0;
+    *end = c->bucket_t1;
+    return c->bucket_t0 ? c->bucket_timed : 0;
 }
 
 double comm_grads_wait_seconds(comm *c) {
@@ -153,3 +202,5 @@ double comm_grads_wait_seconds(comm *c) {
     c->wait_seconds = 0.0;
     return s;
 }
+
+int64_t comm_grads_buckets(const comm *c) { return c->num_buckets; }

@@ -135,6 +135,9 @@ struct comm {
     int64_t completed;      /* buckets 0..completed-1 are known to be finished */
     uint64_t bucket_seq0;   /* sequence number of bucket 0 of this step */
     double wait_seconds;    /* blocked in comm_grads_wait since last read */
+    int64_t bucket_timed;   /* buckets the last comm_grads_wait finished */
+    double *bucket_t0, *bucket_t1;   /* [num_buckets] when timing buckets (traces), else NULL */
+    struct comm_shm_grads *shm;      /* averaging through node shared memory (comm_grads_shm.c) */
 
     /* How gradients travel (comm_grads_set_exchange; comm_zero.c), applied at register. */
     int shard;                  /* 1: reduce-scatter into shard_grads (ZeRO-1), 0: all-reduce */
@@ -204,6 +207,11 @@ int comm_collective_begin(comm *c, comm_op op, comm_type type, int64_t count, in
                           char *err, size_t errlen);
 /* The collective has completed (or failed) here: not waiting, done up to the sequence number. */
 void comm_collective_end(comm *c);
+/* comm_grads_shm.c: a finished bucket into this rank's segment; the reduction at the wait
+ * (scaled by 1/world); freeing the window (collective). */
+void comm_shm_grads_bucket(comm *c, int64_t start, int64_t count);
+int comm_shm_grads_finish(comm *c, char *err, size_t errlen);
+void comm_shm_grads_close(comm *c);
 /* A non-blocking collective (gradient bucket) starts: as above, but this rank does not wait. */
 int comm_collective_join(comm *c, comm_op op, comm_type type, int64_t count, int32_t root,
                          char *err, size_t errlen);

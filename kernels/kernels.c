@@ -843,3 +843,58 @@ void kern_softmax_xent_acc(kern_ctx *k, float *losses, float *dlogits, double *a
 #endif
     kcpu_softmax_xent_acc(k->cpu, losses, dlogits, acc, logits, labels, B, C, ld, grad_scale);
 }
+
+/* ---- trace marks ---- */
+
+struct kern_marks {
+    int n;
+    double *host;          /* CPU: [n] host times */
+#ifdef HARNESS_HAVE_CUDA
+    kcuda_marks *cuda;     /* CUDA: events */
+#endif
+};
+
+kern_marks *kern_marks_create(kern_ctx *k, int n) {
+    if (n < 1) return NULL;
+    kern_marks *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->n = n;
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) {
+        if (!(m->cuda = kcuda_marks_create(k->cuda, n))) { free(m); return NULL; }
+        return m;
+    }
+#endif
+    if (!(m->host = calloc((size_t)n, sizeof *m->host))) { free(m); return NULL; }
+    return m;
+}
+
+void kern_mark(kern_ctx *k, kern_marks *m, int i) {
+    if (!m || i < 0 || i >= m->n) return;
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) { kcuda_mark(k->cuda, m->cuda, i); return; }
+#endif
+    (void)k;
+    m->host[i] = kcpu_now();
+}
+
+int kern_marks_read(kern_ctx *k, kern_marks *m, int n, double *seconds) {
+    if (!m || n < 1) return 0;
+    if (n > m->n) n = m->n;
+#ifdef HARNESS_HAVE_CUDA
+    if (k->backend == KERN_CUDA) return kcuda_marks_read(k->cuda, m->cuda, n, seconds);
+#endif
+    (void)k;
+    for (int i = 0; i < n; i++) seconds[i] = m->host[i];
+    return 0;
+}
+
+void kern_marks_free(kern_ctx *k, kern_marks *m) {
+    if (!m) return;
+#ifdef HARNESS_HAVE_CUDA
+    if (m->cuda) kcuda_marks_free(k->cuda, m->cuda);
+#endif
+    (void)k;
+    free(m->host);
+    free(m);
+}

@@ -112,6 +112,20 @@ int kern_upload_reserve(kern_ctx *k, size_t bytes, char *err, size_t errlen);
 void kern_upload(kern_ctx *k, int n, void *const dst[], const void *const host_src[],
                  const size_t bytes[]);
 void kern_upload_settle(kern_ctx *k);
+/* Timestamps on the compute queue, for tracing (the trainer's trace.json).  A marks set holds
+ * n slots, allocated once (kern_marks_create, at start-up); kern_mark(i) stamps slot i when the
+ * work queued before it has run: CPU, the host's monotonic clock at the call (the CPU backend
+ * runs synchronously); CUDA, an event recorded on the compute stream, so a span between two
+ * marks is the device's time, not the host's queueing.  Slot 0 is the anchor: marking it waits
+ * for the stream once (CUDA) so that device times can be placed on the host's clock.
+ * kern_marks_read waits for the last of the first n marks and writes their times as host
+ * monotonic seconds; 0, or -1 (a CUDA error, recorded for kern_check).  No clock is read and
+ * nothing is allocated unless these are called. */
+typedef struct kern_marks kern_marks;
+kern_marks *kern_marks_create(kern_ctx *k, int n);
+void kern_mark(kern_ctx *k, kern_marks *m, int i);
+int kern_marks_read(kern_ctx *k, kern_marks *m, int n, double *seconds);
+void kern_marks_free(kern_ctx *k, kern_marks *m);
 /* Waits until all queued work is done; 0 or an error (then err says what failed). */
 int kern_sync(kern_ctx *k, char *err, size_t errlen);
 int kern_check(kern_ctx *k, char *err, size_t errlen);

@@ -4,12 +4,16 @@
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
       libopenblas-dev libyaml-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist
-      libpcre2-dev libjansson-dev fortunes)
+      libpcre2-dev libjansson-dev fortunes libcairo2-dev
+      fonts-dejavu-core)
 # libpcre2-dev, libjansson-dev: the GPT-2 tokenizer (its pattern, encoder.json); fortunes: the
-# default text corpus (launch/corpus.sh)
+# default text corpus (launch/corpus.sh); libcairo2-dev: `harness plot` draws its PNG with cairo
+# (fonts-dejavu-core: the font of its labels)
 # The test suite also compares with PyTorch and writes files with h5py.
 if [ "${HARNESS_DEPS:-}" = test ]; then
   pkgs+=(python3-torch python3-h5py python3-numpy python3-yaml)
+  # the plot tests decode the PNG and check its pixels with PIL
+  pkgs+=(python3-pil)
   # the sanitizer build and the fuzzers (tests/sanitize.sh, tests/fuzz/run.sh) use clang
   pkgs+=(clang libclang-rt-14-dev)
   # the tokenizer tests' oracle comes from PyPI (below)

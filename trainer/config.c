@@ -67,8 +67,15 @@ void config_defaults(config *c) {
     c->log_every = 100;
     c->eval_every = 0;
     c->progress = -1;
+    c->plot = 0;
+    c->trace = 0;
+    c->trace_start = 11;   /* past the first steps' warm-up */
+    c->trace_steps = 5;
+    c->straggler_pct = 20.0f;
+    c->straggler_intervals = 3;
 
     c->bucket_kb = 1024;
+    c->shared_memory = 1;
     c->comm_timeout_s = 30.0f;
     c->check_fingerprints = 0;
     c->grad_dtype = GRAD_DTYPE_FP32;

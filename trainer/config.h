@@ -113,9 +113,16 @@ typedef struct {
     int64_t log_every;             /* log.every: steps between progress lines / metrics */
     int64_t eval_every;            /* log.eval_every: steps between evaluations; 0 = at end only */
     int progress;                  /* log.progress: auto (-1) | true | false: redraw in place */
+    int plot;                      /* log.plot: write RUN_DIR/metrics.png at the end */
+    int trace;                     /* log.trace: write RUN_DIR/trace.json of some steps */
+    int64_t trace_start;           /* log.trace_start: the first traced step (1-based) */
+    int64_t trace_steps;           /* log.trace_steps: how many steps are traced */
+    float straggler_pct;           /* log.straggler_pct: a rank this much slower (%) than the median of the others... */
+    int straggler_intervals;       /* log.straggler_intervals: ...for this many log intervals in a row is named */
 
     /* comm.* */
     int64_t bucket_kb;             /* comm.bucket_kb: gradient all-reduce bucket size */
+    int shared_memory;             /* comm.shared_memory: average host gradients through node shared memory when every rank is on one node */
     float comm_timeout_s;          /* comm.timeout_s: watchdog; a collective waiting longer ends the job; 0 = off */
     int check_fingerprints;        /* comm.check_fingerprints: debug: compare collectives across ranks */
     grad_dtype_type grad_dtype;    /* comm.grad_dtype: fp32 | bf16 gradients on the wire */

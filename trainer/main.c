@@ -14,6 +14,7 @@
 #include "fsutil.h"
 #include "generate.h"
 #include "kernels.h"
+#include "plot.h"
 #include "train.h"
 
 #define HARNESS_VERSION "0.1.0"
@@ -25,6 +26,7 @@ static const char *usage_main =
     "\n"
     "commands:\n"
     "  train [CONFIG] [--set KEY=VALUE]... [--resume auto|none|CKPT] [--stop-after STEP]\n"
+    "        [--trace STEPS]\n"
     "                                        train a model (run under mpirun for several ranks)\n"
     "  eval --checkpoint CKPT [--set KEY=VALUE]...\n"
     "                                        test loss and accuracy of a saved model\n"
@@ -32,6 +34,7 @@ static const char *usage_main =
     "           [--seed S] [--set KEY=VALUE]...\n"
     "                                        continue a text with a language model\n"
     "  inspect CKPT                          step, config, tensors (shapes, norms) of a checkpoint\n"
+    "  plot RUN_DIR... [--out FILE.png]      loss, accuracy, lr, throughput of runs as one PNG\n"
     "  inspect FILE.h5                       a dataset: size, type; a token file decoded\n"
     "  devices [--count]                     the compute backends this build and machine offer\n"
     "  convert fashion-mnist [--src DIR] [--out DIR]\n"
@@ -71,13 +74,17 @@ static const char *usage_train =
     "                    reported and skipped); start fresh when there is none\n"
     "  --resume CKPT     continue from that checkpoint; --resume none (default): start fresh\n"
     "  --stop-after N    checkpoint after step N and exit with status 75\n"
+    "  --trace STEPS     write RUN_DIR/trace.json of STEPS steps from log.trace_start (N), or of\n"
+    "                    steps A to B (A-B): every rank's data wait, layers, all-reduce buckets,\n"
+    "                    optimizer (the same as --set log.trace=true and log.trace_*)\n"
     "SIGUSR1 or SIGTERM: all ranks checkpoint the next step boundary and exit with status 75.\n"
     "A resumed run sees the same global batches in the same order, on any number of ranks.\n"
     "Keys (section.key): run.{dir,seed,device,threads,precision} data.{train,test,cache_mb,\n"
     "shuffle,normalize,augment_pad,augment_hflip} model.{layers,init} train.{epochs,steps,\n"
     "batch_size,grad_accum,optimizer,lr,momentum,nesterov,beta1,beta2,eps,weight_decay,\n"
-    "clip_grad_norm,schedule,warmup_steps,min_lr,nonfinite} log.{every,eval_every,progress}\n"
-    "comm.{bucket_kb,timeout_s,check_fingerprints} checkpoint.{dir,every,keep,timeout_s}.\n"
+    "clip_grad_norm,schedule,warmup_steps,min_lr,nonfinite} log.{every,eval_every,progress,plot,\n"
+    "trace,trace_start,trace_steps,straggler_pct,straggler_intervals}\n"
+    "comm.{bucket_kb,shared_memory,timeout_s,check_fingerprints} checkpoint.{dir,every,keep,timeout_s}.\n"
     "Layer types: linear conv2d maxpool2d avgpool2d global_avgpool batchnorm2d relu gelu\n"
     "dropout flatten residual_start residual_end.\n"
     "See launch/*.yaml and README.md.\n"
@@ -461,6 +468,7 @@ typedef struct {
     int64_t stop_after;
     const char *sets[256];
     int n_sets;
+    char trace_sets[3][64];   /* --trace as --set log.trace* */
 } cli_args;
 
 static int parse_args(int argc, char **argv, int first, int is_eval, cli_args *a, char *err,
@@ -485,6 +493,24 @@ static int parse_args(int argc, char **argv, int first, int is_eval, cli_args *a
             if (!val || *end || n < 1)
                 return snprintf(err, errlen, "--stop-after needs a step number >= 1"), -1;
             a->stop_after = n;
+            i++;
+        } else if (!is_eval && !strcmp(arg, "--trace")) {
+            char *end = NULL;
+            long long from = val ? strtoll(val, &end, 10) : 0, to = from;
+            int range = end && *end == '-';
+            if (range) to = strtoll(end + 1, &end, 10);
+            if (!val || *end || from < 1 || to < from || a->n_sets > 253)
+                return snprintf(err, errlen, "--trace needs a step count N >= 1 or a step range "
+                                "A-B (1 <= A <= B)"), -1;
+            snprintf(a->trace_sets[0], sizeof a->trace_sets[0], "log.trace=true");
+            a->sets[a->n_sets++] = a->trace_sets[0];
+            snprintf(a->trace_sets[1], sizeof a->trace_sets[1], "log.trace_steps=%lld",
+                     range ? to - from + 1 : from);
+            a->sets[a->n_sets++] = a->trace_sets[1];
+            if (range) {
+                snprintf(a->trace_sets[2], sizeof a->trace_sets[2], "log.trace_start=%lld", from);
+                a->sets[a->n_sets++] = a->trace_sets[2];
+            }
             i++;
         } else if (is_eval && !strcmp(arg, "--checkpoint")) {
             if (!val) return snprintf(err, errlen, "--checkpoint needs a path"), -1;
@@ -636,6 +662,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "eval")) return cmd_run(argc, argv, 1);
     if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc, argv);
     if (!strcmp(argv[1], "generate")) return cmd_generate(argc, argv);
+    if (!strcmp(argv[1], "plot")) return plot_main(argc, argv);
     if (!strcmp(argv[1], "devices")) {
         int gpus = kern_cuda_device_count();
         if (argc > 2 && !strcmp(argv[2], "--count")) printf("%d\n", gpus);

@@ -87,6 +87,10 @@ void metrics_log_train(metrics *m, const metrics_train *t) {
             fprintf(m->jsonl, ",\"perplexity\":%.6g,\"tokens_per_s\":%.1f", exp(t->loss),
                     t->tokens_per_s);
         if (t->mfu >= 0) fprintf(m->jsonl, ",\"mfu\":%.4f", t->mfu);
+        if (t->spread)
+            fprintf(m->jsonl, ",\"rank_step_min_s\":%.6g,\"rank_step_median_s\":%.6g,"
+                    "\"rank_step_max_s\":%.6g,\"slowest_rank\":%d", t->step_min_s,
+                    t->step_median_s, t->step_max_s, t->slowest_rank);
         fputs("}\n", m->jsonl);
         fflush(m->jsonl);
     }

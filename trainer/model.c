@@ -13,6 +13,7 @@
 
 #include "gpt.h"
 #include "layer.h"
+#include "trace.h"
 
 int plan_fail(char *err, size_t errlen, const model_layer *L, const char *fmt, ...) {
     int n = snprintf(err, errlen, "model.layers[%d]: ", L->index);
@@ -417,7 +418,13 @@ static float *forward_pass(model *m, const model_pass *base) {
         model_layer *L = &m->layers[i];
         model_pass a = *base;
         a.T = base->decode ? 1 : L->in.t;
-        if (!L->view && !L->fused) L->ops->forward(m, L, &a);
+        if (L->view || L->fused) continue;
+        const char *what = L->fused_act == KERN_ACT_RELU   ? "linear+relu"
+                           : L->fused_act == KERN_ACT_GELU ? "linear+gelu"
+                                                           : layer_type_name(L->type);
+        int span = trace_compute_begin(m->trace, "forward", what, i);
+        L->ops->forward(m, L, &a);
+        trace_compute_end(m->trace, span);
     }
     return m->act[m->n_layers];
 }
@@ -456,7 +463,9 @@ void model_backward(model *m, int64_t B,
         a.training = 1;
         a.overwrite = m->grads_unset;
         float *din = dout == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0];
+        int span = trace_compute_begin(m->trace, "backward", layer_type_name(L->type), i);
         if (L->ops->backward(m, L, &a, dout, din, i > first_param_layer)) dout = din;
+        trace_compute_end(m->trace, span);
         if (L->param_off >= 0 && on_layer_done) on_layer_done(user, L->param_off);
         if (i <= first_param_layer) break;
     }

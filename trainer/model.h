@@ -118,6 +118,7 @@ typedef struct model {
     int64_t allocated_bytes;      /* backend memory model_build allocated */
     int n_allocs;                 /* layer-owned backend memory, freed with the model */
     void **allocs;
+    struct trace *trace;          /* NULL, or the run's trace: a span per layer per pass */
 } model;
 
 /* Builds the layers for the input and allocates all buffers for micro-batches of up to

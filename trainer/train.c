@@ -30,6 +30,9 @@
 #include "metrics.h"
 #include "model.h"
 #include "optim.h"
+#include "plot.h"
+#include "straggler.h"
+#include "trace.h"
 
 #define ERRLEN 1024
 
@@ -64,6 +67,8 @@ typedef struct {
     const char *resume_what;  /* --resume */
     int zero;                 /* train.zero_stage=1: optimizer state sharded over the ranks */
     int64_t shard_lo, shard_hi;   /* this rank's shard of the flat parameter buffer */
+    trace *tr;                /* log.trace: NULL when off */
+    straggler strag;          /* step-time spread across ranks at log intervals */
 } run;
 
 /* Set by SIGUSR1 / SIGTERM; read at step boundaries only. */
@@ -418,7 +423,10 @@ oom:
 static void grads_ready_cb(void *user, int64_t offset) {
     run *r = user;
     char err[ERRLEN];
+    /* starting buckets also progresses the ones in flight (MPI_Test), which can take a while */
+    int span = trace_host_begin(r->tr, TRACE_HOST, "all-reduce start", -1);
     if (comm_grads_ready(r->c, offset, err, sizeof err) != 0) comm_abort(r->c, 1, err);
+    trace_host_end(r->tr, span);
 }
 
 /* Loss and accuracy over the whole test set, every sample exactly once across ranks. */
@@ -750,6 +758,11 @@ static int setup(run *r, char *err) {
     }
     if (st == 0) st = set_weight_decay(r, err);
     if (agree(r, st, err)) return -1;
+    /* ranks of one node average host gradients through shared memory, not MPI messages */
+    if (cfg->shared_memory && comm_gpu_backend_in_use(r->c) == COMM_GPU_NONE && !r->zero &&
+        cfg->grad_dtype == GRAD_DTYPE_FP32 &&
+        agree(r, comm_grads_use_node_memory(r->c, (size_t)1 << 30, err, ERRLEN) < 0 ? -1 : 0, err))
+        return -1;
 
     /* Every rank draws the same weights from the seed; rank 0's are broadcast anyway so that
      * the ranks provably start from identical parameters. */
@@ -794,6 +807,9 @@ static int setup(run *r, char *err) {
 
 static void teardown(run *r) {
     if (r->rank == 0) metrics_close(&r->met);
+    trace_free(r->tr);
+    r->m.trace = r->tr = NULL;
+    straggler_close(&r->strag);
     optim_free(&r->opt);
     if (r->k) {
         kern_free(r->k, r->labels_dev);
@@ -805,6 +821,31 @@ static void teardown(run *r) {
     if (r->train) data_loader_close(r->train);
     if (r->k) kern_destroy(r->k);
     free(r->config_yaml);
+}
+
+/* The straggler report, and the trace when log.trace asks for one (collective). */
+static int open_observers(run *r, char *err) {
+    const config *cfg = r->cfg;
+    if (straggler_open(&r->strag, r->world, r->rank, cfg->straggler_pct, cfg->straggler_intervals,
+                       err, ERRLEN) != 0)
+        return -1;
+    if (!cfg->trace) return 0;
+    /* per micro-step: data, copy, loss and a forward and backward span per layer; per step:
+     * zeroing, the all-reduce wait, each bucket, the optimizer */
+    int per_step = (int)(r->accum * (2 * r->m.n_layers + 4) + 8 + comm_grads_buckets(r->c));
+    if (trace_open(&r->tr, r->k, r->c, cfg->trace_start, cfg->trace_steps, per_step, err,
+                   ERRLEN) != 0)
+        return -1;
+    r->m.trace = r->tr;
+    return r->world > 1 ? comm_grads_time_buckets(r->c, err, ERRLEN) : 0;
+}
+
+/* The all-reduce of each gradient bucket of this step, as comm timed it. */
+static void trace_buckets(run *r) {
+    const double *t0, *t1;
+    int64_t n = trace_on(r->tr) ? comm_grads_bucket_times(r->c, &t0, &t1) : 0;
+    for (int64_t i = 0; i < n; i++)
+        trace_host_span(r->tr, TRACE_COMM, "all-reduce bucket", (int)i, t0[i], t1[i]);
 }
 
 /* train.nonfinite=skip gives up after this many skipped steps in a row. */
@@ -879,7 +920,22 @@ static const char *graph_refusal(const run *r, const config *cfg, int *emulate) 
                "records are issued by the host during backward)";
     if (r->accum > 1) return "not with train.grad_accum > 1 (a batch upload between micro-steps)";
     if (r->zero) return "not with train.zero_stage=1";
+    if (r->tr) return "not while tracing (log.trace: the trace marks each layer from the host)";
     return NULL;
+}
+
+/* Rank 0: one rank has been slower than the others for log.straggler_intervals intervals. */
+static void report_straggler(run *r, int64_t step, const straggler_report *sr) {
+    double others = sr->max_s / (1.0 + sr->excess);
+    metrics_notice(&r->met, "harness: warning: straggler: rank %d's steps took %.0f%% longer "
+                   "than the other ranks' median (%.3f ms vs %.3f ms, busy time per step) for "
+                   "the last %d log intervals (up to step %lld)", sr->slowest, 100.0 * sr->excess,
+                   sr->max_s * 1e3, others * 1e3, sr->streak, (long long)step);
+    char fields[256];
+    snprintf(fields, sizeof fields, "\"step\":%lld,\"rank\":%d,\"excess\":%.4f,"
+             "\"rank_step_s\":%.6g,\"others_median_s\":%.6g,\"intervals\":%d",
+             (long long)step, sr->slowest, sr->excess, sr->max_s, others, sr->streak);
+    metrics_log_event(&r->met, "straggler", fields);
 }
 
 static void run_init(run *r, const config *cfg, comm *c) {
@@ -918,7 +974,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     /* From here on a stalled collective or a lost rank ends the job with a report (the
      * one-rank phases of start-up - reading data, resuming - are over). */
     int wd = cfg->comm_timeout_s > 0 ? comm_watchdog_start(c, cfg->comm_timeout_s, err, sizeof err) : 0;
-    if (agree(&r, wd, err)) {
+    if (agree(&r, wd, err) || agree(&r, open_observers(&r, err), err)) {
         teardown(&r);
         return HARNESS_EXIT_ERROR;
     }
@@ -968,6 +1024,10 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
      * neither zeroes (model_zero_grads) nor overwrites (its first writer) shows up as a
      * non-finite step (tests/trainer/grad_zeroing.sh). */
     int poison_grads = getenv("HARNESS_FAULT_POISON_GRADS") != NULL;
+    /* ... and HARNESS_FAULT_SLOW_RANK=R:MS, a pause in rank R's steps only (a straggler) */
+    const char *slow_env = getenv("HARNESS_FAULT_SLOW_RANK");
+    if (slow_env && strtol(slow_env, NULL, 10) == r.rank && strchr(slow_env, ':'))
+        step_sleep_ms += strtol(strchr(slow_env, ':') + 1, NULL, 10);
     data_batch b;
 
     /* device work queued by the step body (not log reads, evaluation or checkpoints), from
@@ -988,6 +1048,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         comm_set_step(c, step + 1);   /* 1-based, as in the logs and checkpoint names */
         double t0 = metrics_now();
         kern_get_counters(r.k, &kc0);
+        trace_step_begin(r.tr, step + 1);
         double data_before = data_loader_wait_seconds(r.train);
         int graphed = graph_on && step > r.start_step;
         if (graphed) {
@@ -1020,18 +1081,29 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             if (graph_ready) kern_graph_launch(r.k);
             iv_samples += rows;
         }
-        if (!graphed) model_zero_grads(&r.m);   /* the first writer of most gradients overwrites them */
+        int span = -1;
+        if (!graphed) {
+            span = trace_compute_begin(r.tr, "zero gradients", NULL, -1);
+            model_zero_grads(&r.m);   /* the first writer of most gradients overwrites them */
+            trace_compute_end(r.tr, span);
+        }
         for (int64_t micro = 0; !graphed && micro < r.accum; micro++) {
+            span = trace_host_begin(r.tr, TRACE_HOST, "data wait", -1);
             if (next_batch(&r, r.train, &b, err, sizeof err) != 0) comm_abort(c, 1, err);
+            trace_host_end(r.tr, span);
             if (micro == 0) epoch = b.epoch;
+            span = trace_compute_begin(r.tr, "copy to device", NULL, -1);
             load_batch(&r, &b, cfg->train_path);
+            trace_compute_end(r.tr, span);
             uint64_t step_id = (uint64_t)(step * r.accum + micro);
             const float *logits = model_forward(&r.m, r.B, 1, cfg->seed, step_id, r.rank_base);
             /* loss sum and correct count stay on the backend until the log interval; the
              * gradient of the logits is written over them (model_dlogits) */
+            span = trace_compute_begin(r.tr, "loss", NULL, -1);
             kern_softmax_xent_acc(r.k, r.m.losses, model_dlogits(&r.m), r.acc_dev, logits,
                                   r.labels_dev, (int)rows, (int)r.m.n_classes, (int)r.m.out_ld,
                                   inv_scale);
+            trace_compute_end(r.tr, span);
             iv_samples += rows;
             int last = micro == r.accum - 1;
             model_backward(&r.m, r.B, last && r.world > 1 ? grads_ready_cb : NULL, &r);
@@ -1043,9 +1115,12 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         if (r.world > 1) {
             /* On GPUs the wait queues the compute stream behind the all-reduces (NCCL) or the
              * copies back (MPI staged); what follows runs on that stream. */
+            span = trace_host_begin(r.tr, TRACE_HOST, "all-reduce wait", -1);
             if (comm_grads_ready(c, 0, err, sizeof err) != 0 ||
                 comm_grads_wait(c, err, sizeof err) != 0)
                 comm_abort(c, 1, err);
+            trace_host_end(r.tr, span);
+            trace_buckets(&r);
             iv_comm += comm_grads_wait_seconds(c);
         }
         /* The averaged gradients are identical on every rank, so every rank reaches the same
@@ -1062,9 +1137,11 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
          * every rank holds all updated parameters for the next forward. */
         float lr = optim_lr(&r.opt, step);
         const float *step_grads = r.zero ? comm_grads_shard(c) : r.m.grads;
+        span = trace_compute_begin(r.tr, "optimizer", NULL, -1);
         if (!graphed)
             optim_device_step(&r.opt, r.m.params + r.shard_lo, step_grads, lr,
                               cfg->nonfinite == NONFINITE_SKIP ? MAX_CONSECUTIVE_SKIPS : 0, step);
+        trace_compute_end(r.tr, span);
         if (r.zero && r.world > 1) {
             double tg = metrics_now();
             if (comm_shards_allgather(c, r.m.params, err, sizeof err) != 0) comm_abort(c, 1, err);
@@ -1115,6 +1192,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             kc_sum.epilogue_fallbacks += kc1.epilogue_fallbacks - kc0.epilogue_fallbacks;
             kc_steps++;
         }
+        trace_step_end(r.tr);
         iv_data += data_loader_wait_seconds(r.train) - data_before;
         iv_compute += t1 - t0;
         iv_steps++;
@@ -1128,8 +1206,17 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             reset_acc(&r, r.acc_dev);
             if (comm_allreduce_sum_f64(c, sums, 3, err, sizeof err) != 0) comm_abort(c, 1, err);
             double now = metrics_now(), dt = now - t_interval;
+            straggler_report sr;
+            if (straggler_interval(&r.strag, c, (iv_compute - iv_comm) / (double)iv_steps, &sr,
+                                   err, sizeof err) != 0)
+                comm_abort(c, 1, err);
             if (r.rank == 0) {
                 metrics_train t = {0};
+                t.spread = r.world > 1;
+                t.step_min_s = sr.min_s;
+                t.step_median_s = sr.median_s;
+                t.step_max_s = sr.max_s;
+                t.slowest_rank = sr.slowest;
                 t.step = done;
                 t.total_steps = r.total_steps;
                 t.epoch = epoch;
@@ -1147,6 +1234,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                 t.data_wait_s = iv_data / (double)iv_steps;
                 t.compute_s = (iv_compute - iv_comm - iv_data) / (double)iv_steps;
                 metrics_log_train(&r.met, &t);
+                if (sr.warn) report_straggler(&r, done, &sr);
             }
             iv_compute = iv_comm = iv_data = 0;
             iv_samples = iv_steps = 0;
@@ -1156,8 +1244,14 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
 
         /* Evaluation and checkpoints do not count as training time. */
         double te = metrics_now();
-        if (r.test && cfg->eval_every > 0 && done % cfg->eval_every == 0)
+        if (r.test && cfg->eval_every > 0 && done % cfg->eval_every == 0) {
+            /* one span for the whole evaluation, not one per layer per batch */
+            span = trace_host_begin(r.tr, TRACE_HOST, "evaluation", -1);
+            r.m.trace = NULL;
             evaluate(&r, done, epoch);
+            r.m.trace = r.tr;
+            trace_host_end(r.tr, span);
+        }
         /* One small all-reduce per step: every rank learns of a signal any rank received,
          * so they all stop after the same step. */
         int32_t stop = stop_signal ? stop_signal
@@ -1166,7 +1260,10 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             comm_abort(c, 1, err);
         if (stop || (cfg->ckpt_every > 0 && done % cfg->ckpt_every == 0)) {
             comm_watchdog_allow(c, cfg->ckpt_timeout_s);   /* the others wait for rank 0's write */
-            if (checkpoint(&r, done, ckpt_path, sizeof ckpt_path) != 0) {
+            span = trace_host_begin(r.tr, TRACE_HOST, "checkpoint write", -1);
+            int ck = checkpoint(&r, done, ckpt_path, sizeof ckpt_path);
+            trace_host_end(r.tr, span);
+            if (ck != 0) {
                 exit_code = HARNESS_EXIT_ERROR;
                 break;
             }
@@ -1200,10 +1297,20 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                        (long long)skipped_steps, skipped_steps == 1 ? "" : "s");
     if (exit_code == HARNESS_EXIT_OK) {
         comm_watchdog_allow(c, cfg->ckpt_timeout_s);
+        int span = trace_host_begin(r.tr, TRACE_HOST, "checkpoint write", -1);
         if (checkpoint(&r, r.total_steps, ckpt_path, sizeof ckpt_path) != 0)
             exit_code = HARNESS_EXIT_ERROR;
+        trace_host_end(r.tr, span);
     }
+    /* every rank reaches here (errors in the loop are agreed on, or abort the job) */
+    if (r.tr && trace_write(r.tr, c, cfg->run_dir, err, sizeof err) != 0 && r.rank == 0)
+        metrics_notice(&r.met, "harness: warning: trace: %s", err);
+    else if (r.tr && r.rank == 0)
+        metrics_notice(&r.met, "harness: trace of steps %lld-%lld written to %s/trace.json",
+                       (long long)cfg->trace_start,
+                       (long long)(cfg->trace_start + cfg->trace_steps - 1), cfg->run_dir);
     if (exit_code == HARNESS_EXIT_OK) {
+        r.m.trace = NULL;
         if (r.test) evaluate(&r, r.total_steps, epoch);
         /* peak resident memory (VmHWM) of every rank, for the memory figures of zero_stage */
         struct rusage ru;
@@ -1241,6 +1348,17 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                      (int)rss_kib[0]);
             metrics_log_event(&r.met, "summary", fields);
         }
+    }
+    if (cfg->plot && r.rank == 0 && exit_code != HARNESS_EXIT_ERROR) {
+        char png[CFG_PATH_MAX + 32];
+        snprintf(png, sizeof png, "%s/metrics.png", cfg->run_dir);
+        fflush(r.met.jsonl);
+        const char *dirs[1] = {cfg->run_dir};
+        if (plot_runs(dirs, 1, png, PLOT_DEFAULT_WIDTH, PLOT_DEFAULT_HEIGHT, NULL, err,
+                      sizeof err) != 0)
+            metrics_notice(&r.met, "harness: warning: log.plot: %s", err);
+        else
+            metrics_notice(&r.met, "harness: plot written to %s", png);
     }
     teardown(&r);
     return exit_code;

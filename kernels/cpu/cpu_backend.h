@@ -21,6 +21,8 @@ void kcpu_to_device(kcpu_ctx *c, void *dst, const void *host_src, size_t bytes);
 void kcpu_to_host(kcpu_ctx *c, void *host_dst, const void *src, size_t bytes);
 int kcpu_sync(kcpu_ctx *c, char *err, size_t errlen);
 int kcpu_check(kcpu_ctx *c, char *err, size_t errlen);
+/* The host's monotonic clock in seconds (trace marks). */
+double kcpu_now(void);
 
 /* element-wise, fills, conversions, activations (cpu_elementwise.c) */
 void kcpu_fill(kcpu_ctx *c, float *x, float value, int64_t n);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct kcpu_ctx {
     int threads;
@@ -65,4 +66,10 @@ const char *kcpu_blas_coretype_hint(void) {
         return "SkylakeX";
 #endif
     return NULL;
+}
+
+double kcpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -33,6 +33,13 @@ int kcuda_memory_info(kcuda_ctx *c, size_t *free_bytes, size_t *total_bytes);  /
 void kcuda_to_device(kcuda_ctx *c, void *dst, const void *host_src, size_t bytes);
 void kcuda_to_host(kcuda_ctx *c, void *host_dst, const void *src, size_t bytes);   /* synchronous */
 int kcuda_sync(kcuda_ctx *c, char *err, size_t errlen);
+/* Trace marks (kern_marks): events on the compute stream; slot 0 anchors them to the host's
+ * monotonic clock (cuda_marks.cu). */
+typedef struct kcuda_marks kcuda_marks;
+kcuda_marks *kcuda_marks_create(kcuda_ctx *c, int n);
+void kcuda_mark(kcuda_ctx *c, kcuda_marks *m, int i);
+int kcuda_marks_read(kcuda_ctx *c, kcuda_marks *m, int n, double *seconds);
+void kcuda_marks_free(kcuda_ctx *c, kcuda_marks *m);
 int kcuda_check(kcuda_ctx *c, char *err, size_t errlen);
 
 /* element-wise, fills, conversions, activations (cuda_elementwise.cu) */

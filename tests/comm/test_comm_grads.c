@@ -112,6 +112,15 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
         fprintf(stderr, "rank %d: comm_grads_register: %s\n", rank, err);
         (*errors)++;
     }
+    /* COMM_TEST_NODE_MEMORY=1: the same checks on the shared-memory path (one node) */
+    if (getenv("COMM_TEST_NODE_MEMORY")) {
+        int used = comm_grads_use_node_memory(c, (size_t)1 << 30, err, sizeof err);
+        if (used != (world > 1 && n > 0)) {
+            fprintf(stderr, "rank %d: comm_grads_use_node_memory: %d (%s)\n", rank, used,
+                    used < 0 ? err : "expected in use with several ranks");
+            (*errors)++;
+        }
+    }
     for (int pattern = 0; pattern < NUM_PATTERNS; pattern++) {
         if (pattern == READY_PER_ELEMENT && n > 1000) continue;
         for (int step = 0; step < 2; step++) {

@@ -15,6 +15,9 @@
 #   REPEAT   runs per configuration, the best is reported (default 1; use 3 on a busy machine)
 #   WARMUP   untimed PyTorch warm-up steps (default 20)
 #   CORES    cores to share out (default: nproc)
+#   SCALING  1: only harness, 1 rank vs 2 ranks (1 thread each) for the MLP and the CNN in one
+#            run (CNN_STEPS, default STEPS/5), with tracing on vs off and the shared-memory
+#            all-reduce vs MPI's: SCALING=1 REPEAT=3 bash tests/perf/bench_mlp.sh build/trainer/harness
 # ctest runs a short smoke version (perf_mlp_cpu_smoke, label "perf").
 #
 # What is compared, and how it is kept fair:
@@ -72,18 +75,22 @@ LOGS=$WORK/logs
 
 # The benchmark's own model config, the network torch_mlp.py --model builds, so that a change
 # to launch/*.yaml (dropout, augmentation) cannot make the two sides train different models.
+# write_config MODEL FILE
+write_config() {
+  {
+    printf '# Written by tests/perf/bench_mlp.sh: the %s that torch_mlp.py --model %s builds.\n' "$1" "$1"
+    printf 'run:\n  seed: 42\n  device: cpu\nmodel:\n  init: kaiming_uniform\n  layers:\n'
+    if [[ $1 == cnn ]]; then
+      printf '    - {type: %s}\n' "conv2d, out: 32, kernel: 3, padding: 1" batchnorm2d relu \
+        "maxpool2d, kernel: 2" "conv2d, out: 64, kernel: 3, padding: 1" batchnorm2d relu \
+        "maxpool2d, kernel: 2" flatten "linear, out: 256" relu "dropout, p: 0.4" "linear, out: 10"
+    else
+      printf '    - {type: %s}\n' flatten "linear, out: 256" relu "linear, out: 128" relu "linear, out: 10"
+    fi
+  } >"$2"
+}
 CONFIG=$WORK/${MODEL}_bench.yaml
-{
-  printf '# Written by tests/perf/bench_mlp.sh: the %s that torch_mlp.py --model %s builds.\n' "$MODEL" "$MODEL"
-  printf 'run:\n  seed: 42\n  device: cpu\nmodel:\n  init: kaiming_uniform\n  layers:\n'
-  if [[ $MODEL == cnn ]]; then
-    printf '    - {type: %s}\n' "conv2d, out: 32, kernel: 3, padding: 1" batchnorm2d relu \
-      "maxpool2d, kernel: 2" "conv2d, out: 64, kernel: 3, padding: 1" batchnorm2d relu \
-      "maxpool2d, kernel: 2" flatten "linear, out: 256" relu "dropout, p: 0.4" "linear, out: 10"
-  else
-    printf '    - {type: %s}\n' flatten "linear, out: 256" relu "linear, out: 128" relu "linear, out: 10"
-  fi
-} >"$CONFIG"
+write_config "$MODEL" "$CONFIG"
 mkdir -p "$RUNS" "$LOGS"
 : >"$RESULTS"
 
@@ -101,10 +108,10 @@ plural() { if [[ $1 -gt 1 ]]; then echo s; fi; }
 # harness_run RANKS THREADS BATCH
 harness_run() {
   local ranks=$1 threads=$2 batch=$3 name best="" line rep dir log
-  name="harness $ranks rank$(plural "$ranks") x $threads thread$(plural "$threads")"
+  name="harness $ranks rank$(plural "$ranks") x $threads thread$(plural "$threads")${RUN_LABEL:-}"
   for ((rep = 1; rep <= REPEAT; rep++)); do
-    dir=$RUNS/harness-r${ranks}t${threads}-b${batch}-${rep}
-    log=$LOGS/harness-r${ranks}t${threads}-b${batch}-${rep}.log
+    dir=$RUNS/harness-r${ranks}t${threads}-b${batch}${RUN_TAG:-}-${rep}
+    log=$LOGS/harness-r${ranks}t${threads}-b${batch}${RUN_TAG:-}-${rep}.log
     rm -rf "$dir"
     local every=$((STEPS < 100 ? STEPS : 100))
     if ! OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads \
@@ -115,7 +122,7 @@ harness_run() {
           --set train.steps="$STEPS" --set train.batch_size="$batch" \
           --set train.optimizer=adamw --set train.lr=0.001 --set train.weight_decay=0.01 \
           --set train.schedule=constant --set train.warmup_steps=0 \
-          --set log.every="$every" --set log.progress=false >"$log" 2>&1; then
+          --set log.every="$every" --set log.progress=false "${EXTRA[@]}" >"$log" 2>&1; then
       tail -n 20 "$log" >&2
       fail "$name, batch $batch: harness train failed (log: $log)"
     fi
@@ -166,6 +173,50 @@ pick_best() {
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+EXTRA=()
+
+# --- SCALING=1: 1 rank vs 2 ranks (one thread each) for the MLP and the CNN, in one run ------
+# Strong scaling at the global BATCH, SGD with momentum as in the scaling issue, plus the cost
+# of tracing (log.trace over 100 steps) and the shared-memory all-reduce against MPI's.
+if [[ ${SCALING:-0} == 1 ]]; then
+  batch=${BATCHES%% *}
+  SRESULTS=$WORK/scaling.tsv
+  : >"$SRESULTS"
+  for model in mlp cnn; do
+    CONFIG=$WORK/${model}_bench.yaml
+    write_config "$model" "$CONFIG"
+    steps=$STEPS
+    [[ $model == cnn ]] && steps=${CNN_STEPS:-$((STEPS / 5))}
+    for cfgname in "1 rank" "2 ranks" "2 ranks, trace on" "2 ranks, MPI all-reduce"; do
+      ranks=${cfgname%% *}
+      EXTRA=(--set train.optimizer=sgd --set train.momentum=0.9 --set train.lr=0.01)
+      case $cfgname in
+        *trace*) EXTRA+=(--set log.trace=true --set log.trace_start=11 --set log.trace_steps=100) ;;
+        *MPI*) EXTRA+=(--set comm.shared_memory=false) ;;
+      esac
+      RUN_TAG=-$model-$(echo "$cfgname" | tr -c 'a-zA-Z0-9\n' '_') RUN_LABEL=" ($model, $cfgname)" \
+        STEPS=$steps harness_run "$ranks" 1 "$batch"
+      tail -n 1 "$RESULTS" | awk -F'\t' -v m="$model" -v c="$cfgname" 'BEGIN{OFS="\t"} {print m, c, $3, $4, $5, $6}' >>"$SRESULTS"
+    done
+  done
+  echo
+  echo "Scaling: 1 vs 2 ranks x 1 thread, batch $batch (global), SGD momentum, $STEPS MLP / ${CNN_STEPS:-$((STEPS / 5))} CNN steps, best of $REPEAT"
+  echo "host: $CORES cores; load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")"
+  awk -F'\t' '
+    { m = $1; c = $2; sps[m, c] = $3; comp[m, c] = $4; comm[m, c] = $5; models[m] = 1; order[++n] = m SUBSEP c }
+    END {
+      printf "%-5s  %-26s  %11s  %10s  %12s  %12s\n", "model", "configuration", "samples/s", "vs 1 rank", "compute ms", "allreduce ms"
+      for (i = 1; i <= n; i++) { split(order[i], k, SUBSEP)
+        printf "%-5s  %-26s  %11.0f  %10.2f  %12.3f  %12.3f\n", k[1], k[2], sps[order[i]], sps[order[i]] / sps[k[1], "1 rank"], 1000 * comp[order[i]], 1000 * comm[order[i]] }
+      print ""
+      for (m in models) {
+        printf "%s: 2 ranks / 1 rank = %.2f; tracing on / off = %.3f; MPI all-reduce / shared memory = %.2f\n", m,
+          sps[m, "2 ranks"] / sps[m, "1 rank"], sps[m, "2 ranks, trace on"] / sps[m, "2 ranks"],
+          sps[m, "2 ranks, MPI all-reduce"] / sps[m, "2 ranks"] }
+    }' "$SRESULTS"
+  echo "raw: $SRESULTS; logs: $LOGS"
+  exit 0
+fi
 
 # --- runs -------------------------------------------------------------------------------------
 for batch in $BATCHES; do
