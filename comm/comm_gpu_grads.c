@@ -14,7 +14,13 @@
  * the mirror and queues the copy back on comm's stream; the compute stream waits for the last
  * one.  Dividing rather than multiplying by 1/world gives the host path's exact result.
  *
- * Nothing here allocates after comm_grads_register_device. */
+ * Sharded (zero_stage 1, comm.h): NCCL replaces each bucket's all-reduce by a group of
+ * ncclReduce, one per rank whose shard meets the bucket, into the device shard buffer, and
+ * comm_shards_allgather is a group of in-place ncclBroadcast per bucket; MPI_STAGED keeps its
+ * all-reduce (the shard is a slice of the averaged buffer) and all-gathers through the mirror.
+ *
+ * Nothing here allocates after comm_grads_register_device (but the MPI_STAGED all-gather's
+ * two small count arrays). */
 #include <limits.h>
 #include <stdlib.h>
 #include <time.h>

@@ -27,6 +27,8 @@ typedef struct {
     void *sum_user;
     double *sumsq;         /* GPU backends, sharded: [1] on the device, the shard's sum of squares */
     float *m, *v;          /* AdamW moments, or m = SGD momentum buffer; NULL when unused */
+    int state_on_host;     /* m and v are host memory whatever the backend (ckpt_read into
+                            * rank 0's full copy of a sharded state) */
     int64_t t;             /* optimizer steps taken (AdamW bias correction, SGD first step) */
     float lr, min_lr, momentum, beta1, beta2, eps, weight_decay, clip;
     int nesterov;

@@ -506,6 +506,7 @@ static int resume(run *r, const char *what, char *err) {
         size_t bytes = (size_t)r->m.n_params * sizeof(float) + sizeof(float);
         full.m = ns >= 1 ? malloc(bytes) : NULL;
         full.v = ns >= 2 ? malloc(bytes) : NULL;
+        full.state_on_host = 1;
         if ((ns >= 1 && !full.m) || (ns >= 2 && !full.v)) {
             snprintf(err, ERRLEN, "out of memory reading the optimizer state to shard it");
             st = -1;
