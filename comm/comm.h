@@ -107,17 +107,42 @@ int64_t comm_grads_bucket_times(const comm *c, const double **start, const doubl
  *             travels as bf16 (half the bytes); MPI has no bf16 type, so a user-defined sum
  *             adds two bf16 values in fp32 and rounds the partial sum to bf16 at every hop; the
  *             result is widened to fp32 and divided by world.  COMM_GRAD_FP32: floats.
- * Host memory only so far: the GPU backends refuse shard 1 and bf16 at register. */
+ * Device memory (comm_grads_register_device), shard 1 - the same shard layout, so checkpoint
+ * gather / scatter and the tests do not change:
+ *   NCCL:        per bucket, inside one ncclGroupStart/End, one ncclReduce(ncclAvg) per rank
+ *                whose shard meets the bucket (root = that rank, count = the intersection),
+ *                into a device shard buffer (cudaMalloc'd at register, hi - lo floats).  No
+ *                padding and no extra copies; the cost against one ncclReduceScatter on
+ *                padded buffers is a launch per intersecting shard (a bucket meets one or
+ *                two shards unless buckets are larger than n / world: then up to world
+ *                launches) and ring reduces instead of NCCL's reduce-scatter kernel.  The
+ *                bytes on the wire are the same: (world - 1) / world of the bucket per rank.
+ *                The average is NCCL's (ncclAvg), not the host path's sum / world, so it may
+ *                differ from it in the last bit.  World 1: the all-reduce as at shard 0 and
+ *                the shard is the registered buffer.
+ *   MPI_STAGED:  the whole buffer is all-reduced through the pinned mirror exactly as at
+ *                shard 0, and the shard is the registered buffer's slice [lo, hi): simplest
+ *                correct; it saves the optimizer state's memory, not communication.
+ * comm_shards_allgather on device memory: NCCL, per bucket one grouped ncclBroadcast (in
+ * place) per rank whose shard meets it, on comm's stream after the compute stream's work,
+ * the compute stream waiting for it (no host wait; a sequence number per bucket and one
+ * watchdog queue entry); MPI_STAGED, the shard to the pinned mirror (one host wait),
+ * MPI_Allgatherv there, the whole buffer back.  comm_shard_gather / comm_shard_scatter stay
+ * host memory: the caller stages device shards through the host (checkpoints only).
+ * bf16 on device memory is refused at register (not implemented yet). */
 typedef enum { COMM_GRAD_FP32 = 0, COMM_GRAD_BF16 } comm_grad_dtype;
 int comm_grads_set_exchange(comm *c, int shard, comm_grad_dtype dtype, char *err, size_t errlen);
 /* This rank's shard [*lo, *hi) of the registered n-element buffer. */
 void comm_grads_shard_range(const comm *c, int64_t *lo, int64_t *hi);
 /* Sharded exchange: the averaged gradients of this rank's shard, [hi - lo] floats, valid
- * after comm_grads_wait until the next step's first comm_grads_ready.  NULL unless shard 1. */
+ * after comm_grads_wait until the next step's first comm_grads_ready.  NULL unless shard 1.
+ * Device memory when the buffer was registered with comm_grads_register_device (read it
+ * through the compute stream, as the averaged gradients). */
 float *comm_grads_shard(comm *c);
-/* Collective, host memory: buf[n] (n as registered) holds, on every rank, up-to-date values
- * in its own shard only; afterwards every rank holds all of them (the updated parameters).
- * In place: MPI_Iallgatherv per bucket of the gradient plan, then one wait. */
+/* Collective: buf[n] (n as registered, in the registered buffer's memory) holds, on every
+ * rank, up-to-date values in its own shard only; afterwards every rank holds all of them (the
+ * updated parameters).  In place.  Host memory: MPI_Iallgatherv per bucket of the gradient
+ * plan, then one wait; device memory: see above. */
 int comm_shards_allgather(comm *c, float *buf, char *err, size_t errlen);
 /* Collective: elements [offset, offset + count) of a sharded buffer (each rank passes its
  * shard, shard[i] = element lo + i) gathered into out[count] on rank 0 (out unused elsewhere).

@@ -70,6 +70,10 @@ int comm_gpu_grads_wait(comm *c, char *err, size_t errlen) {
 }
 
 double comm_gpu_grads_wait_seconds(comm *c) { (void)c; return 0.0; }
+int comm_gpu_shards_allgather(comm *c, float *dev_buf, char *err, size_t errlen) {
+    (void)c; (void)dev_buf;
+    return comm_error(err, errlen, "comm_shards_allgather: no CUDA in this build");
+}
 void comm_gpu_forget_grads(comm *c) { c->grads_on_device = 0; }
 void comm_gpu_destroy(comm *c) { (void)c; }
 
@@ -127,6 +131,8 @@ static void free_registration(struct comm_gpu *g) {
     }
     if (g->mirror) (void)cudaFreeHost(g->mirror);
     g->mirror = NULL;
+    if (g->dev_shard) (void)cudaFree(g->dev_shard);
+    g->dev_shard = NULL;
     pthread_mutex_lock(&g->lock);
     comm_gpu_pending *ring = g->ring;
     int64_t cap = g->ring_cap;
@@ -350,9 +356,9 @@ int comm_grads_register_device(comm *c, float *dev_grads, int64_t n, size_t buck
     const char *who = "comm_grads_register_device";
     struct comm_gpu *g = c->gpu;
     if (!g) return comm_error(err, errlen, "%s: call comm_gpu_init first", who);
-    if (c->shard || c->grad_dtype != COMM_GRAD_FP32)
-        return comm_error(err, errlen, "%s: the sharded (zero_stage 1) and bf16 gradient "
-                          "exchanges are implemented for host memory only so far", who);
+    if (c->grad_dtype != COMM_GRAD_FP32)
+        return comm_error(err, errlen, "%s: comm.grad_dtype=bf16 is implemented for host memory "
+                          "only so far (use comm.grad_dtype=fp32 on GPUs)", who);
     if (n < 0) return comm_error(err, errlen, "%s: negative size %lld", who, (long long)n);
     if (n > 0 && !dev_grads) return comm_error(err, errlen, "%s: buffer is NULL", who);
     if (bucket_bytes == 0) return comm_error(err, errlen, "%s: bucket_bytes is 0", who);
@@ -421,6 +427,33 @@ int comm_grads_register_device(comm *c, float *dev_grads, int64_t n, size_t buck
     g->launched = g->returned = 0;
     c->grads = g->backend == COMM_GPU_MPI_STAGED ? g->mirror : dev_grads;
     c->grads_on_device = 1;
+    /* The shard layout and per-bucket counts (comm_zero.c), then the shard itself on the
+     * device: NCCL reduces into its own buffer; MPI_STAGED (and one rank) all-reduce the whole
+     * buffer, so the shard is the registered buffer's slice [lo, hi). */
+    if (comm_zero_plan(c, err, errlen)) status = 1;
+    if (!status && c->shard) {
+        if (c->owns_shard_grads) free(c->shard_grads);
+        c->owns_shard_grads = 0;
+        c->shard_grads = dev_grads + c->shard_lo;
+        int64_t mine = c->shard_hi - c->shard_lo;
+        if (g->backend == COMM_GPU_NCCL && c->world_size > 1) {
+            e = cudaMalloc((void **)&g->dev_shard, (size_t)(mine > 0 ? mine : 1) * sizeof(float));
+            if (e != cudaSuccess) {
+                g->dev_shard = NULL;
+                status = comm_cuda_error(e, "cudaMalloc (gradient shard)", err, errlen);
+            } else {
+                c->shard_grads = g->dev_shard;
+            }
+        }
+    }
+    if (status) {
+        c->grads_on_device = 0;
+        c->shard_grads = NULL;
+        free_registration(g);
+        char ignore[8];
+        comm_grads_plan(c, 0, 1, who, ignore, sizeof ignore);
+        return 1;
+    }
     return 0;
 }
 

@@ -14,8 +14,15 @@
  * the mirror and queues the copy back on comm's stream; the compute stream waits for the last
  * one.  Dividing rather than multiplying by 1/world gives the host path's exact result.
  *
- * Nothing here allocates after comm_grads_register_device. */
+ * Sharded (zero_stage 1, comm.h): NCCL replaces each bucket's all-reduce by a group of
+ * ncclReduce, one per rank whose shard meets the bucket, into the device shard buffer, and
+ * comm_shards_allgather is a group of in-place ncclBroadcast per bucket; MPI_STAGED keeps its
+ * all-reduce (the shard is a slice of the averaged buffer) and all-gathers through the mirror.
+ *
+ * Nothing here allocates after comm_grads_register_device (but the MPI_STAGED all-gather's
+ * two small count arrays). */
 #include <limits.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "comm_gpu_internal.h"
@@ -84,6 +91,34 @@ static int compute_after_comm(comm *c, int timed, char *err, size_t errlen) {
 /* ---- NCCL ---------------------------------------------------------------------------------- */
 
 #ifdef HARNESS_HAVE_NCCL
+/* Sharded (zero_stage 1), bucket i: one ncclReduce(ncclAvg) per rank whose shard meets the
+ * bucket, root = that rank, count = the intersection, in one NCCL group; the root receives its
+ * part into its shard buffer (dev_shard), which keeps the host path's uneven floor(n r / world)
+ * layout without padding.  recvbuff matters only at the root. */
+static int nccl_reduce_to_shards(comm *c, int64_t i, char *err, size_t errlen) {
+    struct comm_gpu *g = c->gpu;
+    comm_bucket b = c->buckets[i];
+    const int world = c->world_size;
+    const int *counts = c->shard_counts + i * world, *displs = c->shard_displs + i * world;
+    ncclResult_t r = ncclGroupStart();
+    if (r != ncclSuccess) return comm_nccl_error(r, "ncclGroupStart (gradient shards)", g->nccl, err, errlen);
+    int status = 0;
+    for (int root = 0; root < world && status == 0; root++) {
+        if (counts[root] == 0) continue;
+        const float *send = g->dev_grads + b.start + displs[root];
+        float *recv = root == c->rank ? g->dev_shard + (b.start + displs[root] - c->shard_lo)
+                                      : (float *)send;
+        r = ncclReduce(send, recv, (size_t)counts[root], ncclFloat, ncclAvg, root, g->nccl,
+                       g->stream);
+        if (r != ncclSuccess)
+            status = comm_nccl_error(r, "ncclReduce (gradient shard)", g->nccl, err, errlen);
+    }
+    r = ncclGroupEnd();
+    if (r != ncclSuccess && status == 0)
+        status = comm_nccl_error(r, "ncclGroupEnd (gradient shards)", g->nccl, err, errlen);
+    return status;
+}
+
 /* Queues the buckets ready(offset) completes: one ncclAllReduce(in place, ncclAvg) each, in one
  * NCCL group when there are several, and one queue entry (event) after them. */
 static int nccl_start(comm *c, int64_t offset, char *err, size_t errlen) {
@@ -100,15 +135,21 @@ static int nccl_start(comm *c, int64_t offset, char *err, size_t errlen) {
         comm_bucket b = c->buckets[c->started];
         if (c->started == 0) c->bucket_seq0 = c->sequence + 1;
         /* With fingerprint checking on, a mismatch skips this bucket on every rank. */
-        if (comm_collective_join(c, COMM_OP_GRADS_BUCKET, COMM_TYPE_F32, b.count, 0, err, errlen)) {
+        comm_op op = c->shard ? COMM_OP_GRADS_SHARD : COMM_OP_GRADS_BUCKET;
+        if (comm_collective_join(c, op, COMM_TYPE_F32, b.count, 0, err, errlen)) {
             status = 1;
             break;
         }
-        float *p = g->dev_grads + b.start;
-        r = ncclAllReduce(p, p, (size_t)b.count, ncclFloat, ncclAvg, g->nccl, g->stream);
-        if (r != ncclSuccess) {
-            status = comm_nccl_error(r, "ncclAllReduce (gradient bucket)", g->nccl, err, errlen);
-            break;
+        if (c->shard && c->world_size > 1) {
+            status = nccl_reduce_to_shards(c, c->started, err, errlen);
+            if (status) break;
+        } else {
+            float *p = g->dev_grads + b.start;
+            r = ncclAllReduce(p, p, (size_t)b.count, ncclFloat, ncclAvg, g->nccl, g->stream);
+            if (r != ncclSuccess) {
+                status = comm_nccl_error(r, "ncclAllReduce (gradient bucket)", g->nccl, err, errlen);
+                break;
+            }
         }
         if (c->started == first) seq_first = c->sequence;
         seq_last = c->sequence;
@@ -256,6 +297,104 @@ static int staged_wait(comm *c, char *err, size_t errlen) {
     g->returned = 0;
     c->wait_seconds += now_seconds() - t0;
     return status;
+}
+
+/* ---- the parameters' all-gather after a sharded step ------------------------------------ */
+
+#ifdef HARNESS_HAVE_NCCL
+/* Per bucket: one ncclBroadcast (in place) per rank whose shard meets it, root = that rank,
+ * in one NCCL group; each bucket is joined (sequence, fingerprint) and the whole all-gather is
+ * one queue entry for the watchdog.  On comm's stream after the compute stream's work (the
+ * optimizer), and the compute stream waits for it: no host wait. */
+static int nccl_allgather(comm *c, float *buf, char *err, size_t errlen) {
+    struct comm_gpu *g = c->gpu;
+    const int world = c->world_size;
+    if (c->num_buckets == 0) return 0;
+    if (after_compute(g, err, errlen)) return 1;
+    uint64_t seq_first = 0, seq_last = 0;
+    int64_t posted = 0;
+    int status = 0;
+    for (int64_t i = 0; i < c->num_buckets && status == 0; i++) {
+        comm_bucket b = c->buckets[i];
+        if (comm_collective_join(c, COMM_OP_PARAMS_ALLGATHER, COMM_TYPE_F32, b.count, 0, err,
+                                 errlen)) {
+            status = 1;
+            break;
+        }
+        if (i == 0) seq_first = c->sequence;
+        seq_last = c->sequence;
+        const int *counts = c->shard_counts + i * world, *displs = c->shard_displs + i * world;
+        ncclResult_t r = ncclGroupStart();
+        if (r != ncclSuccess) {
+            status = comm_nccl_error(r, "ncclGroupStart (parameter all-gather)", g->nccl, err, errlen);
+            break;
+        }
+        for (int root = 0; root < world && status == 0; root++) {
+            if (counts[root] == 0) continue;
+            float *p = buf + b.start + displs[root];
+            r = ncclBroadcast(p, p, (size_t)counts[root], ncclFloat, root, g->nccl, g->stream);
+            if (r != ncclSuccess)
+                status = comm_nccl_error(r, "ncclBroadcast (parameter shard)", g->nccl, err, errlen);
+        }
+        r = ncclGroupEnd();
+        if (r != ncclSuccess && status == 0)
+            status = comm_nccl_error(r, "ncclGroupEnd (parameter all-gather)", g->nccl, err, errlen);
+        posted++;
+    }
+    if (posted > 0) {
+        char qerr[256];
+        if (comm_gpu_queue_push(c, seq_first, seq_last, 0, qerr, sizeof qerr) && status == 0)
+            status = comm_error(err, errlen, "%s", qerr);
+        if (status == 0) status = compute_after_comm(c, 0, err, errlen);
+    }
+    return status;
+}
+#endif
+
+/* MPI_STAGED: through the pinned mirror.  Each rank's shard goes to the host (the compute
+ * stream's order, one host wait), MPI_Allgatherv there (the host path's layout), and the whole
+ * buffer back (queued on the compute stream).  Blocking, simplest correct: it moves n floats
+ * each way over PCIe. */
+static int staged_allgather(comm *c, float *buf, char *err, size_t errlen) {
+    struct comm_gpu *g = c->gpu;
+    if (!g->mirror) return comm_error(err, errlen, "comm_shards_allgather: no pinned mirror");
+    int64_t lo = c->shard_lo, mine = c->shard_hi - c->shard_lo;
+    if (mine > 0)
+        CUDA_TRY(cudaMemcpyAsync(g->mirror + lo, buf + lo, (size_t)mine * sizeof(float),
+                                 cudaMemcpyDeviceToHost, g->compute),
+                 "cudaMemcpyAsync (parameter shard to the host)");
+    CUDA_TRY(cudaStreamSynchronize(g->compute), "cudaStreamSynchronize (parameter shard)");
+    int world = c->world_size;
+    int *counts = malloc(2 * (size_t)world * sizeof(int));
+    if (!counts) return comm_error(err, errlen, "comm_shards_allgather: out of memory");
+    int *displs = counts + world;
+    for (int r = 0; r < world; r++) {
+        int64_t a, z;
+        comm_shard_bounds(c->grads_n, world, r, &a, &z);
+        counts[r] = (int)(z - a);
+        displs[r] = (int)a;
+    }
+    int status = comm_collective_begin(c, COMM_OP_PARAMS_ALLGATHER, COMM_TYPE_F32, c->grads_n, 0,
+                                       err, errlen);
+    if (status == 0) {
+        int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, g->mirror, counts, displs,
+                                MPI_FLOAT, c->world);
+        if (rc != MPI_SUCCESS) status = comm_mpi_error(c, rc, "MPI_Allgatherv (parameters)", err, errlen);
+    }
+    comm_collective_end(c);
+    free(counts);
+    if (status) return status;
+    CUDA_TRY(cudaMemcpyAsync(buf, g->mirror, (size_t)c->grads_n * sizeof(float),
+                             cudaMemcpyHostToDevice, g->compute),
+             "cudaMemcpyAsync (parameters back to the device)");
+    return 0;
+}
+
+int comm_gpu_shards_allgather(comm *c, float *dev_buf, char *err, size_t errlen) {
+#ifdef HARNESS_HAVE_NCCL
+    if (c->gpu->backend == COMM_GPU_NCCL) return nccl_allgather(c, dev_buf, err, errlen);
+#endif
+    return staged_allgather(c, dev_buf, err, errlen);
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */

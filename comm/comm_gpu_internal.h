@@ -50,6 +50,7 @@ struct comm_gpu {
 
     /* the registered buffer */
     float *dev_grads;
+    float *dev_shard;               /* NCCL, shard 1, world > 1: [shard_hi - shard_lo] averaged */
     int64_t registered_buckets;     /* what the per-bucket arrays below were sized for */
 
     /* MPI_STAGED */

@@ -261,6 +261,8 @@ int comm_grads_plan(comm *c, int64_t n, size_t bucket_bytes, const char *who, ch
 int comm_gpu_grads_ready(comm *c, int64_t offset, char *err, size_t errlen);
 int comm_gpu_grads_wait(comm *c, char *err, size_t errlen);
 double comm_gpu_grads_wait_seconds(comm *c);
+/* comm_shards_allgather of a device buffer laid out as the registered one. */
+int comm_gpu_shards_allgather(comm *c, float *dev_buf, char *err, size_t errlen);
 /* Drops what comm_grads_register_device allocated (comm_grads_register calls it). */
 void comm_gpu_forget_grads(comm *c);
 /* comm_finalize: the NCCL communicator, stream, events, mirror and grads_world. */

@@ -178,8 +178,7 @@ void comm_zero_finish(comm *c) {
 int comm_shards_allgather(comm *c, float *buf, char *err, size_t errlen) {
     if (!c->shard) return comm_error(err, errlen, "comm_shards_allgather: the exchange is not sharded");
     if (c->world_size == 1) return 0;
-    if (c->grads_on_device)
-        return comm_error(err, errlen, "comm_shards_allgather: device memory is not supported yet");
+    if (c->grads_on_device) return comm_gpu_shards_allgather(c, buf, err, errlen);
     int status = comm_collective_begin(c, COMM_OP_PARAMS_ALLGATHER, COMM_TYPE_F32, c->grads_n, 0,
                                        err, errlen);
     int64_t posted = 0;

@@ -731,6 +731,27 @@ void kern_grad_stats(kern_ctx *k, double *gstate, const float *grads, int64_t n,
     }
 }
 
+void kern_sumsq_to(kern_ctx *k, double *sumsq, const float *grads, int64_t n) {
+    switch (k->backend) {
+    case KERN_CPU: *sumsq = kcpu_sumsq(k->cpu, grads, n); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_sumsq_to(k->cuda, sumsq, grads, n); break;
+#endif
+    default: break;
+    }
+}
+
+void kern_grad_verdict_from(kern_ctx *k, double *gstate, const double *sumsq, float clip_norm,
+                            int max_run, int64_t step) {
+    switch (k->backend) {
+    case KERN_CPU: kcpu_grad_verdict_from(k->cpu, gstate, sumsq, clip_norm, max_run, step); break;
+#ifdef HARNESS_HAVE_CUDA
+    case KERN_CUDA: kcuda_grad_verdict_from(k->cuda, gstate, sumsq, clip_norm, max_run, step); break;
+#endif
+    default: break;
+    }
+}
+
 void kern_sgd_update_guarded(kern_ctx *k, float *param, float *buf, const float *grad,
                              int64_t n, float lr, float momentum, float weight_decay,
                              int nesterov, const double *gstate, int64_t t_plus) {

@@ -258,6 +258,16 @@ enum {
  *                      STOP = 1, STOP_STEP = step. */
 void kern_grad_stats(kern_ctx *k, double *gstate, const float *grads, int64_t n,
                      float clip_norm, int max_run, int64_t step);
+/* The sharded form of kern_grad_stats (train.zero_stage 1), in two halves so that the shards'
+ * sums can be added across ranks in between without the host seeing them:
+ *   kern_sumsq_to:        *sumsq = sum of squares of grads[n] in double, written to backend
+ *                         memory (sumsq is a kern_alloc'd double); the same reduction, and on
+ *                         CUDA the same bits, as kern_grad_stats's.  No host read.
+ *   kern_grad_verdict_from: gstate's verdict from norm = sqrt(*sumsq) (one thread on CUDA), the
+ *                         same rules as kern_grad_stats. */
+void kern_sumsq_to(kern_ctx *k, double *sumsq, const float *grads, int64_t n);
+void kern_grad_verdict_from(kern_ctx *k, double *gstate, const double *sumsq, float clip_norm,
+                            int max_run, int64_t step);
 /* kern_sgd_update / kern_adamw_update that read gstate: nothing happens when SKIP is set;
  * otherwise the gradient is g = grad * (float)SCALE (the same bits as kern_scale(grad, SCALE)
  * followed by the plain update) and the step count is t = t_plus - SKIPPED (AdamW's bias

@@ -588,7 +588,11 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
     }
     /* verified: now hand everything over */
     kern_to_device(m->k, m->params, host, bytes);
-    for (int j = 0; j < ns; j++) kern_to_device(m->k, sbufs[j], host + (size_t)(j + 1) * m->n_params, bytes);
+    for (int j = 0; j < ns; j++) {
+        const float *src = host + (size_t)(j + 1) * m->n_params;
+        if (o->state_on_host) memcpy(sbufs[j], src, bytes);   /* zero_stage 1: rank 0's staging */
+        else kern_to_device(m->k, sbufs[j], src, bytes);
+    }
     if (bbytes) kern_to_device(m->k, m->buffers, host_buffers, bbytes);
     if (o) o->t = s.optimizer_steps;
     *state = s;

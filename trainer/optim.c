@@ -42,6 +42,7 @@ int optim_create_shard(optim *o, const config *cfg, int64_t n_params, int64_t lo
     if (need_m && !(o->m = kern_alloc(k, bytes))) goto oom;
     if (o->type == OPT_ADAMW && !(o->v = kern_alloc(k, bytes))) goto oom;
     if (!(o->gstate = kern_alloc(k, KERN_GS_LEN * sizeof(double)))) goto oom;   /* zeroed */
+    if (kern_get_backend(k) != KERN_CPU && !(o->sumsq = kern_alloc(k, sizeof(double)))) goto oom;
     if (!(o->runs = malloc(sizeof *o->runs))) goto oom;
     o->n_runs = 1;
     o->runs[0] = (struct optim_run){0, count, 1};
@@ -82,6 +83,7 @@ void optim_free(optim *o) {
         kern_free(o->k, o->m);
         kern_free(o->k, o->v);
         kern_free(o->k, o->gstate);
+        kern_free(o->k, o->sumsq);
     }
     memset(o, 0, sizeof *o);
 }
@@ -134,10 +136,17 @@ void optim_device_step(optim *o, float *params, const float *grads, float lr, in
 
 void optim_queue_update(optim *o, float *params, const float *grads, float lr, int max_run,
                         int64_t step, int64_t t_plus) {
-    if (o->sum_across_ranks) {
-        /* Sharded: this shard's sum of squares (the same per-shard reduction as kern_sumsq),
-         * summed over the ranks in double, then the same verdict as kern_grad_stats.  Host
-         * memory only (the CPU backend; train.c refuses sharding on GPUs for now). */
+    if (o->sum_across_ranks && o->sumsq) {
+        /* Sharded on a GPU: the shard's sum of squares into device memory, summed over the
+         * ranks there (the caller queues one all-reduce of one double), then a one-thread
+         * verdict into gstate: the guarded updates below read it, the host never does. */
+        kern_sumsq_to(o->k, o->sumsq, grads, o->n);
+        o->sum_across_ranks(o->sum_user, o->sumsq);
+        kern_grad_verdict_from(o->k, o->gstate, o->sumsq, o->clip, max_run, step);
+    } else if (o->sum_across_ranks) {
+        /* Sharded on the CPU: this shard's sum of squares (the same per-shard reduction as
+         * kern_sumsq), summed over the ranks in double, then the same verdict as
+         * kern_grad_stats. */
         double ss = kern_sumsq(o->k, grads, o->n);
         o->sum_across_ranks(o->sum_user, &ss);
         kern_grad_verdict(o->gstate, sqrt(ss), o->clip, max_run, step);

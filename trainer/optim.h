@@ -19,10 +19,16 @@ typedef struct {
     int64_t n;             /* elements this optimizer updates (the shard; all when unsharded) */
     int64_t shard_lo;      /* where they start in the flat buffer */
     int64_t n_total;       /* the flat buffer's size */
-    /* Sharded: sums x over all ranks in place (host memory), NULL when unsharded. */
+    /* Sharded: sums x (one double) over all ranks in place, NULL when unsharded.  On the CPU
+     * backend x is host memory; on a GPU backend x is device memory (sumsq below) and the sum
+     * must be queued on the compute stream's order without a host wait (NCCL), so the step
+     * never reads the norm on the host. */
     void (*sum_across_ranks)(void *user, double *x);
     void *sum_user;
+    double *sumsq;         /* GPU backends, sharded: [1] on the device, the shard's sum of squares */
     float *m, *v;          /* AdamW moments, or m = SGD momentum buffer; NULL when unused */
+    int state_on_host;     /* m and v are host memory whatever the backend (ckpt_read into
+                            * rank 0's full copy of a sharded state) */
     int64_t t;             /* optimizer steps taken (AdamW bias correction, SGD first step) */
     float lr, min_lr, momentum, beta1, beta2, eps, weight_decay, clip;
     int nesterov;

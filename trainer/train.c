@@ -352,8 +352,12 @@ static int allreduce_for_model(void *user, double *x, int n) {
 static void sum_across_ranks(void *user, double *x) {
     run *r = user;
     char err[ERRLEN];
-    if (r->world > 1 && comm_allreduce_sum_f64(r->c, x, 1, err, sizeof err) != 0)
-        comm_abort(r->c, 1, err);
+    if (r->world == 1) return;
+    /* on a GPU x is device memory: NCCL sums it on the stream (no host wait), MPI staged
+     * through pinned memory */
+    int st = kern_get_backend(r->k) == KERN_CPU ? comm_allreduce_sum_f64(r->c, x, 1, err, sizeof err)
+                                                : comm_allreduce_sum_f64_device(r->c, x, 1, err, sizeof err);
+    if (st != 0) comm_abort(r->c, 1, err);
 }
 
 /* zero_stage 1, checkpoints: ckpt_write on rank 0 asks for one tensor of one optimizer state
@@ -363,16 +367,37 @@ static void sum_across_ranks(void *user, double *x) {
 typedef struct {
     run *r;
     int64_t served;           /* (tensor, state) requests answered so far */
+    float *host[2];           /* GPU backends: host copies of this rank's m and v shards */
 } shard_fetch;
 
 static int n_optim_states(const optim *o) {
     return o->type == OPT_ADAMW ? 2 : o->m ? 1 : 0;
 }
 
+/* GPU backends: comm's gather and scatter work on host memory, so a checkpoint copies this
+ * rank's state shards to the host first (one shard per state: n_params / world floats each). */
+static int stage_optim_shards(run *r, shard_fetch *f) {
+    if (kern_get_backend(r->k) == KERN_CPU) return 0;
+    int ns = n_optim_states(&r->opt);
+    size_t bytes = (size_t)r->opt.n * sizeof(float);
+    float *dev[2] = {r->opt.m, r->opt.v};
+    for (int s = 0; s < ns; s++) {
+        if (!(f->host[s] = malloc(bytes + sizeof(float)))) return -1;
+        if (bytes) kern_to_host(r->k, f->host[s], dev[s], bytes);
+    }
+    return 0;
+}
+
+static void free_staged_shards(shard_fetch *f) {
+    free(f->host[0]);
+    free(f->host[1]);
+    f->host[0] = f->host[1] = NULL;
+}
+
 static int fetch_optim_shard(void *user, int state, int64_t offset, int64_t count, float *out) {
     shard_fetch *f = user;
     char err[ERRLEN];
-    float *shard = state == 0 ? f->r->opt.m : f->r->opt.v;
+    float *shard = f->host[state] ? f->host[state] : state == 0 ? f->r->opt.m : f->r->opt.v;
     f->served++;
     if (comm_shard_gather(f->r->c, shard, offset, count, out, err, sizeof err) != 0)
         comm_abort(f->r->c, 1, err);
@@ -380,10 +405,10 @@ static int fetch_optim_shard(void *user, int state, int64_t offset, int64_t coun
 }
 
 /* Every rank but 0 (and rank 0 to drain): requests `from` onwards, in ckpt_write's order. */
-static void serve_optim_shards(run *r, int64_t from, float *scratch) {
+static void serve_optim_shards(run *r, const shard_fetch *staged, int64_t from, float *scratch) {
     int ns = n_optim_states(&r->opt);
     int64_t k = 0;
-    shard_fetch f = {r, 0};
+    shard_fetch f = {r, 0, {staged->host[0], staged->host[1]}};
     for (int i = 0; i < r->m.n_tensors; i++) {
         const model_tensor *t = &r->m.tensors[i];
         if (t->is_buffer) continue;
@@ -489,6 +514,7 @@ static int resume(run *r, const char *what, char *err) {
         size_t bytes = (size_t)r->m.n_params * sizeof(float) + sizeof(float);
         full.m = ns >= 1 ? malloc(bytes) : NULL;
         full.v = ns >= 2 ? malloc(bytes) : NULL;
+        full.state_on_host = 1;
         if ((ns >= 1 && !full.m) || (ns >= 2 && !full.v)) {
             snprintf(err, ERRLEN, "out of memory reading the optimizer state to shard it");
             st = -1;
@@ -536,8 +562,20 @@ static int resume(run *r, const char *what, char *err) {
     st = comm_broadcast(r->c, hdr, sizeof hdr, 0, err, ERRLEN);
     if (st == 0 && hdr[0] && r->zero) {
         st = broadcast_floats(r, r->m.params, r->m.n_params, err);
-        if (st == 0 && ns >= 1) st = comm_shard_scatter(r->c, full.m, r->opt.m, err, ERRLEN);
-        if (st == 0 && ns >= 2) st = comm_shard_scatter(r->c, full.v, r->opt.v, err, ERRLEN);
+        /* GPU backends: each shard lands in host memory first, then goes to the device */
+        int on_cpu = kern_get_backend(r->k) == KERN_CPU;
+        size_t bytes = (size_t)r->opt.n * sizeof(float);
+        float *host = on_cpu ? NULL : malloc(bytes + sizeof(float));
+        if (!on_cpu && !host) {
+            snprintf(err, ERRLEN, "out of memory staging the optimizer state shards");
+            st = -1;
+        }
+        float *dev[2] = {r->opt.m, r->opt.v}, *src[2] = {full.m, full.v};
+        for (int k = 0; k < ns && k < 2 && st == 0; k++) {
+            st = comm_shard_scatter(r->c, src[k], on_cpu ? dev[k] : host, err, ERRLEN);
+            if (st == 0 && !on_cpu && bytes) kern_to_device(r->k, dev[k], host, bytes);
+        }
+        free(host);
     } else if (st == 0 && hdr[0]) {
         float *bufs[3] = {r->m.params, r->opt.m, r->opt.v};
         for (int i = 0; i < 3 && st == 0; i++) st = broadcast_floats(r, bufs[i], r->m.n_params, err);
@@ -569,7 +607,9 @@ static int checkpoint(run *r, int64_t step, char *path, size_t path_len) {
     sync_buffers(r);
     optim_verdict v;
     optim_read(&r->opt, &v);   /* brings opt.t up to date (skipped steps excluded) */
-    shard_fetch fetch = {r, 0};
+    shard_fetch fetch = {r, 0, {NULL, NULL}};
+    if (r->zero && stage_optim_shards(r, &fetch) != 0)   /* GPU: the shards to the host */
+        comm_abort(r->c, 1, "out of memory copying the optimizer state shards to the host");
     if (r->rank == 0) {
         ckpt_state s = {0};
         s.step = step;
@@ -593,10 +633,11 @@ static int checkpoint(run *r, int64_t step, char *path, size_t path_len) {
         if (r->rank != 0 || fetch.served < requests) {
             float *scratch = r->rank == 0 ? malloc((size_t)largest * sizeof(float)) : NULL;
             if (r->rank == 0 && !scratch) comm_abort(r->c, 1, "out of memory draining a checkpoint");
-            serve_optim_shards(r, r->rank == 0 ? fetch.served : 0, scratch);
+            serve_optim_shards(r, &fetch, r->rank == 0 ? fetch.served : 0, scratch);
             free(scratch);
         }
     }
+    free_staged_shards(&fetch);
     return agree(r, st, err);
 }
 
@@ -723,11 +764,11 @@ static int setup(run *r, char *err) {
 
     if (agree(r, open_backend(r, err), err)) return -1;
     r->zero = cfg->zero_stage == 1;
-    if ((r->zero || cfg->grad_dtype != GRAD_DTYPE_FP32) && kern_get_backend(r->k) != KERN_CPU) {
-        snprintf(err, ERRLEN, "%s: implemented on the CPU backend (MPI on host memory) only so "
-                 "far; use train.device=cpu, or %s on GPUs",
-                 r->zero ? "train.zero_stage=1" : "comm.grad_dtype=bf16",
-                 r->zero ? "train.zero_stage=0" : "comm.grad_dtype=fp32");
+    /* train.zero_stage=1 runs on GPUs too (NCCL and MPI staged, comm.h); bf16 gradients on
+     * the wire are host memory only so far. */
+    if (cfg->grad_dtype != GRAD_DTYPE_FP32 && kern_get_backend(r->k) != KERN_CPU) {
+        snprintf(err, ERRLEN, "comm.grad_dtype=bf16: implemented on the CPU backend (MPI on host "
+                 "memory) only so far; use train.device=cpu, or comm.grad_dtype=fp32 on GPUs");
         st = -1;
     }
     if (agree(r, st, err)) return -1;

@@ -111,6 +111,8 @@ void kcpu_dropout_forward_rows(kcpu_ctx *c, float *out, uint8_t *mask, const flo
                                uint64_t step_id, int64_t first_row, int layer);
 void kcpu_grad_stats(kcpu_ctx *c, double *gstate, const float *grads, int64_t n, float clip_norm,
                      int max_run, int64_t step);
+void kcpu_grad_verdict_from(kcpu_ctx *c, double *gstate, const double *sumsq, float clip_norm,
+                            int max_run, int64_t step);
 void kcpu_sgd_update_guarded(kcpu_ctx *c, float *param, float *buf, const float *grad, int64_t n,
                              float lr, float momentum, float weight_decay, int nesterov,
                              const double *gstate, int64_t t_plus);

@@ -24,6 +24,12 @@ void kcpu_grad_stats(kcpu_ctx *c, double *gs, const float *grads, int64_t n, flo
     kern_grad_verdict(gs, norm, clip_norm, max_run, step);
 }
 
+void kcpu_grad_verdict_from(kcpu_ctx *c, double *gs, const double *sumsq, float clip_norm,
+                            int max_run, int64_t step) {
+    (void)c;
+    kern_grad_verdict(gs, sqrt(*sumsq), clip_norm, max_run, step);
+}
+
 void kcpu_sgd_update_guarded(kcpu_ctx *c, float *restrict param, float *restrict buf,
                              const float *restrict grad, int64_t n, float lr, float momentum,
                              float weight_decay, int nesterov, const double *gs, int64_t t_plus) {

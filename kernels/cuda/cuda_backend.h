@@ -140,6 +140,9 @@ void kcuda_dropout_forward_rows(kcuda_ctx *c, float *out, uint8_t *mask, const f
                                 uint64_t step_id, int64_t first_row, int layer);
 void kcuda_grad_stats(kcuda_ctx *c, double *gstate, const float *grads, int64_t n,
                       float clip_norm, int max_run, int64_t step);
+void kcuda_sumsq_to(kcuda_ctx *c, double *sumsq, const float *grads, int64_t n);
+void kcuda_grad_verdict_from(kcuda_ctx *c, double *gstate, const double *sumsq, float clip_norm,
+                             int max_run, int64_t step);
 void kcuda_sgd_update_guarded(kcuda_ctx *c, float *param, float *buf, const float *grad,
                               int64_t n, float lr, float momentum, float weight_decay,
                               int nesterov, const double *gstate, int64_t t_plus);

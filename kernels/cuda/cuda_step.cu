@@ -219,6 +219,54 @@ void kcuda_grad_stats(kcuda_ctx *c, double *gstate, const float *grads, int64_t 
     KCUDA_LAUNCHED(c, "grad_stats_kernel");
 }
 
+/* kern_sumsq_to: grad_stats_kernel's reduction (same partials, same order, same bits), the
+ * last block writes the sum instead of deciding. */
+__global__ static void sumsq_to_kernel(double *out, double *part, unsigned int *ticket,
+                                       const float *x, int64_t n) {
+    __shared__ int is_last;
+    double acc = 0.0;
+    KCUDA_GRID_STRIDE_LOOP(i, n) {
+        double v = (double)x[i];
+        acc += v * v;
+    }
+    acc = kcuda_block_sum_f64(acc);
+    if (threadIdx.x == 0) {
+        part[blockIdx.x] = acc;
+        __threadfence();
+        is_last = atomicAdd(ticket, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    double s = 0.0;
+    for (unsigned int i = threadIdx.x; i < gridDim.x; i += blockDim.x) s += __ldcg(&part[i]);
+    s = kcuda_block_sum_f64(s);
+    if (threadIdx.x != 0) return;
+    *ticket = 0;
+    *out = s;
+}
+
+void kcuda_sumsq_to(kcuda_ctx *c, double *sumsq, const float *grads, int64_t n) {
+    unsigned int grid = n > 0 ? kcuda_grid_reduce(n) : 1;
+    sumsq_to_kernel<<<grid, KCUDA_THREADS, 0, c->stream>>>(sumsq, c->part_sum, c->ticket, grads,
+                                                           n > 0 ? n : 0);
+    KCUDA_LAUNCHED(c, "sumsq_to_kernel");
+}
+
+__global__ static void grad_verdict_kernel(double *gs, const double *sumsq, float clip_norm,
+                                           int max_run, int64_t step,
+                                           const kcuda_step_scalars *sv) {
+    if (sv) step = sv->step;
+    kern_grad_verdict(gs, sqrt(*sumsq), clip_norm, max_run, step);
+}
+
+void kcuda_grad_verdict_from(kcuda_ctx *c, double *gstate, const double *sumsq, float clip_norm,
+                             int max_run, int64_t step) {
+    grad_verdict_kernel<<<1, 1, 0, c->stream>>>(gstate, sumsq, clip_norm, max_run, step,
+                                                kcuda_step_values(c));
+    KCUDA_LAUNCHED(c, "grad_verdict_kernel");
+}
+
 /* ---- guarded updates ---- */
 
 __global__ static void sgd_guarded_kernel(float *param, float *buf, const float *grad, int64_t n,

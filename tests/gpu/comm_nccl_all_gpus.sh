@@ -1,5 +1,6 @@
 # NCCL with one rank per visible GPU (skipped below two GPUs): the device gradients of every
-# rank averaged by ncclAllReduce, checked against the double-precision average.
+# rank averaged by ncclAllReduce, checked against the double-precision average; then the
+# sharded exchange (grouped ncclReduce into the shards, grouped ncclBroadcast all-gather).
 # Usage: comm_nccl_all_gpus.sh TEST_GPU_COMM MPIRUN
 set -euo pipefail
 TEST=$1 MPIRUN=$2
@@ -9,3 +10,4 @@ if [ "$gpus" -lt 2 ]; then
   exit 77
 fi
 "$MPIRUN" --oversubscribe -np "$gpus" "$TEST" nccl
+"$MPIRUN" --oversubscribe -np "$gpus" "$TEST" nccl --zero

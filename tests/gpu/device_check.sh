@@ -45,6 +45,7 @@ CHECKS=(
   "comm_nccl_1rank|20|mpirun -np 1 test_gpu_comm nccl"
   "comm_staged_2ranks|20|mpirun -np 2 test_gpu_comm staged --share"
   "comm_auto_2ranks|20|mpirun -np 2 test_gpu_comm auto (same GPU: must pick MPI staged)"
+  "comm_zero|25|test_gpu_comm --zero: sharded reduce-scatter + all-gather, NCCL 1 rank, staged 2 ranks"
   "data_fmnist|15|harness convert fashion-mnist from the bundled IDX files"
   "step_modes|60|step_modes.sh: CUDA graph vs eager vs separate epilogues (MLP, CNN, GPT): losses, launches"
   "train_mlp_fp32|40|launch/mlp.yaml on the GPU, fp32: test accuracy >= 0.89"
@@ -52,6 +53,7 @@ CHECKS=(
   "train_cnn_fp32|60|launch/cnn.yaml, 5 epochs, fp32: test accuracy >= 0.90"
   "train_cnn_bf16|60|launch/cnn.yaml, 5 epochs, bf16: test accuracy >= 0.90"
   "train_2ranks_share_gpu|40|shared_gpu.sh: 2 ranks on one GPU (MPI staged) == 1 rank, 1e-4"
+  "train_zero1|60|zero1.sh: zero_stage 1 vs 0 on the GPU (1 rank; 2 ranks MPI staged), resume"
   "bench_mlp|60|bench_gpu.sh MODEL=mlp, fp32 + bf16, batch 128 and 1024, vs PyTorch"
   "bench_cnn|80|bench_gpu.sh MODEL=cnn, fp32 + bf16, batch 128 and 1024, vs PyTorch"
   "train_gpt|60|launch/gpt.yaml 300 steps (when the bundle has the corpus)"
@@ -151,6 +153,8 @@ run_check() {  # run_check NAME -> the body of each check; stdout/stderr go to i
     comm_nccl_1rank) "$MPIRUN" --oversubscribe -np 1 "$B/bin/test_gpu_comm" nccl ;;
     comm_staged_2ranks) "$MPIRUN" --oversubscribe -np 2 "$B/bin/test_gpu_comm" staged --share ;;
     comm_auto_2ranks) "$MPIRUN" --oversubscribe -np 2 "$B/bin/test_gpu_comm" auto ;;
+    comm_zero) "$MPIRUN" --oversubscribe -np 1 "$B/bin/test_gpu_comm" nccl --zero &&
+               "$MPIRUN" --oversubscribe -np 2 "$B/bin/test_gpu_comm" staged --share --zero ;;
     data_fmnist) "$H" convert fashion-mnist --src "$B/data/fashion-mnist" --out "$DATA" ;;
     train_mlp_fp32) train_acc mlp_fp32 mlp.yaml fp32 0.89 ;;
     train_mlp_bf16) train_acc mlp_bf16 mlp.yaml bf16 0.89 ;;
@@ -161,6 +165,8 @@ run_check() {  # run_check NAME -> the body of each check; stdout/stderr go to i
         bash "$B/tests/gpu/step_modes.sh" "$H" "$MPIRUN" "$PY" "$WORK/modes" "$DATA" ;;
     train_2ranks_share_gpu)
       bash "$B/tests/gpu/shared_gpu.sh" "$H" "$MPIRUN" "$PY" "$WORK/share" "$DATA" ;;
+    train_zero1)
+      bash "$B/tests/gpu/zero1.sh" "$H" "$MPIRUN" "$PY" "$WORK/zero1" "$DATA" ;;
     train_gpu_vs_cpu)
       SKIP_ACCURACY=1 bash "$B/tests/gpu/train_vs_cpu.sh" "$H" "$MPIRUN" "$PY" "$WORK/vs" "$DATA" ;;
     train_gpt)
@@ -185,7 +191,7 @@ numbers() {  # numbers NAME LOG
   case $1 in
     unit_*|comm_*) grep -E '\[  PASSED  \]|\[  FAILED  \]|PASS|FAIL|SKIP' "$2" | tail -2 | tr '\n' ' ' ;;
     train_mlp_*|train_cnn_*) grep 'test accuracy' "$2" | tail -1 ;;
-    train_2ranks*|train_gpu_vs*) grep -E 'max relative|ok$' "$2" | tr '\n' ' ' ;;
+    train_2ranks*|train_gpu_vs*|train_zero1) grep -E 'max relative|ok$' "$2" | tr '\n' ' ' ;;
     step_modes) grep -E 'graph vs eager|graph:|eager:' "$2" | tr '\n' ' ' | cut -c1-390 ;;
     train_gpt) grep -E 'harness: done|val loss' "$2" | tail -1 ;;
     bench_gpt) grep -E '^(harness|PyTorch)' "$2" | awk '{printf "%s; ", $0}' | tr -s ' ' ;;

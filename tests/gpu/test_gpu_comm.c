@@ -12,7 +12,10 @@
  * meanwhile (it polls the NCCL queue).
  *
  * Usage (under mpirun):
- *   test_gpu_comm nccl|staged|auto [--share]   --share: every rank on device 0
+ *   test_gpu_comm nccl|staged|auto [--share] [--zero]
+ *                                             --share: every rank on device 0; --zero: the
+ *                                             sharded exchange (reduce-scatter into the shard,
+ *                                             all-gather of the parameters) instead
  *   test_gpu_comm stall                       one rank, NCCL: the compute stream stalls; the
  *                                             watchdog must end the process (comm_stall.sh)
  *   test_gpu_comm --count                     prints the number of visible GPUs
@@ -223,6 +226,145 @@ static void run_sizes(int64_t n, const size_t *bucket_bytes, int num) {
     assert_int_equal(wrong, 0);
 }
 
+/* ---- --zero: the sharded exchange (ZeRO-1) on device memory ----------------------------
+ * Rank r's shard is [floor(n r / world), floor(n (r+1) / world)) as on the host path.  After
+ * comm_grads_wait, comm_grads_shard (device) holds the average of the shard, checked against
+ * the double-precision reference (one rank: the input bit for bit); the registered buffer
+ * keeps this rank's own gradients.  Then comm_shards_allgather: each rank writes its own
+ * shard's values and junk elsewhere; afterwards every element holds its owner's value bit for
+ * bit. */
+static int64_t run_zero_case(int64_t n, size_t bucket_bytes, int case_id, int *errors) {
+    comm *c = g_comm;
+    int rank = comm_rank(c), world = comm_world(c);
+    char err[256];
+    int64_t count = comm_bucket_count(n, bucket_bytes, INT_MAX);
+    comm_bucket *plan = malloc((size_t)(count > 0 ? count : 1) * sizeof *plan);
+    double *sum = malloc((size_t)(n > 0 ? n : 1) * sizeof *sum);
+    double *sum_abs = malloc((size_t)(n > 0 ? n : 1) * sizeof *sum_abs);
+    if (!plan || !sum || !sum_abs) {
+        (*errors)++;
+        free(plan), free(sum), free(sum_abs);
+        return 0;
+    }
+    comm_bucket_plan(n, bucket_bytes, INT_MAX, plan);
+    int64_t wrong = 0;
+    if (comm_grads_set_exchange(c, 1, COMM_GRAD_FP32, err, sizeof err) != 0 ||
+        comm_grads_register_device(c, g_dev, n, bucket_bytes, err, sizeof err) != 0) {
+        fprintf(stderr, "rank %d: sharded register: %s\n", rank, err);
+        (*errors)++;
+        free(plan), free(sum), free(sum_abs);
+        return 0;
+    }
+    int64_t lo, hi;
+    comm_grads_shard_range(c, &lo, &hi);
+    if (lo != n * rank / world || hi != n * (rank + 1) / world) {
+        fprintf(stderr, "rank %d: n=%lld: shard [%lld, %lld), expected [%lld, %lld)\n", rank,
+                (long long)n, (long long)lo, (long long)hi, (long long)(n * rank / world),
+                (long long)(n * (rank + 1) / world));
+        wrong++;
+    }
+    const enum ready_pattern patterns[3] = {READY_ONCE_AT_ZERO, READY_PER_LAYER, READY_NONE};
+    for (int p = 0; p < 3; p++) {
+        for (int step = 0; step < 2; step++) {
+            int id = 1000 + case_id * 3 + p;
+            uint64_t s = data_seed(rank, step, id);
+            for (int64_t i = 0; i < n; i++) g_up[i] = comm_test_uniform(&s);
+            uint64_t seq_step = comm_sequence(c);
+            wrong += backward(c, n, patterns[p], plan, count, errors);
+            if (comm_grads_wait(c, err, sizeof err) != 0) {
+                fprintf(stderr, "rank %d: comm_grads_wait (sharded): %s\n", rank, err);
+                (*errors)++;
+            }
+            wrong += comm_sequence(c) - seq_step != (uint64_t)count;
+            const float *shard = comm_grads_shard(c);
+            if (!shard) {
+                fprintf(stderr, "rank %d: comm_grads_shard is NULL at shard 1\n", rank);
+                wrong++;
+                continue;
+            }
+            if (hi > lo)
+                CHECK_CUDA(cudaMemcpyAsync(g_down, shard, (size_t)(hi - lo) * 4,
+                                           cudaMemcpyDeviceToHost, g_stream));
+            CHECK_CUDA(cudaStreamSynchronize(g_stream));
+            memset(sum, 0, (size_t)(n > 0 ? n : 1) * sizeof *sum);
+            memset(sum_abs, 0, (size_t)(n > 0 ? n : 1) * sizeof *sum_abs);
+            for (int r = 0; r < world; r++) {
+                uint64_t sr = data_seed(r, step, id);
+                for (int64_t i = 0; i < n; i++) {
+                    float x = comm_test_uniform(&sr);
+                    sum[i] += x;
+                    sum_abs[i] += fabs(x);
+                }
+            }
+            for (int64_t i = lo; i < hi; i++) {
+                double expected = sum[i] / world, got = g_down[i - lo];
+                double tol = world == 1 ? 0.0 : (world + 3) * FLT_EPSILON * (sum_abs[i] / world) + 1e-30;
+                if (fabs(got - expected) > tol) {
+                    if (wrong < 5)
+                        fprintf(stderr, "rank %d: n=%lld bucket_bytes=%zu pattern=%d step=%d: "
+                                "shard[%lld] = %.9g, expected %.9g\n", rank, (long long)n,
+                                bucket_bytes, (int)patterns[p], step, (long long)i, got, expected);
+                    wrong++;
+                }
+            }
+        }
+    }
+    /* the parameters' all-gather */
+    for (int64_t i = 0; i < n; i++)
+        g_up[i] = i >= lo && i < hi ? 0.25f * (float)i - 7.0f : -1e30f * (float)(rank + 1);
+    if (n > 0) CHECK_CUDA(cudaMemcpyAsync(g_dev, g_up, (size_t)n * 4, cudaMemcpyHostToDevice, g_stream));
+    uint64_t seq = comm_sequence(c);
+    if (comm_shards_allgather(c, g_dev, err, sizeof err) != 0) {
+        fprintf(stderr, "rank %d: comm_shards_allgather: %s\n", rank, err);
+        (*errors)++;
+    }
+    if (world > 1 && comm_sequence(c) == seq) {
+        fprintf(stderr, "rank %d: the all-gather has no sequence number\n", rank);
+        wrong++;
+    }
+    if (n > 0) CHECK_CUDA(cudaMemcpyAsync(g_down, g_dev, (size_t)n * 4, cudaMemcpyDeviceToHost, g_stream));
+    CHECK_CUDA(cudaStreamSynchronize(g_stream));
+    for (int64_t i = 0; i < n; i++) {
+        if (g_down[i] != 0.25f * (float)i - 7.0f) {
+            if (wrong < 5)
+                fprintf(stderr, "rank %d: n=%lld: all-gathered param[%lld] = %.9g, expected %.9g\n",
+                        rank, (long long)n, (long long)i, g_down[i], 0.25f * (float)i - 7.0f);
+            wrong++;
+        }
+    }
+    if (comm_grads_set_exchange(c, 0, COMM_GRAD_FP32, err, sizeof err) != 0) (*errors)++;
+    free(plan), free(sum), free(sum_abs);
+    return wrong;
+}
+
+static void run_zero_sizes(int64_t n, const size_t *bucket_bytes, int num) {
+    int errors = 0;
+    int64_t wrong = 0;
+    for (int b = 0; b < num; b++) wrong += run_zero_case(n, bucket_bytes[b], b, &errors);
+    assert_int_equal(errors, 0);
+    assert_int_equal(wrong, 0);
+}
+
+/* sizes not divisible by 2 or 3 ranks; buckets smaller than a shard, straddling the shard
+ * boundary, and one bucket for everything */
+static void test_zero_7(void **state) {
+    (void)state;
+    const size_t b[] = {4, 12, (size_t)1 << 20};
+    run_zero_sizes(7, b, 3);
+}
+
+static void test_zero_1001(void **state) {
+    (void)state;
+    const size_t b[] = {4 * 97, 4 * 500, 4 * 501, (size_t)1 << 20};
+    run_zero_sizes(1001, b, 4);
+}
+
+static void test_zero_100003(void **state) {
+    (void)state;
+    const size_t b[] = {4 * 4096, (size_t)1 << 20};
+    run_zero_sizes(100003, b, 2);
+}
+
 static void test_one_element(void **state) {
     const size_t b[] = {1, 4, (size_t)1 << 20};
     run_sizes(1, b, 3);
@@ -328,13 +470,17 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc < 2) {
-        fprintf(stderr, "usage: %s nccl|staged|auto [--share] | stall | --count\n", argv[0]);
+        fprintf(stderr, "usage: %s nccl|staged|auto [--share] [--zero] | stall | --count\n", argv[0]);
         return 2;
     }
     int stall_mode = strcmp(argv[1], "stall") == 0;
     comm_gpu_backend want = strcmp(argv[1], "staged") == 0 ? COMM_GPU_MPI_STAGED
                             : strcmp(argv[1], "auto") == 0 ? COMM_GPU_AUTO : COMM_GPU_NCCL;
-    int share = argc > 2 && strcmp(argv[2], "--share") == 0;
+    int share = 0, zero_mode = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--share") == 0) share = 1;
+        if (strcmp(argv[i], "--zero") == 0) zero_mode = 1;
+    }
     if (count < 1) {
         printf("SKIP: no CUDA device\n");
         return 77;
@@ -391,6 +537,21 @@ int main(int argc, char **argv) {
     if (comm_watchdog_start(g_comm, 120.0, err, sizeof err) != 0) {
         fprintf(stderr, "comm_watchdog_start: %s\n", err);
         return 1;
+    }
+    const struct CMUnitTest zero_tests[] = {
+        cmocka_unit_test(test_zero_7),
+        cmocka_unit_test(test_zero_1001),
+        cmocka_unit_test(test_zero_100003),
+    };
+    if (zero_mode) {
+        int failed = comm_test_run_group(g_comm, "gpu_comm_zero", zero_tests,
+                                         sizeof zero_tests / sizeof zero_tests[0]);
+        comm_finalize(g_comm);
+        cudaFree(g_dev);
+        cudaFreeHost(g_up);
+        cudaFreeHost(g_down);
+        cudaStreamDestroy(g_stream);
+        return failed != 0;
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_element),

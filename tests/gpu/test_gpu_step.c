@@ -218,6 +218,36 @@ static void test_bn_param_grads(void) {
     kern_free(G, dred); kern_free(G, ddg); kern_free(G, ddb);
 }
 
+/* The sharded verdict (train.zero_stage 1): kern_sumsq_to + kern_grad_verdict_from on the
+ * device == kern_grad_stats on the device, bit for bit (the same reduction), and the sum of
+ * squares as the CPU's within 1e-12; over normal, clipped and non-finite steps up to a stop. */
+static void test_sharded_verdict(void) {
+    const int64_t n = 100003;
+    float *g = malloc(n * 4), *dg = kern_alloc(G, n * 4);
+    double *da = kern_alloc(G, KERN_GS_LEN * sizeof(double));
+    double *db = kern_alloc(G, KERN_GS_LEN * sizeof(double)), *dss = kern_alloc(G, sizeof(double));
+    double a[KERN_GS_LEN], b[KERN_GS_LEN], ss;
+    const int kinds[6] = {0, 1, 2, 0, 2, 2};
+    for (int s = 0; s < 6; s++) {
+        kern_init_normal(C, g, n, 0, kinds[s] == 1 ? 10.0f : 0.01f, 70 + (uint64_t)s, 3);
+        if (kinds[s] == 2) g[n / 3] = INFINITY;
+        kern_to_device(G, dg, g, n * 4);
+        kern_grad_stats(G, da, dg, n, 1.0f, 1, s);
+        kern_sumsq_to(G, dss, dg, n);
+        kern_grad_verdict_from(G, db, dss, 1.0f, 1, s);
+        kern_to_host(G, a, da, sizeof a);
+        kern_to_host(G, b, db, sizeof b);
+        kern_to_host(G, &ss, dss, sizeof ss);
+        CHECK(memcmp(a, b, sizeof a) == 0, "step %d: sharded verdict differs from grad_stats", s);
+        if (kinds[s] != 2)
+            CHECK(rel(ss, kern_sumsq(C, g, n)) < 1e-12, "step %d: sum of squares %.17g vs CPU %.17g",
+                  s, ss, kern_sumsq(C, g, n));
+    }
+    CHECK(b[KERN_GS_STOP] == 1.0 && b[KERN_GS_STOP_STEP] == 5.0, "sharded verdict: stop at step 5");
+    kern_free(G, dg); kern_free(G, da); kern_free(G, db); kern_free(G, dss);
+    free(g);
+}
+
 int main(void) {
     if (kern_cuda_device_count() <= 0) {
         printf("SKIP: no CUDA device (or no CUDA backend in this build)\n");
@@ -235,6 +265,7 @@ int main(void) {
     test_dropout_rows();
     test_optimizer(1);
     test_optimizer(0);
+    test_sharded_verdict();
     test_bn_param_grads();
     test_graph_replay();
     if (kern_check(G, err, sizeof err) != 0) {

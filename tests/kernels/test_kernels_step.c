@@ -182,8 +182,32 @@ static void upload_copies_every_part(void **state) {
     assert_memory_equal(y, yd, sizeof y);
 }
 
+/* The sharded form (train.zero_stage 1): kern_sumsq_to then kern_grad_verdict_from gives
+ * kern_grad_stats's verdict bit for bit, over finite, clipped and non-finite steps up to a
+ * stop; and sumsq_to writes exactly kern_sumsq. */
+static void sharded_verdict_equals_grad_stats(void **state) {
+    (void)state;
+    enum { N = 1001 };
+    float g[N];
+    double a[KERN_GS_LEN] = {0}, b[KERN_GS_LEN] = {0}, ss = -1.0;
+    const float scale[7] = {0.01f, 10.0f, 0.01f, NAN, NAN, 0.01f, NAN};
+    for (int s = 0; s < 7; s++) {
+        for (int i = 0; i < N; i++) g[i] = scale[s] * (float)((i * 37 + s * 11) % 101 - 50) / 50.0f;
+        if (isnan(scale[s])) g[N / 3] = NAN;
+        else g[N / 3] = scale[s];
+        kern_grad_stats(K, a, g, N, 1.0f, 1, s);
+        kern_sumsq_to(K, &ss, g, N);
+        if (!isnan(scale[s])) assert_true(ss == kern_sumsq(K, g, N));
+        kern_grad_verdict_from(K, b, &ss, 1.0f, 1, s);
+        assert_memory_equal(a, b, sizeof a);
+    }
+    assert_true(b[KERN_GS_STOP] == 1.0);   /* two non-finite steps in a row with limit 1 */
+    assert_true(b[KERN_GS_STOP_STEP] == 4.0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sharded_verdict_equals_grad_stats),
         cmocka_unit_test(dropout_rows_equal_per_sample_calls),
         cmocka_unit_test(guarded_updates_equal_old_sequence),
         cmocka_unit_test(batchnorm_param_grads_equal_host_round_trip),

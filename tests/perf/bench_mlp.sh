@@ -177,7 +177,8 @@ EXTRA=()
 
 # --- SCALING=1: 1 rank vs 2 ranks (one thread each) for the MLP and the CNN, in one run ------
 # Strong scaling at the global BATCH, SGD with momentum as in the scaling issue, plus the cost
-# of tracing (log.trace over 100 steps) and the shared-memory all-reduce against MPI's.
+# of tracing (log.trace over 100 steps), the shared-memory all-reduce against MPI's, and
+# ZeRO-1 (MPI reduce-scatter, half the optimizer per rank, all-gather).
 if [[ ${SCALING:-0} == 1 ]]; then
   batch=${BATCHES%% *}
   SRESULTS=$WORK/scaling.tsv
@@ -187,12 +188,13 @@ if [[ ${SCALING:-0} == 1 ]]; then
     write_config "$model" "$CONFIG"
     steps=$STEPS
     [[ $model == cnn ]] && steps=${CNN_STEPS:-$((STEPS / 5))}
-    for cfgname in "1 rank" "2 ranks" "2 ranks, trace on" "2 ranks, MPI all-reduce"; do
+    for cfgname in "1 rank" "2 ranks" "2 ranks, trace on" "2 ranks, MPI all-reduce" "2 ranks, zero_stage 1"; do
       ranks=${cfgname%% *}
       EXTRA=(--set train.optimizer=sgd --set train.momentum=0.9 --set train.lr=0.01)
       case $cfgname in
         *trace*) EXTRA+=(--set log.trace=true --set log.trace_start=11 --set log.trace_steps=100) ;;
         *MPI*) EXTRA+=(--set comm.shared_memory=false) ;;
+        *zero*) EXTRA+=(--set train.zero_stage=1) ;;
       esac
       RUN_TAG=-$model-$(echo "$cfgname" | tr -c 'a-zA-Z0-9\n' '_') RUN_LABEL=" ($model, $cfgname)" \
         STEPS=$steps harness_run "$ranks" 1 "$batch"
