@@ -1,4 +1,5 @@
-/* train: set-up, the data-parallel step loop and evaluation.
+/* train: the data-parallel step loop and evaluation (set-up: train_setup.c; checkpoints and
+ * resume: train_state.c; what they share: train_run.h).
  *
  * One optimizer step on rank r of R, with global batch G = batch_size and A = grad_accum:
  *   for each of A micro-steps: the loader hands this rank its B = G/(A*R) samples of the next
@@ -8,8 +9,7 @@
  * Start-up errors are agreed on by all ranks (comm_agree) so exactly one prints and every rank
  * exits 1; errors in the middle of a run end the job through comm_abort. */
 #define _GNU_SOURCE   /* sched_getaffinity */
-#include "train.h"
-#include <sched.h>
+#include "train_run.h"
 
 #include <errno.h>
 #include <math.h>
@@ -34,247 +34,11 @@
 #include "straggler.h"
 #include "trace.h"
 
-#define ERRLEN 1024
-
-typedef struct {
-    const config *cfg;
-    comm *c;
-    int rank, world;
-    kern_ctx *k;
-    data_loader *train, *test;
-    const data_info *info;
-    model m;
-    optim opt;
-    metrics met;
-    int64_t G, B, accum;      /* global micro-batch, per-rank micro-batch, micro-steps */
-    int64_t rank_base;        /* this rank's first sample within each global micro-batch */
-    float in_scale, mean, std;
-    int32_t *labels_dev;      /* [B] labels (language models: [B, context] targets) on the backend */
-    double *acc_dev;          /* [4] loss sum and correct predictions, on the backend:
-                               * [0,2) training (read at log intervals), [2,4) evaluation */
-    double peak_flops;        /* the device's dense bf16 peak (MFU); 0 = unknown */
-    int64_t estimated_bytes;  /* the start-up memory estimate: model, scratch, optimizer state */
-    int lm;                   /* a token dataset: language modelling */
-    int64_t context;          /* language models: tokens per sample */
-    model_input_desc in_desc;
-    void *x_dev;              /* [B, sample] raw batch on the device (NULL on the CPU backend) */
-    int device;               /* CUDA device of this rank (CUDA backend) */
-    int64_t total_steps;
-    int64_t start_step;       /* > 0 when resumed */
-    char ckpt_dir[CFG_PATH_MAX + 16];
-    char *config_yaml;        /* the resolved config, stored in checkpoints */
-    double last_eval_accuracy, last_eval_loss;
-    const char *resume_what;  /* --resume */
-    int zero;                 /* train.zero_stage=1: optimizer state sharded over the ranks */
-    int64_t shard_lo, shard_hi;   /* this rank's shard of the flat parameter buffer */
-    trace *tr;                /* log.trace: NULL when off */
-    straggler strag;          /* step-time spread across ranks at log intervals */
-} run;
-
 /* Set by SIGUSR1 / SIGTERM; read at step boundaries only. */
 static volatile sig_atomic_t stop_signal = 0;
 static void on_stop_signal(int sig) { stop_signal = sig; }
 /* Why the ranks stop, agreed with an all-reduce MAX: the signal number, or STOP_AFTER. */
 #define STOP_AFTER 1000
-
-/* BLAS threads per rank when run.threads is 0: a process bound to a set of cores (by Slurm
- * or mpirun) uses them all; an unbound one shares the node's cores with the other local ranks. */
-static int default_threads(int local_ranks) {
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    if (online < 1) online = 1;
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0 &&
-        CPU_COUNT(&set) < online)
-        return CPU_COUNT(&set);
-    int t = (int)(online / (local_ranks > 0 ? local_ranks : 1));
-    return t > 0 ? t : 1;
-}
-
-/* Agreement point: returns 0 when every rank is fine; otherwise rank 0 prints the first
- * failing rank's message and every rank gets -1. */
-static int agree(run *r, int status, char *err) {
-    int who = comm_agree(r->c, status, err, ERRLEN);
-    if (who == 0) return 0;
-    if (r->rank == 0) {
-        if (who - 1 == 0 || r->world == 1) fprintf(stderr, "harness: error: %s\n", err);
-        else fprintf(stderr, "harness: error on rank %d: %s\n", who - 1, err);
-    }
-    return -1;
-}
-
-static int open_backend(run *r, char *err) {
-    const config *cfg = r->cfg;
-    kern_options ko = {0};
-    ko.backend = KERN_CPU;
-    ko.threads = cfg->threads > 0 ? cfg->threads : default_threads(comm_local_size(r->c));
-    ko.device = comm_local_rank(r->c);
-    ko.precision = cfg->precision == PRECISION_BF16 ? KERN_BF16
-                   : cfg->precision == PRECISION_TF32 ? KERN_TF32 : KERN_FP32;
-    ko.separate_epilogues = cfg->gemm_epilogues == 1;
-    int gpus = kern_cuda_device_count();
-    if (cfg->device == DEVICE_CUDA) {
-        if (gpus <= 0) {
-            snprintf(err, ERRLEN, "run.device: cuda was asked for, but %s",
-                     gpus < 0 ? "this build has no CUDA backend" : "no CUDA device is visible");
-            return -1;
-        }
-        ko.backend = KERN_CUDA;
-    } else if (cfg->device == DEVICE_AUTO) {
-        if (gpus > 0) ko.backend = KERN_CUDA;
-        else if (r->rank == 0)
-            fprintf(stderr, "harness: no GPU found, training on the CPU backend "
-                            "(%d rank%s x %d thread%s)\n", r->world, r->world > 1 ? "s" : "",
-                    ko.threads, ko.threads > 1 ? "s" : "");
-    }
-    if (ko.backend == KERN_CUDA && gpus > 0) ko.device = comm_local_rank(r->c) % gpus;
-    r->device = ko.device;
-    if (ko.backend == KERN_CPU && cfg->precision != PRECISION_FP32 && r->rank == 0)
-        fprintf(stderr, "harness: run.precision=%s applies to the CUDA backend; the CPU backend "
-                "computes in fp32\n", cfg->precision == PRECISION_BF16 ? "bf16" : "tf32");
-    if (kern_create(&ko, &r->k, err, ERRLEN) != 0) return -1;
-    char name[256];
-    if (kern_device_name(r->k, name, sizeof name) == 0) r->peak_flops = gpu_peak_bf16_flops(name);
-    return 0;
-}
-
-/* Collective.  With several ranks on the CUDA backend, gradients are averaged on the devices,
- * overlapped with backward: NCCL on comm's own stream ordered after the compute stream, or MPI
- * through pinned host memory where ranks share a GPU (NCCL needs one GPU per rank).  Every rank
- * must then be on the CUDA backend. */
-static int open_comm_gpu(run *r, char *err) {
-    int on_gpu = kern_get_backend(r->k) == KERN_CUDA;
-    if (r->world == 1) return 0;   /* nothing to average */
-    int32_t backends[2] = {on_gpu, !on_gpu};
-    if (comm_allreduce_max_i32(r->c, backends, 2, err, ERRLEN) != 0) return -1;
-    if (backends[0] && backends[1]) {
-        snprintf(err, ERRLEN, "run.device: some ranks found a GPU and others did not, so they "
-                 "would train on different backends; set run.device=cuda or run.device=cpu");
-        return -1;
-    }
-    if (!on_gpu) return 0;
-    /* comm decides by GPU UUID: NCCL unless two ranks drive the same GPU (counting visible
-     * devices cannot tell: under --gpus-per-task=1 every rank sees one, each its own) */
-    /* ncclCommInitRank blocks until every rank has joined: a rank stuck before it must end
-     * the job with a report, not hang it, so the watchdog covers the set-up (and stops
-     * again: the one-rank phases of start-up that follow may take long) */
-    double timeout = r->cfg->comm_timeout_s;
-    if (timeout > 0 && comm_watchdog_start(r->c, timeout, err, ERRLEN) != 0) return -1;
-    int st = comm_gpu_init(r->c, r->device, kern_native_stream(r->k), COMM_GPU_AUTO, err, ERRLEN);
-    if (timeout > 0) comm_watchdog_stop(r->c);
-    if (st != 0) return -1;
-    if (r->rank == 0)
-        fprintf(stderr, "harness: gradient all-reduce on the GPUs: %s\n",
-                comm_gpu_backend_in_use(r->c) == COMM_GPU_NCCL
-                    ? "NCCL" : comm_gpu_built(COMM_GPU_NCCL)
-                    ? "MPI through pinned host memory (ranks share GPUs)"
-                    : "MPI through pinned host memory (this build has no NCCL)");
-    return 0;
-}
-
-/* Tokens per sample of a language model: the preset's context, or the explicit list's
- * first embedding's. */
-static int64_t model_context(const config *cfg) {
-    if (cfg->gpt_layers > 0) return cfg->gpt_context;
-    if (cfg->n_layers > 0 && cfg->layers[0].type == LAYER_EMBEDDING) return cfg->layers[0].context;
-    return 0;
-}
-
-/* What the model is built for: the dataset's samples (or token windows) and classes. */
-static void input_desc(run *r) {
-    model_input_desc *d = &r->in_desc;
-    memset(d, 0, sizeof *d);
-    d->tokens = r->info->kind == DATA_TOKENS;
-    d->sample_ndim = r->info->sample_ndim;
-    for (int i = 0; i < r->info->sample_ndim && i < 3; i++) d->sample_shape[i] = r->info->sample_shape[i];
-    d->n_classes = d->tokens ? r->info->vocab_size : r->info->num_classes;
-    r->lm = d->tokens;
-    r->context = d->tokens ? r->info->context : 0;
-}
-
-static void *alloc_batch_host(size_t bytes, void *user) { return kern_alloc_host(user, bytes); }
-static void free_batch_host(void *p, void *user) { kern_free_host(user, p); }
-
-static int open_data(run *r, int need_train, char *err) {
-    const config *cfg = r->cfg;
-    data_config dc = {0};
-    dc.alloc_host = alloc_batch_host;   /* pinned on GPU runs: fast, async copies */
-    dc.free_host = free_batch_host;
-    dc.alloc_user = r->k;
-    dc.context = model_context(cfg);
-    if (!need_train) {
-        if (!cfg->test_path[0]) {
-            snprintf(err, ERRLEN, "data.test: evaluation needs a test set");
-            return -1;
-        }
-        dc.path = cfg->test_path;
-        dc.mode = DATA_EVAL;
-        dc.rank = r->rank;
-        dc.world = r->world;
-        dc.global_batch = r->G;
-        dc.cache_bytes = cfg->cache_mb * 1024 * 1024;
-        if (data_loader_open(&dc, &r->test, err, ERRLEN) != 0) return -1;
-        r->info = data_loader_info(r->test);
-        goto normalisation;
-    }
-    dc.path = cfg->train_path;
-    dc.mode = DATA_TRAIN;
-    dc.augment_pad = cfg->augment_pad;
-    dc.augment_hflip = cfg->augment_hflip;
-    dc.rank = r->rank;
-    dc.world = r->world;
-    dc.global_batch = r->G;
-    dc.seed = cfg->seed;
-    dc.shuffle = cfg->shuffle;
-    dc.cache_bytes = cfg->cache_mb * 1024 * 1024;
-    if (data_loader_open(&dc, &r->train, err, ERRLEN) != 0) return -1;
-    r->info = data_loader_info(r->train);
-    if (r->info->n < cfg->batch_size) {
-        snprintf(err, ERRLEN, "train.batch_size: %lld is larger than the training set %s (%lld samples)",
-                 (long long)cfg->batch_size, cfg->train_path, (long long)r->info->n);
-        return -1;
-    }
-    if (cfg->test_path[0]) {
-        dc.path = cfg->test_path;
-        dc.mode = DATA_EVAL;
-        dc.augment_pad = dc.augment_hflip = 0;
-        if (data_loader_open(&dc, &r->test, err, ERRLEN) != 0) return -1;
-        const data_info *ti = data_loader_info(r->test);
-        if (ti->kind == DATA_TOKENS || r->info->kind == DATA_TOKENS) {
-            if (ti->kind != r->info->kind || ti->vocab_size != r->info->vocab_size) {
-                snprintf(err, ERRLEN, "%s: %s does not match the training set %s (%s, "
-                         "vocab_size %lld)", cfg->test_path, ti->kind == DATA_TOKENS
-                         ? "a token dataset with another vocab_size" : "an image dataset",
-                         cfg->train_path, r->info->kind == DATA_TOKENS ? "tokens" : "images",
-                         (long long)r->info->vocab_size);
-                return -1;
-            }
-        } else if (ti->sample_elems != r->info->sample_elems || ti->dtype != r->info->dtype ||
-            ti->num_classes != r->info->num_classes) {
-            snprintf(err, ERRLEN, "%s: samples of %lld %s values in %d classes do not match the "
-                     "training set %s (%lld %s values, %d classes)", cfg->test_path,
-                     (long long)ti->sample_elems, ti->dtype == DATA_U8 ? "uint8" : "float32",
-                     ti->num_classes, cfg->train_path, (long long)r->info->sample_elems,
-                     r->info->dtype == DATA_U8 ? "uint8" : "float32", r->info->num_classes);
-            return -1;
-        }
-    }
-normalisation:
-    input_desc(r);
-    /* input normalisation: uint8 pixels are scaled to [0,1] first */
-    r->in_scale = r->info->dtype == DATA_U8 ? 1.0f / 255.0f : 1.0f;
-    r->mean = 0.0f;
-    r->std = 1.0f;
-    if (cfg->normalize && r->info->has_mean_std) {
-        if (!(r->info->std > 0.0f) || !isfinite(r->info->mean)) {
-            snprintf(err, ERRLEN, "%s: attributes mean=%g std=%g are not usable (std must be > 0)",
-                     need_train ? cfg->train_path : cfg->test_path, r->info->mean, r->info->std);
-            return -1;
-        }
-        r->mean = r->info->mean;
-        r->std = r->info->std;
-    }
-    return 0;
-}
 
 /* The next batch of a loader; the previous one's pinned slot goes back to the loader inside,
  * so its transfer to the device must have ended (kern_upload_settle; no wait on the CPU). */
@@ -326,125 +90,6 @@ static void load_batch(run *r, const data_batch *b, const char *path) {
     if (!r->x_dev) kern_to_device(r->k, r->labels_dev, b->y, (size_t)b->count * sizeof(int32_t));
 }
 
-/* Broadcast of backend memory from rank 0 (staged through the host on GPUs). */
-static int broadcast_floats(run *r, float *buf, int64_t n, char *err) {
-    size_t bytes = (size_t)n * sizeof(float);
-    if (r->world == 1 || !buf) return 0;
-    if (kern_get_backend(r->k) == KERN_CPU) return comm_broadcast(r->c, buf, bytes, 0, err, ERRLEN);
-    float *host = malloc(bytes);
-    if (!host) return snprintf(err, ERRLEN, "out of memory staging a broadcast"), -1;
-    kern_to_host(r->k, host, buf, bytes);
-    int st = comm_broadcast(r->c, host, bytes, 0, err, ERRLEN);
-    if (st == 0) kern_to_device(r->k, buf, host, bytes);
-    free(host);
-    return st;
-}
-
-/* Synchronised batch norm: sums over all ranks (host doubles). */
-static int allreduce_for_model(void *user, double *x, int n) {
-    run *r = user;
-    char err[ERRLEN];
-    if (comm_allreduce_sum_f64(r->c, x, n, err, sizeof err) != 0) comm_abort(r->c, 1, err);
-    return 0;
-}
-
-/* zero_stage 1: the global gradient norm's sum of squares over the shards (one scalar). */
-static void sum_across_ranks(void *user, double *x) {
-    run *r = user;
-    char err[ERRLEN];
-    if (r->world == 1) return;
-    /* on a GPU x is device memory: NCCL sums it on the stream (no host wait), MPI staged
-     * through pinned memory */
-    int st = kern_get_backend(r->k) == KERN_CPU ? comm_allreduce_sum_f64(r->c, x, 1, err, sizeof err)
-                                                : comm_allreduce_sum_f64_device(r->c, x, 1, err, sizeof err);
-    if (st != 0) comm_abort(r->c, 1, err);
-}
-
-/* zero_stage 1, checkpoints: ckpt_write on rank 0 asks for one tensor of one optimizer state
- * at a time; every other rank serves the same sequence (serve_optim_shards), so each
- * request is one comm_shard_gather.  If rank 0's write stops early (a full disk), rank 0
- * finishes the sequence with drain_optim_shards so that no rank is left waiting. */
-typedef struct {
-    run *r;
-    int64_t served;           /* (tensor, state) requests answered so far */
-    float *host[2];           /* GPU backends: host copies of this rank's m and v shards */
-} shard_fetch;
-
-static int n_optim_states(const optim *o) {
-    return o->type == OPT_ADAMW ? 2 : o->m ? 1 : 0;
-}
-
-/* GPU backends: comm's gather and scatter work on host memory, so a checkpoint copies this
- * rank's state shards to the host first (one shard per state: n_params / world floats each). */
-static int stage_optim_shards(run *r, shard_fetch *f) {
-    if (kern_get_backend(r->k) == KERN_CPU) return 0;
-    int ns = n_optim_states(&r->opt);
-    size_t bytes = (size_t)r->opt.n * sizeof(float);
-    float *dev[2] = {r->opt.m, r->opt.v};
-    for (int s = 0; s < ns; s++) {
-        if (!(f->host[s] = malloc(bytes + sizeof(float)))) return -1;
-        if (bytes) kern_to_host(r->k, f->host[s], dev[s], bytes);
-    }
-    return 0;
-}
-
-static void free_staged_shards(shard_fetch *f) {
-    free(f->host[0]);
-    free(f->host[1]);
-    f->host[0] = f->host[1] = NULL;
-}
-
-static int fetch_optim_shard(void *user, int state, int64_t offset, int64_t count, float *out) {
-    shard_fetch *f = user;
-    char err[ERRLEN];
-    float *shard = f->host[state] ? f->host[state] : state == 0 ? f->r->opt.m : f->r->opt.v;
-    f->served++;
-    if (comm_shard_gather(f->r->c, shard, offset, count, out, err, sizeof err) != 0)
-        comm_abort(f->r->c, 1, err);
-    return 0;
-}
-
-/* Every rank but 0 (and rank 0 to drain): requests `from` onwards, in ckpt_write's order. */
-static void serve_optim_shards(run *r, const shard_fetch *staged, int64_t from, float *scratch) {
-    int ns = n_optim_states(&r->opt);
-    int64_t k = 0;
-    shard_fetch f = {r, 0, {staged->host[0], staged->host[1]}};
-    for (int i = 0; i < r->m.n_tensors; i++) {
-        const model_tensor *t = &r->m.tensors[i];
-        if (t->is_buffer) continue;
-        for (int s = 0; s < ns; s++, k++)
-            if (k >= from) fetch_optim_shard(&f, s, t->offset, t->count, scratch);
-    }
-}
-
-/* Batch-norm running statistics are per rank unless synchronised; like DDP, rank 0's are
- * the model's: broadcast before they are used for evaluation or saved. */
-static void sync_buffers(run *r) {
-    char err[ERRLEN];
-    if (r->m.n_buffers && broadcast_floats(r, r->m.buffers, r->m.n_buffers, err) != 0)
-        comm_abort(r->c, 1, err);
-}
-
-/* Allocates the per-rank batch buffers on the backend. */
-static int alloc_batch_buffers(run *r, char *err) {
-    int64_t rows = r->B * (r->lm ? r->context : 1);
-    if (!(r->labels_dev = kern_alloc(r->k, (size_t)rows * sizeof(int32_t)))) goto oom;
-    if (!(r->acc_dev = kern_alloc(r->k, 4 * sizeof(double)))) goto oom;
-    size_t x_bytes = r->lm ? (size_t)rows * sizeof(int32_t)
-                           : (size_t)(r->B * r->info->sample_elems) * (r->info->dtype == DATA_U8 ? 1 : 4);
-    if (kern_get_backend(r->k) != KERN_CPU && !r->lm && !(r->x_dev = kern_alloc(r->k, x_bytes)))
-        goto oom;
-    /* the upload staging of the largest batch, so that no step allocates */
-    if (kern_upload_reserve(r->k, (x_bytes + 255) / 256 * 256 + ((size_t)rows * 4 + 255) / 256 * 256,
-                            err, ERRLEN) != 0)
-        return -1;
-    return 0;
-oom:
-    snprintf(err, ERRLEN, "out of memory for batch buffers (%lld samples per rank)",
-             (long long)r->B);
-    return -1;
-}
-
 static void grads_ready_cb(void *user, int64_t offset) {
     run *r = user;
     char err[ERRLEN];
@@ -463,7 +108,7 @@ static void reset_acc(run *r, double *acc) {
 
 static void evaluate(run *r, int64_t step, int64_t epoch) {
     char err[ERRLEN];
-    sync_buffers(r);
+    run_sync_buffers(r);
     double sums[2] = {0, 0};       /* loss sum, correct */
     int64_t count = 0;
     data_batch b;
@@ -499,386 +144,6 @@ static void evaluate(run *r, int64_t step, int64_t epoch) {
     else if (r->rank == 0 && count > 0)
         printf("test loss %.6f, test accuracy %.4f (%lld samples)\n", sums[0] / (double)count,
                sums[1] / (double)count, (long long)count);
-}
-
-/* Rank 0 picks and verifies the checkpoint, then every rank receives its contents.
- * Returns 0 (resumed, or nothing to resume with "auto") or -1 (reported). */
-static int resume(run *r, const char *what, char *err) {
-    int st = 0, found = 0;
-    ckpt_state s = {0};
-    char path[1200] = "";
-    /* zero_stage 1: rank 0 reads the full state into host buffers, then scatters the shards */
-    optim full = r->opt, *into = &r->opt;
-    int ns = n_optim_states(&r->opt);
-    if (r->zero && r->rank == 0) {
-        size_t bytes = (size_t)r->m.n_params * sizeof(float) + sizeof(float);
-        full.m = ns >= 1 ? malloc(bytes) : NULL;
-        full.v = ns >= 2 ? malloc(bytes) : NULL;
-        full.state_on_host = 1;
-        if ((ns >= 1 && !full.m) || (ns >= 2 && !full.v)) {
-            snprintf(err, ERRLEN, "out of memory reading the optimizer state to shard it");
-            st = -1;
-        }
-        into = &full;
-    }
-    if (r->rank == 0 && st == 0) {
-        if (strcmp(what, "auto") == 0) {
-            static char paths[256][1200];
-            int n = ckpt_list(r->ckpt_dir, paths, 256);
-            for (int i = 0; i < n && !found && st == 0; i++) {
-                int rc = ckpt_read(paths[i], &r->m, into, &s, err, ERRLEN);
-                if (rc == CKPT_OK) {
-                    found = 1;
-                    snprintf(path, sizeof path, "%s", paths[i]);
-                } else if (rc == CKPT_MISMATCH) {
-                    st = -1;
-                } else {
-                    fprintf(stderr, "harness: skipping checkpoint that does not verify: %s\n", err);
-                }
-            }
-            if (st == 0 && !found && n > 0) {
-                snprintf(err, ERRLEN, "--resume auto: none of the %d checkpoints in %s verifies; "
-                         "refusing to start over (use --resume none to do that)", n, r->ckpt_dir);
-                st = -1;
-            } else if (st == 0 && !found) {
-                fprintf(stderr, "harness: no checkpoint in %s, starting from scratch\n", r->ckpt_dir);
-            }
-        } else {
-            int rc = ckpt_read(what, &r->m, into, &s, err, ERRLEN);
-            if (rc == CKPT_OK) {
-                found = 1;
-                snprintf(path, sizeof path, "%s", what);
-            } else {
-                st = -1;
-            }
-        }
-    }
-    if (agree(r, st, err)) {
-        if (into != &r->opt) free(full.m), free(full.v);
-        return -1;
-    }
-    /* hand the checkpoint to every rank */
-    int64_t hdr[6] = {found, s.step, s.epoch, s.cursor, s.optimizer_steps, s.world_size};
-    st = comm_broadcast(r->c, hdr, sizeof hdr, 0, err, ERRLEN);
-    if (st == 0 && hdr[0] && r->zero) {
-        st = broadcast_floats(r, r->m.params, r->m.n_params, err);
-        /* GPU backends: each shard lands in host memory first, then goes to the device */
-        int on_cpu = kern_get_backend(r->k) == KERN_CPU;
-        size_t bytes = (size_t)r->opt.n * sizeof(float);
-        float *host = on_cpu ? NULL : malloc(bytes + sizeof(float));
-        if (!on_cpu && !host) {
-            snprintf(err, ERRLEN, "out of memory staging the optimizer state shards");
-            st = -1;
-        }
-        float *dev[2] = {r->opt.m, r->opt.v}, *src[2] = {full.m, full.v};
-        for (int k = 0; k < ns && k < 2 && st == 0; k++) {
-            st = comm_shard_scatter(r->c, src[k], on_cpu ? dev[k] : host, err, ERRLEN);
-            if (st == 0 && !on_cpu && bytes) kern_to_device(r->k, dev[k], host, bytes);
-        }
-        free(host);
-    } else if (st == 0 && hdr[0]) {
-        float *bufs[3] = {r->m.params, r->opt.m, r->opt.v};
-        for (int i = 0; i < 3 && st == 0; i++) st = broadcast_floats(r, bufs[i], r->m.n_params, err);
-    }
-    if (into != &r->opt) free(full.m), free(full.v);
-    if (st == 0 && hdr[0]) st = broadcast_floats(r, r->m.buffers, r->m.n_buffers, err);
-    if (agree(r, st, err)) return -1;
-    if (!hdr[0]) return 0;
-    r->opt.t = hdr[4];
-    r->start_step = hdr[1];
-    if (r->start_step > r->total_steps) {
-        snprintf(err, ERRLEN, "%s: checkpoint of step %lld is past this run's %lld steps "
-                 "(train.steps / train.epochs)", path, (long long)hdr[1], (long long)r->total_steps);
-        st = -1;
-    }
-    if (st == 0) st = data_loader_seek(r->train, hdr[2], hdr[3], err, ERRLEN);
-    if (agree(r, st, err)) return -1;
-    if (r->rank == 0)
-        fprintf(stderr, "harness: resumed from %s: step %lld, epoch %lld, cursor %lld "
-                "(written by %lld rank%s, now %d)\n", path, (long long)hdr[1], (long long)hdr[2],
-                (long long)hdr[3], (long long)hdr[5], hdr[5] == 1 ? "" : "s", r->world);
-    return 0;
-}
-
-/* Every rank calls this at the same step; rank 0 writes.  0, or -1 (reported). */
-static int checkpoint(run *r, int64_t step, char *path, size_t path_len) {
-    char err[ERRLEN];
-    int st = 0;
-    sync_buffers(r);
-    optim_verdict v;
-    optim_read(&r->opt, &v);   /* brings opt.t up to date (skipped steps excluded) */
-    shard_fetch fetch = {r, 0, {NULL, NULL}};
-    if (r->zero && stage_optim_shards(r, &fetch) != 0)   /* GPU: the shards to the host */
-        comm_abort(r->c, 1, "out of memory copying the optimizer state shards to the host");
-    if (r->rank == 0) {
-        ckpt_state s = {0};
-        s.step = step;
-        data_loader_position(r->train, &s.epoch, &s.cursor);
-        s.optimizer_steps = r->opt.t;
-        s.seed = r->cfg->seed;
-        s.world_size = r->world;
-        st = ckpt_write(r->ckpt_dir, &r->m, &r->opt, &s, r->config_yaml, r->cfg->ckpt_keep,
-                        r->zero ? fetch_optim_shard : NULL, &fetch, path, path_len, err, ERRLEN);
-    }
-    if (r->zero && r->world > 1) {
-        /* the shards travel one tensor at a time: rank 0 holds at most one extra tensor */
-        /* rank 0 drains (after ckpt_write has freed its own buffer) only when the write
-         * stopped early; its scratch is then the one extra tensor */
-        int64_t largest = 1, requests = 0;
-        for (int i = 0; i < r->m.n_tensors; i++) {
-            if (r->m.tensors[i].is_buffer) continue;
-            if (r->m.tensors[i].count > largest) largest = r->m.tensors[i].count;
-            requests += n_optim_states(&r->opt);
-        }
-        if (r->rank != 0 || fetch.served < requests) {
-            float *scratch = r->rank == 0 ? malloc((size_t)largest * sizeof(float)) : NULL;
-            if (r->rank == 0 && !scratch) comm_abort(r->c, 1, "out of memory draining a checkpoint");
-            serve_optim_shards(r, &fetch, r->rank == 0 ? fetch.served : 0, scratch);
-            free(scratch);
-        }
-    }
-    free_staged_shards(&fetch);
-    return agree(r, st, err);
-}
-
-/* Memory this process may use: MemAvailable, and the cgroup's limit when there is one (a
- * Slurm job or container), shared by the ranks on this node.  -1 when unknown. */
-static int64_t memory_available(int64_t *node_total) {
-    int64_t avail = -1;
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (f) {
-        char line[256];
-        long long kb;
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) avail = (int64_t)kb * 1024;
-        fclose(f);
-    }
-    static const char *limits[2][2] = {
-        {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
-        {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"}};
-    for (int i = 0; i < 2; i++) {
-        long long lim = -1, used = 0;
-        FILE *fl = fopen(limits[i][0], "r"), *fu = fopen(limits[i][1], "r");
-        if (fl && fscanf(fl, "%lld", &lim) == 1 && fu && fscanf(fu, "%lld", &used) == 1 &&
-            lim > 0 && lim < (1LL << 60)) {
-            int64_t room = (int64_t)(lim - used);
-            if (avail < 0 || room < avail) avail = room;
-        }
-        if (fl) fclose(fl);
-        if (fu) fclose(fu);
-    }
-    *node_total = avail;
-    return avail;
-}
-
-/* Refuses, before anything big is allocated, a run that cannot fit in this node's memory. */
-static int check_memory(run *r, char *err) {
-    const config *cfg = r->cfg;
-    int64_t n_params = 0;
-    int64_t model = model_estimate_bytes(cfg, &r->in_desc, r->B, &n_params);
-    if (model < 0) return 0;   /* model_build explains */
-    /* zero_stage 1: the state of this rank's shard only, plus the shard's averaged gradients */
-    int states = optim_state_count(cfg);
-    int64_t shard = cfg->zero_stage == 1 ? (n_params + r->world - 1) / r->world : n_params;
-    int64_t optim_bytes = (int64_t)states * shard * (int64_t)sizeof(float);
-    if (cfg->zero_stage == 1 && r->world > 1) optim_bytes += shard * (int64_t)sizeof(float);
-    r->estimated_bytes = model + optim_bytes;
-    int64_t cache = cfg->cache_mb * 1024 * 1024, data = 0;
-    const data_info *infos[2] = {r->info, r->test ? data_loader_info(r->test) : NULL};
-    for (int i = 0; i < 2; i++) {
-        if (!infos[i]) continue;
-        int64_t bytes = infos[i]->kind == DATA_TOKENS
-                            ? infos[i]->n_tokens * (infos[i]->token_bits / 8)
-                            : infos[i]->n * (infos[i]->sample_elems *
-                                             (infos[i]->dtype == DATA_U8 ? 1 : 4) + 4);
-        data += bytes <= cache ? bytes : 0;
-    }
-    /* GPU: the model, its optimizer state and scratch live in device memory */
-    size_t dev_free = 0, dev_total = 0;
-    if (kern_memory_info(r->k, &dev_free, &dev_total) == 0 &&
-        (size_t)(model + optim_bytes) > dev_free) {
-        double g = 1024.0 * 1024.0 * 1024.0;
-        snprintf(err, ERRLEN, "this run needs about %.2f GiB of GPU memory per rank (%lld "
-                 "parameters with gradients and optimizer state, activations, scratch), but the "
-                 "GPU has %.2f GiB free of %.2f GiB; reduce the model or train.batch_size",
-                 (double)(model + optim_bytes) / g, (long long)n_params, (double)dev_free / g,
-                 (double)dev_total / g);
-        return -1;
-    }
-    /* host memory: everything on the CPU backend; only the cached datasets on a GPU */
-    int on_gpu = dev_total > 0;
-    int64_t param_bytes = on_gpu ? 0 : 2 * n_params * (int64_t)sizeof(float);
-    int64_t act_bytes = on_gpu ? 0 : model - param_bytes;
-    if (on_gpu) optim_bytes = 0;
-    int64_t need = param_bytes + act_bytes + optim_bytes + data, node = 0;
-    int64_t avail = memory_available(&node);
-    int local = comm_local_size(r->c);
-    if (avail < 0 || need * local <= avail) return 0;
-    double g = 1024.0 * 1024.0 * 1024.0;
-    snprintf(err, ERRLEN, "this run needs about %.2f GiB of host memory per rank (parameters "
-             "and gradients %.2f GiB for %lld parameters, optimizer state %.2f GiB, activations "
-             "%.2f GiB, cached datasets %.2f GiB) x %d rank%s on this node = %.2f GiB, but only "
-             "%.2f GiB is available; reduce the model, train.batch_size or data.cache_mb, or use "
-             "more nodes", (double)need / g, (double)param_bytes / g, (long long)n_params,
-             (double)optim_bytes / g, (double)act_bytes / g, (double)data / g, local,
-             local == 1 ? "" : "s", (double)(need * local) / g, (double)avail / g);
-    return -1;
-}
-
-/* Weight decay on the tensors the model says (presets: matrices and embeddings only). */
-static int set_weight_decay(run *r, char *err) {
-    int n = 0;
-    int64_t *off = malloc((size_t)r->m.n_tensors * 2 * sizeof(int64_t) + 1);
-    int *decay = malloc((size_t)r->m.n_tensors * sizeof(int) + 1);
-    int st = off && decay ? 0 : -1;
-    for (int i = 0; st == 0 && i < r->m.n_tensors; i++) {
-        const model_tensor *t = &r->m.tensors[i];
-        if (t->is_buffer) continue;
-        off[n] = t->offset;
-        off[r->m.n_tensors + n] = t->count;
-        decay[n++] = t->decay;
-    }
-    if (st == 0) st = optim_set_decay(&r->opt, off, off + r->m.n_tensors, decay, n);
-    free(off);
-    free(decay);
-    if (st != 0) snprintf(err, ERRLEN, "out of memory");
-    return st;
-}
-
-static int setup(run *r, char *err) {
-    const config *cfg = r->cfg;
-    int st = 0;
-
-    r->accum = cfg->grad_accum;
-    r->G = cfg->batch_size / r->accum;
-    if (cfg->batch_size % ((int64_t)r->accum * r->world) != 0) {
-        snprintf(err, ERRLEN, "train.batch_size: %lld is not divisible by grad_accum (%lld) x "
-                 "ranks (%d); each rank needs an equal share of every micro-batch",
-                 (long long)cfg->batch_size, (long long)r->accum, r->world);
-        st = -1;
-    }
-    if (agree(r, st, err)) return -1;
-    r->B = r->G / r->world;
-    int64_t end;
-    data_rank_slice(r->G, r->rank, r->world, &r->rank_base, &end);
-
-    if (agree(r, open_backend(r, err), err)) return -1;
-    r->zero = cfg->zero_stage == 1;
-    /* train.zero_stage=1 runs on GPUs too (NCCL and MPI staged, comm.h); bf16 gradients on
-     * the wire are host memory only so far. */
-    if (cfg->grad_dtype != GRAD_DTYPE_FP32 && kern_get_backend(r->k) != KERN_CPU) {
-        snprintf(err, ERRLEN, "comm.grad_dtype=bf16: implemented on the CPU backend (MPI on host "
-                 "memory) only so far; use train.device=cpu, or comm.grad_dtype=fp32 on GPUs");
-        st = -1;
-    }
-    if (agree(r, st, err)) return -1;
-    if (agree(r, open_comm_gpu(r, err), err)) return -1;
-    if (agree(r, open_data(r, 1, err), err)) return -1;
-    if (agree(r, check_memory(r, err), err)) return -1;
-
-    st = model_build(&r->m, cfg, &r->in_desc, r->B, 0, r->k, err, ERRLEN);
-    if (st == 0) st = alloc_batch_buffers(r, err);
-    if (agree(r, st, err)) return -1;
-
-    int64_t per_epoch = r->info->n / cfg->batch_size;
-    r->total_steps = cfg->steps > 0 ? cfg->steps : cfg->epochs * per_epoch;
-    size_t bucket_bytes = (size_t)cfg->bucket_kb * 1024;
-    st = comm_grads_set_exchange(r->c, r->zero, cfg->grad_dtype == GRAD_DTYPE_BF16
-                                 ? COMM_GRAD_BF16 : COMM_GRAD_FP32, err, ERRLEN);
-    if (st == 0 && comm_gpu_backend_in_use(r->c) != COMM_GPU_NONE)
-        st = comm_grads_register_device(r->c, r->m.grads, r->m.n_params, bucket_bytes, err, ERRLEN);
-    else if (st == 0)
-        st = comm_grads_register(r->c, r->m.grads, r->m.n_params, bucket_bytes, err, ERRLEN);
-    comm_grads_shard_range(r->c, &r->shard_lo, &r->shard_hi);
-    if (st == 0)
-        st = optim_create_shard(&r->opt, cfg, r->m.n_params, r->shard_lo,
-                                r->shard_hi - r->shard_lo, r->total_steps, r->k, err, ERRLEN);
-    if (st == 0 && r->zero) {
-        r->opt.sum_across_ranks = sum_across_ranks;
-        r->opt.sum_user = r;
-    }
-    if (st == 0) st = set_weight_decay(r, err);
-    if (agree(r, st, err)) return -1;
-    /* ranks of one node average host gradients through shared memory, not MPI messages */
-    if (cfg->shared_memory && comm_gpu_backend_in_use(r->c) == COMM_GPU_NONE && !r->zero &&
-        cfg->grad_dtype == GRAD_DTYPE_FP32 &&
-        agree(r, comm_grads_use_node_memory(r->c, (size_t)1 << 30, err, ERRLEN) < 0 ? -1 : 0, err))
-        return -1;
-
-    /* Every rank draws the same weights from the seed; rank 0's are broadcast anyway so that
-     * the ranks provably start from identical parameters. */
-    model_init_params(&r->m, cfg->init, cfg->seed);
-    st = broadcast_floats(r, r->m.params, r->m.n_params, err);
-    if (st == 0) st = broadcast_floats(r, r->m.buffers, r->m.n_buffers, err);
-    if (r->world > 1) {
-        r->m.allreduce = allreduce_for_model;
-        r->m.allreduce_user = r;
-    }
-    if (agree(r, st, err)) return -1;
-
-    if (r->rank == 0) {
-        char path[CFG_PATH_MAX + 32];
-        if (make_dirs(cfg->run_dir) != 0) {
-            snprintf(err, ERRLEN, "run.dir: cannot create %s: %s", cfg->run_dir, strerror(errno));
-            st = -1;
-        }
-        if (st == 0) {
-            snprintf(path, sizeof path, "%s/config.yaml", cfg->run_dir);
-            st = config_write(cfg, path, err, ERRLEN);
-        }
-    }
-    if (agree(r, st, err)) return -1;
-
-    if (cfg->ckpt_dir[0]) snprintf(r->ckpt_dir, sizeof r->ckpt_dir, "%s", cfg->ckpt_dir);
-    else snprintf(r->ckpt_dir, sizeof r->ckpt_dir, "%s/checkpoints", cfg->run_dir);
-    r->config_yaml = config_to_yaml(cfg);
-    if (!r->config_yaml) {
-        snprintf(err, ERRLEN, "out of memory");
-        st = -1;
-    }
-    if (agree(r, st, err)) return -1;
-    if (r->resume_what && strcmp(r->resume_what, "none") != 0 && resume(r, r->resume_what, err))
-        return -1;
-    if (r->rank == 0)
-        st = metrics_open(&r->met, cfg->run_dir, cfg->progress, r->start_step > 0, err, ERRLEN);
-    r->met.lm = r->lm;
-    if (agree(r, st, err)) return -1;
-    return 0;
-}
-
-static void teardown(run *r) {
-    if (r->rank == 0) metrics_close(&r->met);
-    trace_free(r->tr);
-    r->m.trace = r->tr = NULL;
-    straggler_close(&r->strag);
-    optim_free(&r->opt);
-    if (r->k) {
-        kern_free(r->k, r->labels_dev);
-        kern_free(r->k, r->acc_dev);
-        kern_free(r->k, r->x_dev);
-    }
-    model_free(&r->m);
-    if (r->test) data_loader_close(r->test);
-    if (r->train) data_loader_close(r->train);
-    if (r->k) kern_destroy(r->k);
-    free(r->config_yaml);
-}
-
-/* The straggler report, and the trace when log.trace asks for one (collective). */
-static int open_observers(run *r, char *err) {
-    const config *cfg = r->cfg;
-    if (straggler_open(&r->strag, r->world, r->rank, cfg->straggler_pct, cfg->straggler_intervals,
-                       err, ERRLEN) != 0)
-        return -1;
-    if (!cfg->trace) return 0;
-    /* per micro-step: data, copy, loss and a forward and backward span per layer; per step:
-     * zeroing, the all-reduce wait, each bucket, the optimizer */
-    int per_step = (int)(r->accum * (2 * r->m.n_layers + 4) + 8 + comm_grads_buckets(r->c));
-    if (trace_open(&r->tr, r->k, r->c, cfg->trace_start, cfg->trace_steps, per_step, err,
-                   ERRLEN) != 0)
-        return -1;
-    r->m.trace = r->tr;
-    return r->world > 1 ? comm_grads_time_buckets(r->c, err, ERRLEN) : 0;
 }
 
 /* The all-reduce of each gradient bucket of this step, as comm timed it. */
@@ -1008,19 +273,19 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         if (r.rank == 0) fprintf(stderr, "harness: error: %s\n", err);
         return HARNESS_EXIT_ERROR;
     }
-    if (setup(&r, err) != 0) {
-        teardown(&r);
+    if (run_setup(&r, err) != 0) {
+        run_teardown(&r);
         return HARNESS_EXIT_ERROR;
     }
     /* From here on a stalled collective or a lost rank ends the job with a report (the
      * one-rank phases of start-up - reading data, resuming - are over). */
     int wd = cfg->comm_timeout_s > 0 ? comm_watchdog_start(c, cfg->comm_timeout_s, err, sizeof err) : 0;
-    if (agree(&r, wd, err) || agree(&r, open_observers(&r, err), err)) {
-        teardown(&r);
+    if (run_agree(&r, wd, err) || run_agree(&r, run_open_observers(&r, err), err)) {
+        run_teardown(&r);
         return HARNESS_EXIT_ERROR;
     }
     /* optimizer state this rank holds: state tensors x its shard (all of it at stage 0) */
-    int64_t optim_state_bytes = (int64_t)n_optim_states(&r.opt) * r.opt.n * (int64_t)sizeof(float);
+    int64_t optim_state_bytes = (int64_t)run_n_optim_states(&r.opt) * r.opt.n * (int64_t)sizeof(float);
     if (r.rank == 0) {
         fprintf(stderr, "harness: %lld parameters, %d rank%s, global batch %lld (%lld per rank x %lld "
                 "micro-steps), %lld steps, %.1f MFLOP per sample\n", (long long)r.m.n_params,
@@ -1302,7 +567,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         if (stop || (cfg->ckpt_every > 0 && done % cfg->ckpt_every == 0)) {
             comm_watchdog_allow(c, cfg->ckpt_timeout_s);   /* the others wait for rank 0's write */
             span = trace_host_begin(r.tr, TRACE_HOST, "checkpoint write", -1);
-            int ck = checkpoint(&r, done, ckpt_path, sizeof ckpt_path);
+            int ck = run_checkpoint(&r, done, ckpt_path, sizeof ckpt_path);
             trace_host_end(r.tr, span);
             if (ck != 0) {
                 exit_code = HARNESS_EXIT_ERROR;
@@ -1339,7 +604,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     if (exit_code == HARNESS_EXIT_OK) {
         comm_watchdog_allow(c, cfg->ckpt_timeout_s);
         int span = trace_host_begin(r.tr, TRACE_HOST, "checkpoint write", -1);
-        if (checkpoint(&r, r.total_steps, ckpt_path, sizeof ckpt_path) != 0)
+        if (run_checkpoint(&r, r.total_steps, ckpt_path, sizeof ckpt_path) != 0)
             exit_code = HARNESS_EXIT_ERROR;
         trace_host_end(r.tr, span);
     }
@@ -1401,7 +666,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         else
             metrics_notice(&r.met, "harness: plot written to %s", png);
     }
-    teardown(&r);
+    run_teardown(&r);
     return exit_code;
 }
 
@@ -1414,20 +679,20 @@ int eval_run(const config *cfg, const char *ckpt, comm *c) {
     if (r.B < 1) r.B = 1;
     r.G = r.B * r.world;
     int st = 0;
-    if (agree(&r, open_backend(&r, err), err) || agree(&r, open_data(&r, 0, err), err))
+    if (run_agree(&r, run_open_backend(&r, err), err) || run_agree(&r, run_open_data(&r, 0, err), err))
         goto out;
     st = model_build(&r.m, cfg, &r.in_desc, r.B, 0, r.k, err, ERRLEN);
-    if (st == 0) st = alloc_batch_buffers(&r, err);
-    if (agree(&r, st, err)) goto out;
+    if (st == 0) st = run_alloc_batch_buffers(&r, err);
+    if (run_agree(&r, st, err)) goto out;
     ckpt_state s;
     if (r.rank == 0) st = ckpt_read(ckpt, &r.m, NULL, &s, err, ERRLEN) == CKPT_OK ? 0 : -1;
-    if (agree(&r, st, err)) goto out;
-    st = broadcast_floats(&r, r.m.params, r.m.n_params, err);
-    if (agree(&r, st, err)) goto out;
+    if (run_agree(&r, st, err)) goto out;
+    st = run_broadcast_floats(&r, r.m.params, r.m.n_params, err);
+    if (run_agree(&r, st, err)) goto out;
     evaluate(&r, 0, 0);   /* broadcasts the running statistics too */
-    teardown(&r);
+    run_teardown(&r);
     return HARNESS_EXIT_OK;
 out:
-    teardown(&r);
+    run_teardown(&r);
     return HARNESS_EXIT_ERROR;
 }
