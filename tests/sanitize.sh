@@ -8,6 +8,8 @@
 # without the tests that are slow or need other machines:
 #   trainer_mlp_accuracy  (~15 s normally, minutes under ASan; same code as the other
 #                          end-to-end tests, just more steps)
+#   trainer_bf16_grads    (two full launch/mlp.yaml runs: the same; the bf16 exchange runs
+#                          under the sanitizers in comm_zero_np* and trainer_zero1_*)
 #   label perf            (benchmarks), label gpu (no GPU code in this build), label slurm
 #                          (a real Slurm cluster, and launch_mpirun_resubmit: long trainings)
 # Everything else runs: kernels, data, comm (mpirun, 1-4 ranks), config, the trainer's
@@ -52,7 +54,7 @@ rc=0
 # One test at a time: several end-to-end tests check that no process of theirs is left
 # behind (by name) and that an abort ends a job within seconds.
 (cd "$B" && ctest --output-on-failure --timeout 600 \
-   -LE 'perf|gpu|slurm' -E 'trainer_mlp_accuracy' "$@") || rc=$?
+   -LE 'perf|gpu|slurm' -E 'trainer_mlp_accuracy|trainer_bf16_grads' "$@") || rc=$?
 t2=$(date +%s)
 
 # A file with only a warning (e.g. the symbolizer killed along with an aborted MPI job) is no
