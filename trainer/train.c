@@ -357,20 +357,20 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         trace_step_begin(r.tr, step + 1);
         double data_before = data_loader_wait_seconds(r.train);
         int graphed = graph_on && step > r.start_step;
+        float lr = optim_lr(&r.opt, step);   /* this step's, also for its log line */
         if (graphed) {
             if (next_batch(&r, r.train, &b, err, sizeof err) != 0) comm_abort(c, 1, err);
             epoch = b.epoch;
             load_batch(&r, &b, cfg->train_path);
-            float glr = optim_lr(&r.opt, step);
             int64_t t_plus = optim_count_step(&r.opt);
-            kern_step_values sv = {glr, t_plus, step, (uint64_t)step};
+            kern_step_values sv = {lr, t_plus, step, (uint64_t)step};
             kern_graph_set_values(r.k, &sv);
-            if (graph_emulate) graph_step_body(&r, cfg, step, glr, t_plus, rows, inv_scale);
+            if (graph_emulate) graph_step_body(&r, cfg, step, lr, t_plus, rows, inv_scale);
             else if (!graph_ready) {
                 char gerr[512] = "";
                 int ok = kern_graph_begin(r.k, gerr, sizeof gerr) == 0;
                 if (ok) {
-                    graph_step_body(&r, cfg, step, glr, t_plus, rows, inv_scale);
+                    graph_step_body(&r, cfg, step, lr, t_plus, rows, inv_scale);
                     ok = kern_graph_end(r.k, gerr, sizeof gerr) == 0;
                 }
                 if (ok) {
@@ -381,7 +381,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                         metrics_notice(&r.met, "harness: warning: recording the step as a CUDA "
                                        "graph failed (%s); training without one", gerr);
                     graph_on = 0;
-                    graph_step_body(&r, cfg, step, glr, t_plus, rows, inv_scale);
+                    graph_step_body(&r, cfg, step, lr, t_plus, rows, inv_scale);
                 }
             }
             if (graph_ready) kern_graph_launch(r.k);
@@ -441,7 +441,6 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         /* zero_stage 1: each rank updates its shard with its shard's state (the norm adds the
          * shards' sums of squares: one scalar all-reduce), then the shards are all-gathered so
          * every rank holds all updated parameters for the next forward. */
-        float lr = optim_lr(&r.opt, step);
         const float *step_grads = r.zero ? comm_grads_shard(c) : r.m.grads;
         span = trace_compute_begin(r.tr, "optimizer", NULL, -1);
         if (!graphed)

@@ -58,4 +58,25 @@ run_model cnn "$LAUNCH/cnn.yaml" 100 "$DATA/train.h5"
 if [ -n "${GPT_DATA:-}" ] && [ -f "$GPT_DATA/train.h5" ]; then
   run_model gpt "$LAUNCH/gpt.yaml" 60 "$GPT_DATA/train.h5" --set train.warmup_steps=5
 fi
+# The trace's compute spans on the GPU come from CUDA events (kern_marks): a traced run writes
+# a trace.json whose per-layer spans are well-formed and start after the host began their step
+# (device time may run past the host's step span: the host queues ahead).
+"$HARNESS" train "$LAUNCH/mlp.yaml" --set data.train="$DATA/train.h5" --set data.test="" \
+  --set run.device=cuda --set train.steps=12 --set log.progress=false --set log.trace=true \
+  --set log.trace_start=5 --set log.trace_steps=3 --set run.dir="$WORK/traced" > "$WORK/traced.log" 2>&1 ||
+  { cat "$WORK/traced.log"; fail "traced GPU run failed"; }
+"$PY" - "$WORK/traced/trace.json" <<'PY'
+import json, sys
+ev = json.load(open(sys.argv[1]))
+ev = ev["traceEvents"] if isinstance(ev, dict) else ev
+spans = [e for e in ev if e.get("ph") == "X"]
+steps = {e["args"]["step"]: e for e in spans if e["name"] == "step"}
+assert sorted(steps) == [5, 6, 7], sorted(steps)
+layers = [e for e in spans if e["name"].startswith(("forward ", "backward "))]
+assert layers and all(e["dur"] >= 0 for e in layers), layers[:3]
+for e in layers:
+    s = steps[e["args"]["step"]]
+    assert s["ts"] - 1 <= e["ts"], (e, s)
+print(f"gpu trace: {len(layers)} per-layer spans from CUDA events, each after its step began")
+PY
 echo "gpu step modes: ok"
