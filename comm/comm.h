@@ -125,8 +125,8 @@ int64_t comm_grads_bucket_times(const comm *c, const double **start, const doubl
  *                correct; it saves the optimizer state's memory, not communication.
  * comm_shards_allgather on device memory: NCCL, per bucket one grouped ncclBroadcast (in
  * place) per rank whose shard meets it, on comm's stream after the compute stream's work,
- * the compute stream waiting for it (no host wait; a sequence number per bucket and one
- * watchdog queue entry); MPI_STAGED, the shard to the pinned mirror (one host wait),
+ * the compute stream waiting for each bucket's event as the forward needs it (no host wait;
+ * a sequence number per bucket and one watchdog queue entry); MPI_STAGED, the shard to the pinned mirror (one host wait),
  * MPI_Allgatherv there, the whole buffer back.  comm_shard_gather / comm_shard_scatter stay
  * host memory: the caller stages device shards through the host (checkpoints only).
  * bf16 on device memory is refused at register (not implemented yet). */
@@ -141,9 +141,32 @@ void comm_grads_shard_range(const comm *c, int64_t *lo, int64_t *hi);
 float *comm_grads_shard(comm *c);
 /* Collective: buf[n] (n as registered, in the registered buffer's memory) holds, on every
  * rank, up-to-date values in its own shard only; afterwards every rank holds all of them (the
- * updated parameters).  In place.  Host memory: MPI_Iallgatherv per bucket of the gradient
- * plan, then one wait; device memory: see above. */
+ * updated parameters).  In place.  comm_shards_allgather = _start + _finish.
+ *
+ * Overlapped with the next forward: _start posts one all-gather per bucket of the gradient
+ * plan, from the START of the buffer (the first layers' parameters) to its end, and returns
+ * at once; _need(offset, count) before a layer reads its parameters makes sure those elements
+ * have arrived; _finish completes the rest.  Host memory: MPI_Iallgatherv per bucket; _need
+ * waits (MPI_Wait) for the buckets that meet the range and pokes the next one (MPI_Test) so it
+ * moves while the layer computes; the time blocked counts in comm_grads_wait_seconds.  Device
+ * memory: NCCL's broadcasts per bucket on comm's stream, an event after each; _need makes the
+ * compute stream wait for the events of the buckets that meet the range (no host wait) and
+ * _finish for the last; MPI_STAGED gathers in _start (blocking) and leaves nothing in flight.
+ * Until _finish (or until every bucket has been needed), no rank may write buf outside the
+ * ranges it has needed, nor its own shard at all.  comm_grads_ready, comm_grads_wait,
+ * comm_grads_register, comm_shard_gather / _scatter finish a gather still in flight first;
+ * other collectives may be issued meanwhile (every rank issues them in the same order).
+ * _need and _finish with nothing in flight return 0 at once. */
 int comm_shards_allgather(comm *c, float *buf, char *err, size_t errlen);
+int comm_shards_allgather_start(comm *c, float *buf, char *err, size_t errlen);
+int comm_shards_allgather_need(comm *c, int64_t offset, int64_t count, char *err, size_t errlen);
+int comm_shards_allgather_finish(comm *c, char *err, size_t errlen);
+/* Debug and tests, host memory: on = each bucket's all-gather is posted only when _need (or
+ * _finish) first meets it, so nothing arrives early and a read of parameters before _need
+ * sees what the buffer held at _start (no overlap; every rank must need the same ranges in
+ * the same order, as the identical forward does).  Device memory ignores it.  Not while a
+ * gather is in flight (returns 1). */
+int comm_shards_allgather_lazy(comm *c, int on);
 /* Collective: elements [offset, offset + count) of a sharded buffer (each rank passes its
  * shard, shard[i] = element lo + i) gathered into out[count] on rank 0 (out unused elsewhere).
  * For checkpoints: one tensor at a time, so rank 0 never holds more than one extra tensor. */

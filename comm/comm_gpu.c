@@ -70,9 +70,18 @@ int comm_gpu_grads_wait(comm *c, char *err, size_t errlen) {
 }
 
 double comm_gpu_grads_wait_seconds(comm *c) { (void)c; return 0.0; }
-int comm_gpu_shards_allgather(comm *c, float *dev_buf, char *err, size_t errlen) {
+int comm_gpu_shards_allgather_start(comm *c, float *dev_buf, char *err, size_t errlen) {
     (void)c; (void)dev_buf;
     return comm_error(err, errlen, "comm_shards_allgather: no CUDA in this build");
+}
+int comm_gpu_shards_allgather_need(comm *c, int64_t offset, int64_t count, char *err,
+                                   size_t errlen) {
+    (void)c; (void)offset; (void)count;
+    return comm_error(err, errlen, "comm_shards_allgather_need: no CUDA in this build");
+}
+int comm_gpu_shards_allgather_finish(comm *c, char *err, size_t errlen) {
+    (void)c;
+    return comm_error(err, errlen, "comm_shards_allgather_finish: no CUDA in this build");
 }
 void comm_gpu_forget_grads(comm *c) { c->grads_on_device = 0; }
 void comm_gpu_destroy(comm *c) { (void)c; }
@@ -133,6 +142,12 @@ static void free_registration(struct comm_gpu *g) {
     g->mirror = NULL;
     if (g->dev_shard) (void)cudaFree(g->dev_shard);
     g->dev_shard = NULL;
+    if (g->gathered) {
+        for (int64_t i = 0; i < g->registered_buckets; i++)
+            if (g->gathered[i]) (void)cudaEventDestroy(g->gathered[i]);
+        free(g->gathered);
+        g->gathered = NULL;
+    }
     pthread_mutex_lock(&g->lock);
     comm_gpu_pending *ring = g->ring;
     int64_t cap = g->ring_cap;
@@ -444,6 +459,13 @@ int comm_grads_register_device(comm *c, float *dev_grads, int64_t n, size_t buck
             } else {
                 c->shard_grads = g->dev_shard;
             }
+            if (!status && !(g->gathered = calloc((size_t)(nb > 0 ? nb : 1), sizeof *g->gathered)))
+                status = comm_error(err, errlen, "%s: out of memory for %lld buckets", who,
+                                    (long long)nb);
+            for (int64_t i = 0; !status && i < nb; i++)
+                if ((e = cudaEventCreateWithFlags(&g->gathered[i], cudaEventDisableTiming)) !=
+                    cudaSuccess)
+                    status = comm_cuda_error(e, "cudaEventCreate (parameter all-gather)", err, errlen);
         }
     }
     if (status) {

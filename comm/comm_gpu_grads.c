@@ -16,7 +16,9 @@
  *
  * Sharded (zero_stage 1, comm.h): NCCL replaces each bucket's all-reduce by a group of
  * ncclReduce, one per rank whose shard meets the bucket, into the device shard buffer, and
- * comm_shards_allgather is a group of in-place ncclBroadcast per bucket; MPI_STAGED keeps its
+ * comm_shards_allgather_start is a group of in-place ncclBroadcast per bucket, each followed by
+ * an event that the compute stream waits for when the next forward needs the bucket
+ * (comm_shards_allgather_need); MPI_STAGED keeps its
  * all-reduce (the shard is a slice of the averaged buffer) and all-gathers through the mirror.
  *
  * Nothing here allocates after comm_grads_register_device (but the MPI_STAGED all-gather's
@@ -302,26 +304,28 @@ static int staged_wait(comm *c, char *err, size_t errlen) {
 /* ---- the parameters' all-gather after a sharded step ------------------------------------ */
 
 #ifdef HARNESS_HAVE_NCCL
-/* Per bucket: one ncclBroadcast (in place) per rank whose shard meets it, root = that rank,
- * in one NCCL group; each bucket is joined (sequence, fingerprint) and the whole all-gather is
- * one queue entry for the watchdog.  On comm's stream after the compute stream's work (the
- * optimizer), and the compute stream waits for it: no host wait. */
-static int nccl_allgather(comm *c, float *buf, char *err, size_t errlen) {
+/* Per bucket, from the start of the buffer (bucket num_buckets - 1) to its end: one
+ * ncclBroadcast (in place) per rank whose shard meets it, root = that rank, in one NCCL group,
+ * then an event (gathered[i]) on comm's stream; each bucket is joined (sequence, fingerprint)
+ * and the whole all-gather is one queue entry for the watchdog.  On comm's stream after the
+ * compute stream's work so far (the optimizer); the compute stream waits for each bucket's
+ * event when the forward needs it (comm_gpu_shards_allgather_need): no host wait. */
+static int nccl_allgather_start(comm *c, float *buf, char *err, size_t errlen) {
     struct comm_gpu *g = c->gpu;
     const int world = c->world_size;
-    if (c->num_buckets == 0) return 0;
+    if (!g->gathered) return comm_error(err, errlen, "comm_shards_allgather: no bucket events");
     if (after_compute(g, err, errlen)) return 1;
     uint64_t seq_first = 0, seq_last = 0;
     int64_t posted = 0;
     int status = 0;
-    for (int64_t i = 0; i < c->num_buckets && status == 0; i++) {
+    for (int64_t i = c->num_buckets - 1; i >= 0 && status == 0; i--) {
         comm_bucket b = c->buckets[i];
         if (comm_collective_join(c, COMM_OP_PARAMS_ALLGATHER, COMM_TYPE_F32, b.count, 0, err,
                                  errlen)) {
             status = 1;
             break;
         }
-        if (i == 0) seq_first = c->sequence;
+        if (posted == 0) seq_first = c->sequence;
         seq_last = c->sequence;
         const int *counts = c->shard_counts + i * world, *displs = c->shard_displs + i * world;
         ncclResult_t r = ncclGroupStart();
@@ -339,13 +343,20 @@ static int nccl_allgather(comm *c, float *buf, char *err, size_t errlen) {
         r = ncclGroupEnd();
         if (r != ncclSuccess && status == 0)
             status = comm_nccl_error(r, "ncclGroupEnd (parameter all-gather)", g->nccl, err, errlen);
+        cudaError_t e = cudaEventRecord(g->gathered[i], g->stream);
+        if (e != cudaSuccess && status == 0)
+            status = comm_cuda_error(e, "cudaEventRecord (bucket gathered)", err, errlen);
         posted++;
     }
     if (posted > 0) {
         char qerr[256];
-        if (comm_gpu_queue_push(c, seq_first, seq_last, 0, qerr, sizeof qerr) && status == 0)
+        if (comm_gpu_queue_push(c, seq_first, seq_last, c->num_buckets - 1, qerr, sizeof qerr) &&
+            status == 0)
             status = comm_error(err, errlen, "%s", qerr);
-        if (status == 0) status = compute_after_comm(c, 0, err, errlen);
+    }
+    if (status) {   /* the compute stream waits for whatever was queued */
+        char ignore[8];
+        compute_after_comm(c, 0, ignore, sizeof ignore);
     }
     return status;
 }
@@ -390,11 +401,46 @@ static int staged_allgather(comm *c, float *buf, char *err, size_t errlen) {
     return 0;
 }
 
-int comm_gpu_shards_allgather(comm *c, float *dev_buf, char *err, size_t errlen) {
+/* MPI_STAGED is blocking: every bucket is done when _start returns. */
+int comm_gpu_shards_allgather_start(comm *c, float *dev_buf, char *err, size_t errlen) {
 #ifdef HARNESS_HAVE_NCCL
-    if (c->gpu->backend == COMM_GPU_NCCL) return nccl_allgather(c, dev_buf, err, errlen);
+    if (c->gpu->backend == COMM_GPU_NCCL) return nccl_allgather_start(c, dev_buf, err, errlen);
 #endif
-    return staged_allgather(c, dev_buf, err, errlen);
+    int status = staged_allgather(c, dev_buf, err, errlen);
+    for (int64_t i = 0; i < c->num_buckets; i++) c->gather_done[i] = 1;
+    c->gather_left = 0;
+    return status;
+}
+
+/* The compute stream waits for bucket i's broadcasts (once). */
+static int compute_after_bucket(comm *c, int64_t i, char *err, size_t errlen) {
+    if (c->gather_done[i]) return 0;
+    c->gather_done[i] = 1;
+    c->gather_left--;
+    CUDA_TRY(cudaStreamWaitEvent(c->gpu->compute, c->gpu->gathered[i], 0),
+             "cudaStreamWaitEvent (parameters gathered)");
+    return 0;
+}
+
+int comm_gpu_shards_allgather_need(comm *c, int64_t offset, int64_t count, char *err,
+                                   size_t errlen) {
+    for (int64_t i = c->num_buckets - 1; i >= 0; i--) {
+        comm_bucket b = c->buckets[i];
+        if (b.start >= offset + count) break;   /* bucket starts decrease with i */
+        if (comm_range_overlap(b.start, b.count, offset, offset + count) > 0 &&
+            compute_after_bucket(c, i, err, errlen))
+            return 1;
+    }
+    return 0;
+}
+
+/* Bucket 0 was queued last: its event follows every other bucket's on comm's stream. */
+int comm_gpu_shards_allgather_finish(comm *c, char *err, size_t errlen) {
+    if (c->gather_left == 0 || c->num_buckets == 0) return 0;
+    int status = compute_after_bucket(c, 0, err, errlen);
+    for (int64_t i = 0; i < c->num_buckets; i++) c->gather_done[i] = 1;
+    c->gather_left = 0;
+    return status;
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */

@@ -51,6 +51,7 @@ struct comm_gpu {
     /* the registered buffer */
     float *dev_grads;
     float *dev_shard;               /* NCCL, shard 1, world > 1: [shard_hi - shard_lo] averaged */
+    cudaEvent_t *gathered;          /* NCCL, shard 1: [buckets] bucket's all-gather queued before */
     int64_t registered_buckets;     /* what the per-bucket arrays below were sized for */
 
     /* MPI_STAGED */

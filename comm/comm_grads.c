@@ -27,12 +27,16 @@ int comm_grads_plan(comm *c, int64_t n, size_t bucket_bytes, const char *who, ch
     int64_t count = comm_bucket_count(n, bucket_bytes, INT_MAX);
     comm_bucket *buckets = NULL;
     MPI_Request *requests = NULL;
+    unsigned char *gather_done = NULL;
+    if (comm_gather_settle(c, err, errlen)) return 1;
     if (count > 0) {
         buckets = malloc((size_t)count * sizeof *buckets);
         requests = malloc((size_t)count * sizeof *requests);
-        if (!buckets || !requests) {
+        gather_done = calloc((size_t)count, 1);
+        if (!buckets || !requests || !gather_done) {
             free(buckets);
             free(requests);
+            free(gather_done);
             return comm_error(err, errlen, "%s: out of memory for %lld buckets", who,
                               (long long)count);
         }
@@ -41,6 +45,7 @@ int comm_grads_plan(comm *c, int64_t n, size_t bucket_bytes, const char *who, ch
     }
     free(c->buckets);
     free(c->requests);
+    free(c->gather_done);
     free(c->bucket_t0);
     free(c->bucket_t1);
     c->bucket_t0 = c->bucket_t1 = NULL;
@@ -48,6 +53,7 @@ int comm_grads_plan(comm *c, int64_t n, size_t bucket_bytes, const char *who, ch
     c->grads_n = n;
     c->buckets = buckets;
     c->requests = requests;
+    c->gather_done = gather_done;
     c->num_buckets = count;
     c->started = 0;
     c->completed = 0;
@@ -103,6 +109,7 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
     if (offset < 0 || offset > c->grads_n)
         return comm_error(err, errlen, "comm_grads_ready: offset %lld outside [0, %lld]",
                           (long long)offset, (long long)c->grads_n);
+    if (c->gather_buf && comm_gather_settle(c, err, errlen)) return 1;
     if (c->grads_on_device) return comm_gpu_grads_ready(c, offset, err, errlen);
     int64_t before = c->started;
     if (start_buckets(c, offset, err, errlen)) return 1;
@@ -128,6 +135,7 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
 /* Buckets not yet started (ready never reached offset 0) are started here first, so the
  * whole buffer is averaged on return. */
 int comm_grads_wait(comm *c, char *err, size_t errlen) {
+    if (c->gather_buf && comm_gather_settle(c, err, errlen)) return 1;
     if (c->grads_on_device) return comm_gpu_grads_wait(c, err, errlen);
     double t0 = now_seconds();
     int status = start_buckets(c, 0, err, errlen);

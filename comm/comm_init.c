@@ -103,6 +103,7 @@ void comm_finalize(comm *c) {
     comm_watchdog_destroy(c);
     free(c->buckets);
     free(c->requests);
+    free(c->gather_done);
     free(c->bucket_t0);
     free(c->bucket_t1);
     free(c);

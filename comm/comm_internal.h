@@ -150,6 +150,15 @@ struct comm {
     int *shard_counts;          /* shard: [num_buckets * world] elements of bucket b for rank r */
     int *shard_displs;          /* shard: [num_buckets * world] where they start in bucket b */
     MPI_Op bf16_sum;            /* user op: bf16 + bf16 in fp32, rounded to bf16 */
+    /* The parameters' all-gather in flight (comm_shards_allgather_start .. _finish): posted
+     * bucket by bucket from the START of the buffer (bucket num_buckets - 1 first), so the
+     * first layers' parameters arrive first; host memory uses requests[] (free again before
+     * the next gradient bucket starts), device memory one event per bucket. */
+    float *gather_buf;          /* the buffer being gathered; NULL: nothing in flight */
+    unsigned char *gather_done; /* [num_buckets]: complete (host) / waited for (device) */
+    int64_t gather_left;        /* buckets not yet marked done */
+    uint64_t gather_seq0;       /* sequence number of the first posted bucket */
+    int gather_lazy;            /* comm_shards_allgather_lazy: post each bucket when needed */
 
     /* Published state (comm_state.c): header + slots [shared_slots], this rank's is self. */
     comm_shared_header *header;
@@ -244,6 +253,9 @@ int comm_fingerprint_compare(comm *c, const comm_fingerprint *fp, char *err, siz
 int comm_zero_plan(comm *c, char *err, size_t errlen);
 /* Frees what comm_zero_plan allocated (and the MPI op; before MPI_Finalize). */
 void comm_zero_free(comm *c);
+/* Finishes a parameter all-gather still in flight (comm_shards_allgather_finish); 0 when
+ * none is.  Everything that reuses the bucket requests or the buffer calls it first. */
+int comm_gather_settle(comm *c, char *err, size_t errlen);
 /* Starts bucket i (a reduce-scatter, or an all-reduce of bf16): non-blocking, MPI only. */
 int comm_zero_start_bucket(comm *c, int64_t i, char *err, size_t errlen);
 /* After every bucket has completed: averages (sum / world) into grads or shard_grads. */
@@ -261,8 +273,12 @@ int comm_grads_plan(comm *c, int64_t n, size_t bucket_bytes, const char *who, ch
 int comm_gpu_grads_ready(comm *c, int64_t offset, char *err, size_t errlen);
 int comm_gpu_grads_wait(comm *c, char *err, size_t errlen);
 double comm_gpu_grads_wait_seconds(comm *c);
-/* comm_shards_allgather of a device buffer laid out as the registered one. */
-int comm_gpu_shards_allgather(comm *c, float *dev_buf, char *err, size_t errlen);
+/* comm_shards_allgather_start / _need / _finish of a device buffer laid out as the
+ * registered one (c->gather_buf set by the caller when something is left in flight). */
+int comm_gpu_shards_allgather_start(comm *c, float *dev_buf, char *err, size_t errlen);
+int comm_gpu_shards_allgather_need(comm *c, int64_t offset, int64_t count, char *err,
+                                   size_t errlen);
+int comm_gpu_shards_allgather_finish(comm *c, char *err, size_t errlen);
 /* Drops what comm_grads_register_device allocated (comm_grads_register calls it). */
 void comm_gpu_forget_grads(comm *c);
 /* comm_finalize: the NCCL communicator, stream, events, mirror and grads_world. */

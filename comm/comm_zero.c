@@ -47,7 +47,7 @@ int comm_grads_set_exchange(comm *c, int shard, comm_grad_dtype dtype, char *err
         return comm_error(err, errlen, "comm_grads_set_exchange: shard must be 0 or 1, not %d", shard);
     if (dtype != COMM_GRAD_FP32 && dtype != COMM_GRAD_BF16)
         return comm_error(err, errlen, "comm_grads_set_exchange: unknown gradient type %d", (int)dtype);
-    if (c->started > c->completed)
+    if (c->started > c->completed || c->gather_buf)
         return comm_error(err, errlen, "comm_grads_set_exchange: buckets are in flight");
     c->shard = shard;
     c->grad_dtype = dtype;
@@ -175,31 +175,151 @@ void comm_zero_finish(comm *c) {
     }
 }
 
-int comm_shards_allgather(comm *c, float *buf, char *err, size_t errlen) {
-    if (!c->shard) return comm_error(err, errlen, "comm_shards_allgather: the exchange is not sharded");
-    if (c->world_size == 1) return 0;
-    if (c->grads_on_device) return comm_gpu_shards_allgather(c, buf, err, errlen);
-    int status = comm_collective_begin(c, COMM_OP_PARAMS_ALLGATHER, COMM_TYPE_F32, c->grads_n, 0,
-                                       err, errlen);
-    int64_t posted = 0;
+/* ---- the parameters' all-gather, overlapped with the next forward ------------------------ */
+
+static double now_seconds(void) { return (double)comm_now_ns() * 1e-9; }
+
+/* Host memory: bucket i's all-gather is complete (waits for it).  The watchdog times the wait
+ * as that bucket's. */
+static int post_bucket(comm *c, int64_t i, char *err, size_t errlen);
+
+static int gather_wait_bucket(comm *c, int64_t i, char *err, size_t errlen) {
+    if (c->gather_done[i]) return 0;
+    uint64_t seq = c->gather_seq0 + (uint64_t)(c->num_buckets - 1 - i);
+    if (c->gather_lazy) {   /* posted only now: every rank needs the buckets in one order */
+        int st = post_bucket(c, i, err, errlen);
+        seq = c->sequence;
+        if (st) {
+            c->gather_done[i] = 1;
+            c->gather_left--;
+            return 1;
+        }
+    }
+    comm_fingerprint fp = {seq, COMM_OP_PARAMS_ALLGATHER, COMM_TYPE_F32, c->buckets[i].count, 0};
+    double t0 = now_seconds();
+    comm_wait_begin(c, &fp);
+    int rc = MPI_Wait(&c->requests[i], MPI_STATUS_IGNORE);
+    comm_wait_end(c);
+    c->wait_seconds += now_seconds() - t0;
+    c->gather_done[i] = 1;
+    c->gather_left--;
+    if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Wait (parameter all-gather)", err, errlen);
+    return 0;
+}
+
+/* Every bucket done: nothing in flight any more. */
+static void gather_close(comm *c) {
+    if (c->gather_left > 0) return;
+    c->gather_buf = NULL;
+    if (!c->grads_on_device) comm_collective_end(c);
+}
+
+/* Bucket i's non-blocking all-gather into gather_buf (joined: sequence, fingerprint).  With
+ * fingerprint checking on, a mismatch skips it on every rank. */
+static int post_bucket(comm *c, int64_t i, char *err, size_t errlen) {
+    comm_bucket b = c->buckets[i];
     int world = c->world_size;
-    for (int64_t i = 0; status == 0 && i < c->num_buckets; i++, posted++) {
-        comm_bucket b = c->buckets[i];
-        int rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf + b.start,
-                                 c->shard_counts + i * world, c->shard_displs + i * world,
-                                 MPI_FLOAT, c->world, &c->requests[i]);
-        if (rc != MPI_SUCCESS) status = comm_mpi_error(c, rc, "MPI_Iallgatherv (parameters)", err, errlen);
+    if (comm_collective_join(c, COMM_OP_PARAMS_ALLGATHER, COMM_TYPE_F32, b.count, 0, err, errlen))
+        return 1;
+    int rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, c->gather_buf + b.start,
+                             c->shard_counts + i * world, c->shard_displs + i * world, MPI_FLOAT,
+                             c->world, &c->requests[i]);
+    if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Iallgatherv (parameters)", err, errlen);
+    return 0;
+}
+
+int comm_shards_allgather_lazy(comm *c, int on) {
+    if (c->gather_buf) return 1;
+    c->gather_lazy = on != 0;
+    return 0;
+}
+
+int comm_gather_settle(comm *c, char *err, size_t errlen) {
+    return c->gather_buf ? comm_shards_allgather_finish(c, err, errlen) : 0;
+}
+
+int comm_shards_allgather_start(comm *c, float *buf, char *err, size_t errlen) {
+    if (!c->shard) return comm_error(err, errlen, "comm_shards_allgather: the exchange is not sharded");
+    if (comm_gather_settle(c, err, errlen)) return 1;
+    if (c->world_size == 1 || c->num_buckets == 0) return 0;
+    if (c->started > 0)
+        return comm_error(err, errlen, "comm_shards_allgather: gradient buckets are in flight "
+                          "(call comm_grads_wait first)");
+    for (int64_t i = 0; i < c->num_buckets; i++) c->gather_done[i] = 0;
+    c->gather_left = c->num_buckets;
+    c->gather_seq0 = c->sequence + 1;
+    if (c->grads_on_device) {
+        c->gather_buf = buf;
+        int status = comm_gpu_shards_allgather_start(c, buf, err, errlen);
+        if (status || c->gather_left == 0) c->gather_buf = NULL;   /* blocking (staged), or failed */
+        return status;
     }
-    for (int64_t first = 0; first < posted;) {
-        int64_t left = posted - first;
-        int pending = (int)(left < INT_MAX ? left : INT_MAX);
-        int rc = MPI_Waitall(pending, c->requests + first, MPI_STATUSES_IGNORE);
-        if (rc != MPI_SUCCESS && status == 0)
-            status = comm_mpi_error(c, rc, "MPI_Waitall (parameter all-gather)", err, errlen);
-        first += pending;
+    int status = 0;
+    c->gather_buf = buf;
+    for (int64_t i = c->num_buckets - 1; i >= 0 && !c->gather_lazy; i--)
+        if ((status = post_bucket(c, i, err, errlen)) != 0) break;
+    if (status) {   /* what was posted still completes (the requests left are null) */
+        char ignore[8];
+        comm_shards_allgather_finish(c, ignore, sizeof ignore);
     }
-    comm_collective_end(c);
     return status;
+}
+
+int comm_shards_allgather_need(comm *c, int64_t offset, int64_t count, char *err, size_t errlen) {
+    if (!c->gather_buf) return 0;
+    if (offset < 0 || count < 0 || offset + count > c->grads_n)
+        return comm_error(err, errlen, "comm_shards_allgather_need: range [%lld, +%lld) outside "
+                          "the %lld-element buffer", (long long)offset, (long long)count,
+                          (long long)c->grads_n);
+    if (c->grads_on_device) {
+        int status = comm_gpu_shards_allgather_need(c, offset, count, err, errlen);
+        gather_close(c);
+        return status;
+    }
+    int status = 0;
+    for (int64_t i = c->num_buckets - 1; i >= 0 && status == 0; i--) {
+        comm_bucket b = c->buckets[i];
+        if (b.start >= offset + count) break;   /* bucket starts decrease with i */
+        if (comm_range_overlap(b.start, b.count, offset, offset + count) > 0)
+            status = gather_wait_bucket(c, i, err, errlen);
+    }
+    /* Without a progress thread MPI moves only inside MPI calls: poke the next bucket the
+     * forward will need, so it travels while this layer computes. */
+    for (int64_t i = c->num_buckets - 1; i >= 0 && status == 0 && !c->gather_lazy; i--) {
+        if (c->gather_done[i]) continue;
+        int done = 0;
+        int rc = MPI_Test(&c->requests[i], &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) status = comm_mpi_error(c, rc, "MPI_Test (parameter all-gather)", err, errlen);
+        else if (done) {
+            c->gather_done[i] = 1;
+            c->gather_left--;
+            continue;
+        }
+        break;
+    }
+    gather_close(c);
+    return status;
+}
+
+int comm_shards_allgather_finish(comm *c, char *err, size_t errlen) {
+    if (!c->gather_buf) return 0;
+    int status = 0;
+    if (c->grads_on_device) {
+        status = comm_gpu_shards_allgather_finish(c, err, errlen);
+        c->gather_left = 0;
+    }
+    for (int64_t i = c->num_buckets - 1; i >= 0 && !c->grads_on_device; i--) {
+        char e2[256];
+        int st = gather_wait_bucket(c, i, e2, sizeof e2);   /* every request ends, even after a failure */
+        if (st && status == 0) status = comm_error(err, errlen, "%s", e2);
+    }
+    gather_close(c);
+    return status;
+}
+
+int comm_shards_allgather(comm *c, float *buf, char *err, size_t errlen) {
+    if (comm_shards_allgather_start(c, buf, err, errlen)) return 1;
+    return comm_shards_allgather_finish(c, err, errlen);
 }
 
 /* counts / displacements of [offset, offset + count) over the shards, relative to offset */
@@ -217,6 +337,7 @@ static int range_layout(comm *c, int64_t offset, int64_t count, int *counts, int
 int comm_shard_gather(comm *c, const float *shard, int64_t offset, int64_t count, float *out,
                       char *err, size_t errlen) {
     if (!c->shard) return comm_error(err, errlen, "comm_shard_gather: the exchange is not sharded");
+    if (comm_gather_settle(c, err, errlen)) return 1;
     if (offset < 0 || count < 0 || offset + count > c->grads_n || count > INT_MAX)
         return comm_error(err, errlen, "comm_shard_gather: range [%lld, +%lld) outside the "
                           "%lld-element buffer", (long long)offset, (long long)count,
@@ -244,6 +365,7 @@ int comm_shard_gather(comm *c, const float *shard, int64_t offset, int64_t count
 
 int comm_shard_scatter(comm *c, const float *full, float *shard, char *err, size_t errlen) {
     if (!c->shard) return comm_error(err, errlen, "comm_shard_scatter: the exchange is not sharded");
+    if (comm_gather_settle(c, err, errlen)) return 1;
     if (c->world_size == 1) {
         memcpy(shard, full, (size_t)c->grads_n * sizeof(float));
         return 0;

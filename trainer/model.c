@@ -258,6 +258,13 @@ static int plan(model *m, const config *cfg, const model_input_desc *in, int64_t
         s = L->out;
     }
     free(lcs);
+    /* parameters are laid out layer by layer: a layer's own run ends where the next one's begins */
+    for (int i = 0, next = -1; i < n; i++) {
+        model_layer *L = &m->layers[i];
+        if (L->param_off < 0) continue;
+        for (next = i + 1; next < n && m->layers[next].param_off < 0; next++) {}
+        L->param_count = (next < n ? m->layers[next].param_off : m->n_params) - L->param_off;
+    }
     fuse_activations(m);
     const model_layer *last = &m->layers[n - 1];
     m->rows_per_sample = last->out.t;
@@ -422,6 +429,10 @@ static float *forward_pass(model *m, const model_pass *base) {
         const char *what = L->fused_act == KERN_ACT_RELU   ? "linear+relu"
                            : L->fused_act == KERN_ACT_GELU ? "linear+gelu"
                                                            : layer_type_name(L->type);
+        if (m->params_needed && L->param_off >= 0)
+            m->params_needed(m->params_user, L->param_off, L->param_count);
+        if (m->params_needed && L->shared_count > 0)
+            m->params_needed(m->params_user, L->shared_off, L->shared_count);
         int span = trace_compute_begin(m->trace, "forward", what, i);
         L->ops->forward(m, L, &a);
         trace_compute_end(m->trace, span);

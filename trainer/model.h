@@ -40,6 +40,7 @@ typedef struct {
     model_shape in, out;
     int view;                 /* the output is the input's memory */
     int64_t param_off;        /* offset of its first own parameter; -1 = none */
+    int64_t param_count;      /* its own parameters: [param_off, param_off + param_count) */
     double flops_fwd;         /* per sample: forward, weight gradients, input gradient */
     double flops_bwd_w, flops_bwd_in;
     void *state;              /* the type's own data (layers/<type>.c), calloc'd at plan */
@@ -108,6 +109,11 @@ typedef struct model {
     void *workspace;              /* the largest scratch any layer needs */
     double *host_sums;            /* [2 * max channels + 1] host staging for synchronised batch-norm sums */
     double flops_per_sample;      /* forward + backward, multiply-add = 2 FLOPs */
+    /* Set by the trainer while parameters may still be arriving (train.zero_stage=1: the
+     * all-gather overlaps the next forward): called before a layer's forward with each range
+     * of parameters it reads (its own, and a tied head's shared range). */
+    void (*params_needed)(void *user, int64_t offset, int64_t count);
+    void *params_user;
     model_allreduce_fn allreduce; /* set by the trainer when batch norm is synchronised */
     void *allreduce_user;
     int decode;                   /* built for generation: key-value caches, batch = sequences */

@@ -99,6 +99,15 @@ static void grads_ready_cb(void *user, int64_t offset) {
     trace_host_end(r->tr, span);
 }
 
+/* train.zero_stage=1: the updated parameters' all-gather overlaps the next forward; each layer
+ * first makes sure its own parameters have arrived (comm_shards_allgather_need). */
+static void params_needed_cb(void *user, int64_t offset, int64_t count) {
+    run *r = user;
+    char err[ERRLEN];
+    if (comm_shards_allgather_need(r->c, offset, count, err, sizeof err) != 0)
+        comm_abort(r->c, 1, err);
+}
+
 /* Loss and accuracy over the whole test set, every sample exactly once across ranks. */
 /* The device-side loss / correct accumulators back to zero. */
 static void reset_acc(run *r, double *acc) {
@@ -162,6 +171,7 @@ static void trace_buckets(run *r) {
  * once, from rank 0. */
 static void report_nonfinite(run *r, int64_t step, int64_t skipped) {
     char err[ERRLEN];
+    run_settle_params(r);
     int layer = model_first_nonfinite_layer(&r->m, r->B);   /* -1 input .. n_layers none */
     /* lowest (layer, rank) wins: all-reduce MAX of its complement */
     int32_t key = layer < r->m.n_layers ? (int32_t)((layer + 1) * 65536 + r->rank) : INT32_MAX;
@@ -320,6 +330,10 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     int64_t rows = r.B * r.m.rows_per_sample;
     float inv_scale = 1.0f / (float)(rows * r.accum);
     reset_acc(&r, r.acc_dev);
+    if (r.zero && r.world > 1) {
+        r.m.params_needed = params_needed_cb;
+        r.m.params_user = &r;
+    }
     int exit_code = HARNESS_EXIT_OK;
     char ckpt_path[1200] = "";
     /* Fault-injection hook for tests: a pause after each micro-step, so that a signal can be
@@ -330,6 +344,12 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
      * neither zeroes (model_zero_grads) nor overwrites (its first writer) shows up as a
      * non-finite step (tests/trainer/grad_zeroing.sh). */
     int poison_grads = getenv("HARNESS_FAULT_POISON_GRADS") != NULL;
+    /* Test hook (zero_stage 1): NaN in every parameter outside this rank's shard just before
+     * the all-gather starts, so that a layer whose forward ran before its parameters arrived
+     * (comm_shards_allgather_need) makes the loss non-finite.  On the host the buckets are
+     * then posted only when needed, since MPI may otherwise deliver them all at the first. */
+    int poison_gather = getenv("HARNESS_FAULT_POISON_GATHER") != NULL && r.zero && r.world > 1;
+    if (poison_gather) comm_shards_allgather_lazy(c, 1);   /* host: nothing arrives early */
     /* ... and HARNESS_FAULT_SLOW_RANK=R:MS, a pause in rank R's steps only (a straggler) */
     const char *slow_env = getenv("HARNESS_FAULT_SLOW_RANK");
     if (slow_env && strtol(slow_env, NULL, 10) == r.rank && strchr(slow_env, ':'))
@@ -447,9 +467,17 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             optim_device_step(&r.opt, r.m.params + r.shard_lo, step_grads, lr,
                               cfg->nonfinite == NONFINITE_SKIP ? MAX_CONSECUTIVE_SKIPS : 0, step);
         trace_compute_end(r.tr, span);
-        if (r.zero && r.world > 1) {
+        if (r.zero && r.world > 1) {   /* finished by the next forward, layer by layer */
             double tg = metrics_now();
-            if (comm_shards_allgather(c, r.m.params, err, sizeof err) != 0) comm_abort(c, 1, err);
+            if (poison_gather) {
+                if (r.shard_lo > 0) kern_fill(r.k, r.m.params, NAN, r.shard_lo);
+                if (r.shard_hi < r.m.n_params)
+                    kern_fill(r.k, r.m.params + r.shard_hi, NAN, r.m.n_params - r.shard_hi);
+            }
+            span = trace_host_begin(r.tr, TRACE_HOST, "all-gather start", -1);
+            if (comm_shards_allgather_start(c, r.m.params, err, sizeof err) != 0)
+                comm_abort(c, 1, err);
+            trace_host_end(r.tr, span);
             iv_comm += metrics_now() - tg;
         }
         if (poison_grads) kern_fill(r.k, r.m.grads, NAN, r.m.n_params);
@@ -588,6 +616,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         t_excluded += spent;
     }
     double train_s = metrics_now() - t_train - t_excluded;
+    run_settle_params(&r);   /* the last step's all-gather (zero_stage 1) */
     if (kc_steps > 0 && kern_get_backend(r.k) != KERN_CPU && r.rank == 0) {
         double n = (double)kc_steps;
         metrics_notice(&r.met, "harness: device work per step (rank 0, %lld steps): %.1f "

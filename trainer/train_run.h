@@ -87,5 +87,7 @@ int run_resume(run *r, const char *what, char *err);
 int run_agree(run *r, int status, char *err);
 int run_broadcast_floats(run *r, float *buf, int64_t n, char *err);
 void run_sync_buffers(run *r);
+/* train.zero_stage=1: the parameters' all-gather still in flight completes (every rank). */
+void run_settle_params(run *r);
 
 #endif

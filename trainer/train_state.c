@@ -161,6 +161,7 @@ int run_resume(run *r, const char *what, char *err) {
 int run_checkpoint(run *r, int64_t step, char *path, size_t path_len) {
     char err[ERRLEN];
     int st = 0;
+    run_settle_params(r);
     run_sync_buffers(r);
     optim_verdict v;
     optim_read(&r->opt, &v);   /* brings opt.t up to date (skipped steps excluded) */

@@ -35,3 +35,9 @@ void run_sync_buffers(run *r) {
     if (r->m.n_buffers && run_broadcast_floats(r, r->m.buffers, r->m.n_buffers, err) != 0)
         comm_abort(r->c, 1, err);
 }
+
+void run_settle_params(run *r) {
+    char err[ERRLEN];
+    if (r->zero && r->world > 1 && comm_shards_allgather_finish(r->c, err, sizeof err) != 0)
+        comm_abort(r->c, 1, err);
+}

@@ -6,7 +6,9 @@
  *     registered buffer keeps this rank's own gradients;
  *   - bf16 (all-reduce and reduce-scatter): within bf16 rounding of the exact average, and
  *     really rounded (differs from the fp32 result somewhere);
- *   - all-gather: every rank ends with every shard's values, exactly;
+ *   - all-gather: every rank ends with every shard's values, exactly; overlapped (start, need
+ *     range by range, finish), with a blocking collective in flight and settled by the next
+ *     step's gradient exchange;
  *   - shard gather (to rank 0) of ranges inside, across and at the ends of shards, empty too,
  *     and shard scatter from rank 0: exact.
  * Usage: mpirun -np N test_comm_zero */
@@ -163,6 +165,91 @@ static void test_allgather_gather_scatter(void **state) {
     free(full);
 }
 
+/* The all-gather overlapped with a "forward": started, then needed range by range from the
+ * start of the buffer (the layers' order) - each needed range holds every rank's values as
+ * soon as _need returns, whatever is still in flight -, a blocking collective in the middle
+ * (synchronised batch norm, metrics), a range needed twice and an empty one; then the rest by
+ * _finish, or by the next step's comm_grads_ready, which must settle it before its buckets
+ * reuse the requests.  Several buckets (1000 floats each), shards not aligned to them. */
+static void check_allgather_overlapped(int lazy) {
+    comm *c = g_comm;
+    char err[256];
+    int rank = comm_rank(c), world = comm_world(c);
+    const int64_t n = 10007;
+    float *g = malloc(n * sizeof(float)), *buf = malloc(n * sizeof(float));
+    assert_true(g && buf);
+    assert_int_equal(comm_grads_set_exchange(c, 1, COMM_GRAD_FP32, err, sizeof err), 0);
+    assert_int_equal(comm_grads_register(c, g, n, 1000 * 4, err, sizeof err), 0);
+    assert_int_equal(comm_shards_allgather_lazy(c, lazy), 0);
+    int64_t lo, hi;
+    comm_grads_shard_range(c, &lo, &hi);
+    /* nothing in flight: need and finish are no-ops */
+    assert_int_equal(comm_shards_allgather_need(c, 0, n, err, sizeof err), 0);
+    assert_int_equal(comm_shards_allgather_finish(c, err, sizeof err), 0);
+    const int64_t layers[][2] = {{0, 37}, {37, 1500}, {1537, 0}, {1537, 2463}, {0, 37},
+                                 {4000, 3001}, {7001, 3006}};
+    for (int round = 0; round < 3; round++) {
+        for (int64_t i = 0; i < n; i++)
+            buf[i] = i >= lo && i < hi ? value(42, round, i) : -1000.0f - rank;
+        uint64_t seq0 = comm_sequence(c);
+        assert_int_equal(comm_shards_allgather_start(c, buf, err, sizeof err), 0);
+        if (world > 1) assert_true(comm_sequence(c) == seq0 + (lazy ? 0 : 11));   /* one per bucket */
+        for (size_t k = 0; k < sizeof layers / sizeof layers[0]; k++) {
+            int64_t off = layers[k][0], cnt = layers[k][1];
+            assert_int_equal(comm_shards_allgather_need(c, off, cnt, err, sizeof err), 0);
+            for (int64_t i = off; i < off + cnt; i++) assert_true(buf[i] == value(42, round, i));
+            if (k == 2) {   /* a blocking collective while buckets are in flight */
+                double x = rank + 1.0;
+                assert_int_equal(comm_allreduce_sum_f64(c, &x, 1, err, sizeof err), 0);
+                assert_true(x == world * (world + 1) / 2.0);
+            }
+            if (round == 2 && k == 3) break;   /* the rest: settled by the next step's ready */
+        }
+        if (round == 0) {
+            assert_int_equal(comm_shards_allgather_finish(c, err, sizeof err), 0);
+        } else if (round == 2) {
+            for (int64_t i = 0; i < n; i++) g[i] = value(rank, 9, i);
+            assert_int_equal(comm_grads_ready(c, n / 2, err, sizeof err), 0);
+            assert_int_equal(comm_grads_wait(c, err, sizeof err), 0);
+            const float *out = comm_grads_shard(c);
+            for (int64_t i = lo; i < hi; i++) {
+                double exact = 0.0;
+                for (int r = 0; r < world; r++) exact += (double)value(r, 9, i);
+                assert_true(fabs(out[i - lo] - exact / world) <= 1e-6 * world);
+            }
+        }
+        /* round 1: every range was needed, which completes the gather on its own */
+        assert_int_equal(comm_shards_allgather_finish(c, err, sizeof err), 0);
+        for (int64_t i = 0; i < n; i++) assert_true(buf[i] == value(42, round, i));
+    }
+    /* a second start settles the first */
+    for (int64_t i = 0; i < n; i++) buf[i] = i >= lo && i < hi ? value(43, 0, i) : -7.0f;
+    assert_int_equal(comm_shards_allgather_start(c, buf, err, sizeof err), 0);
+    assert_int_equal(comm_shards_allgather_start(c, buf, err, sizeof err), 0);
+    assert_int_equal(comm_shards_allgather_finish(c, err, sizeof err), 0);
+    for (int64_t i = 0; i < n; i++) assert_true(buf[i] == value(43, 0, i));
+    /* a range outside the buffer is refused while a gather is in flight */
+    if (world > 1) {
+        assert_int_equal(comm_shards_allgather_start(c, buf, err, sizeof err), 0);
+        assert_int_not_equal(comm_shards_allgather_need(c, n - 5, 10, err, sizeof err), 0);
+        assert_non_null(strstr(err, "outside"));
+        assert_int_equal(comm_shards_allgather_finish(c, err, sizeof err), 0);
+    }
+    assert_int_equal(comm_shards_allgather_lazy(c, 0), 0);
+    assert_int_equal(comm_grads_set_exchange(c, 0, COMM_GRAD_FP32, err, sizeof err), 0);
+    assert_int_equal(comm_grads_register(c, g, 0, 4, err, sizeof err), 0);
+    free(g);
+    free(buf);
+}
+
+/* lazy: each bucket posted only when first needed, so a _need that did not wait for its
+ * buckets would leave the garbage in place */
+static void test_allgather_overlapped(void **state) {
+    (void)state;
+    check_allgather_overlapped(0);
+    check_allgather_overlapped(1);
+}
+
 static void test_bad_arguments(void **state) {
     (void)state;
     char err[256];
@@ -182,6 +269,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_reduce_scatter),
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_allgather_gather_scatter),
+        cmocka_unit_test(test_allgather_overlapped),
         cmocka_unit_test(test_bad_arguments),
     };
     int failed = comm_test_run_group(g_comm, "comm_zero", tests, sizeof tests / sizeof tests[0]);
