@@ -129,7 +129,12 @@ int64_t comm_grads_bucket_times(const comm *c, const double **start, const doubl
  * a sequence number per bucket and one watchdog queue entry); MPI_STAGED, the shard to the pinned mirror (one host wait),
  * MPI_Allgatherv there, the whole buffer back.  comm_shard_gather / comm_shard_scatter stay
  * host memory: the caller stages device shards through the host (checkpoints only).
- * bf16 on device memory is refused at register (not implemented yet). */
+ * bf16 on device memory (world > 1): NCCL rounds each ready's buckets into a device bf16 copy
+ * on comm's stream, sums them as ncclBfloat16 (ncclSum: NCCL adds in fp32 and rounds each
+ * partial sum to bf16, like the host op) - ncclAllReduce, or at shard 1 the grouped
+ * ncclReduce into a bf16 shard -, then widens the sums divided by world into the gradients or
+ * the shard; 2 extra bytes per gradient on the device (plus 2 per shard element).  MPI_STAGED
+ * rounds in the pinned mirror on the host and all-reduces bf16 with the host path's op. */
 typedef enum { COMM_GRAD_FP32 = 0, COMM_GRAD_BF16 } comm_grad_dtype;
 int comm_grads_set_exchange(comm *c, int shard, comm_grad_dtype dtype, char *err, size_t errlen);
 /* This rank's shard [*lo, *hi) of the registered n-element buffer. */

@@ -142,6 +142,9 @@ static void free_registration(struct comm_gpu *g) {
     g->mirror = NULL;
     if (g->dev_shard) (void)cudaFree(g->dev_shard);
     g->dev_shard = NULL;
+    if (g->dev_wire16) (void)cudaFree(g->dev_wire16);
+    if (g->dev_shard16) (void)cudaFree(g->dev_shard16);
+    g->dev_wire16 = g->dev_shard16 = NULL;
     if (g->gathered) {
         for (int64_t i = 0; i < g->registered_buckets; i++)
             if (g->gathered[i]) (void)cudaEventDestroy(g->gathered[i]);
@@ -371,9 +374,6 @@ int comm_grads_register_device(comm *c, float *dev_grads, int64_t n, size_t buck
     const char *who = "comm_grads_register_device";
     struct comm_gpu *g = c->gpu;
     if (!g) return comm_error(err, errlen, "%s: call comm_gpu_init first", who);
-    if (c->grad_dtype != COMM_GRAD_FP32)
-        return comm_error(err, errlen, "%s: comm.grad_dtype=bf16 is implemented for host memory "
-                          "only so far (use comm.grad_dtype=fp32 on GPUs)", who);
     if (n < 0) return comm_error(err, errlen, "%s: negative size %lld", who, (long long)n);
     if (n > 0 && !dev_grads) return comm_error(err, errlen, "%s: buffer is NULL", who);
     if (bucket_bytes == 0) return comm_error(err, errlen, "%s: bucket_bytes is 0", who);
@@ -467,6 +467,18 @@ int comm_grads_register_device(comm *c, float *dev_grads, int64_t n, size_t buck
                     cudaSuccess)
                     status = comm_cuda_error(e, "cudaEventCreate (parameter all-gather)", err, errlen);
         }
+    }
+    /* bf16 over NCCL: the wire copies live on the device (the host ones go) */
+    if (!status && g->backend == COMM_GPU_NCCL && c->grad_dtype == COMM_GRAD_BF16 &&
+        c->world_size > 1) {
+        free(c->wire16);
+        free(c->shard16);
+        c->wire16 = c->shard16 = NULL;
+        int64_t mine = c->shard_hi - c->shard_lo;
+        e = cudaMalloc((void **)&g->dev_wire16, (size_t)(n > 0 ? n : 1) * sizeof(uint16_t));
+        if (e == cudaSuccess && c->shard)
+            e = cudaMalloc((void **)&g->dev_shard16, (size_t)(mine > 0 ? mine : 1) * sizeof(uint16_t));
+        if (e != cudaSuccess) status = comm_cuda_error(e, "cudaMalloc (bf16 gradient buckets)", err, errlen);
     }
     if (status) {
         c->grads_on_device = 0;

@@ -21,6 +21,12 @@
  * (comm_shards_allgather_need); MPI_STAGED keeps its
  * all-reduce (the shard is a slice of the averaged buffer) and all-gathers through the mirror.
  *
+ * bf16 on the wire (comm.grad_dtype=bf16, world > 1): NCCL rounds the buckets of a ready into
+ * a device bf16 copy (comm_gpu_wire.cu) on comm's stream, sums them there (ncclBfloat16,
+ * ncclSum: each partial sum rounded to bf16, as the host path's user op) and widens the sums
+ * divided by world into the gradients (or this rank's part into the shard); MPI_STAGED rounds
+ * in the pinned mirror on the host and all-reduces with the host path's bf16 sum.
+ *
  * Nothing here allocates after comm_grads_register_device (but the MPI_STAGED all-gather's
  * two small count arrays). */
 #include <limits.h>
@@ -28,6 +34,7 @@
 #include <time.h>
 
 #include "comm_gpu_internal.h"
+#include "comm_gpu_wire.h"
 
 #define CUDA_TRY(call, what)                                                     \
     do {                                                                         \
@@ -102,16 +109,25 @@ static int nccl_reduce_to_shards(comm *c, int64_t i, char *err, size_t errlen) {
     comm_bucket b = c->buckets[i];
     const int world = c->world_size;
     const int *counts = c->shard_counts + i * world, *displs = c->shard_displs + i * world;
+    const int bf16 = g->dev_wire16 != NULL;   /* bf16 on the wire: summed, divided afterwards */
     ncclResult_t r = ncclGroupStart();
     if (r != ncclSuccess) return comm_nccl_error(r, "ncclGroupStart (gradient shards)", g->nccl, err, errlen);
     int status = 0;
     for (int root = 0; root < world && status == 0; root++) {
         if (counts[root] == 0) continue;
-        const float *send = g->dev_grads + b.start + displs[root];
-        float *recv = root == c->rank ? g->dev_shard + (b.start + displs[root] - c->shard_lo)
-                                      : (float *)send;
-        r = ncclReduce(send, recv, (size_t)counts[root], ncclFloat, ncclAvg, root, g->nccl,
-                       g->stream);
+        int64_t at = b.start + displs[root];
+        int mine = root == c->rank;
+        if (bf16) {
+            uint16_t *send = g->dev_wire16 + at;
+            uint16_t *recv = mine ? g->dev_shard16 + (at - c->shard_lo) : send;
+            r = ncclReduce(send, recv, (size_t)counts[root], ncclBfloat16, ncclSum, root, g->nccl,
+                           g->stream);
+        } else {
+            const float *send = g->dev_grads + at;
+            float *recv = mine ? g->dev_shard + (at - c->shard_lo) : (float *)send;
+            r = ncclReduce(send, recv, (size_t)counts[root], ncclFloat, ncclAvg, root, g->nccl,
+                           g->stream);
+        }
         if (r != ncclSuccess)
             status = comm_nccl_error(r, "ncclReduce (gradient shard)", g->nccl, err, errlen);
     }
@@ -119,6 +135,26 @@ static int nccl_reduce_to_shards(comm *c, int64_t i, char *err, size_t errlen) {
     if (r != ncclSuccess && status == 0)
         status = comm_nccl_error(r, "ncclGroupEnd (gradient shards)", g->nccl, err, errlen);
     return status;
+}
+
+/* bf16 on the wire: the sums of buckets [first, last) widened and divided by world, into the
+ * gradients (stage 0) or this rank's part of them into the shard (stage 1), on comm's stream
+ * after their collectives.  The buckets of one ready are one contiguous range. */
+static int nccl_unwire(comm *c, int64_t first, int64_t last, char *err, size_t errlen) {
+    struct comm_gpu *g = c->gpu;
+    if (!g->dev_wire16 || last <= first) return 0;
+    int64_t lo = c->buckets[last - 1].start, hi = c->buckets[first].start + c->buckets[first].count;
+    float world = (float)c->world_size;
+    cudaError_t e = cudaSuccess;
+    if (!c->shard) {
+        e = comm_wire_from_bf16(g->dev_wire16 + lo, g->dev_grads + lo, hi - lo, world, g->stream);
+    } else {
+        int64_t a = lo > c->shard_lo ? lo : c->shard_lo, z = hi < c->shard_hi ? hi : c->shard_hi;
+        if (z > a)
+            e = comm_wire_from_bf16(g->dev_shard16 + (a - c->shard_lo), g->dev_shard + (a - c->shard_lo),
+                                    z - a, world, g->stream);
+    }
+    return e == cudaSuccess ? 0 : comm_cuda_error(e, "widening bf16 gradient sums", err, errlen);
 }
 
 /* Queues the buckets ready(offset) completes: one ncclAllReduce(in place, ncclAvg) each, in one
@@ -131,6 +167,12 @@ static int nccl_start(comm *c, int64_t offset, char *err, size_t errlen) {
     int64_t first = c->started;
     uint64_t seq_first = 0, seq_last = 0;
     int status = 0, grouped = end - first > 1;
+    const int bf16 = g->dev_wire16 != NULL;
+    if (bf16) {   /* the buckets rounded to bf16 before the group (NCCL runs it at its end) */
+        int64_t lo = c->buckets[end - 1].start, hi = c->buckets[first].start + c->buckets[first].count;
+        CUDA_TRY(comm_wire_to_bf16(g->dev_grads + lo, g->dev_wire16 + lo, hi - lo, g->stream),
+                 "rounding a gradient bucket to bf16");
+    }
     ncclResult_t r = grouped ? ncclGroupStart() : ncclSuccess;
     if (r != ncclSuccess) return comm_nccl_error(r, "ncclGroupStart", g->nccl, err, errlen);
     while (c->started < end) {
@@ -138,13 +180,21 @@ static int nccl_start(comm *c, int64_t offset, char *err, size_t errlen) {
         if (c->started == 0) c->bucket_seq0 = c->sequence + 1;
         /* With fingerprint checking on, a mismatch skips this bucket on every rank. */
         comm_op op = c->shard ? COMM_OP_GRADS_SHARD : COMM_OP_GRADS_BUCKET;
-        if (comm_collective_join(c, op, COMM_TYPE_F32, b.count, 0, err, errlen)) {
+        if (comm_collective_join(c, op, bf16 ? COMM_TYPE_BF16 : COMM_TYPE_F32, b.count, 0, err,
+                                 errlen)) {
             status = 1;
             break;
         }
         if (c->shard && c->world_size > 1) {
             status = nccl_reduce_to_shards(c, c->started, err, errlen);
             if (status) break;
+        } else if (bf16) {
+            uint16_t *p = g->dev_wire16 + b.start;
+            r = ncclAllReduce(p, p, (size_t)b.count, ncclBfloat16, ncclSum, g->nccl, g->stream);
+            if (r != ncclSuccess) {
+                status = comm_nccl_error(r, "ncclAllReduce (bf16 gradient bucket)", g->nccl, err, errlen);
+                break;
+            }
         } else {
             float *p = g->dev_grads + b.start;
             r = ncclAllReduce(p, p, (size_t)b.count, ncclFloat, ncclAvg, g->nccl, g->stream);
@@ -162,6 +212,7 @@ static int nccl_start(comm *c, int64_t offset, char *err, size_t errlen) {
         if (r != ncclSuccess && status == 0)
             status = comm_nccl_error(r, "ncclGroupEnd (gradient buckets)", g->nccl, err, errlen);
     }
+    if (status == 0) status = nccl_unwire(c, first, c->started, err, errlen);
     if (c->started > first) {
         char qerr[256];
         if (comm_gpu_queue_push(c, seq_first, seq_last, first, qerr, sizeof qerr) && status == 0)
@@ -208,8 +259,15 @@ static int staged_launch(comm *c, int block, char *err, size_t errlen) {
         }
         if (e != cudaSuccess) return comm_cuda_error(e, "copying a gradient bucket to the host", err, errlen);
         comm_bucket b = c->buckets[k];
-        int rc = MPI_Iallreduce(MPI_IN_PLACE, g->mirror + b.start, b.count, MPI_FLOAT, MPI_SUM,
+        int rc;
+        if (c->grad_dtype == COMM_GRAD_BF16) {   /* the host path's bf16 sum (comm_zero.c) */
+            for (int64_t j = b.start; j < b.start + b.count; j++) c->wire16[j] = f32_to_bf16(g->mirror[j]);
+            rc = MPI_Iallreduce(MPI_IN_PLACE, c->wire16 + b.start, b.count, MPI_UINT16_T,
+                                c->bf16_sum, c->grads_world, &c->requests[k]);
+        } else {
+            rc = MPI_Iallreduce(MPI_IN_PLACE, g->mirror + b.start, b.count, MPI_FLOAT, MPI_SUM,
                                 c->grads_world, &c->requests[k]);
+        }
         if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Iallreduce (gradient bucket)", err, errlen);
         g->launched++;
     }
@@ -222,7 +280,12 @@ static int staged_return(comm *c, int64_t k, char *err, size_t errlen) {
     comm_bucket b = c->buckets[k];
     float *h = g->mirror + b.start;
     const float world = (float)c->world_size;
-    for (int i = 0; i < b.count; i++) h[i] /= world;
+    if (c->grad_dtype == COMM_GRAD_BF16) {
+        const uint16_t *w = c->wire16 + b.start;
+        for (int i = 0; i < b.count; i++) h[i] = bf16_to_f32(w[i]) / world;
+    } else {
+        for (int i = 0; i < b.count; i++) h[i] /= world;
+    }
     CUDA_TRY(cudaMemcpyAsync(g->dev_grads + b.start, h, (size_t)b.count * sizeof(float),
                              cudaMemcpyHostToDevice, g->stream),
              "cudaMemcpyAsync (gradient bucket back to the device)");
@@ -253,7 +316,8 @@ static int staged_start(comm *c, int64_t offset, char *err, size_t errlen) {
     while (c->started < end) {
         comm_bucket b = c->buckets[c->started];
         if (c->started == 0) c->bucket_seq0 = c->sequence + 1;
-        if (comm_collective_join(c, COMM_OP_GRADS_BUCKET, COMM_TYPE_F32, b.count, 0, err, errlen))
+        comm_type type = c->grad_dtype == COMM_GRAD_BF16 && multi ? COMM_TYPE_BF16 : COMM_TYPE_F32;
+        if (comm_collective_join(c, COMM_OP_GRADS_BUCKET, type, b.count, 0, err, errlen))
             return 1;
         if (multi) {
             size_t bytes = (size_t)b.count * sizeof(float);
@@ -280,7 +344,8 @@ static int staged_wait(comm *c, char *err, size_t errlen) {
         int64_t first = g->returned;
         if (first < c->started) {   /* the watchdog times the wait for the oldest open bucket */
             comm_fingerprint fp = {c->bucket_seq0 + (uint64_t)first, COMM_OP_GRADS_BUCKET,
-                                   COMM_TYPE_F32, c->buckets[first].count, 0};
+                                   c->grad_dtype == COMM_GRAD_BF16 ? COMM_TYPE_BF16 : COMM_TYPE_F32,
+                                   c->buckets[first].count, 0};
             comm_wait_begin(c, &fp);
         }
         status = staged_launch(c, 1, err, errlen);

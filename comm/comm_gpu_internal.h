@@ -51,6 +51,8 @@ struct comm_gpu {
     /* the registered buffer */
     float *dev_grads;
     float *dev_shard;               /* NCCL, shard 1, world > 1: [shard_hi - shard_lo] averaged */
+    uint16_t *dev_wire16;           /* NCCL, bf16, world > 1: [grads_n] the buckets as sent, summed */
+    uint16_t *dev_shard16;          /* ... and shard 1: [shard_hi - shard_lo] the summed shard */
     cudaEvent_t *gathered;          /* NCCL, shard 1: [buckets] bucket's all-gather queued before */
     int64_t registered_buckets;     /* what the per-bucket arrays below were sized for */
 

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "comm.h"
 #include "comm_buckets.h"
@@ -185,6 +186,23 @@ struct comm {
     _Atomic int gpu_watch;          /* 1: the watchdog polls the GPU queue (set after gpu) */
     MPI_Comm grads_world;           /* MPI_STAGED: the buckets' own dup of world, else NULL */
 };
+
+/* bf16 (the upper 16 bits of an IEEE float), round to nearest even; comm_gpu_wire.cu rounds
+ * the same way on the device. */
+static inline uint16_t f32_to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);   /* NaN stays NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
 
 /* snprintf into err (if err and errlen allow); returns 1 so callers can `return comm_error(...)`. */
 int comm_error(char *err, size_t errlen, const char *fmt, ...)

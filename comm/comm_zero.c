@@ -17,22 +17,6 @@
 
 #include "comm_internal.h"
 
-/* ---- bf16 (the upper 16 bits of an IEEE float), round to nearest even ---- */
-static inline uint16_t f32_to_bf16(float x) {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);   /* NaN stays NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
-
 /* MPI_User_function: inout[i] = bf16(in[i] + inout[i]), the addition in fp32.  Commutative
  * and the same bits whichever operand comes first. */
 static void bf16_sum(void *in, void *inout, int *len, MPI_Datatype *type) {

@@ -355,13 +355,8 @@ int run_setup(run *r, char *err) {
 
     if (run_agree(r, run_open_backend(r, err), err)) return -1;
     r->zero = cfg->zero_stage == 1;
-    /* train.zero_stage=1 runs on GPUs too (NCCL and MPI staged, comm.h); bf16 gradients on
-     * the wire are host memory only so far. */
-    if (cfg->grad_dtype != GRAD_DTYPE_FP32 && kern_get_backend(r->k) != KERN_CPU) {
-        snprintf(err, ERRLEN, "comm.grad_dtype=bf16: implemented on the CPU backend (MPI on host "
-                 "memory) only so far; use train.device=cpu, or comm.grad_dtype=fp32 on GPUs");
-        st = -1;
-    }
+    /* train.zero_stage=1 and comm.grad_dtype=bf16 run on GPUs too (NCCL and MPI staged,
+     * comm.h) */
     if (run_agree(r, st, err)) return -1;
     if (run_agree(r, open_comm_gpu(r, err), err)) return -1;
     if (run_agree(r, run_open_data(r, 1, err), err)) return -1;

@@ -46,6 +46,7 @@ CHECKS=(
   "comm_staged_2ranks|20|mpirun -np 2 test_gpu_comm staged --share"
   "comm_auto_2ranks|20|mpirun -np 2 test_gpu_comm auto (same GPU: must pick MPI staged)"
   "comm_zero|25|test_gpu_comm --zero: sharded reduce-scatter + all-gather, NCCL 1 rank, staged 2 ranks"
+  "comm_bf16|25|test_gpu_comm --bf16: bf16 gradients, staged 2 ranks (stage 0 and --zero), NCCL 1 rank"
   "data_fmnist|15|harness convert fashion-mnist from the bundled IDX files"
   "step_modes|60|step_modes.sh: CUDA graph vs eager vs separate epilogues (MLP, CNN, GPT): losses, launches"
   "train_mlp_fp32|40|launch/mlp.yaml on the GPU, fp32: test accuracy >= 0.89"
@@ -155,6 +156,9 @@ run_check() {  # run_check NAME -> the body of each check; stdout/stderr go to i
     comm_auto_2ranks) "$MPIRUN" --oversubscribe -np 2 "$B/bin/test_gpu_comm" auto ;;
     comm_zero) "$MPIRUN" --oversubscribe -np 1 "$B/bin/test_gpu_comm" nccl --zero &&
                "$MPIRUN" --oversubscribe -np 2 "$B/bin/test_gpu_comm" staged --share --zero ;;
+    comm_bf16) "$MPIRUN" --oversubscribe -np 2 "$B/bin/test_gpu_comm" staged --share --bf16 &&
+               "$MPIRUN" --oversubscribe -np 2 "$B/bin/test_gpu_comm" staged --share --zero --bf16 &&
+               "$MPIRUN" --oversubscribe -np 1 "$B/bin/test_gpu_comm" nccl --zero --bf16 ;;
     data_fmnist) "$H" convert fashion-mnist --src "$B/data/fashion-mnist" --out "$DATA" ;;
     train_mlp_fp32) train_acc mlp_fp32 mlp.yaml fp32 0.89 ;;
     train_mlp_bf16) train_acc mlp_bf16 mlp.yaml bf16 0.89 ;;

@@ -12,10 +12,13 @@
  * meanwhile (it polls the NCCL queue).
  *
  * Usage (under mpirun):
- *   test_gpu_comm nccl|staged|auto [--share] [--zero]
+ *   test_gpu_comm nccl|staged|auto [--share] [--zero] [--bf16]
  *                                             --share: every rank on device 0; --zero: the
  *                                             sharded exchange (reduce-scatter into the shard,
- *                                             all-gather of the parameters) instead
+ *                                             all-gather of the parameters, overlapped and in
+ *                                             one call) instead; --bf16: gradients travel as
+ *                                             bf16 (within bf16 rounding, really rounded, and
+ *                                             for 2 ranks staged the host op's exact bits)
  *   test_gpu_comm stall                       one rank, NCCL: the compute stream stalls; the
  *                                             watchdog must end the process (comm_stall.sh)
  *   test_gpu_comm --count                     prints the number of visible GPUs
@@ -57,6 +60,31 @@ enum ready_pattern {
             (*errors)++;                                                                      \
         }                                                                                     \
     } while (0)
+
+/* --bf16: gradients on the wire as bf16 (comm.grad_dtype=bf16) */
+static int g_bf16;
+static comm_gpu_backend g_backend;
+static uint16_t round_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float widen_bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* How far the average of world values may be from the exact one: fp32, a few ulps; bf16, each
+ * value and each partial sum rounded to 8 significant bits (2^-9 relative each). */
+static double average_tolerance(int world, double sum_abs) {
+    double t = (world + 3) * FLT_EPSILON * (sum_abs / world) + 1e-30;
+    if (g_bf16 && world > 1) t += 2.0 / 512.0 * sum_abs;
+    return t;
+}
 
 static uint64_t data_seed(int rank, int step, int case_id) {
     return 0x7654321ull + (uint64_t)rank * 1000003ull + (uint64_t)step * 7919ull +
@@ -157,10 +185,13 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
     }
     comm_bucket_plan(n, bucket_bytes, INT_MAX, plan);
     int64_t wrong = 0;
-    if (comm_grads_register_device(c, g_dev, n, bucket_bytes, err, sizeof err) != 0) {
+    float *emu = g_bf16 ? malloc((size_t)(n > 0 ? n : 1) * sizeof *emu) : NULL;
+    if (comm_grads_set_exchange(c, 0, g_bf16 ? COMM_GRAD_BF16 : COMM_GRAD_FP32, err, sizeof err) != 0 ||
+        comm_grads_register_device(c, g_dev, n, bucket_bytes, err, sizeof err) != 0) {
         fprintf(stderr, "rank %d: comm_grads_register_device: %s\n", rank, err);
         (*errors)++;
     }
+    int64_t rounded = 0, emu_differs = 0;
     for (int pattern = 0; pattern < NUM_PATTERNS; pattern++) {
         if (pattern == READY_PER_ELEMENT && n > 1000) continue;
         for (int step = 0; step < 3; step++) {
@@ -198,12 +229,21 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
                     float x = comm_test_uniform(&sr);
                     sum[i] += x;
                     sum_abs[i] += fabs(x);
+                    /* bf16: the chain r0 + r1 + ... with every partial sum rounded; for two
+                     * ranks the only order there is */
+                    if (emu)
+                        emu[i] = r == 0 ? widen_bf16(round_bf16(x))
+                                        : widen_bf16(round_bf16(emu[i] + widen_bf16(round_bf16(x))));
                 }
             }
             for (int64_t i = 0; i < n; i++) {
                 double expected = sum[i] / world;
                 /* float sums of world terms (NCCL may scale first, then sum): a few ulps */
-                double tol = (world + 3) * FLT_EPSILON * (sum_abs[i] / world) + 1e-30;
+                double tol = average_tolerance(world, sum_abs[i]);
+                if (emu) {
+                    rounded += fabs((double)g_down[i] - expected) > 1e-6;
+                    emu_differs += g_down[i] != emu[i] / (float)world;
+                }
                 if (fabs((double)g_down[i] - expected) > tol) {
                     if (wrong < 5)
                         fprintf(stderr, "rank %d: n=%lld bucket_bytes=%zu pattern=%d step=%d: "
@@ -214,6 +254,20 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
             }
         }
     }
+    if (emu && world > 1 && n > 100) {
+        /* really rounded; two ranks through the host op (MPI staged): its exact bits */
+        if (rank == 0)
+            printf("# bf16 n=%lld bucket_bytes=%zu: %lld elements off fp32's average, %lld "
+                   "differ from the host emulation\n", (long long)n, bucket_bytes,
+                   (long long)rounded, (long long)emu_differs);
+        if (rounded == 0) {
+            fprintf(stderr, "rank %d: n=%lld: bf16 exchange gave fp32's averages\n", rank, (long long)n);
+            wrong++;
+        }
+        if (world == 2 && g_backend == COMM_GPU_MPI_STAGED && emu_differs) wrong++;
+    }
+    if (comm_grads_set_exchange(c, 0, COMM_GRAD_FP32, err, sizeof err) != 0) (*errors)++;
+    free(emu);
     free(plan), free(sum), free(sum_abs);
     return wrong;
 }
@@ -248,7 +302,7 @@ static int64_t run_zero_case(int64_t n, size_t bucket_bytes, int case_id, int *e
     }
     comm_bucket_plan(n, bucket_bytes, INT_MAX, plan);
     int64_t wrong = 0;
-    if (comm_grads_set_exchange(c, 1, COMM_GRAD_FP32, err, sizeof err) != 0 ||
+    if (comm_grads_set_exchange(c, 1, g_bf16 ? COMM_GRAD_BF16 : COMM_GRAD_FP32, err, sizeof err) != 0 ||
         comm_grads_register_device(c, g_dev, n, bucket_bytes, err, sizeof err) != 0) {
         fprintf(stderr, "rank %d: sharded register: %s\n", rank, err);
         (*errors)++;
@@ -264,6 +318,7 @@ static int64_t run_zero_case(int64_t n, size_t bucket_bytes, int case_id, int *e
         wrong++;
     }
     const enum ready_pattern patterns[3] = {READY_ONCE_AT_ZERO, READY_PER_LAYER, READY_NONE};
+    int64_t zero_rounded = 0;
     for (int p = 0; p < 3; p++) {
         for (int step = 0; step < 2; step++) {
             int id = 1000 + case_id * 3 + p;
@@ -298,7 +353,8 @@ static int64_t run_zero_case(int64_t n, size_t bucket_bytes, int case_id, int *e
             }
             for (int64_t i = lo; i < hi; i++) {
                 double expected = sum[i] / world, got = g_down[i - lo];
-                double tol = world == 1 ? 0.0 : (world + 3) * FLT_EPSILON * (sum_abs[i] / world) + 1e-30;
+                double tol = world == 1 ? 0.0 : average_tolerance(world, sum_abs[i]);
+                zero_rounded += fabs(got - expected) > 1e-6;
                 if (fabs(got - expected) > tol) {
                     if (wrong < 5)
                         fprintf(stderr, "rank %d: n=%lld bucket_bytes=%zu pattern=%d step=%d: "
@@ -309,11 +365,51 @@ static int64_t run_zero_case(int64_t n, size_t bucket_bytes, int case_id, int *e
             }
         }
     }
+    if (g_bf16 && world > 1 && n > 100 && zero_rounded == 0) {
+        fprintf(stderr, "rank %d: n=%lld: bf16 shards equal fp32's averages\n", rank, (long long)n);
+        wrong++;
+    }
     /* the parameters' all-gather */
     for (int64_t i = 0; i < n; i++)
         g_up[i] = i >= lo && i < hi ? 0.25f * (float)i - 7.0f : -1e30f * (float)(rank + 1);
     if (n > 0) CHECK_CUDA(cudaMemcpyAsync(g_dev, g_up, (size_t)n * 4, cudaMemcpyHostToDevice, g_stream));
     uint64_t seq = comm_sequence(c);
+    /* overlapped: started, then needed in three pieces from the start (a forward), each
+     * copied out on the compute stream right after its _need, then finished */
+    memset(g_down, 0, (size_t)(n > 0 ? n : 1) * 4);
+    if (comm_shards_allgather_start(c, g_dev, err, sizeof err) != 0) {
+        fprintf(stderr, "rank %d: comm_shards_allgather_start: %s\n", rank, err);
+        (*errors)++;
+    }
+    const int64_t cut[4] = {0, n / 3, n / 3 + (n - n / 3) / 2, n};
+    for (int k = 0; k < 3; k++) {
+        int64_t a = cut[k], len = cut[k + 1] - cut[k];
+        if (comm_shards_allgather_need(c, a, len, err, sizeof err) != 0) {
+            fprintf(stderr, "rank %d: comm_shards_allgather_need: %s\n", rank, err);
+            (*errors)++;
+        }
+        if (len > 0)
+            CHECK_CUDA(cudaMemcpyAsync(g_down + a, g_dev + a, (size_t)len * 4,
+                                       cudaMemcpyDeviceToHost, g_stream));
+    }
+    if (comm_shards_allgather_finish(c, err, sizeof err) != 0) {
+        fprintf(stderr, "rank %d: comm_shards_allgather_finish: %s\n", rank, err);
+        (*errors)++;
+    }
+    CHECK_CUDA(cudaStreamSynchronize(g_stream));
+    for (int64_t i = 0; i < n; i++) {
+        if (g_down[i] != 0.25f * (float)i - 7.0f) {
+            if (wrong < 5)
+                fprintf(stderr, "rank %d: n=%lld: param[%lld] read after its _need = %.9g, "
+                        "expected %.9g\n", rank, (long long)n, (long long)i, g_down[i],
+                        0.25f * (float)i - 7.0f);
+            wrong++;
+        }
+    }
+    /* and once more in one call */
+    for (int64_t i = 0; i < n; i++)
+        g_up[i] = i >= lo && i < hi ? 0.25f * (float)i - 7.0f : -1e30f * (float)(rank + 1);
+    if (n > 0) CHECK_CUDA(cudaMemcpyAsync(g_dev, g_up, (size_t)n * 4, cudaMemcpyHostToDevice, g_stream));
     if (comm_shards_allgather(c, g_dev, err, sizeof err) != 0) {
         fprintf(stderr, "rank %d: comm_shards_allgather: %s\n", rank, err);
         (*errors)++;
@@ -470,7 +566,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc < 2) {
-        fprintf(stderr, "usage: %s nccl|staged|auto [--share] [--zero] | stall | --count\n", argv[0]);
+        fprintf(stderr, "usage: %s nccl|staged|auto [--share] [--zero] [--bf16] | stall | --count\n", argv[0]);
         return 2;
     }
     int stall_mode = strcmp(argv[1], "stall") == 0;
@@ -480,6 +576,7 @@ int main(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--share") == 0) share = 1;
         if (strcmp(argv[i], "--zero") == 0) zero_mode = 1;
+        if (strcmp(argv[i], "--bf16") == 0) g_bf16 = 1;
     }
     if (count < 1) {
         printf("SKIP: no CUDA device\n");
@@ -516,6 +613,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     comm_gpu_backend got = comm_gpu_backend_in_use(g_comm);
+    g_backend = got;
     /* AUTO: NCCL unless two ranks share a GPU (one node here) or the build lacks it. */
     int shared = share ? comm_world(g_comm) > 1 : comm_local_size(g_comm) > count;
     comm_gpu_backend expect = want != COMM_GPU_AUTO ? want

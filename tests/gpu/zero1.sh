@@ -4,7 +4,8 @@
 #     (the sharded verdict is the same reduction as kern_grad_stats);
 #  2. two ranks sharing the GPU (MPI staged): stage 1 against stage 0 on two ranks, within 1e-5;
 #  3. stage-1 checkpoints on the GPU (two ranks): 30 steps straight = 15, stop, resume, 15, and
-#     the checkpoint's datasets, shapes and values match stage 0's (within float rounding).
+#     the checkpoint's datasets, shapes and values match stage 0's (within float rounding);
+#  4. comm.grad_dtype=bf16 on the GPU (two ranks, MPI staged), stage 0 and 1, against fp32.
 #   bash zero1.sh HARNESS MPIRUN PY WORK DATA   (skips with 77 without a GPU)
 source "$(dirname "$0")/common.sh"
 Z=$WORK/zero1_gpu
@@ -82,5 +83,34 @@ with h5py.File(f"{z}/r2_z0/checkpoints/step_00000030.h5") as f0, \
         tw = max(tw, float(np.abs(x - y).max() / (np.abs(x).max() + 1e-12)))
     print(f"checkpoints: {len(names)} datasets as stage 0's, within {tw:.2e} of their range")
     assert tw < 1e-2, tw
+PY
+# comm.grad_dtype=bf16 on the GPU, 2 ranks sharing it (MPI staged: rounded in the pinned
+# mirror, summed by the host op): within the CPU test's bf16 tolerance of fp32 (0.01 absolute
+# / 4% relative), and really rounded; stage 0 and 1 agree within float rounding of each other.
+for stage in 0 1; do
+  run_ranks 2 train "$Z/model.yaml" "${common[@]}" --set train.zero_stage=$stage \
+    --set comm.grad_dtype=bf16 --set run.dir="$Z/bf16_z$stage" 2>"$Z/bf16_z$stage.log" ||
+    { cat "$Z/bf16_z$stage.log"; fail "bf16 gradients at zero_stage $stage failed"; }
+done
+"$PY" - "$Z" <<'PY'
+import json, sys
+z = sys.argv[1]
+def losses(run):
+    return [json.loads(l)["loss"] for l in open(f"{z}/{run}/metrics.jsonl")
+            if json.loads(l)["event"] == "train"]
+f = losses("r2_z1")
+for stage in (0, 1):
+    b = losses(f"bf16_z{stage}")
+    assert len(b) == len(f) == 30, (len(b), len(f))
+    worst = max(abs(x - y) for x, y in zip(f, b))
+    rel = max(abs(x - y) / abs(x) for x, y in zip(f, b))
+    print(f"bf16 gradients on the GPU, 2 ranks, stage {stage}: max loss difference from fp32 "
+          f"{worst:.4f} ({rel:.2%} relative)")
+    assert worst <= 0.01 or rel <= 0.04, (worst, rel)
+    assert b != f, "bf16 run identical to fp32: not rounded"
+a, b = losses("bf16_z0"), losses("bf16_z1")
+d = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+print(f"bf16 stage 0 vs 1 (same all-reduce through the mirror): {d:.2e}")
+assert d <= 1e-5, d
 PY
 echo "zero_stage 1 on the GPU: ok"
