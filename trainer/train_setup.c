@@ -273,6 +273,10 @@ static int check_memory(run *r, char *err) {
     int64_t shard = cfg->zero_stage == 1 ? (n_params + r->world - 1) / r->world : n_params;
     int64_t optim_bytes = (int64_t)states * shard * (int64_t)sizeof(float);
     if (cfg->zero_stage == 1 && r->world > 1) optim_bytes += shard * (int64_t)sizeof(float);
+    /* comm.grad_dtype=bf16: the buckets as sent (2 bytes per gradient) and the bf16 shard;
+     * device memory with NCCL, host memory otherwise - counted with the model either way */
+    if (cfg->grad_dtype == GRAD_DTYPE_BF16 && r->world > 1)
+        model += 2 * n_params + (cfg->zero_stage == 1 ? 2 * shard : 0);
     r->estimated_bytes = model + optim_bytes;
     int64_t cache = cfg->cache_mb * 1024 * 1024, data = 0;
     const data_info *infos[2] = {r->info, r->test ? data_loader_info(r->test) : NULL};
