@@ -289,13 +289,13 @@ int comm_shards_allgather_finish(comm *c, char *err, size_t errlen) {
     if (!c->gather_buf) return 0;
     int status = 0;
     if (c->grads_on_device) {
-        status = comm_gpu_shards_allgather_finish(c, err, errlen);
-        c->gather_left = 0;
-    }
-    for (int64_t i = c->num_buckets - 1; i >= 0 && !c->grads_on_device; i--) {
-        char e2[256];
-        int st = gather_wait_bucket(c, i, e2, sizeof e2);   /* every request ends, even after a failure */
-        if (st && status == 0) status = comm_error(err, errlen, "%s", e2);
+        status = comm_gpu_shards_allgather_finish(c, err, errlen);   /* marks every bucket done */
+    } else {
+        for (int64_t i = c->num_buckets - 1; i >= 0; i--) {
+            char e2[256];
+            int st = gather_wait_bucket(c, i, e2, sizeof e2);   /* every request ends, even after a failure */
+            if (st && status == 0) status = comm_error(err, errlen, "%s", e2);
+        }
     }
     gather_close(c);
     return status;
