@@ -1,4 +1,4 @@
-/* fuzz_checkpoint: hostile bytes as a checkpoint file into trainer/checkpoint.c.
+/* fuzz_checkpoint: hostile bytes as a checkpoint file into trainer/run/checkpoint.c.
  *
  * Each input is written to a scratch file (tmpfs) and read the ways harness reads one:
  *   ckpt_read_config, then config_load_string of the text (harness eval does this)

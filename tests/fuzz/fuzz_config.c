@@ -1,4 +1,4 @@
-/* fuzz_config: hostile bytes into the config reader (trainer/config_load.c).
+/* fuzz_config: hostile bytes into the config reader (trainer/config/config_load.c).
  *
  * Each input is used twice:
  *   1. as a whole config file: config_load_string (then config_validate);

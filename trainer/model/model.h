@@ -8,7 +8,7 @@
  * views (no copy).  A model whose first layer is an embedding takes int32 tokens
  * (model_input_tokens) instead of floats.
  *
- * Each layer type lives in its own file (trainer/layers/) behind a small table of functions
+ * Each layer type lives in its own file (trainer/model/layers/) behind a small table of functions
  * (layer.h); this file only walks the list.
  *
  * Parameters are laid out layer by layer (layer 0 first; each layer's tensors in the order it

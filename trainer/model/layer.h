@@ -1,6 +1,6 @@
 /* layer: the table of functions behind every layer type, and what model.c offers them.
  *
- * A layer type is one file in trainer/layers/ that defines a `const layer_ops layer_<type>`
+ * A layer type is one file in trainer/model/layers/ that defines a `const layer_ops layer_<type>`
  * (listed in layer_table, layers.c).  model.c walks the list and calls:
  *   plan      once, at build (and for estimates): given L->in, set L->out, declare parameters
  *             (plan_param), buffers (plan_buffer), layer-owned memory (plan_memory), shared
