@@ -8,7 +8,6 @@
  *   (variable-length UTF-8 strings, str in h5py) when given, and mean and std (float32) of the
  *   pixels scaled to [0,1], which trainers use to normalise inputs. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -194,15 +193,6 @@ fail: {
 }
 }
 
-/* Data reaches the disk before the rename makes it visible under its final name. */
-static int fsync_path(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int data_convert_idx(const char *images_idx, const char *labels_idx, const char *out_h5,
                      int num_classes, const char *const *class_names,
                      char *err, size_t errlen) {
@@ -266,7 +256,7 @@ int data_convert_idx(const char *images_idx, const char *labels_idx, const char 
         remove(tmp);
         goto done;
     }
-    if (fsync_path(tmp) != 0 || rename(tmp, out_h5) != 0) {
+    if (data_fsync_path(tmp) != 0 || rename(tmp, out_h5) != 0) {
         data_errorf(err, errlen, "%s: cannot move %s into place: %s", out_h5, tmp,
                     strerror(errno));
         remove(tmp);

@@ -107,7 +107,7 @@ PY
 )
 for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [ -d $d ] && extra=$extra:$d; done
 export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$extra"
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+source "$HERE/../mpi_env.sh"
 H=$B/bin/harness
 MPIRUN=$(command -v mpirun)
 DATA=$WORK/fashion-mnist
