@@ -122,7 +122,13 @@ static void round_trip(const char *optimizer, const char *sub) {
     if (rc != CKPT_OK) print_error("ckpt_read: %s\n", err);
     assert_int_equal(rc, CKPT_OK);
     assert_same_run(&a, &b);
-    assert_memory_equal(&s, &written, sizeof s);
+    /* field by field: the struct's padding is not part of the state */
+    assert_int_equal(s.step, written.step);
+    assert_int_equal(s.epoch, written.epoch);
+    assert_int_equal(s.cursor, written.cursor);
+    assert_int_equal(s.optimizer_steps, written.optimizer_steps);
+    assert_int_equal(s.seed, written.seed);
+    assert_int_equal(s.world_size, written.world_size);
 
     char *yaml = config_to_yaml(&a.cfg), *stored = ckpt_read_config(path, err, sizeof err);
     assert_non_null(stored);
