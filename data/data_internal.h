@@ -51,6 +51,10 @@ void data_h5_space_text(hid_t space, char *buf, size_t len);
  * (those live in HDF5's global heap, which has no checksum); h5py reads both kinds.  Negative on failure (the HDF5 error stack says why). */
 herr_t data_h5_write_i64_attr(hid_t loc, const char *name, int64_t value);
 herr_t data_h5_write_string_attr(hid_t loc, const char *name, const char *value);
+/* A contiguous dataset name [dims[0], ..., dims[rank-1]] of file_type under loc, written whole
+ * from data (mem_type); nothing is written when it has no elements. */
+herr_t data_h5_write_dataset(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
+                             int rank, const hsize_t *dims, const void *data);
 
 /* fsync(2) of a finished file, so that its data reaches the disk before a rename makes it
  * visible under its final name.  0, or -1 with errno set. */

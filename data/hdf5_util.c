@@ -127,6 +127,20 @@ herr_t data_h5_write_string_attr(hid_t loc, const char *name, const char *value)
     return rc;
 }
 
+herr_t data_h5_write_dataset(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
+                             int rank, const hsize_t *dims, const void *data) {
+    hsize_t elements = 1;
+    for (int i = 0; i < rank; i++) elements *= dims[i];
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t d = space < 0 ? -1 : H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT,
+                                          H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = d < 0 ? -1 : elements ? H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                                 data) : 0;
+    if (d >= 0) H5Dclose(d);
+    if (space >= 0) H5Sclose(space);
+    return rc;
+}
+
 int data_fsync_path(const char *path) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return -1;

@@ -147,16 +147,10 @@ const char *data_tokenizer_token_bytes(const data_tokenizer *t, int32_t id, size
 
 /* ---- HDF5 ---- */
 
-static herr_t write_bytes_dataset(hid_t loc, const char *name, const char *bytes, size_t len) {
+/* uint8 [len] */
+static herr_t write_bytes(hid_t loc, const char *name, const char *bytes, size_t len) {
     hsize_t dims[1] = {len};
-    hid_t space = H5Screate_simple(1, dims, NULL);
-    hid_t d = space < 0 ? -1 : H5Dcreate2(loc, name, H5T_STD_U8LE, space, H5P_DEFAULT,
-                                          H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = d < 0 ? -1 : len ? H5Dwrite(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                            bytes) : 0;
-    if (d >= 0) H5Dclose(d);
-    if (space >= 0) H5Sclose(space);
-    return rc;
+    return data_h5_write_dataset(loc, name, H5T_STD_U8LE, H5T_NATIVE_UCHAR, 1, dims, bytes);
 }
 
 int tok_store_locked(const data_tokenizer *t, hid_t file, char *err, size_t errlen) {
@@ -171,10 +165,10 @@ int tok_store_locked(const data_tokenizer *t, hid_t file, char *err, size_t errl
         hid_t g = H5Gcreate2(file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (g < 0) goto fail;
         what = "/tokenizer/encoder.json";
-        herr_t rc = write_bytes_dataset(g, "encoder.json", t->encoder_json, t->encoder_json_len);
+        herr_t rc = write_bytes(g, "encoder.json", t->encoder_json, t->encoder_json_len);
         if (rc >= 0) {
             what = "/tokenizer/vocab.bpe";
-            rc = write_bytes_dataset(g, "vocab.bpe", t->vocab_bpe, t->vocab_bpe_len);
+            rc = write_bytes(g, "vocab.bpe", t->vocab_bpe, t->vocab_bpe_len);
         }
         H5Gclose(g);
         if (rc < 0) goto fail;

@@ -13,7 +13,6 @@
 #include "model.h"
 #include "optim.h"
 
-static kern_ctx *k;
 static char dir[256];
 
 /* [4, 4] images, 10 classes: conv 2x1x3x3 + 2, batch norm 2 + 2 (+ 2 + 2 buffers),
@@ -32,17 +31,14 @@ typedef struct {
 } run;
 
 static int setup(void **state) {
-    (void)state;
-    k = unit_cpu_backend();
     unit_make_dir(dir, sizeof dir, "ckpt");
-    return 0;
+    return unit_setup_backend(state);
 }
 
 static int remove_all(void **state) {
-    (void)state;
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    kern_destroy(k);
+    unit_free_backend(state);
     return system(cmd) == 0 ? 0 : -1;
 }
 

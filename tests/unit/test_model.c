@@ -6,19 +6,6 @@
 
 #include "model.h"
 
-static kern_ctx *k;
-
-static int setup(void **state) {
-    (void)state;
-    k = unit_cpu_backend();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    kern_destroy(k);
-    return 0;
-}
 
 /* images [28, 28] (Fashion-MNIST), 10 classes */
 static const model_input_desc images28 = {0, {28, 28, 0}, 2, 10};
@@ -311,5 +298,5 @@ int main(void) {
         cmocka_unit_test(test_gpt2_124m),
         cmocka_unit_test(test_refusals),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, unit_setup_backend, unit_free_backend);
 }

@@ -15,19 +15,6 @@
 #define STEPS 3
 #define TOL 1e-5
 
-static kern_ctx *k;
-
-static int setup(void **state) {
-    (void)state;
-    k = unit_cpu_backend();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    kern_destroy(k);
-    return 0;
-}
 
 static const double start[N] = {1.0, -0.5, 0.25, 2.0, -1.5};
 static const double grad[STEPS][N] = {
@@ -116,6 +103,19 @@ static void compare(const float *got, const double *want, const char *what) {
     }
 }
 
+/* `steps` steps through both paths (a: optim_step, b: optim_device_step), each compared with
+ * want; the two must also agree bit for bit (on the CPU they compute the same). */
+static void run_both(const config *cfg, int steps, const double *want, optim *a, optim *b) {
+    float host[N], dev[N];
+    run_steps(cfg, steps, 0, host, a);
+    run_steps(cfg, steps, 1, dev, b);
+    compare(host, want, "optim_step");
+    compare(dev, want, "optim_device_step");
+    assert_memory_equal(host, dev, sizeof host);
+    if (a->m) assert_memory_equal(a->m, b->m, N * sizeof(float));
+    if (a->v) assert_memory_equal(a->v, b->v, N * sizeof(float));
+}
+
 static void check_sgd(const char *momentum, const char *nesterov) {
     config cfg;
     unit_config(&cfg, "train.optimizer=sgd", "train.lr=0.1", "train.weight_decay=0.01",
@@ -125,15 +125,8 @@ static void check_sgd(const char *momentum, const char *nesterov) {
         double want[N];
         memcpy(want, start, sizeof want);
         sgd_reference(&h, steps, want);
-        float host[N], dev[N];
         optim a, b;
-        run_steps(&cfg, steps, 0, host, &a);
-        run_steps(&cfg, steps, 1, dev, &b);
-        compare(host, want, "optim_step");
-        compare(dev, want, "optim_device_step");
-        /* the two paths compute the same bits on the CPU */
-        assert_memory_equal(host, dev, sizeof host);
-        if (h.momentum > 0) assert_memory_equal(a.m, b.m, N * sizeof(float));
+        run_both(&cfg, steps, want, &a, &b);
         optim_free(&a);
         optim_free(&b);
     }
@@ -185,13 +178,8 @@ static void test_adamw(void **state) {
         double want[N], m[N], v[N];
         memcpy(want, start, sizeof want);
         adamw_reference(&h, steps, want, m, v);
-        float host[N], dev[N];
         optim a, b;
-        run_steps(&cfg, steps, 0, host, &a);
-        run_steps(&cfg, steps, 1, dev, &b);
-        compare(host, want, "optim_step");
-        compare(dev, want, "optim_device_step");
-        assert_memory_equal(host, dev, sizeof host);
+        run_both(&cfg, steps, want, &a, &b);
         /* the moments as checkpoints store them (exp_avg, exp_avg_sq) */
         for (int i = 0; i < N; i++) {
             assert_close(a.m[i], m[i], 1e-6);
@@ -285,5 +273,5 @@ int main(void) {
         cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_clip),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, unit_setup_backend, unit_free_backend);
 }

@@ -18,16 +18,26 @@
 #include "config.h"
 #include "kernels.h"
 
-/* One BLAS thread: the tests are small and the machine is shared. */
-static inline kern_ctx *unit_cpu_backend(void) {
+/* The CPU backend every test of a file uses, made by the group setup (one BLAS thread: the
+ * tests are small and the machine is shared). */
+static kern_ctx *k;
+
+static inline int unit_setup_backend(void **state) {
+    (void)state;
     kern_options ko = {.backend = KERN_CPU, .threads = 1, .device = 0};
-    kern_ctx *k = NULL;
     char err[256];
     if (kern_create(&ko, &k, err, sizeof err) != 0) {
-        print_error("kern_create: %s\n", err);
-        fail();
+        fprintf(stderr, "kern_create: %s\n", err);
+        return -1;
     }
-    return k;
+    return 0;
+}
+
+static inline int unit_free_backend(void **state) {
+    (void)state;
+    kern_destroy(k);
+    k = NULL;
+    return 0;
 }
 
 /* The defaults with each "key=value" of the NULL-terminated list applied. */
