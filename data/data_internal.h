@@ -1,7 +1,7 @@
 /* data internals shared by the files of this module (not part of the public API).
  *
  *   hdf5_util.c  error messages, the module-wide HDF5 lock, quiet HDF5 error printing,
- *                the attribute writers and fsync the converters share
+ *                the attribute and dataset writers and the fsync the converters share
  *   schema.c     open + validate a classification file (data_inspect)
  *   shard.c      the splitmix64 generator, epoch permutation, rank slices, the batch plan
  *   augment.c    training augmentation: random crop after zero padding, horizontal flip
@@ -48,7 +48,8 @@ void data_h5_space_text(hid_t space, char *buf, size_t len);
 
 /* Scalar attributes on loc (a file or group), as the converters write them: an int64, and a
  * UTF-8 string stored fixed-length (strlen + 1 bytes, NUL-terminated), not variable-length
- * (those live in HDF5's global heap, which has no checksum); h5py reads both kinds.  Negative on failure (the HDF5 error stack says why). */
+ * (those live in HDF5's global heap, which has no checksum); h5py reads both kinds.
+ * Negative on failure (the HDF5 error stack says why). */
 herr_t data_h5_write_i64_attr(hid_t loc, const char *name, int64_t value);
 herr_t data_h5_write_string_attr(hid_t loc, const char *name, const char *value);
 /* A contiguous dataset name [dims[0], ..., dims[rank-1]] of file_type under loc, written whole
