@@ -187,8 +187,8 @@ static void end_node(comm *c, int lost, double silence, int64_t lost_step, int t
                                 n->host, n->ranks, h->node[0].host, silence,
                                 (double)h->silence_ns * 1e-9, last);
     } else if (lost == 0) {
-        len += (size_t)snprintf(text + len, sizeof text - len, "harness: rank %d: node %s (%s, "
-                                "rank 0's node) was lost: no answer to this node's heartbeats for "
+        len += (size_t)snprintf(text + len, sizeof text - len, "harness: rank %d: node %s (%s) "
+                                "was lost: rank 0's node, it has not answered this node's heartbeats for "
                                 "%.1f s (comm.heartbeat_s %.1f) - it lost power or crashed, or this "
                                 "node (%s) is the one cut off from the network; it was last heard "
                                 "%s\n", c->rank, n->host, n->ranks, silence,

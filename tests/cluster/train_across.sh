@@ -48,3 +48,20 @@ assert two_bytes >= need, f"too little traffic crossed the nodes: {two_bytes} < 
 assert one_bytes < need / 100, f"the 1-node run sent {one_bytes} bytes over n2's eth0"
 print("training across nodes: ok")
 PY
+
+# What the heartbeat costs a step: the 2-node run (200 steps) with it on (comm.heartbeat_s=5,
+# the default) and off (0), alternating, twice each.  Printed, not asserted: this machine's
+# load varies more than the difference.
+per_step() { "$PY" -c 'import json,sys; s=[json.loads(l) for l in open(sys.argv[1]) if "summary" in l][0]; print("%.3f" % (1e3 * s["train_seconds"] / s["steps"]))' "$1"; }
+on=() off=()
+for rep in 1 2; do
+  for hb in 5 0; do
+    rm -rf "$WORK/hb$hb"
+    # shellcheck disable=SC2046
+    node_run n1 "$MPIRUN" $(mpi_args) --host n1:2,n2:2 -np 4 "$HARNESS" train "${common[@]}" \
+      --set train.steps=200 --set log.every=50 --set comm.heartbeat_s=$hb --set run.dir="$WORK/hb$hb" \
+      >"$WORK/hb$hb.log" 2>&1 || { tail -20 "$WORK/hb$hb.log" >&2; fail "heartbeat_s=$hb run failed"; }
+    if [ "$hb" = 5 ]; then on+=("$(per_step "$WORK/hb5/metrics.jsonl")"); else off+=("$(per_step "$WORK/hb0/metrics.jsonl")"); fi
+  done
+done
+say "ms per step across 2 nodes, heartbeat on (comm.heartbeat_s=5): ${on[*]}; off (0): ${off[*]}"
