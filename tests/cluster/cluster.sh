@@ -149,7 +149,14 @@ node_bg() {
 }
 
 node_link_down() { nsenter -t "$BRIDGE_PID" -n ip link set "v$(node_index "$1")" down; }
-node_link_up() { nsenter -t "$BRIDGE_PID" -n ip link set "v$(node_index "$1")" up; }
+# The cable back in; every node forgets what it learnt of the others' addresses meanwhile
+# (failed neighbour entries would delay the next connection).
+node_link_up() {
+  local node
+  nsenter -t "$BRIDGE_PID" -n ip link set "v$(node_index "$1")" up
+  for node in "${CLUSTER_NODES[@]}"; do nsenter -t "${NODE_PID[$node]}" -n ip neigh flush dev eth0 2>/dev/null; done
+  return 0
+}
 
 # Pids of every process in network namespace NETNS (a "net:[...]" link), but not EXCEPT.
 netns_pids() {

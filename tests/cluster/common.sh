@@ -32,7 +32,8 @@ trap 'exit 1' INT TERM
 
 # mpirun's options across the nodes: the rsh agent instead of ssh, TCP on eth0 between nodes
 # (shared memory inside one), and a launcher that notices a lost daemon in seconds: its TCP
-# keepalive (Open MPI's default waits 300 s + 9 x 20 s), and no abort of its own on a rank's
+# keepalive (Open MPI's default waits 300 s + 9 x 20 s; here 9 to 14 s after the fault, so
+# always after harness's heartbeat, 5 s, and the ranks end with harness's report), and no abort of its own on a rank's
 # non-zero exit (harness's ranks end the job themselves: MPI_Abort, or the heartbeat) - an
 # abort sends the lost daemon a message, and a connection with data in flight is not probed
 # by keepalives but retried for the kernel's tcp_retries2 (about 15 minutes).
@@ -40,6 +41,6 @@ mpi_args() {
   echo --mca plm_rsh_agent "$RSH_AGENT" --mca plm_rsh_no_tree_spawn 1 \
     --mca oob_tcp_if_include eth0 --mca btl_tcp_if_include eth0 --mca btl tcp,vader,self \
     --mca btl_vader_single_copy_mechanism none \
-    --mca oob_tcp_keepalive_time 8 --mca oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 2 \
+    --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 3 --mca oob_tcp_keepalive_probes 3 \
     --mca orte_abort_on_non_zero_status 0
 }

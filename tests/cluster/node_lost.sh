@@ -31,7 +31,11 @@ one_fault() {
   t=$SECONDS
   until s=$(last_step "$D/run/metrics.jsonl") && [ -n "$s" ] && ((s >= 50)); do
     kill -0 "$mp" 2>/dev/null || { tail -20 "$D/mpirun.log" >&2; fail "$kind: the job ended before the fault"; }
-    ((SECONDS - t < 60)) || fail "$kind: the job did not reach step 50"
+    if ((SECONDS - t >= 60)); then
+      for n in n1 n2; do echo "processes on $n:"; ps -o pid,stat,args -p "$(netns_pids "$(readlink /proc/${NODE_PID[$n]}/ns/net)" | tr '\n' , | sed 's/,$//')"; done >&2
+      tail -20 "$D/mpirun.log" >&2
+      fail "$kind: the job did not reach step 50"
+    fi
     sleep 0.1
   done
   t_fault=$(now)
