@@ -1,9 +1,9 @@
 /* cuda_internal.h: what the CUDA backend's .cu files share and nobody else sees.
  *
  * The context (device, stream, cuBLAS and cuDNN handles, preallocated scratch, first recorded
- * error), the error-recording helpers every CUDA/cuBLAS/cuDNN call goes through, the launch
- * geometry of the grid-stride kernels, and the block reductions used by the loss, the norm and
- * batch norm.
+ * error), the ops that the backend's table (cuda_ops.cu) points to, the error-recording
+ * helpers every CUDA/cuBLAS/cuDNN call goes through, the launch geometry of the grid-stride
+ * kernels, and the block reductions used by the loss, the norm and batch norm.
  *
  * Errors: every runtime, cuBLAS and cuDNN call, and every kernel launch, is checked; the first
  * failure is recorded with the call, file and line, and kcuda_check/kcuda_sync report and clear

@@ -29,6 +29,7 @@ extern "C" const kern_backend_ops kcuda_ops = {
     .mark = kcuda_mark,
     .marks_read = kcuda_marks_read,
     .marks_free = kcuda_marks_free,
+
     .fill = kcuda_fill,
     .copy = kcuda_copy,
     .scale = kcuda_scale,
@@ -44,10 +45,12 @@ extern "C" const kern_backend_ops kcuda_ops = {
     .dropout_forward = kcuda_dropout_forward,
     .dropout_backward = kcuda_dropout_backward,
     .dropout_forward_rows = kcuda_dropout_forward_rows,
+
     .linear_forward = kcuda_linear_forward,
     .linear_backward = kcuda_linear_backward,
     .linear_backward_ex = kcuda_linear_backward_ex,
     .linear_act_forward = kcuda_linear_act_forward,
+
     .softmax_xent = kcuda_softmax_xent,
     .softmax_xent_acc = kcuda_softmax_xent_acc,
     .sumsq = kcuda_sumsq,
@@ -59,6 +62,7 @@ extern "C" const kern_backend_ops kcuda_ops = {
     .grad_verdict_from = kcuda_grad_verdict_from,
     .sgd_update_guarded = kcuda_sgd_update_guarded,
     .adamw_update_guarded = kcuda_adamw_update_guarded,
+
     .conv2d_workspace = kcuda_conv2d_workspace,
     .conv2d_forward = kcuda_conv2d_forward,
     .conv2d_backward = kcuda_conv2d_backward,
@@ -66,12 +70,14 @@ extern "C" const kern_backend_ops kcuda_ops = {
     .maxpool2d_backward = kcuda_maxpool2d_backward,
     .avgpool2d_forward = kcuda_avgpool2d_forward,
     .avgpool2d_backward = kcuda_avgpool2d_backward,
+
     .batchnorm_stats = kcuda_batchnorm_stats,
     .batchnorm_forward = kcuda_batchnorm_forward,
     .batchnorm_forward_eval = kcuda_batchnorm_forward_eval,
     .batchnorm_backward_reduce = kcuda_batchnorm_backward_reduce,
     .batchnorm_backward = kcuda_batchnorm_backward,
     .batchnorm_param_grads = kcuda_batchnorm_param_grads,
+
     .gpt_workspace = kcuda_gpt_workspace,
     .embedding_forward = kcuda_embedding_forward,
     .embedding_backward = kcuda_embedding_backward,
