@@ -12,6 +12,8 @@ export HARNESS OMPI_MCA_btl=tcp,vader,self OMPI_MCA_btl_tcp_if_include=eth0 OMPI
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_mpi_yield_when_idle=1
 export MPIRUN_ARGS="--bind-to none --mca plm_rsh_no_tree_spawn 1"
 
+# every run starts from scratch: what an earlier run of the test left (but the dataset) goes
+find "$WORK" -mindepth 1 -maxdepth 1 ! -name fashion-mnist -exec rm -rf {} +
 cat >"$WORK/job.yaml" <<YAML
 # a 784-128-10 MLP, global batch 64: a few seconds of training on 4 ranks
 data: {train: $WORK/fashion-mnist/train.h5, test: ""}
@@ -42,6 +44,7 @@ wait_job() {
 last_step() { sed -n 's/.*"event":"train","step":\([0-9]*\).*/\1/p' "$1" 2>/dev/null | tail -1; }
 past_step() { local s; s=$(last_step "$1"); [ -n "$s" ] && ((s >= $2)); }
 starts() { grep -c '"event":"start"' "$1" 2>/dev/null || true; }
+starts_are() { [ "$(starts "$1")" = "$2" ]; }
 now() { date +%s.%N; }
 
 # same_params REF GOT TOL: every /params and /optim dataset of checkpoint GOT equals REF's
