@@ -324,6 +324,8 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                  cfg->zero_stage, (long long)optim_state_bytes);
         metrics_log_event(&r.met, "start", fields);
     }
+    /* the network check at start (collective): bus bandwidth, each node's link */
+    if (r.world > 1 && run_network_check(&r, err) != 0) comm_abort(c, 1, err);
 
     /* interval accumulators: loss sum, correct, samples (this rank), timings */
     double iv_compute = 0, iv_comm = 0, iv_data = 0, gnorm = 0;
