@@ -493,7 +493,7 @@ int run_network_check(run *r, char *err) {
                 nc.nodes > 1 ? ": " : "", nodes);
         if (nc.slowest > 0)
             fprintf(stderr, "harness: warning: network: node %s's link is slow: %.3g GB/s, under "
-                    "half the other nodes' median\n", nc.node_host[nc.slowest], nc.node_gbps[nc.slowest]);
+                    "a quarter of the other nodes' median\n", nc.node_host[nc.slowest], nc.node_gbps[nc.slowest]);
         char fields[1700];
         snprintf(fields, sizeof fields, "\"bytes\":%zu,\"ranks\":%d,\"allreduce_s\":%.6g,"
                  "\"bus_gb_per_s\":%.6g,\"rank0_node\":\"%s\",\"nodes\":[%s],\"slow_node\":\"%s\"",
