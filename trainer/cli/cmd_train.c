@@ -48,6 +48,11 @@ static const char *const usage_eval =
     "starting point; --set overrides keys (e.g. --set data.test=other.h5).\n";
 
 void cmd_train_usage(FILE *out, int is_eval) {
+    /* The help (about 11 KiB with every key) leaves in one write: a reader that stops at its
+     * first match (`harness train --help | grep -q KEY` under pipefail) then cannot cut a
+     * later write short with SIGPIPE.  Nothing has been written to stdout yet. */
+    static char buffer[1 << 16];
+    if (out == stdout) setvbuf(stdout, buffer, _IOFBF, sizeof buffer);
     if (is_eval) {
         fputs(usage_eval, out);
         return;
