@@ -229,6 +229,8 @@ out:
     return rc;
 }
 
+/* harness generate: the options, then the config stored in the checkpoint with each --set
+ * applied (cli_resolve_config), then generate_run. */
 int cmd_generate(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         fputs(usage_generate, stdout);

@@ -5,11 +5,19 @@
 #include "config_keys.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-void config_defaults(config *c) {
+/* The table's defaults, computed once: model.layers' default is parsed by libyaml, which
+ * makes filling a config a hundred times slower than copying one (the fuzzers and the
+ * config loader start every input from the defaults). */
+static config table_defaults;
+static pthread_once_t table_defaults_once = PTHREAD_ONCE_INIT;
+
+static void fill_table_defaults(void) {
+    config *c = &table_defaults;
     memset(c, 0, sizeof *c);  /* unused bytes stay zero, so equal configs compare equal */
     for (size_t i = 0; i < config_n_keys; i++) {
         const config_key *k = &config_keys[i];
@@ -27,6 +35,11 @@ void config_defaults(config *c) {
             abort();
         }
     }
+}
+
+void config_defaults(config *c) {
+    pthread_once(&table_defaults_once, fill_table_defaults);
+    memcpy(c, &table_defaults, sizeof *c);
 }
 
 const char *layer_type_name(layer_type t) {
