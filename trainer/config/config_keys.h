@@ -49,7 +49,7 @@ typedef struct {
     const char *help;          /* one line for --help: what the key does, not its range */
 } config_key;
 
-#define CONFIG_KEYS_MAX 64                 /* bound on config_n_keys (for per-key arrays) */
+#define CONFIG_KEYS_MAX 128                /* bound on config_n_keys (for per-key arrays) */
 /* config_layer_keys order */
 enum {
     LAYER_KEY_TYPE, LAYER_KEY_OUT, LAYER_KEY_BIAS, LAYER_KEY_P, LAYER_KEY_KERNEL,
