@@ -38,7 +38,9 @@ static const char *const usage_train_end =
     "See launch/*.yaml and README.md.\n"
     "\n"
     "Exit status: 0 done, 1 error (reported once, naming the rank that saw it),\n"
-    "75 checkpointed on a signal or --stop-after: resubmit with --resume auto.\n";
+    "75 checkpointed on a signal or --stop-after: resubmit with --resume auto,\n"
+    "76 a node was lost (no heartbeat for comm.heartbeat_s seconds; the report names it, its\n"
+    "ranks and step): resume with --resume auto on the nodes that remain.\n";
 
 static const char *const usage_eval =
     "usage: harness eval --checkpoint CKPT [--set KEY=VALUE]...\n"

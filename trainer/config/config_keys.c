@@ -157,6 +157,8 @@ const config_key config_keys[] = {
      .def = "true", .help = "ranks all on one node average host gradients through shared memory"},
     {.name = "comm.timeout_s", .kind = CK_FLOAT, FIELD(comm_timeout_s), .fmin = 0, .fmax = 1e6,
      .def = "30", .help = "watchdog: a collective waiting longer ends the job; 0 = off"},
+    {.name = "comm.heartbeat_s", .kind = CK_FLOAT, FIELD(comm_heartbeat_s), .fmin = 0, .fmax = 1e6,
+     .def = "5", .help = "across nodes: a node silent this long is lost (exit 76); 0 = off"},
     {.name = "comm.check_fingerprints", .kind = CK_BOOL, FIELD(check_fingerprints),
      .def = "false", .help = "debug: compare every collective across ranks"},
     {.name = "comm.grad_dtype", .kind = CK_ENUM, FIELD(grad_dtype), .names = grad_dtype_names,
