@@ -837,18 +837,18 @@ void kern_layernorm_backward(kern_ctx *k, float *din, float *dw, float *db, cons
     kcpu_layernorm_backward(k->cpu, din, dw, db, dout, x, mean_rstd, w, N, C, workspace);
 }
 
-void kern_attention_forward(kern_ctx *k, float *out, float *att, const float *qkv, int B, int T, int C, int NH, void *workspace) {
+void kern_attention_forward(kern_ctx *k, float *out, float *lse, const float *qkv, int B, int T, int C, int NH, void *workspace) {
 #ifdef HARNESS_HAVE_CUDA
-    if (k->backend == KERN_CUDA) { kcuda_attention_forward(k->cuda, out, att, qkv, B, T, C, NH, workspace); return; }
+    if (k->backend == KERN_CUDA) { kcuda_attention_forward(k->cuda, out, lse, qkv, B, T, C, NH, workspace); return; }
 #endif
-    kcpu_attention_forward(k->cpu, out, att, qkv, B, T, C, NH, workspace);
+    kcpu_attention_forward(k->cpu, out, lse, qkv, B, T, C, NH, workspace);
 }
 
-void kern_attention_backward(kern_ctx *k, float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH, void *workspace) {
+void kern_attention_backward(kern_ctx *k, float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B, int T, int C, int NH, void *workspace) {
 #ifdef HARNESS_HAVE_CUDA
-    if (k->backend == KERN_CUDA) { kcuda_attention_backward(k->cuda, dqkv, dout, qkv, att, B, T, C, NH, workspace); return; }
+    if (k->backend == KERN_CUDA) { kcuda_attention_backward(k->cuda, dqkv, dout, qkv, out, lse, B, T, C, NH, workspace); return; }
 #endif
-    kcpu_attention_backward(k->cpu, dqkv, dout, qkv, att, B, T, C, NH, workspace);
+    kcpu_attention_backward(k->cpu, dqkv, dout, qkv, out, lse, B, T, C, NH, workspace);
 }
 
 void kern_attention_decode(kern_ctx *k, float *out, const float *q, const float *kcache, const float *vcache, int B, int t, int Tmax, int C, int NH, void *workspace) {

@@ -134,10 +134,11 @@ void kcpu_layernorm_forward(kcpu_ctx *c, float *out, float *mean_rstd, const flo
 void kcpu_layernorm_backward(kcpu_ctx *c, float *din, float *dw, float *db, const float *dout,
                              const float *x, const float *mean_rstd, const float *w, int N,
                              int C, void *workspace);
-void kcpu_attention_forward(kcpu_ctx *c, float *out, float *att, const float *qkv, int B,
+void kcpu_attention_forward(kcpu_ctx *c, float *out, float *lse, const float *qkv, int B,
                             int T, int C, int NH, void *workspace);
 void kcpu_attention_backward(kcpu_ctx *c, float *dqkv, const float *dout, const float *qkv,
-                             const float *att, int B, int T, int C, int NH, void *workspace);
+                             const float *out, const float *lse, int B, int T, int C, int NH,
+                             void *workspace);
 void kcpu_attention_decode(kcpu_ctx *c, float *out, const float *q, const float *kcache,
                            const float *vcache, int B, int t, int Tmax, int C, int NH,
                            void *workspace);

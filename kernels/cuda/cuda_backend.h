@@ -168,10 +168,11 @@ void kcuda_layernorm_forward(kcuda_ctx *c, float *out, float *mean_rstd, const f
 void kcuda_layernorm_backward(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
                               const float *x, const float *mean_rstd, const float *w, int N,
                               int C, void *workspace);
-void kcuda_attention_forward(kcuda_ctx *c, float *out, float *att, const float *qkv, int B,
+void kcuda_attention_forward(kcuda_ctx *c, float *out, float *lse, const float *qkv, int B,
                              int T, int C, int NH, void *workspace);
 void kcuda_attention_backward(kcuda_ctx *c, float *dqkv, const float *dout, const float *qkv,
-                              const float *att, int B, int T, int C, int NH, void *workspace);
+                              const float *out, const float *lse, int B, int T, int C, int NH,
+                              void *workspace);
 void kcuda_attention_decode(kcuda_ctx *c, float *out, const float *q, const float *kcache,
                             const float *vcache, int B, int t, int Tmax, int C, int NH,
                             void *workspace);
