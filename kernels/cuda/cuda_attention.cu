@@ -145,7 +145,7 @@ template <typename E, int HSP, int BR, int BC> struct fwd_layout {
     }
 };
 
-/* grid (query tiles, B * NH): tiles in reverse, so the longest rows start first */
+/* grid (B * NH, query tiles): tiles in reverse, so the longest rows start first */
 template <typename E, int HSP, int BR, int BC>
 __global__ static void __launch_bounds__(ATT_THREADS)
 attention_forward_kernel(float *out, float *lse, const float *qkv, int T, int C, int NH,
@@ -157,8 +157,8 @@ attention_forward_kernel(float *out, float *lse, const float *qkv, int T, int C,
     E *Q = (E *)(smem + L.q), *K = (E *)(smem + L.k), *V = (E *)(smem + L.v);
     E *P = (E *)(smem + L.p);
     float *S = (float *)(smem + L.s), *O = (float *)(smem + L.o), *inv = (float *)(smem + L.inv);
-    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, HS = C / NH;
-    const int q0 = ((int)gridDim.x - 1 - (int)blockIdx.x) * BR;
+    const int bh = blockIdx.x, b = bh / NH, h = bh % NH, HS = C / NH;
+    const int q0 = ((int)gridDim.y - 1 - (int)blockIdx.y) * BR;
     const int64_t ld = 3 * (int64_t)C;
     const float *base = qkv + (int64_t)b * T * ld + (int64_t)h * HS;
     load_rows<E, HSP>(Q, base, ld, q0, BR, T, HS);
@@ -245,7 +245,7 @@ template <typename E, int HSP, int BR, int BC> struct dq_layout {
     }
 };
 
-/* dq of one query tile: grid (query tiles, B * NH), tiles in reverse (longest first) */
+/* dq of one query tile: grid (B * NH, query tiles), tiles in reverse (longest first) */
 template <typename E, int HSP, int BR, int BC>
 __global__ static void __launch_bounds__(ATT_THREADS)
 attention_dq_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse,
@@ -258,8 +258,8 @@ attention_dq_kernel(float *dqkv, const float *dout, const float *qkv, const floa
     E *V = (E *)(smem + L.v), *dS = (E *)(smem + L.ds);
     float *S = (float *)(smem + L.s), *dP = (float *)(smem + L.dp), *dQ = (float *)(smem + L.dq);
     float *lse2 = (float *)(smem + L.lse), *Dr = (float *)(smem + L.d);
-    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, HS = C / NH;
-    const int q0 = ((int)gridDim.x - 1 - (int)blockIdx.x) * BR;
+    const int bh = blockIdx.x, b = bh / NH, h = bh % NH, HS = C / NH;
+    const int q0 = ((int)gridDim.y - 1 - (int)blockIdx.y) * BR;
     const int64_t ld = 3 * (int64_t)C;
     const float *base = qkv + (int64_t)b * T * ld + (int64_t)h * HS;
     load_rows<E, HSP>(Q, base, ld, q0, BR, T, HS);
@@ -315,7 +315,7 @@ template <typename E, int HSP, int BR, int BC> struct dkv_layout {
     }
 };
 
-/* dk, dv of one key tile (BR keys): grid (key tiles, B * NH); the query tiles (BC rows) from
+/* dk, dv of one key tile (BR keys): grid (B * NH, key tiles); the query tiles (BC rows) from
  * the one holding the tile's first key to the end.  Tiles are transposed (keys as rows):
  * S^T = K Q^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q. */
 template <typename E, int HSP, int BR, int BC>
@@ -331,8 +331,8 @@ attention_dkv_kernel(float *dqkv, const float *dout, const float *qkv, const flo
     float *ST = (float *)(smem + L.st), *dPT = (float *)(smem + L.dpt);
     float *dK = (float *)(smem + L.dk), *dV = (float *)(smem + L.dv);
     float *lse2 = (float *)(smem + L.lse), *Dq = (float *)(smem + L.d);
-    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, HS = C / NH;
-    const int k0 = (int)blockIdx.x * BR;
+    const int bh = blockIdx.x, b = bh / NH, h = bh % NH, HS = C / NH;
+    const int k0 = (int)blockIdx.y * BR;
     const int64_t ld = 3 * (int64_t)C;
     const float *base = qkv + (int64_t)b * T * ld + (int64_t)h * HS;
     const float *gbase = dout + (int64_t)b * T * C + (int64_t)h * HS;
@@ -406,7 +406,7 @@ static void forward_launch(kcuda_ctx *c, float *out, float *lse, const float *qk
     const fwd_layout<E, HSP, BR, BC> L;
     auto kernel = attention_forward_kernel<E, HSP, BR, BC>;
     if (!att_smem(c, (const void *)kernel, L.bytes)) return;
-    dim3 grid((unsigned int)((T + BR - 1) / BR), (unsigned int)(B * NH));
+    dim3 grid((unsigned int)(B * NH), (unsigned int)((T + BR - 1) / BR));
     float scale_log2 = ATT_LOG2E / sqrtf((float)(C / NH));
     kernel<<<grid, ATT_THREADS, L.bytes, c->stream>>>(out, lse, qkv, T, C, NH, scale_log2);
     KCUDA_LAUNCHED(c, "attention_forward_kernel");
@@ -424,11 +424,11 @@ static void backward_launch(kcuda_ctx *c, float *dqkv, const float *dout, const 
     if (!att_smem(c, (const void *)dq, LQ.bytes) || !att_smem(c, (const void *)dkv, LK.bytes))
         return;
     float scale = 1.0f / sqrtf((float)(C / NH)), scale_log2 = scale * ATT_LOG2E;
-    dim3 gk((unsigned int)((T + KR - 1) / KR), (unsigned int)(B * NH));
+    dim3 gk((unsigned int)(B * NH), (unsigned int)((T + KR - 1) / KR));
     dkv<<<gk, ATT_THREADS, LK.bytes, c->stream>>>(dqkv, dout, qkv, lse, D, T, C, NH, scale,
                                                    scale_log2);
     KCUDA_LAUNCHED(c, "attention_dkv_kernel");
-    dim3 gq((unsigned int)((T + QR - 1) / QR), (unsigned int)(B * NH));
+    dim3 gq((unsigned int)(B * NH), (unsigned int)((T + QR - 1) / QR));
     dq<<<gq, ATT_THREADS, LQ.bytes, c->stream>>>(dqkv, dout, qkv, lse, D, T, C, NH, scale,
                                                   scale_log2);
     KCUDA_LAUNCHED(c, "attention_dq_kernel");

@@ -11,6 +11,10 @@
  *              forward's last row, the cross-entropy in place with padding columns that hold
  *              the largest logits, a label out of range, acc accumulated.
  *   determinism  every backward twice on the same inputs: the same bits.
+ *   attention    lse against the reference's log-sum-exp; T past one and several row blocks;
+ *              causality (the last position's keys and values changed: every earlier row of
+ *              out, lse and dq keeps its bits); the float32 kernel's gradient against central
+ *              differences of its own forward along random directions.
  * Each loss is L = sum(G * forward(x)) for a fixed random G, so dL/dout = G. */
 #include <setjmp.h>
 #include <stdarg.h>
