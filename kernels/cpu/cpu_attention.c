@@ -9,7 +9,8 @@
  * [0, r1) only, so every GEMM of a block is (r1-r0) x r1 (about half the work of T x T for long
  * sequences).  Per (b, h), with D[t] = dout_t . out_t (= sum_s P[t,s] dP[t,s]):
  *   forward   S = q[r0:r1] k[0:r1]^T; P = masked softmax, lse; out[r0:r1] = P v[0:r1]
- *   backward  P again from lse; dP = dout[r0:r1] v[0:r1]^T; dS = P * (dP - D) / sqrt(HS);
+ *   backward  (row blocks last to first) P again from lse; dP = dout[r0:r1] v[0:r1]^T;
+ *             dS = P * (dP - D) / sqrt(HS);
  *             dq[r0:r1] = dS k[0:r1];  dk[0:r1] += dS^T q[r0:r1];  dv[0:r1] += P^T dout[r0:r1]
  * The scratch is one or two [BLK, T] strips (BLK <= T/8 + 32 rows), not [T, T].  Every entry
  * above the diagonal of a strip is 0 when a GEMM reads it, every loop runs in a fixed order:
@@ -77,12 +78,6 @@ void kcpu_attention_forward(kcpu_ctx *c, float *out, float *lse, const float *qk
         }
 }
 
-/* dk and dv of one (sequence, head) [T, HS] (row stride ld) = 0 before they accumulate */
-static void zero_rows(float *x, int T, int HS, int ld) {
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < HS; i++) x[(size_t)t * ld + i] = 0.0f;
-}
-
 /* Rows [r0, r1) of P (from the scores in p and lse) and of dS (from dP in ds, in place):
  * P = exp(S * scale - lse), dS = P * (dP - D) * scale, both 0 for s > t. */
 static void block_probs_and_grads(float *restrict p, float *restrict ds, const float *restrict l,
@@ -119,10 +114,11 @@ void kcpu_attention_backward(kcpu_ctx *c, float *dqkv, const float *dout, const 
             const float *o = out + (size_t)b * T * C + (size_t)h * HS;
             float *dq = dqkv + (size_t)b * T * ld + (size_t)h * HS;
             float *dk = dq + C, *dv = dq + 2 * C;
-            zero_rows(dk, T, HS, ld);
-            zero_rows(dv, T, HS, ld);
-            for (int r0 = 0; r0 < T; r0 += BLK) {
+            /* the last row block first: it reaches every key, so its dk, dv GEMMs write
+             * (beta 0) all of dk[0:T], dv[0:T], and the blocks above accumulate onto them */
+            for (int r0 = (T - 1) / BLK * BLK; r0 >= 0; r0 -= BLK) {
                 int r1 = r0 + BLK < T ? r0 + BLK : T, m = r1 - r0;
+                float beta = r1 == T ? 0.0f : 1.0f;
                 const float *qb = q + (size_t)r0 * ld, *gb = g + (size_t)r0 * C;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HS, 1.0f, qb, ld,
                             k, ld, 0.0f, p, T);
@@ -132,9 +128,9 @@ void kcpu_attention_backward(kcpu_ctx *c, float *dqkv, const float *dout, const 
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HS, r1, 1.0f, ds, T,
                             k, ld, 0.0f, dq + (size_t)r0 * ld, ld);
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, m, 1.0f, ds, T,
-                            qb, ld, 1.0f, dk, ld);
+                            qb, ld, beta, dk, ld);
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, m, 1.0f, p, T,
-                            gb, C, 1.0f, dv, ld);
+                            gb, C, beta, dv, ld);
             }
         }
 }
