@@ -355,10 +355,11 @@ int main(void) {
      * fp32 (and TF32 contexts, which run the same fp32 kernels): 1e-5 normwise forward, 2e-5
      * backward - fp32 sums of up to T terms in another order than the CPU's BLAS, about
      * sqrt(T) * 2^-24 relative (2e-6 at T = 1024), and dS = P (dP - D) cancels a little.
-     * bf16: q, k, v, P, dO and dS keep 8 significant bits (relative rounding 2^-9) and are
-     * multiplied on tensor cores with fp32 sums: a few roundings per value, 2e-2 normwise for
-     * out and lse; 5e-2 for dqkv, where the rounded dP - D cancels (cuBLAS's BF16 path, which
-     * rounded the same operands, was held to 5e-2 before). */
+     * bf16: q, k, v, P, dO and dS keep 8 significant bits (relative rounding 2^-9 = 2e-3) and
+     * are multiplied on tensor cores with fp32 sums: a few such roundings per value.  A host
+     * emulation of these kernels (bf16 rounding, fp32 tile sums) measured 3e-3 normwise for
+     * out and 2e-3 for dqkv against this CPU up to T = 1024: 1e-2 for out and lse, 2e-2 for
+     * dqkv (dS = P (dP - D) is where the rounded operands cancel). */
     static const int shapes[][4] = {{2, 1, 32, 2},    {2, 37, 48, 3},   {1, 65, 12, 3},
                                     {1, 50, 96, 2},   {2, 130, 128, 2}, {1, 200, 128, 1},
                                     {1, 1024, 768, 12}};
@@ -366,7 +367,7 @@ int main(void) {
         const int *s = shapes[i];
         test_attention_on(gpu, "fp32", s[0], s[1], s[2], s[3], 1e-5, 2e-5);
         test_attention_on(tf32, "tf32", s[0], s[1], s[2], s[3], 1e-5, 2e-5);
-        test_attention_on(bf16, "bf16", s[0], s[1], s[2], s[3], 2e-2, 5e-2);
+        test_attention_on(bf16, "bf16", s[0], s[1], s[2], s[3], 1e-2, 2e-2);
     }
     time_attention(gpu, "fp32", 16, 1024, 768, 12);
     time_attention(bf16, "bf16", 16, 1024, 768, 12);
