@@ -106,7 +106,8 @@ typedef struct {
      * exchange and for data; loss rows (samples, or tokens) and steps */
     double iv_compute, iv_comm, iv_data;
     int64_t iv_rows, iv_steps;
-    double t_interval;        /* the interval's start (moved on by what evaluation took) */
+    double t_interval;        /* the interval's start (moved on by the time evaluation and
+                               * checkpoints took) */
     double t_train, t_excluded;   /* training's start; time since spent evaluating and
                                    * checkpointing, which does not count as training */
     int64_t epoch, steps_run;
@@ -131,6 +132,8 @@ typedef struct {
 /* hooks.c */
 void run_hooks_read(run_hooks *h, int rank);
 /* step.c */
+/* Before the first step: the loop's state, the parameters' all-gather hook (zero_stage 1)
+ * and whether the step runs from a CUDA graph (said once). */
 void step_loop_init(run *r, train_loop *L);
 /* One optimizer step (0-based step).  The verdict (optim_read) is read when read_verdict (the
  * ranks' agreed steps: every rank reads at the same steps) or, for the counts alone, when
