@@ -253,14 +253,6 @@ static int optim_states(const optim *o, const char **names, float **bufs) {
 static const char *RNG_NOTE =
     "philox4x32-10, stateless: init from (seed, tensor index), dropout from (seed, step, sample)";
 
-static int fsync_path(const char *path, int directory) {
-    int fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* ckpt_set_test_pause's pause (ms; 0: none). */
 static long test_pause_ms = 0;
 

@@ -46,6 +46,10 @@ static int start_run(run *r, char *err) {
     /* From here on a stalled collective or a lost rank ends the job with a report (the
      * one-rank phases of start-up - reading data, resuming - are over). */
     int wd = cfg->comm_timeout_s > 0 ? comm_watchdog_start(r->c, cfg->comm_timeout_s, err, ERRLEN) : 0;
+    /* across nodes: a lost node named in seconds (collective: every rank calls it) */
+    int hb = cfg->comm_heartbeat_s > 0
+                 ? comm_heartbeat_start(r->c, cfg->comm_heartbeat_s, HARNESS_EXIT_NODE_LOST, err, ERRLEN) : 0;
+    if (wd == 0) wd = hb;
     if (run_agree(r, wd, err) || run_agree(r, run_open_observers(r, err), err)) {
         run_teardown(r);
         return -1;
