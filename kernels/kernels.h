@@ -37,6 +37,10 @@ typedef struct {
     int separate_epilogues;     /* CUDA: 1 = bias / activation / bias gradient as their own
                                  * kernels, never fused into the GEMMs (run.gemm_epilogues:
                                  * separate); 0 = fused by cuBLASLt where it can */
+    int upload_delay_ms;        /* CUDA, fault-injection tests: the copy stream pauses this
+                                 * long before each kern_upload's copies, so the transfer
+                                 * starts late; 0 = none (the caller reads its own settings:
+                                 * the kernels read no environment) */
 } kern_options;
 
 /* Work the backend has queued since it was created, for per-step counts.  CUDA: kernel
@@ -112,7 +116,7 @@ void kern_to_host(kern_ctx *k, void *host_dst, const void *src, size_t bytes);
  * completed, and the host waits only when the device is that far behind.  CPU: memcpy
  * (settle does nothing).  Staging grows on demand; call kern_upload_reserve at start-up with
  * the largest batch's total bytes (each part rounded up to 256) so that no step allocates.
- * Fault hook for tests: HARNESS_FAULT_UPLOAD_DELAY_MS=N holds the copy stream N ms before
+ * Fault hook for tests: kern_options.upload_delay_ms = N holds the copy stream N ms before
  * each copy (settle must still wait). */
 int kern_upload_reserve(kern_ctx *k, size_t bytes, char *err, size_t errlen);
 void kern_upload(kern_ctx *k, int n, void *const dst[], const void *const host_src[],

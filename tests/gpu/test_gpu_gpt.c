@@ -329,7 +329,8 @@ int main(void) {
         return 77;
     }
     char err[512];
-    kern_options oc = {KERN_CPU, 1, 0, KERN_FP32, 0}, og = {KERN_CUDA, 1, 0, KERN_FP32, 0};
+    kern_options oc = {.backend = KERN_CPU, .threads = 1, .precision = KERN_FP32},
+                 og = {.backend = KERN_CUDA, .threads = 1, .precision = KERN_FP32};
     if (kern_create(&oc, &cpu, err, sizeof err) || kern_create(&og, &gpu, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
@@ -343,7 +344,8 @@ int main(void) {
     test_xent(300, 50257, 50304);
     test_xent(64, 10, 10);
     test_xent_bad_labels();
-    kern_options ot = {KERN_CUDA, 1, 0, KERN_TF32, 0}, ob = {KERN_CUDA, 1, 0, KERN_BF16, 0};
+    kern_options ot = {.backend = KERN_CUDA, .threads = 1, .precision = KERN_TF32},
+                 ob = {.backend = KERN_CUDA, .threads = 1, .precision = KERN_BF16};
     kern_ctx *tf32, *bf16;
     if (kern_create(&ot, &tf32, err, sizeof err) || kern_create(&ob, &bf16, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);

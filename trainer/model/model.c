@@ -421,6 +421,8 @@ void model_init_params(model *m, const char *init, uint64_t seed) {
 float *model_input(model *m) { return m->act[0]; }
 int32_t *model_input_tokens(model *m) { return m->tokens; }
 float *model_dlogits(model *m) { return m->act[m->n_layers]; }
+int model_is_lm(const model *m) { return m->input_desc.tokens; }
+int64_t model_rows(const model *m, int64_t samples) { return samples * m->rows_per_sample; }
 
 static float *forward_pass(model *m, const model_pass *base) {
     for (int i = 0; i < m->n_layers; i++) {
