@@ -90,9 +90,9 @@ int comm_grads_time_buckets(comm *c, char *err, size_t errlen);
 
 /* The network check at start (comm_netcheck.c): the gradient all-reduce at `bytes` timed across
  * all ranks (median of reps rounds, each the slowest rank's time) as bus bandwidth
- * 2 (n-1)/n x bytes / time, and each node's exchange with rank 0's node (fastest of reps; node
- * 0: NAN).  slowest: a node under a quarter of the others' median, else -1 (3 nodes or more).  Collective;
- * every rank gets the same results.  Free with comm_netcheck_free. */
+ * 2 (n-1)/n x bytes / time, and each node's exchange with rank 0's node (fastest of 2 x reps;
+ * node 0: NAN).  slowest: a node under a tenth of the others' median, else -1 (3 nodes or
+ * more).  Collective; every rank gets the same results.  Free with comm_netcheck_free. */
 typedef struct {
     size_t bytes;
     double allreduce_s, bus_gbps;   /* GB/s = 1e9 bytes/s */

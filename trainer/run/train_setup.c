@@ -467,7 +467,7 @@ int run_open_observers(run *r, char *err) {
 
 /* The gradient all-reduce at the bucket size (comm.bucket_kb), timed across the job before the
  * first step, and each node's exchange with rank 0's node: a slow link is named now, not
- * found in the step times later.  5 rounds of each: milliseconds on a real network. */
+ * found in the step times later.  5 and 10 rounds: milliseconds on a real network. */
 int run_network_check(run *r, char *err) {
     comm_netcheck nc;
     if (comm_netcheck_run(r->c, (size_t)r->cfg->bucket_kb * 1024, 5, &nc, err, ERRLEN) != 0) return -1;
@@ -487,7 +487,7 @@ int run_network_check(run *r, char *err) {
                 nc.nodes > 1 ? ": " : "", nodes);
         if (nc.slowest > 0)
             fprintf(stderr, "harness: warning: network: node %s's link is slow: %.3g GB/s, under "
-                    "a quarter of the other nodes' median\n", nc.node_host[nc.slowest], nc.node_gbps[nc.slowest]);
+                    "a tenth of the other nodes' median\n", nc.node_host[nc.slowest], nc.node_gbps[nc.slowest]);
         char fields[1700];
         snprintf(fields, sizeof fields, "\"bytes\":%zu,\"ranks\":%d,\"allreduce_s\":%.6g,"
                  "\"bus_gb_per_s\":%.6g,\"rank0_node\":\"%s\",\"nodes\":[%s],\"slow_node\":\"%s\"",
