@@ -7,7 +7,7 @@ source "$(dirname "$0")/common.sh"
 cluster_up "$WORK/cluster" 3 || fail "the emulated nodes did not come up"
 say "nodes up: ${CLUSTER_NODES[*]}"
 check() {   # check NAME: 3 steps, 1 rank per node, 256 KiB buckets
-  rm -rf "$WORK/$1"
+  rm -rf "${WORK:?}/$1"
   # shellcheck disable=SC2046
   node_run n1 "$MPIRUN" $(mpi_args) --host n1:1,n2:1,n3:1 -np 3 "$HARNESS" train \
     --set data.train="$WORK/fashion-mnist/train.h5" --set data.test="" --set train.steps=3 \

@@ -27,7 +27,6 @@ log: {every: 5, progress: false}
 checkpoint: {every: 10}
 YAML
 
-JOBS=()
 # submit OUT ARGS...: sbatch the multi-node recipe (2 nodes x 2 CPU ranks); prints the job id
 submit() {
   local out=$1 id; shift

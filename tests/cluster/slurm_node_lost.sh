@@ -16,7 +16,7 @@ source "$(dirname "$0")/common.sh"
 source "$HERE/slurm_common.sh"
 slurm_nodes_up 3 "$WORK/c" || fail "Slurm on the emulated nodes did not come up"
 say "Slurm up: head n1, compute $(slurm_run sinfo -h -o '%D nodes %N %t')"
-cd "$WORK"
+cd "$WORK" || fail "no $WORK"
 # parameters after 80 steps of 2 ranks resumed from 4: within this fraction of the largest
 # |parameter| of the uninterrupted run (float rounding: measured about 1e-6)
 TOL=1e-4

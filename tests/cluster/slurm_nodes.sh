@@ -16,7 +16,6 @@
 # policy-rc.d that forbids it).
 
 SLURM_DIR=""
-declare -A SLURMD_PID   # node -> slurmd pid
 SLURM_COMPUTE=()        # n2 n3 ...
 
 slurm_can_run() {
@@ -96,7 +95,6 @@ CONF
 
 slurmd_start() {
   node_bg "$1" "$SLURM_DIR/spool/$1/slurmd.out" slurmd -D -f "$SLURM_CONF"
-  SLURMD_PID[$1]=$NODE_BG_PID
 }
 
 slurm_run() { node_run n1 "$@"; }

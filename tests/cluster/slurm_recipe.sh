@@ -14,7 +14,7 @@ source "$(dirname "$0")/common.sh"
 source "$HERE/slurm_common.sh"
 slurm_nodes_up 2 "$WORK/c" || fail "Slurm on the emulated nodes did not come up"
 say "Slurm up: head n1, compute $(slurm_run sinfo -h -o '%D nodes %N %t')"
-cd "$WORK"
+cd "$WORK" || fail "no $WORK"
 
 t=$SECONDS
 J=$(submit "$WORK/ref.out" "$RECIPE" "$WORK/job.yaml" --set run.dir="$WORK/ref") || fail "sbatch failed"
