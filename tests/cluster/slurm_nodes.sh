@@ -11,7 +11,7 @@
 # reachable from every node's mount namespace; its path must stay under 108 bytes), the state,
 # one spool directory and log per slurmd (SlurmdSpoolDir=.../spool/%n).  Each slurmd's TmpFS is
 # its node's private /tmp.  Daemons run in the foreground inside their node, so cluster_down
-# (which kills everything in our namespaces) stops them; the pids are kept in SLURM_PIDS too.
+# (which kills everything in our namespaces) stops them, by pid, failed test or not.
 # Package scripts never start these daemons here (launch/deps.sh installs them under a
 # policy-rc.d that forbids it).
 
