@@ -39,6 +39,9 @@ one_fault() {
     fi
     sleep 0.1
   done
+  # a heartbeat interval more, so that the lost node's last heartbeat carries a step (an idle
+  # machine reaches step 50 within the first interval)
+  sleep 1.5
   t_fault=$(now)
   case $kind in
     power) node_power_off n2 ;;

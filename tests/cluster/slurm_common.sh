@@ -11,6 +11,9 @@ RECIPE=$REPO/launch/slurm/harness-multi-node.sbatch
 export HARNESS OMPI_MCA_btl=tcp,vader,self OMPI_MCA_btl_tcp_if_include=eth0 OMPI_MCA_oob_tcp_if_include=eth0
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_mpi_yield_when_idle=1
 export MPIRUN_ARGS="--bind-to none --mca plm_rsh_no_tree_spawn 1"
+# 40 ms of sleep in every step (harness's test hook; the arithmetic is untouched): an idle
+# machine would run the 120 steps in about a second, before the test can preempt or fault them
+export HARNESS_FAULT_STEP_SLEEP_MS=40
 # mpirun's stop after Slurm's SIGTERM (two waits of this many seconds; the recipe's default 15
 # is for real checkpoints): this MLP checkpoints in milliseconds
 export OMPI_MCA_odls_base_sigkill_timeout=4
