@@ -340,32 +340,34 @@ int kern_graph_begin(kern_ctx *k, char *err, size_t errlen) {
 #ifdef HARNESS_HAVE_CUDA
     if (k->backend == KERN_CUDA) return kcuda_graph_begin(k->cuda, err, errlen);
 #endif
-    snprintf(err, errlen, "CUDA graphs need the CUDA backend");
-    return -1;
+    return kcpu_graph_begin(k->cpu, err, errlen);
 }
 
 int kern_graph_end(kern_ctx *k, char *err, size_t errlen) {
 #ifdef HARNESS_HAVE_CUDA
     if (k->backend == KERN_CUDA) return kcuda_graph_end(k->cuda, err, errlen);
 #endif
-    snprintf(err, errlen, "CUDA graphs need the CUDA backend");
-    return -1;
+    return kcpu_graph_end(k->cpu, err, errlen);
 }
 
 void kern_graph_set_values(kern_ctx *k, const kern_step_values *v) {
 #ifdef HARNESS_HAVE_CUDA
-    if (k->backend == KERN_CUDA) kcuda_graph_set_values(k->cuda, v);
-#else
-    (void)k; (void)v;
+    if (k->backend == KERN_CUDA) {
+        kcuda_graph_set_values(k->cuda, v);
+        return;
+    }
 #endif
+    kcpu_graph_set_values(k->cpu, v);
 }
 
 void kern_graph_launch(kern_ctx *k) {
 #ifdef HARNESS_HAVE_CUDA
-    if (k->backend == KERN_CUDA) kcuda_graph_launch(k->cuda);
-#else
-    (void)k;
+    if (k->backend == KERN_CUDA) {
+        kcuda_graph_launch(k->cuda);
+        return;
+    }
 #endif
+    kcpu_graph_launch(k->cpu);
 }
 
 void kern_relu_forward(kern_ctx *k, float *out, const float *in, int64_t n) {

@@ -45,11 +45,15 @@ void kern_get_counters(kern_ctx *k, kern_counters *out);
 /* CUDA graphs of a training step (CUDA backend; kern_graph_available is 0 on the CPU).
  * Between kern_graph_begin and kern_graph_end the ops queued on the backend are recorded,
  * not run (no host reads or waits may come in between: kern_to_host, kern_sync, ...).  The
- * step-varying values of the recorded guarded updates (lr, t_plus), kern_grad_stats (step)
- * and kern_dropout_forward_rows (step_id) are then taken from the values that
- * kern_graph_set_values queues before each kern_graph_launch, not from the arguments given
- * while recording.  kern_graph_end returns -1 with the reason when the capture failed; the
- * recorded work has then not run and the caller runs it without a graph. */
+ * step-varying values of the recorded guarded updates (lr, t_plus), kern_grad_stats (step),
+ * kern_grad_verdict_from (step) and kern_dropout_forward_rows (step_id) are then taken from
+ * the values that kern_graph_set_values queued last before each kern_graph_launch - also
+ * when it was called before kern_graph_begin - not from the arguments given while recording;
+ * a launch with no values ever set gives non-finite parameters.  kern_graph_end returns -1
+ * with the reason when the capture failed; the recorded work has then not run and the caller
+ * runs it without a graph.
+ * The CPU backend emulates the contract for tests: there the recorded ops run as they are
+ * queued, reading the values set so far, and every launch needs a recording of its own. */
 typedef struct {
     float lr;
     int64_t t_plus, step;

@@ -106,6 +106,16 @@ void kcpu_batchnorm_backward(kcpu_ctx *c, float *din, const float *dout, const f
 
 /* the GPU step's device-side forms (cpu_step.c): dropout over rows, the optimizer's verdict and
  * guarded updates, batch-norm parameter gradients */
+/* The CUDA graph's contract emulated (cpu_context.c): ops queued between begin and end run at
+ * once but take their step-varying values from what kcpu_graph_set_values set (any time
+ * before, including before begin); launch consumes the recording (one per step). */
+int kcpu_graph_begin(kcpu_ctx *c, char *err, size_t errlen);
+int kcpu_graph_end(kcpu_ctx *c, char *err, size_t errlen);
+void kcpu_graph_set_values(kcpu_ctx *c, const kern_step_values *v);
+void kcpu_graph_launch(kcpu_ctx *c);
+void kcpu_graph_clear_values(kcpu_ctx *c);
+/* the values a recorded op reads: the slot while recording, else NULL (use the arguments) */
+const kern_step_values *kcpu_step_values(const kcpu_ctx *c);
 void kcpu_dropout_forward_rows(kcpu_ctx *c, float *out, uint8_t *mask, const float *in,
                                int64_t rows, int64_t row_elems, float p, uint64_t seed,
                                uint64_t step_id, int64_t first_row, int layer);

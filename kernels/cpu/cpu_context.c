@@ -2,6 +2,7 @@
 #include "cpu_backend.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,12 @@
 
 struct kcpu_ctx {
     int threads;
+    /* The emulated CUDA graph (kcpu_graph_*): the step's values, from creation on as
+     * c->step_scalars on the GPU, so values set before a recording reach its first run;
+     * recording now; a recording not yet launched; the first misuse, for kcpu_check. */
+    kern_step_values step_values;
+    int capturing, recorded;
+    char error[160];
 };
 
 int kcpu_create(const kern_options *opt, kcpu_ctx **out, char *err, size_t errlen) {
@@ -23,6 +30,7 @@ int kcpu_create(const kern_options *opt, kcpu_ctx **out, char *err, size_t errle
         return -1;
     }
     c->threads = opt->threads;
+    kcpu_graph_clear_values(c);
     /* OpenBLAS would otherwise start one thread per core in every rank.  The setting is
      * process-wide: the last context created wins. */
     openblas_set_num_threads(opt->threads);
@@ -52,7 +60,66 @@ void kcpu_to_host(kcpu_ctx *c, void *host_dst, const void *src, size_t bytes) {
 
 int kcpu_sync(kcpu_ctx *c, char *err, size_t errlen) { return 0; }
 
-int kcpu_check(kcpu_ctx *c, char *err, size_t errlen) { return 0; }
+int kcpu_check(kcpu_ctx *c, char *err, size_t errlen) {
+    if (!c->error[0]) return 0;
+    snprintf(err, errlen, "%s", c->error);
+    c->error[0] = '\0';
+    return -1;
+}
+
+/* ---- the CUDA graph's contract, emulated (kernels.h, "CUDA graphs") ----
+ *
+ * The CPU cannot replay recorded work, so a "recording" runs the ops as they are queued and
+ * each step is recorded again (begin, ops, end, launch).  What is emulated is where a recorded
+ * op takes its step-varying values from: the slot that kcpu_graph_set_values fills, not the
+ * op's arguments - the slot the GPU's first replay reads. */
+
+void kcpu_graph_clear_values(kcpu_ctx *c) {
+    /* values never set: a replay gets NaN parameters (AdamW's t = 0 is 0/0), as it would from
+     * uninitialised device memory, so a lost kern_graph_set_values cannot go unnoticed */
+    c->step_values.lr = NAN;
+    c->step_values.t_plus = 0;
+    c->step_values.step = 0;
+    c->step_values.step_id = 0;
+}
+
+static void graph_misuse(kcpu_ctx *c, const char *what) {
+    if (!c->error[0]) snprintf(c->error, sizeof c->error, "CPU backend: %s", what);
+}
+
+int kcpu_graph_begin(kcpu_ctx *c, char *err, size_t errlen) {
+    if (c->capturing) {
+        snprintf(err, errlen, "CPU backend: kern_graph_begin while already recording");
+        return -1;
+    }
+    c->capturing = 1;
+    return 0;
+}
+
+int kcpu_graph_end(kcpu_ctx *c, char *err, size_t errlen) {
+    if (!c->capturing) {
+        snprintf(err, errlen, "CPU backend: kern_graph_end without kern_graph_begin");
+        return -1;
+    }
+    c->capturing = 0;
+    c->recorded = 1;
+    return 0;
+}
+
+void kcpu_graph_set_values(kcpu_ctx *c, const kern_step_values *v) { c->step_values = *v; }
+
+void kcpu_graph_launch(kcpu_ctx *c) {
+    /* the recording already ran its ops: this launch is that first replay; a second launch of
+     * the same recording would need a replay the CPU cannot do */
+    if (!c->recorded)
+        graph_misuse(c, "kern_graph_launch without a new recording (the CPU emulation runs "
+                        "the ops while recording, so each step is recorded again)");
+    c->recorded = 0;
+}
+
+const kern_step_values *kcpu_step_values(const kcpu_ctx *c) {
+    return c->capturing ? &c->step_values : NULL;
+}
 
 const char *kcpu_blas_coretype_hint(void) {
 #if defined(__x86_64__) && defined(__GNUC__)

@@ -199,7 +199,8 @@ int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t err
     }
     if (!KCUDNN_CALL(c, cudnnSetStream(c->cudnn, c->stream)) || kcuda_conv_cache_create(c) != 0)
         return create_failed(c, err, errlen);
-    if (kcuda_lt_create(c) != 0) return create_failed(c, err, errlen);
+    if (kcuda_lt_create(c) != 0 || kcuda_graph_create(c) != 0)
+        return create_failed(c, err, errlen);
     /* what start-up queued is not a step's work */
     c->launches = c->host_syncs = 0;
     *out = c;

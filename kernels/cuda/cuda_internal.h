@@ -156,6 +156,8 @@ int kcuda_lt_matmul(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, in
 static inline const kcuda_step_scalars *kcuda_step_values(const kcuda_ctx *c) {
     return c->capturing ? c->step_scalars : NULL;
 }
+/* c->step_scalars, with the context (0, or -1 with the error recorded); released with it */
+int kcuda_graph_create(kcuda_ctx *c);
 void kcuda_graph_release(kcuda_ctx *c);
 
 /* Releases what cuda_step.cu created (copy stream, staging, events); the stream is idle. */

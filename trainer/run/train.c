@@ -223,8 +223,8 @@ static const char *graph_refusal(const run *r, const config *cfg, int *emulate) 
     if (!cfg->cuda_graph) return "off (run.cuda_graph: false)";
     if (!kern_graph_available(r->k)) {
         /* Test hook: on the CPU, take the graph path's step (graph_step_body, the host's
-         * step count and values) without recording, so that it can be checked against the
-         * ordinary step (tests/trainer/grad_zeroing.sh) where no GPU is. */
+         * step count and values, the CPU's emulated recording: kernels.h) so that it can be
+         * checked against the ordinary step (tests/trainer/grad_zeroing.sh) where no GPU is. */
         if (getenv("HARNESS_TEST_GRAPH_BODY") && r->world == 1 && r->accum == 1) {
             *emulate = 1;
             return NULL;
@@ -385,8 +385,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             int64_t t_plus = optim_count_step(&r.opt);
             kern_step_values sv = {lr, t_plus, step, (uint64_t)step};
             kern_graph_set_values(r.k, &sv);
-            if (graph_emulate) graph_step_body(&r, cfg, step, lr, t_plus, rows, inv_scale);
-            else if (!graph_ready) {
+            if (!graph_ready) {
                 char gerr[512] = "";
                 int ok = kern_graph_begin(r.k, gerr, sizeof gerr) == 0;
                 if (ok) {
@@ -405,6 +404,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
                 }
             }
             if (graph_ready) kern_graph_launch(r.k);
+            if (graph_emulate) graph_ready = 0;   /* the CPU records every step anew */
             iv_samples += rows;
         }
         int span = -1;
