@@ -244,7 +244,7 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
                     rounded += fabs((double)g_down[i] - expected) > 1e-6;
                     emu_differs += g_down[i] != emu[i] / (float)world;
                 }
-                if (fabs((double)g_down[i] - expected) > tol) {
+                if (!(fabs((double)g_down[i] - expected) <= tol)) {
                     if (wrong < 5)
                         fprintf(stderr, "rank %d: n=%lld bucket_bytes=%zu pattern=%d step=%d: "
                                 "grads[%lld] = %.9g, expected %.9g\n", rank, (long long)n,
@@ -355,7 +355,7 @@ static int64_t run_zero_case(int64_t n, size_t bucket_bytes, int case_id, int *e
                 double expected = sum[i] / world, got = g_down[i - lo];
                 double tol = world == 1 ? 0.0 : average_tolerance(world, sum_abs[i]);
                 zero_rounded += fabs(got - expected) > 1e-6;
-                if (fabs(got - expected) > tol) {
+                if (!(fabs(got - expected) <= tol)) {
                     if (wrong < 5)
                         fprintf(stderr, "rank %d: n=%lld bucket_bytes=%zu pattern=%d step=%d: "
                                 "shard[%lld] = %.9g, expected %.9g\n", rank, (long long)n,

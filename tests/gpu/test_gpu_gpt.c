@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu_compare.h"
 #include "kernels.h"
 
 static kern_ctx *cpu, *gpu;
@@ -50,18 +51,14 @@ static void sync_or_die(void) {
 static void compare(const char *what, buf *b, double tol) {
     sync_or_die();
     kern_to_host(gpu, b->h, b->g, (size_t)b->n * 4);
-    double ref = 0, diff = 0;
-    for (int64_t i = 0; i < b->n; i++) {
-        float want = b->c[i], got = b->h[i];
-        if (isnan(want) != isnan(got)) {
-            printf("FAIL %s: element %lld: cpu %g, gpu %g\n", what, (long long)i, want, got);
-            failures++;
-            return;
-        }
-        if (isnan(want)) continue;
-        if (fabs(want) > ref) ref = fabs(want);
-        if (fabs(want - got) > diff) diff = fabs(want - got);
+    gc_diff d = gc_diff_f(b->c, b->h, b->n);
+    if (isnan(d.max_diff)) {
+        printf("FAIL %s: element %lld: cpu %g, gpu %g\n", what, (long long)d.worst,
+               b->c[d.worst], b->h[d.worst]);
+        failures++;
+        return;
     }
+    double ref = d.max_ref, diff = d.max_diff;
     int ok = diff <= tol * (ref > 0 ? ref : 1);
     printf("%s %s: max |gpu - cpu| = %.3g (max |cpu| %.3g, tolerance %.1g)\n", ok ? "ok  " : "FAIL",
            what, diff, ref, tol);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu_compare.h"
 #include "kernels.h"
 
 #define SKIP_CODE 77
@@ -106,43 +107,25 @@ static void expect_no_gpu_error(void) {
 
 static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
 
-/* GPU result (fetched) against the CPU's: NaN exactly where the CPU has NaN, and
- * max|gpu - cpu| <= tol * max|cpu| over the finite elements (tol 0: every bit equal). */
+/* GPU result (fetched) against the CPU's: NaN exactly where the CPU has NaN, infinities equal,
+ * and max|gpu - cpu| <= tol * max|cpu| (tol 0: every bit equal); gpu_compare.h, NaN fails. */
 static void expect_close_values(const char *what, const float *want, const float *got, int64_t n,
                                 double tol) {
-    double max_ref = 0.0, max_diff = 0.0;
-    int64_t worst = -1, differ = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (!isnan(want[i]) != !isnan(got[i]))
-            fail_msg("%s (n=%lld): element %lld is %g on the CPU but %g on the GPU", what,
-                     (long long)n, (long long)i, (double)want[i], (double)got[i]);
-        if (isnan(want[i])) continue;   /* NaN on both: payloads may differ */
-        if (!same_bits(want[i], got[i])) differ++;
-        if (isinf(want[i]) || isinf(got[i])) {
-            if (want[i] != got[i])
-                fail_msg("%s (n=%lld): element %lld is %g on the CPU but %g on the GPU", what,
-                         (long long)n, (long long)i, (double)want[i], (double)got[i]);
-            continue;
-        }
-        double ref = fabs((double)want[i]);
-        double diff = fabs((double)got[i] - (double)want[i]);
-        if (ref > max_ref) max_ref = ref;
-        if (diff > max_diff) {
-            max_diff = diff;
-            worst = i;
-        }
-    }
-    double rel = max_ref > 0.0 ? max_diff / max_ref : max_diff;
-    if (differ == 0)
+    gc_diff d = gc_diff_f(want, got, n);
+    double rel = gc_rel(&d);
+    if (isnan(d.max_diff))
+        fail_msg("%s (n=%lld): element %lld is %g on the CPU but %g on the GPU", what,
+                 (long long)n, (long long)d.worst, (double)want[d.worst], (double)got[d.worst]);
+    if (d.differ == 0)
         printf("  %-40s n=%-8lld bit-identical\n", what, (long long)n);
     else
         printf("  %-40s n=%-8lld max rel err %.3g, %lld elements differ in bits\n", what,
-               (long long)n, rel, (long long)differ);
-    if (tol == 0.0 ? differ != 0 : rel > tol)
+               (long long)n, rel, (long long)d.differ);
+    if (!gc_within(&d, tol))
         fail_msg("%s (n=%lld): normwise relative error %.3g > %.3g; worst element %lld: CPU %.9g "
                  "GPU %.9g",
-                 what, (long long)n, rel, tol, (long long)worst,
-                 worst >= 0 ? (double)want[worst] : 0.0, worst >= 0 ? (double)got[worst] : 0.0);
+                 what, (long long)n, rel, tol, (long long)d.worst,
+                 d.worst >= 0 ? (double)want[d.worst] : 0.0, d.worst >= 0 ? (double)got[d.worst] : 0.0);
 }
 
 static void expect_close(const char *what, pair *p, double tol) {
@@ -637,7 +620,7 @@ static void check_xent(xent_case xc, int mode) {
     printf("  %-40s loss sum CPU %.17g GPU %.17g, correct CPU %lld GPU %lld\n", what, sum_cpu,
            sum_gpu, (long long)right_cpu, (long long)right_gpu);
     if (!isnan(sum_cpu) != !isnan(sum_gpu) ||
-        (!isnan(sum_cpu) && fabs(sum_gpu - sum_cpu) > TOL * fabs(sum_cpu)))
+        (!isnan(sum_cpu) && sum_gpu != sum_cpu && !(fabs(sum_gpu - sum_cpu) <= TOL * fabs(sum_cpu))))
         fail_msg("%s: loss sum CPU %.17g GPU %.17g", what, sum_cpu, sum_gpu);
     assert_int_equal(right_cpu, right_gpu);
     if (mode != 3) expect_close(what, &losses, TOL);
