@@ -27,6 +27,15 @@ int kern_cuda_device_count(void) {
 #endif
 }
 
+int kern_cuda_device_status(char *why, size_t len) {
+#ifdef HARNESS_HAVE_CUDA
+    return kcuda_device_status(why, len);
+#else
+    snprintf(why, len, "this build has no CUDA backend");
+    return 0;
+#endif
+}
+
 int kern_create(const kern_options *opt, kern_ctx **out, char *err, size_t errlen) {
     *out = NULL;
     kern_ctx *k = calloc(1, sizeof(*k));

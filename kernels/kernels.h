@@ -77,6 +77,11 @@ kern_backend kern_get_backend(const kern_ctx *k);
 const char *kern_blas_coretype_hint(void);
 /* Whether this build contains the CUDA backend and a device is usable (count of devices). */
 int kern_cuda_device_count(void);
+/* The same count, with why there is none: > 0 devices usable; 0 none here (no NVIDIA GPU, or
+ * a build without CUDA: a test skips), `why` says which; -1 the NVIDIA driver lists GPUs
+ * (/dev/nvidiaN, /proc/driver/nvidia/gpus) but CUDA can use none - a CUDA runtime newer than
+ * the driver, a broken install: a failure, `why` gives CUDA's error and both versions. */
+int kern_cuda_device_status(char *why, size_t len);
 
 /* Memory owned by the backend; for use at start-up, not inside a step. NULL on failure. */
 void *kern_alloc(kern_ctx *k, size_t bytes);

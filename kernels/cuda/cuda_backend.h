@@ -22,6 +22,7 @@ typedef struct kcuda_ctx kcuda_ctx;
 /* context and memory (cuda_context.cu) */
 /* Number of usable CUDA devices (0 when there is no driver or device). */
 int kcuda_device_count(void);
+int kcuda_device_status(char *why, size_t len);   /* kern_cuda_device_status */
 int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t errlen);
 void kcuda_destroy(kcuda_ctx *c);
 void *kcuda_alloc(kcuda_ctx *c, size_t bytes);   /* cudaMalloc, zeroed */

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <unistd.h>
 
 /* ---- first-error recording ---- */
 
@@ -63,15 +65,58 @@ void kcuda_fail(kcuda_ctx *c, const char *what, const char *file, int line, cons
 
 /* ---- devices and the context ---- */
 
-int kcuda_device_count(void) {
+/* GPUs the NVIDIA kernel driver knows, whatever CUDA says: /dev/nvidia0, 1, ... and the
+ * entries of /proc/driver/nvidia/gpus (one per GPU), whichever counts more. */
+static int driver_gpu_count(void) {
+    int dev = 0, proc = 0;
+    char path[64];
+    for (int i = 0; i < 64; i++) {
+        snprintf(path, sizeof path, "/dev/nvidia%d", i);
+        if (access(path, F_OK) == 0) dev = i + 1;
+    }
+    DIR *d = opendir("/proc/driver/nvidia/gpus");
+    if (d) {
+        for (struct dirent *e; (e = readdir(d)) != NULL;)
+            if (e->d_name[0] != '.') proc++;
+        closedir(d);
+    }
+    return dev > proc ? dev : proc;
+}
+
+int kcuda_device_status(char *why, size_t len) {
     int n = 0;
-    /* No driver, no device, a driver older than the runtime: all mean "no usable GPU".
-     * The failed call leaves its error as the runtime's last error; clear it so that it does
-     * not surface in an unrelated cudaGetLastError later. */
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        (void)cudaGetLastError();
+    cudaError_t e = cudaGetDeviceCount(&n);
+    /* the failed call leaves its error as the runtime's last error; clear it so that it does
+     * not surface in an unrelated cudaGetLastError later */
+    if (e != cudaSuccess) (void)cudaGetLastError();
+    if (e == cudaSuccess && n > 0) {
+        snprintf(why, len, "%d CUDA device%s", n, n == 1 ? "" : "s");
+        return n;
+    }
+    int listed = driver_gpu_count();
+    if (listed == 0) {
+        snprintf(why, len, "no NVIDIA GPU on this machine (no /dev/nvidia0, nothing in "
+                 "/proc/driver/nvidia/gpus)");
         return 0;
     }
+    int drv = 0, rt = 0;
+    (void)cudaDriverGetVersion(&drv);
+    (void)cudaRuntimeGetVersion(&rt);
+    (void)cudaGetLastError();
+    snprintf(why, len, "the NVIDIA driver lists %d GPU%s but CUDA reports none: "
+             "cudaGetDeviceCount: %s (%s); the driver supports CUDA %d.%d, this program's CUDA "
+             "runtime is %d.%d%s", listed, listed == 1 ? "" : "s",
+             e == cudaSuccess ? "0 devices" : cudaGetErrorString(e),
+             e == cudaSuccess ? "cudaSuccess" : cudaGetErrorName(e), drv / 1000, drv % 1000 / 10,
+             rt / 1000, rt % 1000 / 10,
+             drv && rt > drv ? " (a runtime newer than the driver: use a CUDA build no newer "
+                               "than the driver, or the driver's compatibility package)" : "");
+    return -1;
+}
+
+int kcuda_device_count(void) {
+    char why[16];
+    int n = kcuda_device_status(why, sizeof why);
     return n > 0 ? n : 0;
 }
 
@@ -139,9 +184,10 @@ static int create_failed(kcuda_ctx *c, char *err, size_t errlen) {
 
 int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t errlen) {
     *out = NULL;
-    int count = kcuda_device_count();
-    if (count == 0) {
-        snprintf(err, errlen, "CUDA backend: no usable CUDA device (no GPU, or no driver)");
+    char why[400];
+    int count = kcuda_device_status(why, sizeof why);
+    if (count <= 0) {
+        snprintf(err, errlen, "CUDA backend: no usable CUDA device: %s", why);
         return -1;
     }
     if (opt->device < 0 || opt->device >= count) {

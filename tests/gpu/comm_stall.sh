@@ -4,7 +4,8 @@
 # Usage: comm_stall.sh TEST_GPU_COMM MPIRUN
 set -uo pipefail
 TEST=$1 MPIRUN=$2
-if [ "$("$TEST" --count)" -lt 1 ]; then echo "SKIP: no CUDA device"; exit 77; fi
+gpus=$("$TEST" --count) || { echo "FAIL: a GPU is listed but CUDA cannot use it"; exit 1; }
+if [ "$gpus" -lt 1 ]; then echo "SKIP: no CUDA device"; exit 77; fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 start=$(date +%s)

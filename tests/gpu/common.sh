@@ -7,7 +7,9 @@ export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechan
 # tests/nan_safe.py for the inline Python checks (a worst difference that keeps NaN)
 export PYTHONPATH="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 fail() { echo "FAIL: $*" >&2; exit 1; }
-if [ "$("$HARNESS" devices --count)" -lt 1 ]; then
+# a GPU the driver lists but CUDA cannot use: harness says why and exits 1 - a failure
+gpus=$("$HARNESS" devices --count) || fail "the NVIDIA driver lists a GPU that CUDA cannot use (see above)"
+if [ "$gpus" -lt 1 ]; then
   echo "SKIP: no CUDA device (or a build without the CUDA backend)"
   exit 77
 fi

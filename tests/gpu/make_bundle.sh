@@ -18,7 +18,7 @@ command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] ||
   { echo "make_bundle: no nvcc: the bundle needs the CUDA backend" >&2; exit 1; }
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
 grep -q 'HARNESS_HAVE_CUDA:INTERNAL=ON\|HARNESS_HAVE_CUDA' "$BUILD/CMakeCache.txt" || true
-targets=(harness test_gpu_kernels test_gpu_cnn test_gpu_step test_gpu_comm)
+targets=(harness gpu_versions test_gpu_kernels test_gpu_cnn test_gpu_step test_gpu_comm)
 [ -f "$ROOT/tests/gpu/test_gpu_gpt.c" ] && targets+=(test_gpu_gpt)
 cmake --build "$BUILD" -j"$JOBS" --target "${targets[@]}"
 bins=()

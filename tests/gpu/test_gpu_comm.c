@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "comm_buckets.h"
@@ -560,7 +561,16 @@ static int stall(void) {
 
 int main(int argc, char **argv) {
     int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess) count = 0;
+    cudaError_t ce = cudaGetDeviceCount(&count);
+    if (ce != cudaSuccess) {
+        count = 0;
+        /* the driver lists a GPU (/dev/nvidia0) that CUDA cannot use: a failure, not a skip */
+        if (access("/dev/nvidia0", F_OK) == 0) {
+            fprintf(stderr, "FAIL: /dev/nvidia0 exists but cudaGetDeviceCount says %s (%s)\n",
+                    cudaGetErrorString(ce), cudaGetErrorName(ce));
+            return 1;
+        }
+    }
     if (argc > 1 && strcmp(argv[1], "--count") == 0) {
         printf("%d\n", count);
         return 0;

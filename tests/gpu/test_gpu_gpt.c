@@ -299,8 +299,14 @@ static void test_xent_bad_labels(void) {
 }
 
 int main(void) {
-    if (kern_cuda_device_count() <= 0) {
-        printf("SKIP: no CUDA device\n");
+    char why[512];
+    int devices = kern_cuda_device_status(why, sizeof why);
+    if (devices < 0) {   /* a GPU is there but CUDA cannot use it: a failure, not a skip */
+        fprintf(stderr, "FAIL: %s\n", why);
+        return 1;
+    }
+    if (devices == 0) {
+        printf("SKIP: no CUDA device (%s)\n", why);
         return 77;
     }
     char err[512];

@@ -772,8 +772,14 @@ static int destroy_contexts(void **state) {
 }
 
 int main(void) {
-    if (kern_cuda_device_count() == 0) {
-        printf("SKIP: no CUDA device\n");
+    char why[512];
+    int devices = kern_cuda_device_status(why, sizeof why);
+    if (devices < 0) {   /* a GPU is there but CUDA cannot use it: a failure, not a skip */
+        fprintf(stderr, "FAIL: %s\n", why);
+        return 1;
+    }
+    if (devices == 0) {
+        printf("SKIP: no CUDA device (%s)\n", why);
         return SKIP_CODE;
     }
     const struct CMUnitTest tests[] = {

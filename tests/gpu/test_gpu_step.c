@@ -244,8 +244,14 @@ static void test_sharded_verdict(void) {
 }
 
 int main(void) {
-    if (kern_cuda_device_count() <= 0) {
-        printf("SKIP: no CUDA device (or no CUDA backend in this build)\n");
+    char why[512];
+    int devices = kern_cuda_device_status(why, sizeof why);
+    if (devices < 0) {   /* a GPU is there but CUDA cannot use it: a failure, not a skip */
+        fprintf(stderr, "FAIL: %s\n", why);
+        return 1;
+    }
+    if (devices == 0) {
+        printf("SKIP: no CUDA device (%s)\n", why);
         return 77;
     }
     setenv("HARNESS_FAULT_UPLOAD_DELAY_MS", "200", 1);   /* read when the copy stream starts */
