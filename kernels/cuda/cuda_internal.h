@@ -151,6 +151,9 @@ int kcuda_lt_matmul(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, in
                     int k, const float *A, int lda, const float *B, int ldb, float beta,
                     float *D, int ldd, unsigned int epilogue, void *bias, float *aux);
 
+/* GEMM plans the cuBLASLt cache holds (cuda_lt.cu) */
+int kcuda_lt_plan_count(const kcuda_ctx *c);
+
 /* The device copy of the step's values for kernels queued while capturing, else NULL (the
  * kernels then use their by-value arguments). */
 static inline const kcuda_step_scalars *kcuda_step_values(const kcuda_ctx *c) {
