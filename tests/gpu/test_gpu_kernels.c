@@ -487,6 +487,14 @@ static void check_linear_act(linear_shape sh, kern_act act, int with_bias, int m
     kern_linear_act_forward(gpu, pg, out.gpu, in.gpu, w.gpu, bg, B, I, O, act);
     snprintf(what, sizeof what, "linear+%s %dx%dx%d%s%s", name, B, I, O, with_bias ? " +b" : "",
              misalign ? " (bias 4-byte aligned)" : "");
+    if (B > 1 && act == KERN_ACT_RELU) {
+        /* issue 22: whether cuBLASLt's ReLU epilogue keeps a NaN (undocumented) - measured and
+         * printed here; expect_close then fails if it does not, naming the element */
+        float got = 0.0f;
+        kern_to_host(gpu, &got, out.gpu + O, sizeof got);
+        printf("  %-40s NaN input row -> %g on the GPU (%s)\n", what, (double)got,
+               isnan(got) ? "the NaN survives" : "HIDDEN: the non-finite report would miss it");
+    }
     expect_close(what, &out, TOL);
     if (act == KERN_ACT_GELU) {
         snprintf(what, sizeof what, "linear+gelu pre-activation %dx%dx%d", B, I, O);
