@@ -39,6 +39,11 @@ typedef struct {
  * cuBLASLt epilogue and those that fell back to separate kernels.  CPU: all zero. */
 typedef struct {
     int64_t launches, host_syncs, fused_gemms, epilogue_fallbacks;
+    /* CUDA: whether cuBLASLt's ReLU epilogue keeps a NaN (it does not say): 1 yes, 0 no - the
+     * fused ReLU is then off and ReLU runs as its own kernel, so the non-finite report still
+     * sees the NaN - and -1 not measured yet (at the first linear+relu). CPU: 0. */
+    int64_t relu_epilogue_keeps_nan;
+    int64_t gemm_plans;   /* CUDA: GEMM shapes whose cuBLASLt plan is cached (no limit) */
 } kern_counters;
 void kern_get_counters(kern_ctx *k, kern_counters *out);
 
@@ -94,7 +99,7 @@ void kern_free_host(kern_ctx *k, void *p);
  * device); 0 on success, -1 where the backend has no memory of its own (CPU). */
 int kern_memory_info(kern_ctx *k, size_t *free_bytes, size_t *total_bytes);
 /* The name of the backend's device ("NVIDIA H100 80GB HBM3"), for the MFU peak table;
- * 0, or -1 where the backend has no device (CPU). */
+ * 0, or -1 where the backend has no device (CPU: buf "") or the query failed (buf: why). */
 int kern_device_name(kern_ctx *k, char *buf, size_t len);
 /* The backend's native stream (a cudaStream_t on CUDA, NULL on CPU), for the caller to hand to
  * communication libraries (NCCL) so that they order their work after the compute. */

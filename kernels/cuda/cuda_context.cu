@@ -50,11 +50,11 @@ int kcuda_cudnn_ok(kcuda_ctx *c, cudnnStatus_t s, const char *what, const char *
     if (s == CUDNN_STATUS_SUCCESS) return 1;
     /* cuDNN 9 keeps a message saying which parameter it rejected; it is the useful part */
     char detail[256] = "", reason[400];
-    cudnnGetLastErrorString(detail, sizeof detail);
+    kcuda_dnn.GetLastErrorString(detail, sizeof detail);
     if (detail[0])
-        snprintf(reason, sizeof reason, "%s (%s)", cudnnGetErrorString(s), detail);
+        snprintf(reason, sizeof reason, "%s (%s)", kcuda_dnn.GetErrorString(s), detail);
     else
-        snprintf(reason, sizeof reason, "%s", cudnnGetErrorString(s));
+        snprintf(reason, sizeof reason, "%s", kcuda_dnn.GetErrorString(s));
     record_error(c, what, file, line, reason);
     return 0;
 }
@@ -237,14 +237,10 @@ int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t err
         !KCUDA_OP(c, cudaMemsetAsync(c->ticket, 0, sizeof(unsigned int), c->stream)))
         return create_failed(c, err, errlen);
 
-    /* cuDNN: bound to our stream; the convolutions' descriptors and algorithms are cached per
-     * shape (cuda_conv.cu), their workspace comes from the caller */
-    if (!KCUDNN_CALL(c, cudnnCreate(&c->cudnn))) {
-        c->cudnn = NULL;
-        return create_failed(c, err, errlen);
-    }
-    if (!KCUDNN_CALL(c, cudnnSetStream(c->cudnn, c->stream)) || kcuda_conv_cache_create(c) != 0)
-        return create_failed(c, err, errlen);
+    /* cuDNN: loaded and its handle made by the first convolution (cuda_cudnn.cu), so that a
+     * model without one never needs libcudnn; the convolutions' descriptors and algorithms
+     * are cached per shape (cuda_conv.cu), their workspace comes from the caller */
+    if (kcuda_conv_cache_create(c) != 0) return create_failed(c, err, errlen);
     if (kcuda_lt_create(c) != 0 || kcuda_graph_create(c) != 0)
         return create_failed(c, err, errlen);
     /* what start-up queued is not a step's work */
@@ -260,7 +256,7 @@ void kcuda_destroy(kcuda_ctx *c) {
     kcuda_conv_cache_destroy(c);
     kcuda_lt_destroy(c);
     kcuda_graph_release(c);
-    if (c->cudnn) (void)cudnnDestroy(c->cudnn);
+    if (c->cudnn) (void)kcuda_dnn.Destroy(c->cudnn);
     if (c->cublas) (void)cublasDestroy(c->cublas);
     if (c->cublas_workspace) (void)cudaFree(c->cublas_workspace);
     if (c->part_sum) (void)cudaFree(c->part_sum);
@@ -317,6 +313,8 @@ void kcuda_get_counters(kcuda_ctx *c, kern_counters *out) {
     out->host_syncs = c->host_syncs;
     out->fused_gemms = c->fused_gemms;
     out->epilogue_fallbacks = c->epilogue_fallbacks;
+    out->relu_epilogue_keeps_nan = c->relu_nan_probe == 0 ? -1 : c->relu_nan_probe > 0;
+    out->gemm_plans = kcuda_lt_plan_count(c);
 }
 
 int kcuda_check(kcuda_ctx *c, char *err, size_t errlen) {

@@ -5,8 +5,13 @@
 
 int kcuda_device_name(kcuda_ctx *c, char *buf, size_t len) {
     cudaDeviceProp p;
-    if (cudaGetDeviceProperties(&p, c->device) != cudaSuccess) {
-        if (len) buf[0] = '\0';
+    cudaError_t e = cudaGetDeviceProperties(&p, c->device);
+    if (e != cudaSuccess) {
+        /* the name is optional (the MFU table falls back to none), but the failure must not
+         * stay the runtime's last error, where the next kernel's launch check would report it
+         * as that kernel's: cleared, and its reason given in buf instead of a name */
+        (void)cudaGetLastError();
+        if (len) snprintf(buf, len, "(unknown: cudaGetDeviceProperties: %s)", cudaGetErrorString(e));
         return -1;
     }
     snprintf(buf, len, "%s", p.name);

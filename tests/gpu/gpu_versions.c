@@ -3,7 +3,8 @@
  * cuBLAS and cuBLASLt, cuDNN and NCCL, each with its version and the file the dynamic loader
  * picked (dladdr on one of its functions, as found by dlsym: the library's own address, not a
  * PLT stub).  Linked like harness (harness_kernels, and NCCL when the build has it), so it
- * loads what harness loads.  Runs without a GPU too (driver: none); exit 1 only when a
+ * loads what harness loads; cuDNN, which harness loads at its first convolution, is loaded
+ * here by the same soname.  Runs without a GPU too (driver: none); exit 1 only when a
  * library it was linked with reports a version of another CUDA major than the runtime's, the
  * combination that fails later with obscure errors. */
 #define _GNU_SOURCE
@@ -59,9 +60,27 @@ int main(void) {
     size_t lt = cublasLtGetVersion(), lt_rt = cublasLtGetCudartVersion();
     printf("cuBLASLt: %zu (built for CUDA runtime %zu)  %s\n", lt, lt_rt,
            file_of("cublasLtGetVersion", where, sizeof where));
-    size_t dnn = cudnnGetVersion(), dnn_rt = cudnnGetCudartVersion();
-    printf("cuDNN: %zu.%zu.%zu (built for CUDA runtime %zu)  %s\n", dnn / 10000, dnn % 10000 / 100,
-           dnn % 100, dnn_rt, file_of("cudnnGetVersion", where, sizeof where));
+    /* cuDNN is not linked (kernels/cuda/cuda_cudnn.cu loads it at the first convolution):
+     * loaded here the same way, by the soname of the headers' major version */
+    char so[32];
+    snprintf(so, sizeof so, "libcudnn.so.%d", CUDNN_MAJOR);
+    void *dnn_lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    size_t dnn = 0, dnn_rt = (size_t)rt;
+    if (dnn_lib) {
+        size_t (*get_version)(void) = (size_t (*)(void))dlsym(dnn_lib, "cudnnGetVersion");
+        size_t (*get_rt)(void) = (size_t (*)(void))dlsym(dnn_lib, "cudnnGetCudartVersion");
+        Dl_info di;
+        if (get_version && get_rt) {
+            dnn = get_version();
+            dnn_rt = get_rt();
+        }
+        printf("cuDNN: %zu.%zu.%zu (built for CUDA runtime %zu)  %s\n", dnn / 10000,
+               dnn % 10000 / 100, dnn % 100, dnn_rt,
+               get_version && dladdr((void *)get_version, &di) ? di.dli_fname : "?");
+    } else {
+        const char *why = dlerror();
+        printf("cuDNN: not found (%s: %s) - only convolutions need it\n", so, why ? why : "?");
+    }
 #ifdef HARNESS_HAVE_NCCL
     int nv = 0;
     ncclGetVersion(&nv);

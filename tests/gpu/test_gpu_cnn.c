@@ -263,6 +263,10 @@ static void test_conv2d(void **state) {
         conv(1, 3, 5, 5, 2, 5, 5, 1, 1, 0, 0, 1, 1, 1),        /* window = image: 1x1 output */
         conv(8, 32, 28, 28, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1),    /* big enough for workspace */
         conv(16, 64, 14, 14, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1),   /* strided, many channels */
+        /* the bias gradient over several blocks per channel (8192 values a block): 8 even
+         * splits of 65,536 values, and 3 uneven ones of 17,995 */
+        conv(16, 3, 64, 64, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1),
+        conv(5, 2, 61, 59, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1),
     };
     const int n = (int)(sizeof shapes / sizeof shapes[0]);
     for (int i = 0; i < n; i++) {

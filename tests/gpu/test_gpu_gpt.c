@@ -317,6 +317,9 @@ int main(void) {
     }
     test_embedding(3, 17, 48, 1000);
     test_embedding(4, 64, 64, 50);
+    /* the radix sort's key bits follow V: 16 bits up to 65,536 tokens, 17 above */
+    test_embedding(2, 96, 8, 65536);
+    test_embedding(2, 96, 8, 70001);
     test_layernorm(1, 7);
     test_layernorm(1000, 768);
     test_attention(2, 1, 32, 2);

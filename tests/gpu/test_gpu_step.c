@@ -12,7 +12,9 @@
  *   - a CUDA graph (kern_graph_*) of the gradient verdict, an AdamW update and dropout rows,
  *     recorded once and replayed six times with other learning rates, step counts and step
  *     ids (kern_graph_set_values): every replay equals the CPU running the ops eagerly with
- *     that step's values (params within 1e-6, masks bit for bit, the stop step recorded). */
+ *     that step's values (params within 1e-6, masks bit for bit, the stop step recorded); the
+ *     values of the first replay are set BEFORE the recording, as the trainer does;
+ *   - a recording begun after an unreported error keeps that error for kern_check. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,6 +198,20 @@ static void test_graph_replay(void) {
     free(mc); free(mg);
 }
 
+/* A recording begun after an error that no kern_check has reported yet (issue 22): begin
+ * refuses, and the error stays the step's - kern_check reports the original failure (here a
+ * cudaMalloc too large to succeed), not "recording failed, training without a graph". */
+static void test_graph_after_error(void) {
+    char err[512], gerr[512] = "";
+    void *huge = kern_alloc(G, (size_t)1 << 60);
+    CHECK(huge == NULL, "a 2^60-byte allocation succeeded");
+    CHECK(kern_graph_begin(G, gerr, sizeof gerr) != 0, "graph begin after an error succeeded");
+    printf("graph after an error: begin says \"%s\"\n", gerr);
+    CHECK(kern_check(G, err, sizeof err) != 0 && strstr(err, "cudaMalloc") != NULL,
+          "the earlier error was not kept for kern_check (got \"%s\")", err);
+    CHECK(kern_check(G, err, sizeof err) == 0, "the error was reported twice: %s", err);
+}
+
 static void test_bn_param_grads(void) {
     enum { CH = 300 };
     double red[2 * CH];
@@ -269,6 +285,7 @@ int main(void) {
     test_sharded_verdict();
     test_bn_param_grads();
     test_graph_replay();
+    test_graph_after_error();
     if (kern_check(G, err, sizeof err) != 0) {
         fprintf(stderr, "FAIL: %s\n", err);
         failures++;
