@@ -213,6 +213,10 @@ run_check() {  # run_check NAME -> the body of each check; stdout/stderr go to i
 numbers() {  # numbers NAME LOG
   case $1 in
     versions) grep -E '^(driver|CUDA runtime|cuBLAS|cuDNN|NCCL)' "$2" | tr '\n' ';' ;;
+    unit_kernels) { grep -m1 -o "ReLU epilogue [a-z]* NaN[^;]*" "$2"
+                    grep -m1 -E "linear\+gelu [0-9x]+ \+b .*(max rel err [0-9.e+-]+|bit-identical)" "$2" |
+                      sed -E 's/ +/ /g'
+                    grep -E '\[  PASSED  \]|\[  FAILED  \]' "$2" | tail -1; } | tr '\n' ' ' ;;
     unit_*|comm_*) grep -E '\[  PASSED  \]|\[  FAILED  \]|PASS|FAIL|SKIP' "$2" | tail -2 | tr '\n' ' ' ;;
     train_mlp_*|train_cnn_*) grep 'test accuracy' "$2" | tail -1 ;;
     train_2ranks*|train_gpu_vs*|train_zero1) grep -E 'max relative|ok$' "$2" | tr '\n' ' ' ;;
