@@ -1,8 +1,9 @@
 /* data: HDF5 classification datasets, sharded across ranks, read in the background.
  *
- * Schema (DESIGN.md): /images uint8 or float32 [N,H,W], [N,H,W,C] or [N,D]; /labels integer
- * [N] (any HDF5 integer type, read as int32); attribute num_classes on the file root or on
- * /labels (integer); optional class_names (strings), mean and std (float, scalar).
+ * Schema (docs/design.md, "Contracts"): /images uint8 or float32 [N,H,W], [N,H,W,C] or
+ * [N,D]; /labels integer [N] (any HDF5 integer type, read as int32); attribute num_classes on
+ * the file root or on /labels (integer); optional class_names (strings), mean and std (float,
+ * scalar).
  *
  * Sharding: the order of an epoch is a permutation of [0,N) computed from (seed, epoch), the
  * same on every rank (identity when shuffle is off).  A global cursor counts samples consumed

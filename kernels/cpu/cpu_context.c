@@ -1,5 +1,6 @@
-/* cpu_context.c: the CPU backend's context (BLAS thread count) and its host memory. */
-#include "cpu_backend.h"
+/* cpu_context.c: the CPU backend's context (BLAS thread count), its host memory and copies,
+ * and trace marks read from the host's clock (the CPU runs every op before it returns). */
+#include "cpu_internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -8,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-struct kcpu_ctx {
+typedef struct {
     int threads;
     /* The emulated CUDA graph (kcpu_graph_*): the step's values, from creation on as
      * c->step_scalars on the GPU, so values set before a recording reach its first run;
@@ -16,9 +17,11 @@ struct kcpu_ctx {
     kern_step_values step_values;
     int capturing, recorded;
     char error[160];
-};
+} kcpu_ctx;
 
-int kcpu_create(const kern_options *opt, kcpu_ctx **out, char *err, size_t errlen) {
+static void graph_clear_values(kcpu_ctx *c);
+
+int kcpu_create(const kern_options *opt, void **out, char *err, size_t errlen) {
     *out = NULL;
     if (opt->threads < 1) {
         snprintf(err, errlen, "kernels: threads must be >= 1 (got %d)", opt->threads);
@@ -30,7 +33,7 @@ int kcpu_create(const kern_options *opt, kcpu_ctx **out, char *err, size_t errle
         return -1;
     }
     c->threads = opt->threads;
-    kcpu_graph_clear_values(c);
+    graph_clear_values(c);
     /* OpenBLAS would otherwise start one thread per core in every rank.  The setting is
      * process-wide: the last context created wins. */
     openblas_set_num_threads(opt->threads);
@@ -38,9 +41,9 @@ int kcpu_create(const kern_options *opt, kcpu_ctx **out, char *err, size_t errle
     return 0;
 }
 
-void kcpu_destroy(kcpu_ctx *c) { free(c); }
+void kcpu_destroy(void *c) { free(c); }
 
-void *kcpu_alloc(kcpu_ctx *c, size_t bytes) {
+void *kcpu_alloc(void *c, size_t bytes) {
     void *p = NULL;
     /* 64 bytes: a cache line, and the widest SIMD register (AVX-512). */
     if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
@@ -48,19 +51,26 @@ void *kcpu_alloc(kcpu_ctx *c, size_t bytes) {
     return p;
 }
 
-void kcpu_free(kcpu_ctx *c, void *p) { free(p); }
+void kcpu_free(void *c, void *p) { free(p); }
 
-void kcpu_to_device(kcpu_ctx *c, void *dst, const void *host_src, size_t bytes) {
+void kcpu_to_device(void *c, void *dst, const void *host_src, size_t bytes) {
     if (bytes) memcpy(dst, host_src, bytes);
 }
 
-void kcpu_to_host(kcpu_ctx *c, void *host_dst, const void *src, size_t bytes) {
+void kcpu_to_host(void *c, void *host_dst, const void *src, size_t bytes) {
     if (bytes) memcpy(host_dst, src, bytes);
 }
 
-int kcpu_sync(kcpu_ctx *c, char *err, size_t errlen) { return 0; }
+/* Batch uploads: plain copies; the host buffers may be reused at once (no settle step). */
+void kcpu_upload(void *c, int n, void *const dst[], const void *const host_src[],
+                 const size_t bytes[]) {
+    for (int i = 0; i < n; i++) kcpu_to_device(c, dst[i], host_src[i], bytes[i]);
+}
 
-int kcpu_check(kcpu_ctx *c, char *err, size_t errlen) {
+int kcpu_sync(void *c, char *err, size_t errlen) { return kcpu_check(c, err, errlen); }
+
+int kcpu_check(void *be, char *err, size_t errlen) {
+    kcpu_ctx *c = be;
     if (!c->error[0]) return 0;
     snprintf(err, errlen, "%s", c->error);
     c->error[0] = '\0';
@@ -74,7 +84,7 @@ int kcpu_check(kcpu_ctx *c, char *err, size_t errlen) {
  * op takes its step-varying values from: the slot that kcpu_graph_set_values fills, not the
  * op's arguments - the slot the GPU's first replay reads. */
 
-void kcpu_graph_clear_values(kcpu_ctx *c) {
+static void graph_clear_values(kcpu_ctx *c) {
     /* values never set: a replay gets NaN parameters (AdamW's t = 0 is 0/0), as it would from
      * uninitialised device memory, so a lost kern_graph_set_values cannot go unnoticed */
     c->step_values.lr = NAN;
@@ -87,7 +97,8 @@ static void graph_misuse(kcpu_ctx *c, const char *what) {
     if (!c->error[0]) snprintf(c->error, sizeof c->error, "CPU backend: %s", what);
 }
 
-int kcpu_graph_begin(kcpu_ctx *c, char *err, size_t errlen) {
+int kcpu_graph_begin(void *be, char *err, size_t errlen) {
+    kcpu_ctx *c = be;
     if (c->capturing) {
         snprintf(err, errlen, "CPU backend: kern_graph_begin while already recording");
         return -1;
@@ -96,7 +107,8 @@ int kcpu_graph_begin(kcpu_ctx *c, char *err, size_t errlen) {
     return 0;
 }
 
-int kcpu_graph_end(kcpu_ctx *c, char *err, size_t errlen) {
+int kcpu_graph_end(void *be, char *err, size_t errlen) {
+    kcpu_ctx *c = be;
     if (!c->capturing) {
         snprintf(err, errlen, "CPU backend: kern_graph_end without kern_graph_begin");
         return -1;
@@ -106,9 +118,12 @@ int kcpu_graph_end(kcpu_ctx *c, char *err, size_t errlen) {
     return 0;
 }
 
-void kcpu_graph_set_values(kcpu_ctx *c, const kern_step_values *v) { c->step_values = *v; }
+void kcpu_graph_set_values(void *be, const kern_step_values *v) {
+    ((kcpu_ctx *)be)->step_values = *v;
+}
 
-void kcpu_graph_launch(kcpu_ctx *c) {
+void kcpu_graph_launch(void *be) {
+    kcpu_ctx *c = be;
     /* the recording already ran its ops: this launch is that first replay; a second launch of
      * the same recording would need a replay the CPU cannot do */
     if (!c->recorded)
@@ -117,8 +132,9 @@ void kcpu_graph_launch(kcpu_ctx *c) {
     c->recorded = 0;
 }
 
-const kern_step_values *kcpu_step_values(const kcpu_ctx *c) {
-    return c->capturing ? &c->step_values : NULL;
+const kern_step_values *kcpu_step_values(const void *be) {
+    const kcpu_ctx *c = be;
+    return c && c->capturing ? &c->step_values : NULL;
 }
 
 const char *kcpu_blas_coretype_hint(void) {
@@ -135,8 +151,40 @@ const char *kcpu_blas_coretype_hint(void) {
     return NULL;
 }
 
-double kcpu_now(void) {
+/* Trace marks: slot i holds the host's monotonic clock when kcpu_mark stamped it. */
+typedef struct {
+    double *host;   /* [n] seconds */
+} kcpu_marks;
+
+static double host_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void *kcpu_marks_create(void *c, int n) {
+    kcpu_marks *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    if (!(m->host = calloc((size_t)n, sizeof *m->host))) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void kcpu_mark(void *c, void *marks, int i) {
+    kcpu_marks *m = marks;
+    m->host[i] = host_now();
+}
+
+int kcpu_marks_read(void *c, void *marks, int n, double *seconds) {
+    kcpu_marks *m = marks;
+    for (int i = 0; i < n; i++) seconds[i] = m->host[i];
+    return 0;
+}
+
+void kcpu_marks_free(void *c, void *marks) {
+    kcpu_marks *m = marks;
+    free(m->host);
+    free(m);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/gpu/device_check.sh - the whole GPU session in one command (DESIGN.md, "The GPU
-# machine"), for a machine with one GPU and none of our libraries.  Given the bundle that
+# tests/gpu/device_check.sh - the whole GPU session in one command (tests/gpu/README.md),
+# for a machine with one GPU and none of our libraries.  Given the bundle that
 # tests/gpu/make_bundle.sh built on the CPU machine, it runs, in this order and within a time
 # budget: what was loaded (driver, CUDA runtime, cuBLAS, cuDNN, NCCL: versions and files); the
 # unit checks (every GPU test binary, comm's GPU backends, the watchdog ending a stalled NCCL
@@ -124,7 +124,7 @@ PY
 )
 for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [ -d $d ] && extra=$extra:$d; done
 export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$extra"
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+source "$HERE/../mpi_env.sh"
 H=$B/bin/harness
 MPIRUN=$(command -v mpirun)
 DATA=$WORK/fashion-mnist

@@ -253,14 +253,6 @@ static int optim_states(const optim *o, const char **names, float **bufs) {
 static const char *RNG_NOTE =
     "philox4x32-10, stateless: init from (seed, tensor index), dropout from (seed, step, sample)";
 
-static int fsync_path(const char *path, int directory) {
-    int fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* Test hook for fault-injection tests: HARNESS_FAULT_CKPT_SLEEP_MS makes the writer pause
  * after the temporary file is complete and before the rename, so a test can kill -9 it there. */
 static void fault_pause(void) {

@@ -66,7 +66,7 @@ void optim_clip(optim *o, float *grads, double norm);
 /* One update of params with grads at learning rate lr. */
 void optim_step(optim *o, float *params, const float *grads, float lr);
 
-/* ---- the step without the host (DESIGN.md, "The GPU step") ----
+/* ---- the step without the host (docs/design.md, "Rules of the GPU step") ----
  * optim_device_step queues, on the backend, the gradient norm, the clip factor and the
  * finite check (kern_grad_stats) and the update guarded by them: a non-finite step changes
  * nothing, and counts as skipped while at most max_run non-finite steps come in a row

@@ -1,0 +1,87 @@
+/* cpu_ops.c: the CPU backend's table (kern_backend.h).  The entries the CPU has no use for
+ * (device memory information, a native stream, staged uploads, launch counters) stay NULL:
+ * kernels.c answers them as kernels.h documents for the CPU.  The CUDA-graph entries emulate
+ * the graph's contract for tests (cpu_context.c); graph_replays 0 keeps kern_graph_available
+ * 0, so the trainer records on the CPU only under its test hook. */
+#include "cpu_internal.h"
+
+const kern_backend_ops kcpu_ops = {
+    .backend = KERN_CPU,
+    .create = kcpu_create,
+    .destroy = kcpu_destroy,
+    .alloc = kcpu_alloc,
+    .free = kcpu_free,
+    .alloc_host = kcpu_alloc,   /* host memory is all there is */
+    .free_host = kcpu_free,
+    .to_device = kcpu_to_device,
+    .to_host = kcpu_to_host,
+    .upload = kcpu_upload,
+    .sync = kcpu_sync,
+    .check = kcpu_check,
+    .graph_replays = 0,
+    .graph_begin = kcpu_graph_begin,
+    .graph_end = kcpu_graph_end,
+    .graph_set_values = kcpu_graph_set_values,
+    .graph_launch = kcpu_graph_launch,
+    .marks_create = kcpu_marks_create,
+    .mark = kcpu_mark,
+    .marks_read = kcpu_marks_read,
+    .marks_free = kcpu_marks_free,
+
+    .fill = kcpu_fill,
+    .copy = kcpu_copy,
+    .scale = kcpu_scale,
+    .axpy = kcpu_axpy,
+    .u8_to_f32 = kcpu_u8_to_f32,
+    .f32_normalize = kcpu_f32_normalize,
+    .init_uniform = kcpu_init_uniform,
+    .init_normal = kcpu_init_normal,
+    .relu_forward = kcpu_relu_forward,
+    .relu_backward = kcpu_relu_backward,
+    .gelu_forward = kcpu_gelu_forward,
+    .gelu_backward = kcpu_gelu_backward,
+    .dropout_forward = kcpu_dropout_forward,
+    .dropout_backward = kcpu_dropout_backward,
+    .dropout_forward_rows = kcpu_dropout_forward_rows,
+
+    .linear_forward = kcpu_linear_forward,
+    .linear_backward = kcpu_linear_backward,
+    .linear_backward_ex = kcpu_linear_backward_ex,
+    .linear_act_forward = kcpu_linear_act_forward,
+
+    .softmax_xent = kcpu_softmax_xent,
+    .softmax_xent_acc = kcpu_softmax_xent_acc,
+    .sumsq = kcpu_sumsq,
+    .has_nonfinite = kcpu_has_nonfinite,
+    .sgd_update = kcpu_sgd_update,
+    .adamw_update = kcpu_adamw_update,
+    .grad_stats = kcpu_grad_stats,
+    .sumsq_to = kcpu_sumsq_to,
+    .grad_verdict_from = kcpu_grad_verdict_from,
+    .sgd_update_guarded = kcpu_sgd_update_guarded,
+    .adamw_update_guarded = kcpu_adamw_update_guarded,
+
+    .conv2d_workspace = kcpu_conv2d_workspace,
+    .conv2d_forward = kcpu_conv2d_forward,
+    .conv2d_backward = kcpu_conv2d_backward,
+    .maxpool2d_forward = kcpu_maxpool2d_forward,
+    .maxpool2d_backward = kcpu_maxpool2d_backward,
+    .avgpool2d_forward = kcpu_avgpool2d_forward,
+    .avgpool2d_backward = kcpu_avgpool2d_backward,
+
+    .batchnorm_stats = kcpu_batchnorm_stats,
+    .batchnorm_forward = kcpu_batchnorm_forward,
+    .batchnorm_forward_eval = kcpu_batchnorm_forward_eval,
+    .batchnorm_backward_reduce = kcpu_batchnorm_backward_reduce,
+    .batchnorm_backward = kcpu_batchnorm_backward,
+    .batchnorm_param_grads = kcpu_batchnorm_param_grads,
+
+    .gpt_workspace = kcpu_gpt_workspace,
+    .embedding_forward = kcpu_embedding_forward,
+    .embedding_backward = kcpu_embedding_backward,
+    .layernorm_forward = kcpu_layernorm_forward,
+    .layernorm_backward = kcpu_layernorm_backward,
+    .attention_forward = kcpu_attention_forward,
+    .attention_backward = kcpu_attention_backward,
+    .attention_decode = kcpu_attention_decode,
+};
