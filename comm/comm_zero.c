@@ -26,6 +26,8 @@ static void bf16_sum(void *in, void *inout, int *len, MPI_Datatype *type) {
     for (int i = 0; i < *len; i++) b[i] = f32_to_bf16(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
 }
 
+int comm_zero_active(const comm *c) { return c->shard && c->world_size > 1; }
+
 int comm_grads_set_exchange(comm *c, int shard, comm_grad_dtype dtype, char *err, size_t errlen) {
     if (shard != 0 && shard != 1)
         return comm_error(err, errlen, "comm_grads_set_exchange: shard must be 0 or 1, not %d", shard);

@@ -101,6 +101,8 @@ typedef struct {
                                * shifted by one) */
     int64_t count;            /* this rank's samples in this batch (eval: may be 0) */
     int64_t global_count;     /* samples in the whole global batch */
+    int64_t rank_offset;      /* where this rank's samples start within the global batch
+                               * (data_rank_slice's begin): their dropout streams' index */
     int64_t epoch;            /* epoch and cursor of this batch's first sample */
     int64_t cursor;
     int last;                 /* eval: this is the final batch of the pass */

@@ -207,6 +207,7 @@ int kcuda_create(const kern_options *opt, void **out, char *err, size_t errlen) 
     c->gemm_compute = gemm_compute_type(opt->precision);
     c->conv_math = conv_math_type(opt->precision);
     c->separate_epilogues = opt->separate_epilogues;
+    c->upload_delay_ms = opt->upload_delay_ms;
     if (!KCUDA_CALL(c, cudaSetDevice(c->device))) return create_failed(c, err, errlen);
     if (!KCUDA_CALL(c, cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount,
                                               c->device)))

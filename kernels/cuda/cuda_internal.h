@@ -215,7 +215,7 @@ struct kcuda_ctx {
     size_t staging_bytes;        /* size of each */
     cudaEvent_t staged[2], drained[2];
     int staging_next;
-    int upload_delay_ms;         /* fault hook HARNESS_FAULT_UPLOAD_DELAY_MS (tests) */
+    int upload_delay_ms;         /* kern_options.upload_delay_ms (fault-injection tests) */
     int upload_pending;          /* 1 + the staging buffer whose H2D copy kcuda_upload_settle
                                   * has not yet seen complete; 0: none */
     /* cuBLASLt (cuda_lt.cu): handle and the plans of the GEMMs with epilogues, per shape */
@@ -323,6 +323,9 @@ void kcuda_conv_cache_destroy(kcuda_ctx *c);
 static inline int kcuda_conv_out_size(int in, int pad, int dil, int win, int stride) {
     return kern_conv_out_size(in, pad, dil, win, stride);
 }
+
+/* Scratch bytes of the fused attention (cuda_attention.cu) for these sizes. */
+size_t kcuda_attention_workspace(int B, int T, int NH);
 
 #ifdef __CUDACC__
 /* Sum over the 32 lanes of a warp; every lane gets the total (butterfly, fixed order). */

@@ -31,8 +31,6 @@ static size_t round_up(size_t n) { return (n + STAGING_ALIGN - 1) / STAGING_ALIG
 /* Copy stream and events on first use; staging of at least `bytes` each.  1 on success. */
 static int ensure_staging(kcuda_ctx *c, size_t bytes) {
     if (!c->copy_stream) {
-        const char *delay = getenv("HARNESS_FAULT_UPLOAD_DELAY_MS");
-        c->upload_delay_ms = delay ? atoi(delay) : 0;
         if (!KCUDA_CALL(c, cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking)))
             return 0;
         for (int i = 0; i < 2; i++)

@@ -80,7 +80,7 @@ static void run_steps(const config *cfg, int steps, int device, float *p, optim 
         float g[N];
         for (int i = 0; i < N; i++) g[i] = (float)grad[t][i];
         if (device) {
-            optim_device_step(o, p, g, o->lr, 0, t);
+            optim_device_step(o, p, g, o->lr, t);
             optim_verdict v;
             optim_read(o, &v);
             assert_false(v.skipped);
@@ -191,8 +191,8 @@ static void test_adamw(void **state) {
 }
 
 /* A non-finite gradient: the device step skips the update (parameters and moments keep
- * their bits, t does not count it) while at most max_run come in a row, and says stop
- * beyond that. */
+ * their bits, t does not count it) while at most max_skips come in a row, and says stop
+ * beyond that.  The limit is the optimizer's, from train.nonfinite. */
 static void test_nonfinite_skip(void **state) {
     (void)state;
     config cfg;
@@ -200,11 +200,17 @@ static void test_nonfinite_skip(void **state) {
     float p[N], before[N], m_before[N];
     optim o;
     run_steps(&cfg, 1, 1, p, &o);
+    assert_int_equal(o.max_skips, 0);   /* train.nonfinite=error: the first one stops */
+    optim_free(&o);
+    unit_config(&cfg, "train.optimizer=adamw", "train.lr=0.1", "train.nonfinite=skip", NULL);
+    run_steps(&cfg, 1, 1, p, &o);
+    assert_int_equal(o.max_skips, OPTIM_MAX_SKIPS);
+    o.max_skips = 1;   /* so that the second in a row is past the limit */
     memcpy(before, p, sizeof p);
     memcpy(m_before, o.m, sizeof m_before);
     float g[N] = {0.1f, NAN, 0.2f, 0.3f, 0.4f};
     optim_verdict v;
-    optim_device_step(&o, p, g, o.lr, 1, 1);
+    optim_device_step(&o, p, g, o.lr, 1);
     optim_read(&o, &v);
     assert_true(v.skipped);
     assert_false(v.stop);
@@ -213,8 +219,8 @@ static void test_nonfinite_skip(void **state) {
     assert_int_equal(o.t, 1);
     assert_memory_equal(p, before, sizeof p);
     assert_memory_equal(o.m, m_before, sizeof m_before);
-    g[1] = INFINITY;   /* a second in a row is one more than max_run = 1 allows */
-    optim_device_step(&o, p, g, o.lr, 1, 2);
+    g[1] = INFINITY;   /* a second in a row is one more than max_skips = 1 allows */
+    optim_device_step(&o, p, g, o.lr, 2);
     optim_read(&o, &v);
     assert_true(v.stop);
     assert_int_equal(v.stop_step, 2);
