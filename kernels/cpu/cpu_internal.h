@@ -20,6 +20,15 @@ kern_to_host_fn kcpu_to_host;
 kern_upload_fn kcpu_upload;
 kern_sync_fn kcpu_sync;
 kern_sync_fn kcpu_check;
+/* the CUDA graph's contract emulated (cpu_context.c): ops queued between begin and end run at
+ * once but take their step-varying values from what kcpu_graph_set_values set (at any time
+ * before, also before begin); launch consumes the recording (one per step) */
+kern_graph_begin_fn kcpu_graph_begin;
+kern_graph_begin_fn kcpu_graph_end;
+kern_graph_set_values_fn kcpu_graph_set_values;
+kern_graph_launch_fn kcpu_graph_launch;
+/* the values a recorded op reads: the slot while recording, else NULL (use the arguments) */
+const kern_step_values *kcpu_step_values(const void *c);
 kern_marks_create_fn kcpu_marks_create;
 kern_mark_fn kcpu_mark;
 kern_marks_read_fn kcpu_marks_read;

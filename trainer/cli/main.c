@@ -70,11 +70,14 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "generate")) return cmd_generate(argc, argv);
     if (!strcmp(argv[1], "plot")) return plot_main(argc, argv);
     if (!strcmp(argv[1], "devices")) {
-        int gpus = kern_cuda_device_count();
-        if (argc > 2 && !strcmp(argv[2], "--count")) printf("%d\n", gpus);
-        else printf("cpu: available\ncuda: %d device%s%s\n", gpus, gpus == 1 ? "" : "s",
-                    gpus ? "" : " (none visible, or this build has no CUDA backend)");
-        return 0;
+        char why[512];
+        int gpus = kern_cuda_device_status(why, sizeof why);
+        /* a GPU the driver lists but CUDA cannot use is an error (exit 1), not "0 devices" */
+        if (gpus < 0) fprintf(stderr, "harness: error: %s\n", why);
+        if (argc > 2 && !strcmp(argv[2], "--count")) printf("%d\n", gpus > 0 ? gpus : 0);
+        else printf("cpu: available\ncuda: %d device%s%s%s\n", gpus > 0 ? gpus : 0,
+                    gpus == 1 ? "" : "s", gpus > 0 ? "" : ": ", gpus > 0 ? "" : why);
+        return gpus < 0 ? 1 : 0;
     }
     if (!strcmp(argv[1], "convert")) return cmd_convert(argc, argv);
     fprintf(stderr, "harness: unknown command '%s'\n%s", argv[1], usage_main);

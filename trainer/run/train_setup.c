@@ -50,6 +50,8 @@ int run_open_backend(run *r, char *err) {
     if (kern_create(&ko, &r->k, err, ERRLEN) != 0) return -1;
     char name[256];
     if (kern_device_name(r->k, name, sizeof name) == 0) r->peak_flops = gpu_peak_bf16_flops(name);
+    else if (name[0] && r->rank == 0)   /* the CUDA query failed: say so, MFU goes unreported */
+        fprintf(stderr, "harness: warning: the GPU's name is %s; no MFU\n", name);
     return 0;
 }
 
