@@ -86,6 +86,8 @@ void *kern_alloc(kern_ctx *k, size_t bytes) {
 }
 
 const char *kern_blas_coretype_hint(void) { return kcpu_blas_coretype_hint(); }
+void kern_cpu_describe(char *buf, size_t len) { kcpu_gemm_describe(buf, len); }
+int kern_cpu_bf16_fast(void) { return kcpu_gemm_bf16_fast(); }
 
 void *kern_alloc_host(kern_ctx *k, size_t bytes) {
     switch (k->backend) {

@@ -16,7 +16,6 @@
  * and the reductions of cpu_rows.h so that gcc vectorises them. */
 #include "cpu_backend.h"
 
-#include <cblas.h>
 #include <math.h>
 
 #include "cpu_rows.h"
@@ -61,11 +60,9 @@ void kcpu_attention_forward(kcpu_ctx *c, float *out, float *att, const float *qk
             for (int r0 = 0; r0 < T; r0 += BLK) {
                 int r1 = r0 + BLK < T ? r0 + BLK : T, m = r1 - r0;
                 float *ab = a + (size_t)r0 * T;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HS, 1.0f,
-                            q + (size_t)r0 * ld, ld, k, ld, 0.0f, ab, T);
+                kcpu_sgemm(0, 1, m, r1, HS, 1.0f, q + (size_t)r0 * ld, ld, k, ld, 0.0f, ab, T);
                 for (int t = r0; t < r1; t++) softmax_row(a + (size_t)t * T, t + 1, T, scale);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HS, r1, 1.0f, ab, T,
-                            v, ld, 0.0f, o + (size_t)r0 * C, C);
+                kcpu_sgemm(0, 0, m, HS, r1, 1.0f, ab, T, v, ld, 0.0f, o + (size_t)r0 * C, C);
             }
         }
 }
@@ -87,8 +84,7 @@ void kcpu_attention_backward(kcpu_ctx *c, float *dqkv, const float *dout, const 
             for (int r0 = 0; r0 < T; r0 += BLK) {
                 int r1 = r0 + BLK < T ? r0 + BLK : T, m = r1 - r0;
                 float *db = ds + (size_t)r0 * T;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HS, 1.0f,
-                            g + (size_t)r0 * C, C, v, ld, 0.0f, db, T);
+                kcpu_sgemm(0, 1, m, r1, HS, 1.0f, g + (size_t)r0 * C, C, v, ld, 0.0f, db, T);
                 for (int t = r0; t < r1; t++) {
                     const float *restrict pr = p + (size_t)t * T;
                     float *restrict dr = ds + (size_t)t * T;
@@ -96,17 +92,15 @@ void kcpu_attention_backward(kcpu_ctx *c, float *dqkv, const float *dout, const 
                     for (int s = 0; s <= t; s++) dr[s] = pr[s] * (dr[s] - d) * scale;
                     for (int s = t + 1; s < r1; s++) dr[s] = 0.0f;
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HS, r1, 1.0f, db, T,
-                            k, ld, 0.0f, dq + (size_t)r0 * ld, ld);
+                kcpu_sgemm(0, 0, m, HS, r1, 1.0f, db, T, k, ld, 0.0f, dq + (size_t)r0 * ld, ld);
             }
             for (int c0 = 0; c0 < T; c0 += BLK) {
                 int c1 = c0 + BLK < T ? c0 + BLK : T, n = c1 - c0;
                 size_t off = (size_t)c0 * T + c0;
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, HS, T - c0, 1.0f,
-                            ds + off, T, q + (size_t)c0 * ld, ld, 0.0f, dk + (size_t)c0 * ld,
-                            ld);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, HS, T - c0, 1.0f,
-                            p + off, T, g + (size_t)c0 * C, C, 0.0f, dv + (size_t)c0 * ld, ld);
+                kcpu_sgemm(1, 0, n, HS, T - c0, 1.0f, ds + off, T, q + (size_t)c0 * ld, ld, 0.0f,
+                           dk + (size_t)c0 * ld, ld);
+                kcpu_sgemm(1, 0, n, HS, T - c0, 1.0f, p + off, T, g + (size_t)c0 * C, C, 0.0f,
+                           dv + (size_t)c0 * ld, ld);
             }
         }
 }

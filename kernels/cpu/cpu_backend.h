@@ -1,8 +1,8 @@
 /* cpu_backend.h: the CPU backend of kernels.h (internal; callers use kern_*).
  *
  * Same ops and argument order as kernels.h, with the backend's own context in place of
- * kern_ctx.  Memory is ordinary host memory; GEMMs go to OpenBLAS (row-major cblas_sgemm),
- * element-wise loops are plain C that gcc vectorises.  Nothing here allocates except
+ * kern_ctx.  Memory is ordinary host memory; GEMMs go to oneDNN (cpu_gemm.c; OpenBLAS in a
+ * build without it), element-wise loops are plain C that gcc vectorises.  Nothing here allocates except
  * kcpu_alloc and kcpu_create. */
 #ifndef HARNESS_KERNELS_CPU_BACKEND_H
 #define HARNESS_KERNELS_CPU_BACKEND_H
@@ -144,5 +144,21 @@ void kcpu_attention_decode(kcpu_ctx *c, float *out, const float *q, const float 
 void kcpu_softmax_xent_acc(kcpu_ctx *c, float *losses, float *dlogits, double *acc,
                            const float *logits, const int32_t *labels, int B, int C, int ld,
                            float grad_scale);
+
+
+/* GEMMs (cpu_gemm.c), row-major, ta/tb: A/B stored transposed.  kcpu_gemm follows the
+ * context's precision (bf16 inputs with fp32 accumulation when run.precision=bf16 and the CPU
+ * has AMX; alpha = 1, beta 0 or 1): linear and convolution.  kcpu_sgemm is always fp32.
+ * The state (oneDNN engine, kept primitives, bf16 buffers) belongs to the context. */
+typedef struct kcpu_gemm_lib kcpu_gemm_lib;
+int kcpu_gemm_create(kcpu_gemm_lib **out, int threads, int bf16, char *err, size_t errlen);
+void kcpu_gemm_destroy(kcpu_gemm_lib *g);
+kcpu_gemm_lib *kcpu_gemm_state(kcpu_ctx *c);
+int kcpu_gemm_bf16_fast(void);
+void kcpu_gemm_describe(char *buf, size_t len);
+void kcpu_gemm(kcpu_ctx *c, int ta, int tb, int M, int N, int K, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
+void kcpu_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc);
 
 #endif

@@ -1,7 +1,9 @@
-/* cpu_context.c: the CPU backend's context (BLAS thread count) and its host memory. */
+/* cpu_context.c: the CPU backend's context (threads, GEMM library state) and its host memory. */
 #include "cpu_backend.h"
 
+#ifndef HARNESS_HAVE_DNNL
 #include <cblas.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 
 struct kcpu_ctx {
     int threads;
+    kcpu_gemm_lib *gemm;   /* NULL in a build without oneDNN */
 };
 
 int kcpu_create(const kern_options *opt, kcpu_ctx **out, char *err, size_t errlen) {
@@ -23,14 +26,24 @@ int kcpu_create(const kern_options *opt, kcpu_ctx **out, char *err, size_t errle
         return -1;
     }
     c->threads = opt->threads;
-    /* OpenBLAS would otherwise start one thread per core in every rank.  The setting is
-     * process-wide: the last context created wins. */
-    openblas_set_num_threads(opt->threads);
+    /* bf16 GEMM inputs only where they are faster than fp32 (AMX); the caller has said so */
+    int bf16 = opt->precision == KERN_BF16 && kcpu_gemm_bf16_fast();
+    /* the thread count is process-wide (OpenMP, OpenBLAS): the last context created wins */
+    if (kcpu_gemm_create(&c->gemm, opt->threads, bf16, err, errlen) != 0) {
+        free(c);
+        return -1;
+    }
     *out = c;
     return 0;
 }
 
-void kcpu_destroy(kcpu_ctx *c) { free(c); }
+void kcpu_destroy(kcpu_ctx *c) {
+    if (!c) return;
+    kcpu_gemm_destroy(c->gemm);
+    free(c);
+}
+
+kcpu_gemm_lib *kcpu_gemm_state(kcpu_ctx *c) { return c->gemm; }
 
 void *kcpu_alloc(kcpu_ctx *c, size_t bytes) {
     void *p = NULL;
@@ -55,7 +68,9 @@ int kcpu_sync(kcpu_ctx *c, char *err, size_t errlen) { return 0; }
 int kcpu_check(kcpu_ctx *c, char *err, size_t errlen) { return 0; }
 
 const char *kcpu_blas_coretype_hint(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
+    /* With oneDNN (dispatch by CPU features) OpenBLAS does no GEMM of a step: nothing to
+     * gain.  Without it, the OpenBLAS model-table workaround stays as the fallback. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(HARNESS_HAVE_DNNL)
     const char *core = openblas_get_corename();
     if (!core) return NULL;
     /* AVX2-era kernels on a CPU with the AVX-512 subsets OpenBLAS's SkylakeX kernels use */

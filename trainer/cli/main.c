@@ -666,8 +666,12 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "devices")) {
         int gpus = kern_cuda_device_count();
         if (argc > 2 && !strcmp(argv[2], "--count")) printf("%d\n", gpus);
-        else printf("cpu: available\ncuda: %d device%s%s\n", gpus, gpus == 1 ? "" : "s",
-                    gpus ? "" : " (none visible, or this build has no CUDA backend)");
+        else {
+            char cpu[160];
+            kern_cpu_describe(cpu, sizeof cpu);
+            printf("cpu: available (%s)\ncuda: %d device%s%s\n", cpu, gpus, gpus == 1 ? "" : "s",
+                   gpus ? "" : " (none visible, or this build has no CUDA backend)");
+        }
         return 0;
     }
     if (!strcmp(argv[1], "convert")) return cmd_convert(argc, argv);
