@@ -31,7 +31,7 @@
 /* One kept bf16 matmul: its shape (the key) and the memory objects whose data handles are
  * pointed at each call's buffers. */
 typedef struct {
-    int ta, tb, M, N, K, ldc, accumulate;
+    int tb, M, N, K, ldc, accumulate;
     dnnl_primitive_t prim;
     dnnl_memory_t a, b, c;
 } bf16_matmul;
@@ -112,21 +112,37 @@ void kcpu_gemm_destroy(kcpu_gemm_lib *g) {
     free(g);
 }
 
-/* dst[rows, cols] (packed) = bf16 of src[rows, cols] with leading dimension ld, rounded to
- * nearest even like the GPU's __float2bfloat16 (NaN stays NaN: its payload survives the
- * rounding add only partly, so its top bits are forced quiet). */
+/* bf16 of x, rounded to nearest even like the GPU's __float2bfloat16; a NaN stays a NaN (the
+ * rounding add could carry its payload into the exponent, so it is truncated and made quiet) */
+static inline uint16_t bf16_of(uint32_t u) {
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    int nan = (u & 0x7fffffffu) > 0x7f800000u;
+    return (uint16_t)(nan ? (u >> 16) | 0x40u : rounded);
+}
+
+/* dst[rows, cols] (packed) = bf16 of src[rows, cols] with leading dimension ld */
 static void to_bf16(uint16_t *restrict dst, const float *restrict src, int rows, int cols,
                     int ld) {
     for (int r = 0; r < rows; r++) {
         const uint32_t *restrict s = (const uint32_t *)(src + (size_t)r * ld);
         uint16_t *restrict d = dst + (size_t)r * cols;
-        for (int i = 0; i < cols; i++) {
-            uint32_t u = s[i];
-            uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-            int nan = (u & 0x7fffffffu) > 0x7f800000u;
-            d[i] = (uint16_t)(nan ? (u >> 16) | 0x40u : rounded);
-        }
+        for (int i = 0; i < cols; i++) d[i] = bf16_of(s[i]);
     }
+}
+
+/* dst[cols, rows] (packed) = bf16 of src[rows, cols]^T: AMX's matmul ran a transposed A at
+ * a quarter of its speed (backward-weights, dout^T), a packed one at full speed; the copy is
+ * needed anyway.  In 32 x 32 tiles so that both sides stay in cache. */
+static void to_bf16_transposed(uint16_t *restrict dst, const float *restrict src, int rows,
+                               int cols, int ld) {
+    const uint32_t *restrict s = (const uint32_t *)src;
+    for (int r0 = 0; r0 < rows; r0 += 32)
+        for (int c0 = 0; c0 < cols; c0 += 32) {
+            int r1 = r0 + 32 < rows ? r0 + 32 : rows, c1 = c0 + 32 < cols ? c0 + 32 : cols;
+            for (int c = c0; c < c1; c++)
+                for (int r = r0; r < r1; r++)
+                    dst[(size_t)c * rows + r] = bf16_of(s[(size_t)r * ld + c]);
+        }
 }
 
 static int grow(uint16_t **buf, size_t *cap, size_t n) {
@@ -141,21 +157,21 @@ static int grow(uint16_t **buf, size_t *cap, size_t n) {
 
 /* The kept matmul for this shape, created on first use; NULL when oneDNN has none (the caller
  * then computes in fp32). A and B are the packed bf16 copies, so their strides follow from
- * the shape: op(A)[M,K] stored [M,K] (ta = 0) or [K,M] (ta = 1), likewise B. */
-static bf16_matmul *find_matmul(kcpu_gemm_lib *g, int ta, int tb, int M, int N, int K, int ldc,
+ * the shape: A[M,K] always (transposed while copied), op(B)[K,N] stored [K,N] (tb = 0) or
+ * [N,K] (tb = 1). */
+static bf16_matmul *find_matmul(kcpu_gemm_lib *g, int tb, int M, int N, int K, int ldc,
                                 int accumulate) {
     for (int i = 0; i < g->n_matmuls; i++) {
         bf16_matmul *m = &g->matmuls[i];
-        if (m->ta == ta && m->tb == tb && m->M == M && m->N == N && m->K == K &&
-            m->ldc == ldc && m->accumulate == accumulate)
+        if (m->tb == tb && m->M == M && m->N == N && m->K == K && m->ldc == ldc &&
+            m->accumulate == accumulate)
             return m;
     }
     if (g->n_matmuls == MAX_MATMULS) return NULL;
-    bf16_matmul m = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .ldc = ldc,
-                     .accumulate = accumulate};
+    bf16_matmul m = {.tb = tb, .M = M, .N = N, .K = K, .ldc = ldc, .accumulate = accumulate};
     dnnl_memory_desc_t ad, bd, cd;
     dnnl_dims_t adims = {M, K}, bdims = {K, N}, cdims = {M, N};
-    dnnl_dims_t as = {ta ? 1 : K, ta ? M : 1}, bs = {tb ? 1 : N, tb ? K : 1}, cs = {ldc, 1};
+    dnnl_dims_t as = {K, 1}, bs = {tb ? 1 : N, tb ? K : 1}, cs = {ldc, 1};
     dnnl_matmul_desc_t md;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t ops = NULL;
@@ -183,15 +199,15 @@ static bf16_matmul *find_matmul(kcpu_gemm_lib *g, int ta, int tb, int M, int N, 
 }
 
 /* 0 when done in bf16; -1: not possible here (shape, memory), the caller does it in fp32 */
-static int gemm_bf16(kcpu_gemm_lib *g, int ta, int tb, int M, int N, int K, const float *A, int lda,
-                     const float *B, int ldb, float beta, float *C, int ldc) {
+static int gemm_bf16(kcpu_gemm_lib *g, int ta, int tb, int M, int N, int K, const float *A,
+                     int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (beta != 0.0f && beta != 1.0f) return -1;
     if (grow(&g->a16, &g->a16_cap, (size_t)M * K) != 0 ||
         grow(&g->b16, &g->b16_cap, (size_t)K * N) != 0)
         return -1;
-    bf16_matmul *m = find_matmul(g, ta, tb, M, N, K, ldc, beta != 0.0f);
+    bf16_matmul *m = find_matmul(g, tb, M, N, K, ldc, beta != 0.0f);
     if (!m) return -1;
-    if (ta) to_bf16(g->a16, A, K, M, lda);
+    if (ta) to_bf16_transposed(g->a16, A, K, M, lda);
     else to_bf16(g->a16, A, M, K, lda);
     if (tb) to_bf16(g->b16, B, N, K, ldb);
     else to_bf16(g->b16, B, K, N, ldb);

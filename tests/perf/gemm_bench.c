@@ -101,13 +101,23 @@ static double time_gemm(int ta, int tb, int M, int N, int K, int iters, int repe
     if (bf16) { /* inputs already in bf16 (truncated); the conversion is not timed */
         A16 = malloc(2 * (size_t)M * K);
         B16 = malloc(2 * (size_t)K * N);
-        for (size_t i = 0; i < (size_t)M * K; i++) { uint32_t u; memcpy(&u, A + i, 4); A16[i] = u >> 16; }
-        for (size_t i = 0; i < (size_t)K * N; i++) { uint32_t u; memcpy(&u, B + i, 4); B16[i] = u >> 16; }
+        /* A packed as [M,K] even when stored transposed, as harness's kcpu_gemm does */
+        for (int m = 0; m < M; m++)
+            for (int k = 0; k < K; k++) {
+                uint32_t u;
+                memcpy(&u, A + (ta ? (size_t)k * M + m : (size_t)m * K + k), 4);
+                A16[(size_t)m * K + k] = u >> 16;
+            }
+        for (size_t i = 0; i < (size_t)K * N; i++) {
+            uint32_t u;
+            memcpy(&u, B + i, 4);
+            B16[i] = u >> 16;
+        }
     }
     matmul m;
     if (is_matmul)
-        m = matmul_create(ta, tb, M, N, K, bf16 ? dnnl_bf16 : dnnl_f32, bf16 ? (void *)A16 : A,
-                          bf16 ? (void *)B16 : B, C);
+        m = matmul_create(bf16 ? 0 : ta, tb, M, N, K, bf16 ? dnnl_bf16 : dnnl_f32,
+                          bf16 ? (void *)A16 : A, bf16 ? (void *)B16 : B, C);
     int lda = ta ? M : K, ldb = tb ? K : N;
     double best = 1e30;
     for (int r = -1; r < repeat; r++) {
@@ -140,7 +150,8 @@ static void time_layer(int M, int I, int O, int iters, int repeat, double t[3]) 
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: gemm_bench openblas|blis|dnnl_sgemm|dnnl_matmul|dnnl_bf16 [REPEAT]\n");
+        fprintf(stderr, "usage: gemm_bench openblas|blis|dnnl_sgemm|dnnl_matmul|dnnl_bf16 "
+                        "[REPEAT]\n");
         return 2;
     }
     lib = argv[1];
@@ -151,9 +162,11 @@ int main(int argc, char **argv) {
         if (!h) { fprintf(stderr, "gemm_bench: %s\n", dlerror()); return 1; }
         blas_sgemm = (cblas_sgemm_fn)dlsym(h, "cblas_sgemm");
         if (!blas_sgemm) { fprintf(stderr, "gemm_bench: no cblas_sgemm in %s\n", so); return 1; }
-        const char *(*corename)(void) = (const char *(*)(void))dlsym(h, "openblas_get_corename");
+        const char *(*corename)(void);
+        *(void **)&corename = dlsym(h, "openblas_get_corename");
         if (corename) printf("# openblas core: %s\n", corename());
-    } else if (strcmp(lib, "dnnl_sgemm") && strcmp(lib, "dnnl_matmul") && strcmp(lib, "dnnl_bf16")) {
+    } else if (strcmp(lib, "dnnl_sgemm") && strcmp(lib, "dnnl_matmul") &&
+               strcmp(lib, "dnnl_bf16")) {
         fprintf(stderr, "gemm_bench: unknown library '%s'\n", lib);
         return 2;
     }

@@ -40,8 +40,8 @@ int run_open_backend(run *r, char *err) {
     if (ko.backend == KERN_CPU && r->rank == 0) {
         char cpu[160];
         kern_cpu_describe(cpu, sizeof cpu);
-        fprintf(stderr, "harness: %straining on the CPU backend (%d rank%s x %d thread%s; "
-                "cpu: %s)\n", cfg->device == DEVICE_AUTO ? "no GPU found, t" : "t", r->world,
+        fprintf(stderr, "harness: %s on the CPU backend (%d rank%s x %d thread%s; cpu: %s)\n",
+                cfg->device == DEVICE_AUTO ? "no GPU found, training" : "training", r->world,
                 r->world > 1 ? "s" : "", ko.threads, ko.threads > 1 ? "s" : "", cpu);
     }
     if (ko.backend == KERN_CUDA && gpus > 0) ko.device = comm_local_rank(r->c) % gpus;
