@@ -285,6 +285,21 @@ void comm_abort(comm *c, int code, const char *message);
 int comm_watchdog_start(comm *c, double timeout_s, char *err, size_t errlen);
 /* Stops the thread (comm_finalize does it too).  Safe when it does not run. */
 void comm_watchdog_stop(comm *c);
+/* Collective.  Across nodes, a liveness signal that does not depend on MPI (a rank blocked in
+ * a collective with a node that lost power would wait for hours): each node's local rank 0
+ * keeps a heartbeat with rank 0 over UDP, on a thread of its own (comm_heartbeat.c).  When
+ * rank 0 has heard nothing from a node for silence_s seconds, or a node has heard nothing from
+ * rank 0 for that long, every rank of the surviving nodes ends within about one more second:
+ * its node leader writes a report naming the lost node (host name), its ranks and the step it
+ * was last heard in, the other local ranks print one line naming it, and all exit with
+ * exit_code (the caller's "a node was lost" status).  A network partition ends both sides.
+ * Ranks of one node only: nothing to do.  Also starts the watchdog (with no stall timeout) on
+ * ranks where it does not run, since the local ranks end through it.  The node leaders need an
+ * IPv4 address on a network rank 0's node shares (UDP, ephemeral ports: a firewall between the
+ * nodes must let them through).  comm_finalize stops it, with a goodbye so that a node that
+ * finishes first is not taken for lost.  silence_s in (0, 1e6]; returns 0 or an error (the
+ * same on every rank). */
+int comm_heartbeat_start(comm *c, double silence_s, int exit_code, char *err, size_t errlen);
 /* The step this rank is working on, for reports (e.g. the 1-based step of the logs).  One
  * relaxed store. */
 void comm_set_step(comm *c, int64_t step);

@@ -90,6 +90,7 @@ fail:
 void comm_finalize(comm *c) {
     if (!c) return;
     comm_state_set(c, COMM_SLOT_FINALIZED);
+    comm_heartbeat_shutdown(c); /* before the watchdog: it may end this node through it */
     comm_watchdog_shutdown(c);
     comm_gpu_destroy(c);        /* NCCL, stream, events, mirror, grads_world; no-op without */
     comm_zero_free(c);          /* shard buffers and the bf16 MPI op (before MPI_Finalize) */

@@ -114,7 +114,11 @@ typedef struct {
     int32_t local_size;
     _Atomic int32_t fired_by;       /* world rank of the first local watchdog that fired, or -1 */
     _Atomic int32_t report_done;    /* that watchdog has written its report */
-    char pad[44];
+    _Atomic int32_t exit_code;      /* what every local rank exits with once it fired; 0: 1 */
+    char pad[40];
+    /* One line the other local ranks print as they follow (a lost node: which one), set
+     * before report_done; empty when they end silently. */
+    char follow_line[192];
 } comm_shared_header;
 
 struct comm {
@@ -171,6 +175,10 @@ struct comm {
     comm_slot *self;
     int64_t pending_allow_ns;   /* comm_watchdog_allow, applied at the next wait */
     char host[64];
+    int node_leader;        /* world rank of this node's local rank 0 */
+
+    /* Cross-node heartbeat (comm_heartbeat.c), NULL when off or on one node. */
+    struct comm_heartbeat *hb;
 
     /* Watchdog thread (comm_watchdog.c). */
     pthread_t watchdog;
@@ -323,5 +331,14 @@ void comm_gpu_exit_abort(comm *c);
 void comm_watchdog_init(comm *c);       /* lock and condition; no thread yet */
 void comm_watchdog_shutdown(comm *c);   /* stops and joins the thread if it runs */
 void comm_watchdog_destroy(comm *c);
+/* For a fault found outside the watchdog (the heartbeat thread's lost node): claims this
+ * node's report (or follows one already claimed), writes text[len] to stderr, leaves
+ * follow_line for the other local ranks, whose watchdogs then end them with exit_code, and
+ * ends this process with exit_code.  Does not return. */
+void comm_watchdog_fire_external(comm *c, const char *text, size_t len, const char *follow_line,
+                                 int exit_code);
+
+/* ---- comm_heartbeat.c -------------------------------------------------------------------- */
+void comm_heartbeat_shutdown(comm *c);   /* says goodbye to the other nodes, stops the thread */
 
 #endif

@@ -25,7 +25,7 @@
 #include "comm_internal.h"
 
 _Static_assert(sizeof(comm_slot) == 192, "comm_slot is three 64-byte lines");
-_Static_assert(sizeof(comm_shared_header) == 64, "comm_shared_header is 64 bytes");
+_Static_assert(sizeof(comm_shared_header) == 256, "comm_shared_header is four 64-byte lines");
 
 #define COMM_SHARED_MAGIC 0x68726e73636f6d31ull   /* "hrnscom1" */
 #define COMM_SHM_NAME_BYTES 96
@@ -321,6 +321,7 @@ void comm_state_open(comm *c, MPI_Comm local) {
         }
     }
     if (MPI_Bcast(info, 2, MPI_INT, 0, local) != MPI_SUCCESS) ok = 0;
+    c->node_leader = ok ? info[0] : -1;
     if (ok && info[1] && c->local_rank != 0) {
         snprintf(name, sizeof name, "/harness-comm-%s-%d", job, info[0]);
         int fd = shm_open(name, O_RDWR, 0600);

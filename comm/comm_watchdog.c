@@ -138,14 +138,25 @@ static void sleep_ns(int64_t ns) {
  * kernels and proxy threads let go of the GPU and network), within a bounded time. */
 static void end_process(comm *c) {
     comm_gpu_exit_abort(c);
-    _exit(1);
+    int code = atomic_load(&c->header->exit_code);
+    _exit(code != 0 ? code : 1);
 }
 
-/* Another local watchdog has fired: let it finish its report, then end this process. */
+
+/* Another local watchdog has fired: let it finish its report, then end this process (with
+ * the line it left for us, if any). */
 static void follow(comm *c) {
     comm_state_set(c, COMM_SLOT_FIRED);
     int64_t until = comm_now_ns() + FOLLOW_WAIT_NS;
     while (!atomic_load(&c->header->report_done) && comm_now_ns() < until) sleep_ns(10000000);
+    char line[sizeof c->header->follow_line + 64];
+    char note[sizeof c->header->follow_line];
+    memcpy(note, c->header->follow_line, sizeof note);
+    note[sizeof note - 1] = '\0';
+    if (note[0]) {
+        int n = snprintf(line, sizeof line, "harness: rank %d: %s\n", c->rank, note);
+        if (n > 0) write_all(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    }
     end_process(c);
 }
 
@@ -382,6 +393,19 @@ static void fire_gpu(comm *c, const comm_gpu_watch_report *g, int64_t now, const
     }
     say(&r, "harness: rank %d: aborting the NCCL communicator and ending the job\n", c->rank);
     finish(c, &r);
+    end_process(c);
+}
+
+void comm_watchdog_fire_external(comm *c, const char *text, size_t len, const char *follow_line,
+                                 int exit_code) {
+    if (!claim_report(c)) follow(c);
+    atomic_store(&c->header->exit_code, exit_code);
+    if (follow_line) {
+        snprintf(c->header->follow_line, sizeof c->header->follow_line, "%s", follow_line);
+        atomic_thread_fence(memory_order_release);
+    }
+    write_all(2, text, len);
+    atomic_store(&c->header->report_done, 1);
     end_process(c);
 }
 

@@ -84,13 +84,15 @@ static const char *usage_train =
     "batch_size,grad_accum,optimizer,lr,momentum,nesterov,beta1,beta2,eps,weight_decay,\n"
     "clip_grad_norm,schedule,warmup_steps,min_lr,nonfinite} log.{every,eval_every,progress,plot,\n"
     "trace,trace_start,trace_steps,straggler_pct,straggler_intervals}\n"
-    "comm.{bucket_kb,shared_memory,timeout_s,check_fingerprints} checkpoint.{dir,every,keep,timeout_s}.\n"
+    "comm.{bucket_kb,shared_memory,timeout_s,heartbeat_s,check_fingerprints} checkpoint.{dir,every,keep,timeout_s}.\n"
     "Layer types: linear conv2d maxpool2d avgpool2d global_avgpool batchnorm2d relu gelu\n"
     "dropout flatten residual_start residual_end.\n"
     "See launch/*.yaml and README.md.\n"
     "\n"
     "Exit status: 0 done, 1 error (reported once, naming the rank that saw it),\n"
-    "75 checkpointed on a signal or --stop-after: resubmit with --resume auto.\n";
+    "75 checkpointed on a signal or --stop-after: resubmit with --resume auto,\n"
+    "76 a node was lost (no heartbeat for comm.heartbeat_s seconds; the report names it, its\n"
+    "ranks and step): resume with --resume auto on the nodes that remain.\n";
 
 static const char *usage_eval =
     "usage: harness eval --checkpoint CKPT [--set KEY=VALUE]...\n"

@@ -77,6 +77,7 @@ void config_defaults(config *c) {
     c->bucket_kb = 1024;
     c->shared_memory = 1;
     c->comm_timeout_s = 30.0f;
+    c->comm_heartbeat_s = 5.0f;
     c->check_fingerprints = 0;
     c->grad_dtype = GRAD_DTYPE_FP32;
 

@@ -99,6 +99,7 @@ const config_key config_keys[] = {
     {.name = "comm.bucket_kb", .kind = CK_I64, FIELD(bucket_kb), .imin = 1, .imax = INT64_C(1) << 22},
     {.name = "comm.shared_memory", .kind = CK_BOOL, FIELD(shared_memory)},
     {.name = "comm.timeout_s", .kind = CK_FLOAT, FIELD(comm_timeout_s), .fmin = 0, .fmax = 1e6},
+    {.name = "comm.heartbeat_s", .kind = CK_FLOAT, FIELD(comm_heartbeat_s), .fmin = 0, .fmax = 1e6},
     {.name = "comm.check_fingerprints", .kind = CK_BOOL, FIELD(check_fingerprints)},
     {.name = "comm.grad_dtype", .kind = CK_ENUM, FIELD(grad_dtype), .names = grad_dtype_names},
 

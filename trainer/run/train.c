@@ -290,6 +290,10 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     /* From here on a stalled collective or a lost rank ends the job with a report (the
      * one-rank phases of start-up - reading data, resuming - are over). */
     int wd = cfg->comm_timeout_s > 0 ? comm_watchdog_start(c, cfg->comm_timeout_s, err, sizeof err) : 0;
+    /* across nodes: a lost node named in seconds (collective: every rank calls it) */
+    int hb = cfg->comm_heartbeat_s > 0
+                 ? comm_heartbeat_start(c, cfg->comm_heartbeat_s, HARNESS_EXIT_NODE_LOST, err, sizeof err) : 0;
+    if (wd == 0) wd = hb;
     if (run_agree(&r, wd, err) || run_agree(&r, run_open_observers(&r, err), err)) {
         run_teardown(&r);
         return HARNESS_EXIT_ERROR;

@@ -13,6 +13,7 @@ enum {
     HARNESS_EXIT_OK = 0,
     HARNESS_EXIT_ERROR = 1,
     HARNESS_EXIT_RESUBMIT = 75,   /* checkpointed on a signal (or --stop-after): resubmit me */
+    HARNESS_EXIT_NODE_LOST = 76,  /* a node of the job was lost: resume from the newest checkpoint elsewhere */
 };
 
 typedef struct {
