@@ -12,7 +12,7 @@
  *          costs 0.1-2 ms, more than a small GEMM.
  * Both are deterministic for a given shape and thread count (the resume and data-parallel
  * tests compare bit for bit). */
-#include "cpu_backend.h"
+#include "cpu_internal.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -247,7 +247,7 @@ void kcpu_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
 #endif
 }
 
-void kcpu_gemm(kcpu_ctx *c, int ta, int tb, int M, int N, int K, const float *A, int lda,
+void kcpu_gemm(void *c, int ta, int tb, int M, int N, int K, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc) {
 #ifdef HARNESS_HAVE_DNNL
     kcpu_gemm_lib *g = kcpu_gemm_state(c);
