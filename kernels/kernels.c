@@ -37,6 +37,8 @@ int kern_cuda_device_status(char *why, size_t len) {
 }
 
 const char *kern_blas_coretype_hint(void) { return kcpu_blas_coretype_hint(); }
+void kern_cpu_describe(char *buf, size_t len) { kcpu_gemm_describe(buf, len); }
+int kern_cpu_bf16_fast(void) { return kcpu_gemm_bf16_fast(); }
 
 /* The table of a backend, or NULL (err says why). */
 static const kern_backend_ops *backend_table(kern_backend backend, char *err, size_t errlen) {

@@ -26,14 +26,16 @@ typedef enum { KERN_CPU = 0, KERN_CUDA = 1 } kern_backend;
 typedef struct kern_ctx kern_ctx;
 
 /* What GEMM inputs are rounded to (products are accumulated in fp32 in every mode; master
- * weights, gradients and optimizer state stay fp32).  The CPU backend computes fp32 always. */
+ * weights, gradients and optimizer state stay fp32).  The CPU backend takes bf16 for the GEMMs
+ * of linear layers and convolutions where kern_cpu_bf16_fast() says so, fp32 otherwise. */
 typedef enum { KERN_FP32 = 0, KERN_TF32 = 1, KERN_BF16 = 2 } kern_precision;
 
 typedef struct {
     kern_backend backend;
     int threads;      /* CPU: BLAS/worker threads for this process (>= 1) */
     int device;       /* CUDA: device ordinal; ignored on CPU */
-    kern_precision precision;   /* CUDA: GEMM input precision (tensor cores for TF32/BF16) */
+    kern_precision precision;   /* GEMM input precision (CUDA: tensor cores for TF32/BF16;
+                                 * CPU: BF16 on AMX, see kern_cpu_bf16_fast) */
     int separate_epilogues;     /* CUDA: 1 = bias / activation / bias gradient as their own
                                  * kernels, never fused into the GEMMs (run.gemm_epilogues:
                                  * separate); 0 = fused by cuBLASLt where it can */
@@ -87,9 +89,16 @@ kern_backend kern_get_backend(const kern_ctx *k);
 /* OpenBLAS picks its CPU kernels when it loads, from the CPU model it knows; a CPU it does not
  * know gets a generic older kernel.  When a faster one fits this CPU (AVX-512 CPUs that OpenBLAS
  * runs with its AVX2 kernels, measured 1.2-1.6x on GEMMs here), returns the value for the
- * OPENBLAS_CORETYPE environment variable that selects it; NULL when nothing is to be gained.
+ * OPENBLAS_CORETYPE environment variable that selects it; NULL when nothing is to be gained -
+ * always in a build with oneDNN, which does the GEMMs then and picks kernels by CPU features.
  * Only effective for a process that sets it before it starts (see harness's main). */
 const char *kern_blas_coretype_hint(void);
+/* The CPU backend's GEMM library and the instruction set it dispatches to on this CPU, for
+ * the start-up line and `harness devices`, e.g. "avx512_core_amx, oneDNN 2.6.3 (bf16 on AMX)". */
+void kern_cpu_describe(char *buf, size_t len);
+/* 1 where bf16 GEMM inputs are faster than fp32 on this CPU (AMX tiles), so that
+ * run.precision=bf16 applies to the CPU backend; 0 where it would be slower (fp32 is used). */
+int kern_cpu_bf16_fast(void);
 /* Whether this build contains the CUDA backend and a device is usable (count of devices). */
 int kern_cuda_device_count(void);
 /* The same count, with why there is none: > 0 devices usable; 0 none here (no NVIDIA GPU, or

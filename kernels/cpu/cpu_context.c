@@ -1,8 +1,10 @@
-/* cpu_context.c: the CPU backend's context (BLAS thread count), its host memory and copies,
+/* cpu_context.c: the CPU backend's context (threads, GEMM library state), its host memory and copies,
  * and trace marks read from the host's clock (the CPU runs every op before it returns). */
 #include "cpu_internal.h"
 
+#ifndef HARNESS_HAVE_DNNL
 #include <cblas.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@ typedef struct {
     kern_step_values step_values;
     int capturing, recorded;
     char error[160];
+    kcpu_gemm_lib *gemm;   /* NULL in a build without oneDNN */
 } kcpu_ctx;
 
 static void graph_clear_values(kcpu_ctx *c);
@@ -34,14 +37,25 @@ int kcpu_create(const kern_options *opt, void **out, char *err, size_t errlen) {
     }
     c->threads = opt->threads;
     graph_clear_values(c);
-    /* OpenBLAS would otherwise start one thread per core in every rank.  The setting is
-     * process-wide: the last context created wins. */
-    openblas_set_num_threads(opt->threads);
+    /* bf16 GEMM inputs only where they are faster than fp32 (AMX); the caller has said so */
+    int bf16 = opt->precision == KERN_BF16 && kcpu_gemm_bf16_fast();
+    /* the thread count is process-wide (OpenMP, OpenBLAS): the last context created wins */
+    if (kcpu_gemm_create(&c->gemm, opt->threads, bf16, err, errlen) != 0) {
+        free(c);
+        return -1;
+    }
     *out = c;
     return 0;
 }
 
-void kcpu_destroy(void *c) { free(c); }
+void kcpu_destroy(void *ctx) {
+    kcpu_ctx *c = ctx;
+    if (!c) return;
+    kcpu_gemm_destroy(c->gemm);
+    free(c);
+}
+
+kcpu_gemm_lib *kcpu_gemm_state(void *c) { return ((kcpu_ctx *)c)->gemm; }
 
 void *kcpu_alloc(void *c, size_t bytes) {
     void *p = NULL;
@@ -138,7 +152,9 @@ const kern_step_values *kcpu_step_values(const void *be) {
 }
 
 const char *kcpu_blas_coretype_hint(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
+    /* With oneDNN (dispatch by CPU features) OpenBLAS does no GEMM of a step: nothing to
+     * gain.  Without it, the OpenBLAS model-table workaround stays as the fallback. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(HARNESS_HAVE_DNNL)
     const char *core = openblas_get_corename();
     if (!core) return NULL;
     /* AVX2-era kernels on a CPU with the AVX-512 subsets OpenBLAS's SkylakeX kernels use */

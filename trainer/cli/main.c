@@ -74,9 +74,14 @@ int main(int argc, char **argv) {
         int gpus = kern_cuda_device_status(why, sizeof why);
         /* a GPU the driver lists but CUDA cannot use is an error (exit 1), not "0 devices" */
         if (gpus < 0) fprintf(stderr, "harness: error: %s\n", why);
-        if (argc > 2 && !strcmp(argv[2], "--count")) printf("%d\n", gpus > 0 ? gpus : 0);
-        else printf("cpu: available\ncuda: %d device%s%s%s\n", gpus > 0 ? gpus : 0,
-                    gpus == 1 ? "" : "s", gpus > 0 ? "" : ": ", gpus > 0 ? "" : why);
+        if (argc > 2 && !strcmp(argv[2], "--count")) {
+            printf("%d\n", gpus > 0 ? gpus : 0);
+        } else {
+            char cpu[160];
+            kern_cpu_describe(cpu, sizeof cpu);
+            printf("cpu: available (%s)\ncuda: %d device%s%s%s\n", cpu, gpus > 0 ? gpus : 0,
+                   gpus == 1 ? "" : "s", gpus > 0 ? "" : ": ", gpus > 0 ? "" : why);
+        }
         return gpus < 0 ? 1 : 0;
     }
     if (!strcmp(argv[1], "convert")) return cmd_convert(argc, argv);

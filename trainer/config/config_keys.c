@@ -49,7 +49,7 @@ const config_key config_keys[] = {
     {.name = "run.threads", .kind = CK_INT, FIELD(threads), .imin = 0, .imax = INT_MAX,
      .def = "0", .help = "BLAS threads per rank; 0 = its bound cores, else cores / ranks"},
     {.name = "run.precision", .kind = CK_ENUM, FIELD(precision), .names = precision_names,
-     .def = "fp32", .help = "GEMM inputs on GPUs (master weights stay fp32; CPUs compute fp32)"},
+     .def = "fp32", .help = "GEMM inputs: GPUs; bf16 also on CPUs with AMX (master weights fp32)"},
     {.name = "run.gemm_epilogues", .kind = CK_ENUM, FIELD(gemm_epilogues), .names = epilogue_names,
      .def = "fused", .help = "bias, relu/gelu, bias gradient in cuBLASLt GEMMs or separate"},
     {.name = "run.cuda_graph", .kind = CK_BOOL, FIELD(cuda_graph),

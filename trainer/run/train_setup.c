@@ -37,16 +37,24 @@ int run_open_backend(run *r, char *err) {
         ko.backend = KERN_CUDA;
     } else if (cfg->device == DEVICE_AUTO) {
         if (gpus > 0) ko.backend = KERN_CUDA;
-        else if (r->rank == 0)
-            fprintf(stderr, "harness: no GPU found, training on the CPU backend "
-                            "(%d rank%s x %d thread%s)\n", r->world, r->world > 1 ? "s" : "",
-                    ko.threads, ko.threads > 1 ? "s" : "");
+    }
+    if (ko.backend == KERN_CPU && r->rank == 0) {
+        char cpu[160];
+        kern_cpu_describe(cpu, sizeof cpu);
+        fprintf(stderr, "harness: %s on the CPU backend (%d rank%s x %d thread%s; cpu: %s)\n",
+                cfg->device == DEVICE_AUTO ? "no GPU found, training" : "training", r->world,
+                r->world > 1 ? "s" : "", ko.threads, ko.threads > 1 ? "s" : "", cpu);
     }
     if (ko.backend == KERN_CUDA && gpus > 0) ko.device = comm_local_rank(r->c) % gpus;
     r->device = ko.device;
-    if (ko.backend == KERN_CPU && cfg->precision != PRECISION_FP32 && r->rank == 0)
-        fprintf(stderr, "harness: run.precision=%s applies to the CUDA backend; the CPU backend "
-                "computes in fp32\n", cfg->precision == PRECISION_BF16 ? "bf16" : "tf32");
+    /* bf16 on the CPU only where it is faster than fp32 (AMX); elsewhere fp32, said once */
+    if (ko.backend == KERN_CPU && cfg->precision == PRECISION_TF32 && r->rank == 0)
+        fprintf(stderr, "harness: run.precision=tf32 applies to the CUDA backend; the CPU "
+                "backend computes in fp32\n");
+    if (ko.backend == KERN_CPU && cfg->precision == PRECISION_BF16 && !kern_cpu_bf16_fast() &&
+        r->rank == 0)
+        fprintf(stderr, "harness: run.precision=bf16: this CPU has no AMX, where bf16 GEMMs "
+                "are slower than fp32; computing in fp32\n");
     if (kern_create(&ko, &r->k, err, ERRLEN) != 0) return -1;
     char name[256];
     if (kern_device_name(r->k, name, sizeof name) == 0) r->peak_flops = gpu_peak_bf16_flops(name);
