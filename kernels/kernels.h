@@ -1,6 +1,10 @@
 /* kernels: the math of a training step behind one backend-neutral API.
  *
- * A kern_ctx is a backend (CPU now, CUDA later) plus its handles (BLAS threads, streams).
+ * A kern_ctx is a backend - CPU (cpu/: OpenBLAS and plain C) or CUDA (cuda/: cuBLAS,
+ * cuBLASLt, cuDNN and own kernels, in builds with HARNESS_HAVE_CUDA) - plus its own context
+ * (BLAS threads; device, streams, handles).  Each backend is one table of functions
+ * (kern_backend.h); every kern_* function below calls its entry in the context's table
+ * (kernels.c).  Shape arithmetic that callers and backends share is in kern_shapes.h.
  * Every op takes plain pointers to memory that belongs to that backend (host memory for CPU,
  * device memory for CUDA) and explicit sizes; shapes are given in the comments, row-major,
  * outer dimension first. Ops that produce parameter gradients ACCUMULATE into them (+=), so
@@ -14,6 +18,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "kern_shapes.h"
 
 typedef enum { KERN_CPU = 0, KERN_CUDA = 1 } kern_backend;
 
@@ -286,18 +292,8 @@ void kern_adamw_update_guarded(kern_ctx *k, float *param, float *m, float *v,
 
 /* ---- convolutional layers (NCHW: [batch, channels, height, width], row-major) ---- */
 
-/* conv2d: in[B,C,H,W], w[K, C/groups, R, S], b[K] (or NULL) -> out[B,K,P,Q] with
- *   P = (H + 2*pad_h - dil_h*(R-1) - 1) / stride_h + 1   (Q likewise),
- * PyTorch nn.Conv2d semantics (cross-correlation, zero padding, groups divide C and K). */
-typedef struct {
-    int B, C, H, W;           /* input */
-    int K, R, S;              /* output channels, kernel height, width */
-    int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
-} kern_conv_shape;
-
-/* Output height / width of a convolution or pooling window (<= 0 when it does not fit). */
-int kern_conv_out_h(const kern_conv_shape *s);
-int kern_conv_out_w(const kern_conv_shape *s);
+/* conv2d: the shape (kern_conv_shape) and its output size P x Q (kern_conv_out_h/_w) are in
+ * kern_shapes.h. */
 /* Scratch bytes the backend needs for this shape (e.g. an im2col buffer); the caller passes
  * at least that much workspace to the conv ops, allocated once at start-up. */
 size_t kern_conv2d_workspace(kern_ctx *k, const kern_conv_shape *s);

@@ -14,7 +14,7 @@
  * Each GEMM writes its output once (beta 0), and every loop runs in a fixed order: the same
  * bits on every run for a given OpenBLAS thread count.  The softmax rows use kern_exp_nonpos
  * and the reductions of cpu_rows.h so that gcc vectorises them. */
-#include "cpu_backend.h"
+#include "cpu_internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -30,7 +30,7 @@ static int block_rows(int T) {
     return b > 32 ? b : 32;
 }
 
-size_t kcpu_gpt_workspace(kcpu_ctx *c, int B, int T, int C, int NH, int V) {
+size_t kcpu_gpt_workspace(void *c, int B, int T, int C, int NH, int V) {
     /* attention backward: dS of one (sequence, head), [T, T]; decode: one row of weights;
      * layer norm backward: one row's xhat and dxhat, [2, C] */
     size_t tt = (size_t)T * (size_t)T, cc = 2 * (size_t)C;
@@ -47,7 +47,7 @@ static void softmax_row(float *restrict row, int n, int end, float scale) {
     for (s = n; s < end; s++) row[s] = 0.0f;
 }
 
-void kcpu_attention_forward(kcpu_ctx *c, float *out, float *att, const float *qkv, int B,
+void kcpu_attention_forward(void *c, float *out, float *att, const float *qkv, int B,
                             int T, int C, int NH, void *workspace) {
     const int HS = C / NH, ld = 3 * C;
     const float scale = 1.0f / sqrtf((float)HS);
@@ -70,7 +70,7 @@ void kcpu_attention_forward(kcpu_ctx *c, float *out, float *att, const float *qk
         }
 }
 
-void kcpu_attention_backward(kcpu_ctx *c, float *dqkv, const float *dout, const float *qkv,
+void kcpu_attention_backward(void *c, float *dqkv, const float *dout, const float *qkv,
                              const float *att, int B, int T, int C, int NH, void *workspace) {
     const int HS = C / NH, ld = 3 * C;
     const float scale = 1.0f / sqrtf((float)HS);
@@ -113,7 +113,7 @@ void kcpu_attention_backward(kcpu_ctx *c, float *dqkv, const float *dout, const 
 
 /* One query row per (sequence, head) against the cache: dot products, softmax, weighted sum
  * of the values, all over the positions [0, t]. */
-void kcpu_attention_decode(kcpu_ctx *c, float *out, const float *q, const float *kcache,
+void kcpu_attention_decode(void *c, float *out, const float *q, const float *kcache,
                            const float *vcache, int B, int t, int Tmax, int C, int NH,
                            void *workspace) {
     const int HS = C / NH;

@@ -30,7 +30,7 @@ static size_t sort_temp_bytes(int64_t n) {
     return bytes;
 }
 
-size_t kcuda_gpt_workspace(kcuda_ctx *c, int B, int T, int C, int NH, int V) {
+size_t kcuda_gpt_workspace(void *c, int B, int T, int C, int NH, int V) {
     (void)c;
     size_t BT = (size_t)B * T;
     /* attention: q, k, v, y (and in backward dq, dk, dv, dy) [B, NH, T, HS], scores [B, NH, T, T] */
@@ -58,8 +58,9 @@ __global__ static void embedding_forward_kernel(float *out, const int32_t *token
     }
 }
 
-void kcuda_embedding_forward(kcuda_ctx *c, float *out, const int32_t *tokens, const float *wte,
+void kcuda_embedding_forward(void *ctx, float *out, const int32_t *tokens, const float *wte,
                              const float *wpe, int B, int T, int C) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     int64_t n = (int64_t)B * T * C;
     if (n <= 0) return;
     embedding_forward_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(
@@ -98,9 +99,10 @@ __global__ static void embedding_positions_kernel(float *dwpe, const float *dout
     }
 }
 
-void kcuda_embedding_backward(kcuda_ctx *c, float *dwte, float *dwpe, const float *dout,
+void kcuda_embedding_backward(void *ctx, float *dwte, float *dwpe, const float *dout,
                               const int32_t *tokens, int B, int T, int C, int V,
                               void *workspace) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     (void)V;
     int64_t BT = (int64_t)B * T;
     if (BT <= 0) return;
@@ -152,8 +154,9 @@ __global__ static void layernorm_forward_kernel(float *out, float *mean_rstd, co
     }
 }
 
-void kcuda_layernorm_forward(kcuda_ctx *c, float *out, float *mean_rstd, const float *x,
+void kcuda_layernorm_forward(void *ctx, float *out, float *mean_rstd, const float *x,
                              const float *w, const float *b, int N, int C, float eps) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (N <= 0) return;
     int rows = KCUDA_THREADS / 32;
     layernorm_forward_kernel<<<(N + rows - 1) / rows, KCUDA_THREADS, 0, c->stream>>>(
@@ -216,9 +219,10 @@ __global__ static void layernorm_sum_kernel(float *dw, float *db, const float *p
     }
 }
 
-void kcuda_layernorm_backward(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
+void kcuda_layernorm_backward(void *ctx, float *din, float *dw, float *db, const float *dout,
                               const float *x, const float *mean_rstd, const float *w, int N,
                               int C, void *workspace) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (N <= 0) return;
     int rows = KCUDA_THREADS / 32;
     if (din) {
@@ -351,8 +355,9 @@ static attn_scratch carve(void *workspace, int B, int T, int C, int NH) {
     return s;
 }
 
-void kcuda_attention_forward(kcuda_ctx *c, float *out, float *att, const float *qkv, int B,
+void kcuda_attention_forward(void *ctx, float *out, float *att, const float *qkv, int B,
                              int T, int C, int NH, void *workspace) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (B <= 0 || T <= 0) return;
     int HS = C / NH;
     attn_scratch s = carve(workspace, B, T, C, NH);
@@ -376,8 +381,9 @@ void kcuda_attention_forward(kcuda_ctx *c, float *out, float *att, const float *
     KCUDA_LAUNCHED(c, "permute_out_kernel");
 }
 
-void kcuda_attention_backward(kcuda_ctx *c, float *dqkv, const float *dout, const float *qkv,
+void kcuda_attention_backward(void *ctx, float *dqkv, const float *dout, const float *qkv,
                               const float *att, int B, int T, int C, int NH, void *workspace) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (B <= 0 || T <= 0) return;
     int HS = C / NH;
     attn_scratch s = carve(workspace, B, T, C, NH);
@@ -453,9 +459,10 @@ __global__ static void attention_decode_kernel(float *out, const float *q, const
     }
 }
 
-void kcuda_attention_decode(kcuda_ctx *c, float *out, const float *q, const float *kcache,
+void kcuda_attention_decode(void *ctx, float *out, const float *q, const float *kcache,
                             const float *vcache, int B, int t, int Tmax, int C, int NH,
                             void *workspace) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (B <= 0) return;
     int HS = C / NH;
     attention_decode_kernel<<<B * NH, KCUDA_THREADS, 0, c->stream>>>(
@@ -559,9 +566,10 @@ __global__ static void xent_finish_kernel(double *acc, const double *part_sum,
     acc[1] += (double)r;
 }
 
-void kcuda_softmax_xent_acc(kcuda_ctx *c, float *losses, float *dlogits, double *acc,
+void kcuda_softmax_xent_acc(void *ctx, float *losses, float *dlogits, double *acc,
                             const float *logits, const int32_t *labels, int B, int C, int ld,
                             float grad_scale) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (B <= 0) return;
     int blocks = B < KCUDA_MAX_PARTIALS ? B : KCUDA_MAX_PARTIALS;
     xent_rows_kernel<<<blocks, KCUDA_THREADS, 0, c->stream>>>(
