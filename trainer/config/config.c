@@ -85,6 +85,7 @@ void config_defaults(config *c) {
     c->ckpt_every = 0;
     c->ckpt_keep = 3;
     c->ckpt_timeout_s = 600.0f;
+    c->ckpt_async = 1;
 }
 
 const char *layer_type_name(layer_type t) {

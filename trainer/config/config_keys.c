@@ -107,6 +107,7 @@ const config_key config_keys[] = {
     {.name = "checkpoint.every", .kind = CK_I64, FIELD(ckpt_every), .imin = 0, .imax = INT64_MAX},
     {.name = "checkpoint.keep", .kind = CK_INT, FIELD(ckpt_keep), .imin = 1, .imax = 1000000},
     {.name = "checkpoint.timeout_s", .kind = CK_FLOAT, FIELD(ckpt_timeout_s), .fmin = 0, .fmax = 1e6},
+    {.name = "checkpoint.async", .kind = CK_BOOL, FIELD(ckpt_async)},
 };
 const size_t config_n_keys = sizeof config_keys / sizeof config_keys[0];
 _Static_assert(sizeof config_keys / sizeof config_keys[0] <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
