@@ -25,6 +25,8 @@ int run_checkpoint_async_open(run *r, char *err) {
     ckpt_async *a = &r->ck;
     memset(a, 0, sizeof *a);
     atomic_init(&a->finished, 0);
+    const char *lead = getenv("HARNESS_SIGNAL_LEAD_S");   /* set by launch/slurm's recipes */
+    a->signal_lead_s = lead ? strtod(lead, NULL) : 0;
     if (!r->cfg->ckpt_async || r->cfg->ckpt_every <= 0) return 0;
     a->on = 1;
     a->bytes = run_checkpoint_bytes(r);
@@ -64,6 +66,20 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
+/* Rank 0: a stop (SIGUSR1 from Slurm --signal=B:USR1@LEAD) finishes the step, waits for the
+ * save in flight and writes its own: warns once when that takes longer than the lead time. */
+static void check_signal_lead(run *r, int async, double write_s) {
+    ckpt_async *a = &r->ck;
+    double need = a->step_s + (async ? 2 : 1) * write_s;
+    if (a->signal_lead_s <= 0 || a->lead_warned || need <= a->signal_lead_s) return;
+    a->lead_warned = 1;
+    metrics_notice(&r->met, "harness: warning: a stop needs about %.1f s (a step of %.1f s%s, "
+                   "then a checkpoint write of %.1f s), more than the %.0f s between Slurm's "
+                   "SIGUSR1 and the time limit (HARNESS_SIGNAL_LEAD_S): raise --signal=B:USR1@N "
+                   "in the recipe, or the last steps are lost", need, a->step_s,
+                   async ? ", the save in flight" : "", write_s, a->signal_lead_s);
+}
+
 /* Rank 0: the checkpoint record (metrics.jsonl), a notice, and the background write's span in
  * the trace.  async 0: a synchronous save, which the step loop waited for entirely. */
 void report_checkpoint(run *r, int64_t step, int async, double copy_s, double wait_s,
@@ -77,6 +93,7 @@ void report_checkpoint(run *r, int64_t step, int async, double copy_s, double wa
              (long long)done_at);
     metrics_log_event(&r->met, "checkpoint", fields);
     double mb = (double)bytes / 1e6;
+    check_signal_lead(r, async, write_s);
     if (async) {
         trace_host_span(r->tr, TRACE_HOST, "checkpoint write (background)", (int)step, t_write,
                         t_write + write_s);
@@ -108,7 +125,11 @@ static int collect(run *r, int64_t done, char *err) {
  * here); otherwise 0.  Never blocks.  The flag travels in train.c's stop all-reduce. */
 int run_checkpoint_poll(run *r, int64_t done) {
     char err[ERRLEN];
-    if (r->rank != 0 || !r->ck.running || !atomic_load(&r->ck.finished)) return 0;
+    if (r->rank != 0) return 0;
+    double now = metrics_now();   /* one step since the last call (the lead-time check) */
+    if (r->ck.last_poll_t > 0) r->ck.step_s = now - r->ck.last_poll_t;
+    r->ck.last_poll_t = now;
+    if (!r->ck.running || !atomic_load(&r->ck.finished)) return 0;
     if (collect(r, done, err) == 0) return 0;
     fprintf(stderr, "harness: error: %s\n", err);
     return 1;

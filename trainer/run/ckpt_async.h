@@ -43,6 +43,10 @@ typedef struct {
     ckpt_state s;
     double t_start;           /* when the thread started (metrics_now) */
     double copy_s, wait_s;    /* what the step loop waited for: the snapshot, the previous save */
+    /* the Slurm recipes' --signal lead time (HARNESS_SIGNAL_LEAD_S, seconds; 0: not told),
+     * checked against a step plus what a stop's saves take; warned once */
+    double signal_lead_s, step_s, last_poll_t;
+    int lead_warned;
     /* the thread's result */
     int status;
     double write_s;
