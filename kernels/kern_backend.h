@@ -166,11 +166,11 @@ typedef void kern_layernorm_backward_fn(void *be, float *din, float *dw, float *
                                         const float *dout, const float *x,
                                         const float *mean_rstd, const float *w, int N, int C,
                                         void *workspace);
-typedef void kern_attention_forward_fn(void *be, float *out, float *att, const float *qkv,
+typedef void kern_attention_forward_fn(void *be, float *out, float *lse, const float *qkv,
                                        int B, int T, int C, int NH, void *workspace);
 typedef void kern_attention_backward_fn(void *be, float *dqkv, const float *dout,
-                                        const float *qkv, const float *att, int B, int T, int C,
-                                        int NH, void *workspace);
+                                        const float *qkv, const float *out, const float *lse,
+                                        int B, int T, int C, int NH, void *workspace);
 typedef void kern_attention_decode_fn(void *be, float *out, const float *q, const float *kcache,
                                       const float *vcache, int B, int t, int Tmax, int C, int NH,
                                       void *workspace);

@@ -439,14 +439,15 @@ void kern_layernorm_backward(kern_ctx *k, float *din, float *dw, float *db, cons
     k->ops->layernorm_backward(k->be, din, dw, db, dout, x, mean_rstd, w, N, C, workspace);
 }
 
-void kern_attention_forward(kern_ctx *k, float *out, float *att, const float *qkv, int B,
+void kern_attention_forward(kern_ctx *k, float *out, float *lse, const float *qkv, int B,
                             int T, int C, int NH, void *workspace) {
-    k->ops->attention_forward(k->be, out, att, qkv, B, T, C, NH, workspace);
+    k->ops->attention_forward(k->be, out, lse, qkv, B, T, C, NH, workspace);
 }
 
 void kern_attention_backward(kern_ctx *k, float *dqkv, const float *dout, const float *qkv,
-                             const float *att, int B, int T, int C, int NH, void *workspace) {
-    k->ops->attention_backward(k->be, dqkv, dout, qkv, att, B, T, C, NH, workspace);
+                             const float *out, const float *lse, int B, int T, int C, int NH,
+                             void *workspace) {
+    k->ops->attention_backward(k->be, dqkv, dout, qkv, out, lse, B, T, C, NH, workspace);
 }
 
 void kern_attention_decode(kern_ctx *k, float *out, const float *q, const float *kcache,

@@ -384,14 +384,17 @@ void kern_layernorm_backward(kern_ctx *k, float *din, float *dw, float *db, cons
 
 /* Causal multi-head self-attention on a fused projection qkv[B,T,3C] (q = [..., 0:C),
  * k = [C:2C), v = [2C:3C); head h uses features [h*HS, (h+1)*HS) of each, HS = C/NH):
- *   att[b,h,t,s] = softmax_s<=t (q_t . k_s / sqrt(HS))   (0 for s > t)
- *   out[b,t,h*HS:(h+1)*HS] = sum_s att[b,h,t,s] v_s
- * att[B,NH,T,T] is saved for backward (the probabilities, masked entries 0). */
-void kern_attention_forward(kern_ctx *k, float *out, float *att, const float *qkv, int B,
+ *   S[b,h,t,s] = q_t . k_s / sqrt(HS),  P[b,h,t,s] = softmax_s<=t S[b,h,t,s]  (0 for s > t)
+ *   out[b,t,h*HS:(h+1)*HS] = sum_s P[b,h,t,s] v_s
+ *   lse[b,h,t] = log sum_s<=t exp S[b,h,t,s]   (saved for backward: [B,NH,T], not T x T)
+ * The probabilities are never stored (backward recomputes them from lse).  The CUDA backend
+ * takes head sizes up to 128. */
+void kern_attention_forward(kern_ctx *k, float *out, float *lse, const float *qkv, int B,
                             int T, int C, int NH, void *workspace);
-/* dqkv[B,T,3C] OVERWRITTEN from dout[B,T,C], the forward's qkv and att. */
+/* dqkv[B,T,3C] OVERWRITTEN from dout[B,T,C] and the forward's qkv, out and lse. */
 void kern_attention_backward(kern_ctx *k, float *dqkv, const float *dout, const float *qkv,
-                             const float *att, int B, int T, int C, int NH, void *workspace);
+                             const float *out, const float *lse, int B, int T, int C, int NH,
+                             void *workspace);
 /* Attention of ONE new position against a key-value cache, for generation:
  *   q[B,C] (the new position's queries), kcache/vcache[B,Tmax,C] hold positions [0, t] (the
  *   new one already written at t); out[B,C] = per head softmax(q.k_s/sqrt(HS), s <= t) v_s. */

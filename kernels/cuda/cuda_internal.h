@@ -281,6 +281,9 @@ static inline int kcuda_conv_out_size(int in, int pad, int dil, int win, int str
     return kern_conv_out_size(in, pad, dil, win, stride);
 }
 
+/* Scratch bytes of the fused attention (cuda_attention.cu) for these sizes. */
+size_t kcuda_attention_workspace(int B, int T, int NH);
+
 #ifdef __CUDACC__
 /* Sum over the 32 lanes of a warp; every lane gets the total (butterfly, fixed order). */
 __device__ static inline double kcuda_warp_sum_f64(double v) {
