@@ -95,7 +95,7 @@ void report_checkpoint(run *r, int64_t step, int async, double copy_s, double wa
     double mb = (double)bytes / 1e6;
     check_signal_lead(r, async, write_s);
     if (async) {
-        trace_host_span(r->tr, TRACE_HOST, "checkpoint write (background)", (int)step, t_write,
+        trace_host_span(r->tr, TRACE_HOST, "checkpoint write (background)", -1, t_write,
                         t_write + write_s);
         metrics_notice(&r->met, "harness: checkpoint of step %lld: %.1f MB written in %.2f s in "
                        "the background (finished by step %lld); the step loop waited %.3f s for "
@@ -103,7 +103,8 @@ void report_checkpoint(run *r, int64_t step, int async, double copy_s, double wa
                        wait_s > 0.001 ? " and the previous save" : "");
     } else {
         metrics_notice(&r->met, "harness: checkpoint of step %lld: %.1f MB written in %.2f s "
-                       "(the step loop waited for it)", (long long)step, mb, write_s);
+                       "(the step loop waited for it%s)", (long long)step, mb, write_s,
+                       wait_s > 0.001 ? ", and before it for the save in flight" : "");
     }
 }
 
@@ -137,10 +138,13 @@ int run_checkpoint_poll(run *r, int64_t done) {
 
 /* Rank 0: waits for the save in flight, if any.  0, or -1 with err (the write failed). */
 int run_checkpoint_drain(run *r, int64_t done, char *err) {
+    r->ck.drain_s = 0;
     if (r->rank != 0 || !r->ck.running) return 0;
+    double t0 = metrics_now();
     int span = trace_host_begin(r->tr, TRACE_HOST, "checkpoint wait (save in flight)", -1);
     int st = collect(r, done, err);
     trace_host_end(r->tr, span);
+    r->ck.drain_s = metrics_now() - t0;
     return st;
 }
 
@@ -178,7 +182,7 @@ int run_checkpoint_async(run *r, int64_t step) {
     int st = run_checkpoint_drain(r, step, err);   /* at most one save in flight */
     double t1 = metrics_now();
     if (run_agree(r, st, err)) return -1;
-    int span = trace_host_begin(r->tr, TRACE_HOST, "checkpoint copy", (int)step);
+    int span = trace_host_begin(r->tr, TRACE_HOST, "checkpoint copy", -1);
     run_settle_params(r);
     run_sync_buffers(r);
     optim_verdict v;

@@ -43,6 +43,7 @@ typedef struct {
     ckpt_state s;
     double t_start;           /* when the thread started (metrics_now) */
     double copy_s, wait_s;    /* what the step loop waited for: the snapshot, the previous save */
+    double drain_s;           /* the last run_checkpoint_drain's wait (0: nothing in flight) */
     /* the Slurm recipes' --signal lead time (HARNESS_SIGNAL_LEAD_S, seconds; 0: not told),
      * checked against a step plus what a stop's saves take; warned once */
     double signal_lead_s, step_s, last_poll_t;

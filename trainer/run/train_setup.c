@@ -277,9 +277,7 @@ static int check_memory(run *r, char *err) {
      * device memory with NCCL, host memory otherwise - counted with the model either way */
     if (cfg->grad_dtype == GRAD_DTYPE_BF16 && r->world > 1)
         model += 2 * n_params + (cfg->zero_stage == 1 ? 2 * shard : 0);
-    /* checkpoint.async: rank 0's host snapshot of parameters and optimizer state */
-    int64_t snapshot = run_checkpoint_snapshot_bytes(cfg, r->rank, n_params, states);
-    r->estimated_bytes = model + optim_bytes + snapshot;
+    r->estimated_bytes = model + optim_bytes;
     int64_t cache = cfg->cache_mb * 1024 * 1024, data = 0;
     const data_info *infos[2] = {r->info, r->test ? data_loader_info(r->test) : NULL};
     for (int i = 0; i < 2; i++) {
@@ -310,7 +308,8 @@ static int check_memory(run *r, char *err) {
     int64_t need = param_bytes + act_bytes + optim_bytes + data, node = 0;
     int64_t avail = memory_available(&node);
     int local = comm_local_size(r->c);
-    /* the snapshot is rank 0's alone: counted once on every node (rank 0's is the one) */
+    /* checkpoint.async: rank 0's host snapshot of parameters and optimizer state (rank 0's
+     * alone, counted once on every node; report_start shows it) */
     int64_t snap = run_checkpoint_snapshot_bytes(cfg, 0, n_params, states);
     if (avail < 0 || need * local + snap <= avail) return 0;
     double g = 1024.0 * 1024.0 * 1024.0;
