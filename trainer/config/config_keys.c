@@ -40,95 +40,178 @@ const size_t config_n_sections = sizeof config_sections / sizeof config_sections
 /* Upper bounds keep the trainer's obvious arithmetic (cache_mb << 20, batch_size * sample
  * bytes, bucket_kb * 1024, out * in) far from overflow. */
 const config_key config_keys[] = {
-    {.name = "run.dir", .kind = CK_STRING, FIELD(run_dir)},
-    {.name = "run.seed", .kind = CK_U64, FIELD(seed)},
-    {.name = "run.device", .kind = CK_ENUM, FIELD(device), .names = device_names},
-    {.name = "run.threads", .kind = CK_INT, FIELD(threads), .imin = 0, .imax = INT_MAX},
-    {.name = "run.precision", .kind = CK_ENUM, FIELD(precision), .names = precision_names},
-    {.name = "run.gemm_epilogues", .kind = CK_ENUM, FIELD(gemm_epilogues), .names = epilogue_names},
-    {.name = "run.cuda_graph", .kind = CK_BOOL, FIELD(cuda_graph)},
+    {.name = "run.dir", .kind = CK_STRING, FIELD(run_dir),
+     .def = "runs/default", .help = "where config.yaml, metrics.jsonl and checkpoints go"},
+    {.name = "run.seed", .kind = CK_U64, FIELD(seed),
+     .def = "42", .help = "seeds the initial weights, the data order and dropout"},
+    {.name = "run.device", .kind = CK_ENUM, FIELD(device), .names = device_names,
+     .def = "auto", .help = "compute backend; auto = cuda when a GPU is visible"},
+    {.name = "run.threads", .kind = CK_INT, FIELD(threads), .imin = 0, .imax = INT_MAX,
+     .def = "0", .help = "BLAS threads per rank; 0 = its bound cores, else cores / ranks"},
+    {.name = "run.precision", .kind = CK_ENUM, FIELD(precision), .names = precision_names,
+     .def = "fp32", .help = "GEMM inputs on GPUs (master weights stay fp32; CPUs compute fp32)"},
+    {.name = "run.gemm_epilogues", .kind = CK_ENUM, FIELD(gemm_epilogues), .names = epilogue_names,
+     .def = "fused", .help = "bias, relu/gelu, bias gradient in cuBLASLt GEMMs or separate"},
+    {.name = "run.cuda_graph", .kind = CK_BOOL, FIELD(cuda_graph),
+     .def = "true", .help = "record one GPU's step once and replay it"},
 
-    {.name = "data.train", .kind = CK_STRING, FIELD(train_path)},
-    {.name = "data.test", .kind = CK_STRING, FIELD(test_path)},
-    {.name = "data.cache_mb", .kind = CK_I64, FIELD(cache_mb), .imin = 0, .imax = INT64_C(1) << 30},
-    {.name = "data.shuffle", .kind = CK_BOOL, FIELD(shuffle)},
-    {.name = "data.normalize", .kind = CK_BOOL, FIELD(normalize)},
-    {.name = "data.augment_pad", .kind = CK_INT, FIELD(augment_pad), .imin = 0, .imax = 1024},
-    {.name = "data.augment_hflip", .kind = CK_BOOL, FIELD(augment_hflip)},
+    {.name = "data.train", .kind = CK_STRING, FIELD(train_path),
+     .def = "datasets/fashion-mnist/train.h5",
+     .help = "the training set (HDF5: images and labels, or tokens)"},
+    {.name = "data.test", .kind = CK_STRING, FIELD(test_path),
+     .def = "datasets/fashion-mnist/test.h5", .help = "the evaluation set; empty = no evaluation"},
+    {.name = "data.cache_mb", .kind = CK_I64, FIELD(cache_mb), .imin = 0, .imax = INT64_C(1) << 30,
+     .def = "2048", .help = "keep a dataset in memory when it fits in this many MiB"},
+    {.name = "data.shuffle", .kind = CK_BOOL, FIELD(shuffle),
+     .def = "true", .help = "a new permutation of the samples every epoch"},
+    {.name = "data.normalize", .kind = CK_BOOL, FIELD(normalize),
+     .def = "true", .help = "use the file's mean/std attributes (or the data's own)"},
+    {.name = "data.augment_pad", .kind = CK_INT, FIELD(augment_pad), .imin = 0, .imax = 1024,
+     .def = "0", .help = "random crop after this much zero padding (0 = off)"},
+    {.name = "data.augment_hflip", .kind = CK_BOOL, FIELD(augment_hflip),
+     .def = "false", .help = "random horizontal flips"},
 
-    {.name = "model.layers", .kind = CK_LAYERS, FIELD(layers)},
-    {.name = "model.init", .kind = CK_NAME, FIELD(init), .names = init_names},
-    {.name = "model.gpt", .kind = CK_GROUP},
-    {.name = "model.gpt.layers", .kind = CK_INT, FIELD(gpt_layers), .imin = 0, .imax = 4096},
-    {.name = "model.gpt.heads", .kind = CK_INT, FIELD(gpt_heads), .imin = 1, .imax = 4096},
-    {.name = "model.gpt.dim", .kind = CK_INT, FIELD(gpt_dim), .imin = 1, .imax = 1 << 16},
-    {.name = "model.gpt.context", .kind = CK_INT, FIELD(gpt_context), .imin = 1, .imax = 1 << 20},
-    {.name = "model.gpt.dropout", .kind = CK_FLOAT, FIELD(gpt_dropout), .fmin = 0, .fmax = 1, .fmax_open = 1},
-    {.name = "model.gpt.bias", .kind = CK_BOOL, FIELD(gpt_bias)},
-    {.name = "model.gpt.tie_embeddings", .kind = CK_BOOL, FIELD(gpt_tie)},
+    {.name = "model.layers", .kind = CK_LAYERS, FIELD(layers),
+     /* an MLP: [B,28,28] -> flatten [B,784] -> 256 -> 128 -> 10 logits */
+     .def = "[{type: flatten}, {type: linear, out: 256}, {type: relu},"
+            " {type: linear, out: 128}, {type: relu}, {type: linear, out: 10}]",
+     .help = "the model as a list of layers (types and their keys below)"},
+    {.name = "model.init", .kind = CK_NAME, FIELD(init), .names = init_names,
+     .def = "kaiming_uniform", .help = "weight initialisation (kaiming_uniform: PyTorch's nn.Linear)"},
+    {.name = "model.gpt", .kind = CK_GROUP,
+     .help = "a GPT-2 style transformer that replaces model.layers when model.gpt.layers > 0"},
+    {.name = "model.gpt.layers", .kind = CK_INT, FIELD(gpt_layers), .imin = 0, .imax = 4096,
+     .def = "0", .help = "transformer blocks; 0 = off (model.layers is the model)"},
+    {.name = "model.gpt.heads", .kind = CK_INT, FIELD(gpt_heads), .imin = 1, .imax = 4096,
+     .def = "12", .help = "attention heads (divide model.gpt.dim)"},
+    {.name = "model.gpt.dim", .kind = CK_INT, FIELD(gpt_dim), .imin = 1, .imax = 1 << 16,
+     .def = "768", .help = "embedding width"},
+    {.name = "model.gpt.context", .kind = CK_INT, FIELD(gpt_context), .imin = 1, .imax = 1 << 20,
+     .def = "1024", .help = "sequence length (positions)"},
+    {.name = "model.gpt.dropout", .kind = CK_FLOAT, FIELD(gpt_dropout), .fmin = 0, .fmax = 1, .fmax_open = 1,
+     .def = "0", .help = "dropout on the embeddings and the residual branches"},
+    {.name = "model.gpt.bias", .kind = CK_BOOL, FIELD(gpt_bias),
+     .def = "true", .help = "biases in the linear layers and layer norms"},
+    {.name = "model.gpt.tie_embeddings", .kind = CK_BOOL, FIELD(gpt_tie),
+     .def = "true", .help = "the language-model head reuses the token embedding"},
 
-    {.name = "train.epochs", .kind = CK_I64, FIELD(epochs), .imin = 0, .imax = INT64_MAX},
-    {.name = "train.steps", .kind = CK_I64, FIELD(steps), .imin = 0, .imax = INT64_MAX},
-    {.name = "train.batch_size", .kind = CK_I64, FIELD(batch_size), .imin = 1, .imax = INT32_MAX},
-    {.name = "train.grad_accum", .kind = CK_INT, FIELD(grad_accum), .imin = 1, .imax = INT_MAX},
-    {.name = "train.optimizer", .kind = CK_ENUM, FIELD(optimizer), .names = optimizer_names},
-    {.name = "train.lr", .kind = CK_FLOAT, FIELD(lr), .fmin = 0, .fmin_open = 1, .fmax = INFINITY},
-    {.name = "train.momentum", .kind = CK_FLOAT, FIELD(momentum), .fmin = 0, .fmax = 1, .fmax_open = 1},
-    {.name = "train.nesterov", .kind = CK_BOOL, FIELD(nesterov)},
-    {.name = "train.beta1", .kind = CK_FLOAT, FIELD(beta1), .fmin = 0, .fmax = 1, .fmax_open = 1},
-    {.name = "train.beta2", .kind = CK_FLOAT, FIELD(beta2), .fmin = 0, .fmax = 1, .fmax_open = 1},
-    {.name = "train.eps", .kind = CK_FLOAT, FIELD(eps), .fmin = 0, .fmin_open = 1, .fmax = INFINITY},
-    {.name = "train.weight_decay", .kind = CK_FLOAT, FIELD(weight_decay), .fmin = 0, .fmax = INFINITY},
-    {.name = "train.clip_grad_norm", .kind = CK_FLOAT, FIELD(clip_grad_norm), .fmin = 0, .fmax = INFINITY},
-    {.name = "train.schedule", .kind = CK_ENUM, FIELD(schedule), .names = schedule_names},
-    {.name = "train.warmup_steps", .kind = CK_I64, FIELD(warmup_steps), .imin = 0, .imax = INT64_MAX},
-    {.name = "train.min_lr", .kind = CK_FLOAT, FIELD(min_lr), .fmin = 0, .fmax = INFINITY},
-    {.name = "train.nonfinite", .kind = CK_ENUM, FIELD(nonfinite), .names = nonfinite_names},
-    {.name = "train.zero_stage", .kind = CK_INT, FIELD(zero_stage), .imin = 0, .imax = 1},
+    {.name = "train.epochs", .kind = CK_I64, FIELD(epochs), .imin = 0, .imax = INT64_MAX,
+     .def = "10", .help = "passes over the training set (when train.steps is 0)"},
+    {.name = "train.steps", .kind = CK_I64, FIELD(steps), .imin = 0, .imax = INT64_MAX,
+     .def = "0", .help = "optimizer steps; 0 = from train.epochs"},
+    {.name = "train.batch_size", .kind = CK_I64, FIELD(batch_size), .imin = 1, .imax = INT32_MAX,
+     .def = "128", .help = "GLOBAL samples per step, split over ranks and micro-steps"},
+    {.name = "train.grad_accum", .kind = CK_INT, FIELD(grad_accum), .imin = 1, .imax = INT_MAX,
+     .def = "1", .help = "micro-steps per optimizer step"},
+    {.name = "train.optimizer", .kind = CK_ENUM, FIELD(optimizer), .names = optimizer_names,
+     .def = "adamw", .help = "the optimizer"},
+    {.name = "train.lr", .kind = CK_FLOAT, FIELD(lr), .fmin = 0, .fmin_open = 1, .fmax = INFINITY,
+     .def = "0.001", .help = "peak learning rate"},
+    {.name = "train.momentum", .kind = CK_FLOAT, FIELD(momentum), .fmin = 0, .fmax = 1, .fmax_open = 1,
+     .def = "0.9", .help = "sgd: momentum"},
+    {.name = "train.nesterov", .kind = CK_BOOL, FIELD(nesterov),
+     .def = "false", .help = "sgd: Nesterov momentum"},
+    {.name = "train.beta1", .kind = CK_FLOAT, FIELD(beta1), .fmin = 0, .fmax = 1, .fmax_open = 1,
+     .def = "0.9", .help = "adamw: first-moment decay"},
+    {.name = "train.beta2", .kind = CK_FLOAT, FIELD(beta2), .fmin = 0, .fmax = 1, .fmax_open = 1,
+     .def = "0.999", .help = "adamw: second-moment decay"},
+    {.name = "train.eps", .kind = CK_FLOAT, FIELD(eps), .fmin = 0, .fmin_open = 1, .fmax = INFINITY,
+     .def = "1e-8", .help = "adamw: added to the denominator"},
+    {.name = "train.weight_decay", .kind = CK_FLOAT, FIELD(weight_decay), .fmin = 0, .fmax = INFINITY,
+     .def = "0", .help = "weight decay, as PyTorch's AdamW and SGD apply it"},
+    {.name = "train.clip_grad_norm", .kind = CK_FLOAT, FIELD(clip_grad_norm), .fmin = 0, .fmax = INFINITY,
+     .def = "0", .help = "clip the global gradient norm to this; 0 = off"},
+    {.name = "train.schedule", .kind = CK_ENUM, FIELD(schedule), .names = schedule_names,
+     .def = "cosine", .help = "learning-rate decay after the warm-up"},
+    {.name = "train.warmup_steps", .kind = CK_I64, FIELD(warmup_steps), .imin = 0, .imax = INT64_MAX,
+     .def = "0", .help = "linear warm-up from 0 to train.lr over this many steps"},
+    {.name = "train.min_lr", .kind = CK_FLOAT, FIELD(min_lr), .fmin = 0, .fmax = INFINITY,
+     .def = "0", .help = "floor of the decay"},
+    {.name = "train.nonfinite", .kind = CK_ENUM, FIELD(nonfinite), .names = nonfinite_names,
+     .def = "stop", .help = "NaN/Inf gradients: stop (naming step, layer, rank) or skip the step"},
+    {.name = "train.zero_stage", .kind = CK_INT, FIELD(zero_stage), .imin = 0, .imax = 1,
+     .def = "0", .help = "0: every rank holds all optimizer state; 1: sharded (ZeRO-1)"},
 
-    {.name = "log.every", .kind = CK_I64, FIELD(log_every), .imin = 1, .imax = INT64_MAX},
-    {.name = "log.eval_every", .kind = CK_I64, FIELD(eval_every), .imin = 0, .imax = INT64_MAX},
-    {.name = "log.progress", .kind = CK_TRISTATE, FIELD(progress)},
-    {.name = "log.plot", .kind = CK_BOOL, FIELD(plot)},
-    {.name = "log.trace", .kind = CK_BOOL, FIELD(trace)},
-    {.name = "log.trace_start", .kind = CK_I64, FIELD(trace_start), .imin = 1, .imax = INT64_MAX},
-    {.name = "log.trace_steps", .kind = CK_I64, FIELD(trace_steps), .imin = 1, .imax = 10000},
-    {.name = "log.straggler_pct", .kind = CK_FLOAT, FIELD(straggler_pct), .fmin = 0, .fmin_open = 1, .fmax = 1e6},
-    {.name = "log.straggler_intervals", .kind = CK_INT, FIELD(straggler_intervals), .imin = 1, .imax = 1000000},
+    {.name = "log.every", .kind = CK_I64, FIELD(log_every), .imin = 1, .imax = INT64_MAX,
+     .def = "100", .help = "steps between progress lines and metrics records"},
+    {.name = "log.eval_every", .kind = CK_I64, FIELD(eval_every), .imin = 0, .imax = INT64_MAX,
+     .def = "0", .help = "steps between evaluations; 0 = at the end only"},
+    {.name = "log.progress", .kind = CK_TRISTATE, FIELD(progress),
+     .def = "auto", .help = "redraw the progress line in place (auto: on a terminal)"},
+    {.name = "log.plot", .kind = CK_BOOL, FIELD(plot),
+     .def = "false", .help = "write RUN_DIR/metrics.png at the end"},
+    {.name = "log.trace", .kind = CK_BOOL, FIELD(trace),
+     .def = "false", .help = "write RUN_DIR/trace.json of some steps"},
+    {.name = "log.trace_start", .kind = CK_I64, FIELD(trace_start), .imin = 1, .imax = INT64_MAX,
+     .def = "11", .help = "the first traced step (1-based; past the warm-up)"},
+    {.name = "log.trace_steps", .kind = CK_I64, FIELD(trace_steps), .imin = 1, .imax = 10000,
+     .def = "5", .help = "how many steps are traced"},
+    {.name = "log.straggler_pct", .kind = CK_FLOAT, FIELD(straggler_pct), .fmin = 0, .fmin_open = 1, .fmax = 1e6,
+     .def = "20", .help = "name a rank this many % slower than the median of the others..."},
+    {.name = "log.straggler_intervals", .kind = CK_INT, FIELD(straggler_intervals), .imin = 1, .imax = 1000000,
+     .def = "3", .help = "...for this many log intervals in a row"},
 
-    {.name = "comm.bucket_kb", .kind = CK_I64, FIELD(bucket_kb), .imin = 1, .imax = INT64_C(1) << 22},
-    {.name = "comm.shared_memory", .kind = CK_BOOL, FIELD(shared_memory)},
-    {.name = "comm.timeout_s", .kind = CK_FLOAT, FIELD(comm_timeout_s), .fmin = 0, .fmax = 1e6},
-    {.name = "comm.heartbeat_s", .kind = CK_FLOAT, FIELD(comm_heartbeat_s), .fmin = 0, .fmax = 1e6},
-    {.name = "comm.check_fingerprints", .kind = CK_BOOL, FIELD(check_fingerprints)},
-    {.name = "comm.grad_dtype", .kind = CK_ENUM, FIELD(grad_dtype), .names = grad_dtype_names},
+    {.name = "comm.bucket_kb", .kind = CK_I64, FIELD(bucket_kb), .imin = 1, .imax = INT64_C(1) << 22,
+     .def = "1024", .help = "gradient all-reduce bucket size in KiB"},
+    {.name = "comm.shared_memory", .kind = CK_BOOL, FIELD(shared_memory),
+     .def = "true", .help = "ranks all on one node average host gradients through shared memory"},
+    {.name = "comm.timeout_s", .kind = CK_FLOAT, FIELD(comm_timeout_s), .fmin = 0, .fmax = 1e6,
+     .def = "30", .help = "watchdog: a collective waiting longer ends the job; 0 = off"},
+    {.name = "comm.heartbeat_s", .kind = CK_FLOAT, FIELD(comm_heartbeat_s), .fmin = 0, .fmax = 1e6,
+     .def = "5", .help = "across nodes: a node silent this long is lost (exit 76); 0 = off"},
+    {.name = "comm.check_fingerprints", .kind = CK_BOOL, FIELD(check_fingerprints),
+     .def = "false", .help = "debug: compare every collective across ranks"},
+    {.name = "comm.grad_dtype", .kind = CK_ENUM, FIELD(grad_dtype), .names = grad_dtype_names,
+     .def = "fp32", .help = "gradients on the wire (bf16: half the bytes)"},
 
-    {.name = "checkpoint.dir", .kind = CK_STRING, FIELD(ckpt_dir)},
-    {.name = "checkpoint.every", .kind = CK_I64, FIELD(ckpt_every), .imin = 0, .imax = INT64_MAX},
-    {.name = "checkpoint.keep", .kind = CK_INT, FIELD(ckpt_keep), .imin = 1, .imax = 1000000},
-    {.name = "checkpoint.timeout_s", .kind = CK_FLOAT, FIELD(ckpt_timeout_s), .fmin = 0, .fmax = 1e6},
-    {.name = "checkpoint.async", .kind = CK_BOOL, FIELD(ckpt_async)},
+    {.name = "checkpoint.dir", .kind = CK_STRING, FIELD(ckpt_dir),
+     .def = "", .help = "where checkpoints go; empty = RUN_DIR/checkpoints"},
+    {.name = "checkpoint.every", .kind = CK_I64, FIELD(ckpt_every), .imin = 0, .imax = INT64_MAX,
+     .def = "0", .help = "steps between checkpoints; 0 = at the end only"},
+    {.name = "checkpoint.keep", .kind = CK_INT, FIELD(ckpt_keep), .imin = 1, .imax = 1000000,
+     .def = "3", .help = "the newest this many checkpoints are kept"},
+    {.name = "checkpoint.timeout_s", .kind = CK_FLOAT, FIELD(ckpt_timeout_s), .fmin = 0, .fmax = 1e6,
+     .def = "600", .help = "how long the other ranks wait for rank 0's write"},
+    {.name = "checkpoint.async", .kind = CK_BOOL, FIELD(ckpt_async),
+     .def = "true", .help = "periodic saves copied to host memory and written by a background "
+                            "thread while training goes on; false: the step loop waits for the write"},
 };
 const size_t config_n_keys = sizeof config_keys / sizeof config_keys[0];
 _Static_assert(sizeof config_keys / sizeof config_keys[0] <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
 
 const config_key config_layer_keys[] = {
-    {.name = "type", .kind = CK_ENUM, LAYER_FIELD(type), .names = config_layer_names},
-    {.name = "out", .kind = CK_INT, LAYER_FIELD(out), .imin = 1, .imax = 1 << 24},
-    {.name = "bias", .kind = CK_BOOL, LAYER_FIELD(bias)},
-    {.name = "p", .kind = CK_FLOAT, LAYER_FIELD(p), .fmin = 0, .fmax = 1, .fmax_open = 1},
-    {.name = "kernel", .kind = CK_INT, LAYER_FIELD(kernel), .imin = 1, .imax = 1024},
-    {.name = "stride", .kind = CK_INT, LAYER_FIELD(stride), .imin = 1, .imax = 1024},
-    {.name = "padding", .kind = CK_INT, LAYER_FIELD(padding), .imin = 0, .imax = 1024},
-    {.name = "dilation", .kind = CK_INT, LAYER_FIELD(dilation), .imin = 1, .imax = 1024},
-    {.name = "groups", .kind = CK_INT, LAYER_FIELD(groups), .imin = 1, .imax = 1 << 16},
-    {.name = "eps", .kind = CK_FLOAT, LAYER_FIELD(eps), .fmin = 0, .fmin_open = 1, .fmax = 1},
-    {.name = "momentum", .kind = CK_FLOAT, LAYER_FIELD(momentum), .fmin = 0, .fmax = 1},
-    {.name = "sync", .kind = CK_BOOL, LAYER_FIELD(sync)},
-    {.name = "project", .kind = CK_BOOL, LAYER_FIELD(project)},
-    {.name = "heads", .kind = CK_INT, LAYER_FIELD(heads), .imin = 1, .imax = 4096},
-    {.name = "context", .kind = CK_INT, LAYER_FIELD(context), .imin = 0, .imax = 1 << 20},
-    {.name = "tie", .kind = CK_BOOL, LAYER_FIELD(tie)},
+    {.name = "type", .kind = CK_ENUM, LAYER_FIELD(type), .names = config_layer_names,
+     .help = "the layer's type (above)"},
+    {.name = "out", .kind = CK_INT, LAYER_FIELD(out), .imin = 1, .imax = 1 << 24,
+     .help = "linear: output features; conv2d: output channels; embedding: width"},
+    {.name = "bias", .kind = CK_BOOL, LAYER_FIELD(bias),
+     .def = "true", .help = "linear, conv2d, layernorm: an additive bias"},
+    {.name = "p", .kind = CK_FLOAT, LAYER_FIELD(p), .fmin = 0, .fmax = 1, .fmax_open = 1,
+     .def = "0.5", .help = "dropout: probability of zeroing an element"},
+    {.name = "kernel", .kind = CK_INT, LAYER_FIELD(kernel), .imin = 1, .imax = 1024,
+     .help = "conv2d, pools: square window size"},
+    {.name = "stride", .kind = CK_INT, LAYER_FIELD(stride), .imin = 1, .imax = 1024,
+     .def = "1", .help = "conv2d: step of the window; pools: default = kernel"},
+    {.name = "padding", .kind = CK_INT, LAYER_FIELD(padding), .imin = 0, .imax = 1024,
+     .def = "0", .help = "conv2d, pools: zeros added on each side"},
+    {.name = "dilation", .kind = CK_INT, LAYER_FIELD(dilation), .imin = 1, .imax = 1024,
+     .def = "1", .help = "conv2d: spacing of the window's taps"},
+    {.name = "groups", .kind = CK_INT, LAYER_FIELD(groups), .imin = 1, .imax = 1 << 16,
+     .def = "1", .help = "conv2d: channels split into this many independent groups"},
+    {.name = "eps", .kind = CK_FLOAT, LAYER_FIELD(eps), .fmin = 0, .fmin_open = 1, .fmax = 1,
+     .def = "1e-5", .help = "batchnorm2d, layernorm: added to the variance"},
+    {.name = "momentum", .kind = CK_FLOAT, LAYER_FIELD(momentum), .fmin = 0, .fmax = 1,
+     .def = "0.1", .help = "batchnorm2d: update rate of the running statistics"},
+    {.name = "sync", .kind = CK_BOOL, LAYER_FIELD(sync),
+     .def = "false", .help = "batchnorm2d: statistics over the global batch (all ranks), not per rank"},
+    {.name = "project", .kind = CK_BOOL, LAYER_FIELD(project),
+     .def = "false", .help = "residual_end: a strided 1x1 convolution on the shortcut (shape changes)"},
+    {.name = "heads", .kind = CK_INT, LAYER_FIELD(heads), .imin = 1, .imax = 4096,
+     .help = "attention: number of heads (divides the features)"},
+    {.name = "context", .kind = CK_INT, LAYER_FIELD(context), .imin = 0, .imax = 1 << 20,
+     .def = "0", .help = "embedding: positions of a learned position embedding; 0 = none"},
+    {.name = "tie", .kind = CK_BOOL, LAYER_FIELD(tie),
+     .def = "true", .help = "lm_head: reuse the token embedding's weight"},
 };
 const size_t config_n_layer_keys = sizeof config_layer_keys / sizeof config_layer_keys[0];
 _Static_assert(sizeof config_layer_keys / sizeof config_layer_keys[0] == LAYER_KEY_COUNT,
@@ -156,25 +239,47 @@ const layer_key_rule config_layer_rules[LAYER_TYPE_COUNT] = {
 };
 #undef K
 
+const char *const config_layer_help[LAYER_TYPE_COUNT] = {
+    [LAYER_FLATTEN] = "[B, ...] -> [B, features]",
+    [LAYER_LINEAR] = "y = x W^T + b; takes any input as a vector",
+    [LAYER_RELU] = "max(x, 0)",
+    [LAYER_GELU] = "GELU, tanh approximation",
+    [LAYER_DROPOUT] = "zeroes elements with probability p in training, scales the rest",
+    [LAYER_CONV2D] = "2-D convolution over [B,C,H,W] ([B,H,W] is one channel)",
+    [LAYER_MAXPOOL2D] = "maximum over each window",
+    [LAYER_AVGPOOL2D] = "mean over each window (padding counted)",
+    [LAYER_GLOBAL_AVGPOOL] = "[B,C,H,W] -> [B,C]: mean over each channel",
+    [LAYER_BATCHNORM2D] = "per-channel batch normalisation with running statistics",
+    [LAYER_RESIDUAL_START] = "remembers its input for the next residual_end",
+    [LAYER_RESIDUAL_END] = "adds the input remembered by residual_start (blocks do not nest)",
+    [LAYER_EMBEDDING] = "token ids [B,T] -> [B,T,out]; learned positions when context > 0",
+    [LAYER_LAYERNORM] = "normalises the last dimension",
+    [LAYER_ATTENTION] = "causal self-attention over a fused [B,T,3C] q/k/v projection",
+    [LAYER_LM_HEAD] = "[B,T,C] -> logits over the vocabulary",
+};
+
+void config_key_set_default(const config_key *k, void *base) {
+    char err[512];
+    if (k->def == NULL ||
+        config_key_parse(k, base, k->name, k->def, strlen(k->def), 1, err, sizeof err) != 0) {
+        fprintf(stderr, "harness: bug in config_keys.c: the default of '%s' does not parse: %s\n",
+                k->name, k->def ? err : "no default");
+        abort();
+    }
+}
+
 void config_layer_fill_defaults(layer_config *l, unsigned given) {
-    layer_config d;
-    memset(&d, 0, sizeof d);
-    d.type = l->type;
-    d.bias = 1;
-    d.p = 0.5f;   /* torch.nn.Dropout */
-    d.stride = (l->type == LAYER_MAXPOOL2D || l->type == LAYER_AVGPOOL2D) ? l->kernel : 1;
-    d.dilation = 1;
-    d.groups = 1;
-    d.eps = 1e-5f;      /* torch.nn.BatchNorm2d */
-    d.momentum = 0.1f;
-    d.tie = 1;
+    int pool = l->type == LAYER_MAXPOOL2D || l->type == LAYER_AVGPOOL2D;
     unsigned takes = (int)l->type >= 0 && l->type < LAYER_TYPE_COUNT ? config_layer_rules[l->type].takes : 1u;
     for (size_t i = 1; i < config_n_layer_keys; i++) {
         const config_key *k = &config_layer_keys[i];
         char *field = (char *)l + k->offset;
-        if (!(takes & (1u << i))) memset(field, 0, k->size);
-        else if (!(given & (1u << i))) memcpy(field, (const char *)&d + k->offset, k->size);
+        if (!(takes & (1u << i)) || (!(given & (1u << i)) && k->def == NULL))
+            memset(field, 0, k->size);   /* not this type's, or a key it must be given */
+        else if (!(given & (1u << i)))
+            config_key_set_default(k, l);
     }
+    if (pool && !(given & (1u << LAYER_KEY_STRIDE))) l->stride = l->kernel;   /* as PyTorch */
 }
 
 void config_layer_describe_keys(layer_type t, char *buf, size_t n) {
