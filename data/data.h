@@ -125,6 +125,12 @@ int data_loader_seek(data_loader *l, int64_t epoch, int64_t cursor, char *err, s
 /* Seconds the caller spent waiting in data_loader_next (for the step time breakdown). */
 double data_loader_wait_seconds(const data_loader *l);
 void data_loader_close(data_loader *l);
+/* The module-wide lock every HDF5 call of data/ (the loaders' prefetch threads included) runs
+ * under.  For a caller that makes HDF5 calls of its own from another thread while loaders run
+ * (the background checkpoint writer) on an HDF5 build that is not thread-safe: hold it around
+ * them.  Not re-entrant; never call data/ while holding it. */
+void data_hdf5_lock(void);
+void data_hdf5_unlock(void);
 
 /* The permutation of epoch `epoch`: perm[N] (exposed for tests and tools). */
 void data_epoch_permutation(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch);

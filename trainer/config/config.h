@@ -135,6 +135,7 @@ typedef struct {
     int64_t ckpt_every;            /* checkpoint.every: steps between checkpoints; 0 = at the end only */
     int ckpt_keep;                 /* checkpoint.keep: newest checkpoints kept (>= 1) */
     float ckpt_timeout_s;          /* checkpoint.timeout_s: how long the other ranks may wait for rank 0's write */
+    int ckpt_async;                /* checkpoint.async: periodic saves written by a background thread */
 } config;
 
 void config_defaults(config *c);

@@ -172,6 +172,9 @@ const config_key config_keys[] = {
      .def = "3", .help = "the newest this many checkpoints are kept"},
     {.name = "checkpoint.timeout_s", .kind = CK_FLOAT, FIELD(ckpt_timeout_s), .fmin = 0, .fmax = 1e6,
      .def = "600", .help = "how long the other ranks wait for rank 0's write"},
+    {.name = "checkpoint.async", .kind = CK_BOOL, FIELD(ckpt_async),
+     .def = "true", .help = "periodic saves copied to host memory and written by a background "
+                            "thread while training goes on; false: the step loop waits for the write"},
 };
 const size_t config_n_keys = sizeof config_keys / sizeof config_keys[0];
 _Static_assert(sizeof config_keys / sizeof config_keys[0] <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");

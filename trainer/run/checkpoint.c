@@ -285,9 +285,12 @@ static void prune(const char *dir, int keep) {
     closedir(d);
 }
 
-int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state *state,
-               const char *config_yaml, int keep, ckpt_state_fetch fetch, void *fetch_user,
-               char *path_out, size_t path_len, char *err, size_t errlen) {
+/* ckpt_write and ckpt_write_host: src NULL reads the backend (and fetch), else the host
+ * snapshot src (no kernel calls: the background writer's thread may not use the backend). */
+static int write_file(const char *dir, const model *m, const optim *o, const ckpt_state *state,
+                      const char *config_yaml, int keep, ckpt_state_fetch fetch, void *fetch_user,
+                      const ckpt_host_src *src, char *path_out, size_t path_len, char *err,
+                      size_t errlen) {
     if (make_dirs(dir) != 0)
         return errorf(err, errlen, "checkpoint.dir: cannot create %s: %s", dir, strerror(errno));
     char final[1200], tmp[1300];
@@ -304,8 +307,8 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
     int64_t largest = 1;
     for (int i = 0; i < nt; i++)
         if (t[i].count > largest) largest = t[i].count;
-    float *host = malloc((size_t)largest * sizeof(float));
-    if (!host)
+    float *host = src ? NULL : malloc((size_t)largest * sizeof(float));
+    if (!src && !host)
         return errorf(err, errlen, "%s: out of memory staging %lld bytes", final,
                       (long long)largest * 4);
     const char *what = "creating the file";
@@ -337,8 +340,9 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
     if (gp < 0) goto fail;
     for (int i = 0; i < nt; i++) {
         if (t[i].is_buffer) continue;
-        kern_to_host(m->k, host, m->params + t[i].offset, (size_t)t[i].count * sizeof(float));
-        if (write_tensor(gp, t[i].name, host, t[i].ndim, t[i].dims) < 0) goto fail;
+        const float *p = src ? src->params + t[i].offset : host;
+        if (!src) kern_to_host(m->k, host, m->params + t[i].offset, (size_t)t[i].count * sizeof(float));
+        if (write_tensor(gp, t[i].name, p, t[i].ndim, t[i].dims) < 0) goto fail;
     }
 
     what = "writing /buffers";
@@ -346,8 +350,9 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
     if (gb < 0) goto fail;
     for (int i = 0; i < nt; i++) {
         if (!t[i].is_buffer) continue;
-        kern_to_host(m->k, host, m->buffers + t[i].offset, (size_t)t[i].count * sizeof(float));
-        if (write_tensor(gb, t[i].name, host, t[i].ndim, t[i].dims) < 0) goto fail;
+        const float *p = src ? src->buffers + t[i].offset : host;
+        if (!src) kern_to_host(m->k, host, m->buffers + t[i].offset, (size_t)t[i].count * sizeof(float));
+        if (write_tensor(gb, t[i].name, p, t[i].ndim, t[i].dims) < 0) goto fail;
     }
 
     what = "writing /optim";
@@ -358,14 +363,17 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
         gt = H5Gcreate2(go, t[i].name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (gt < 0) goto fail;
         for (int s = 0; s < ns; s++) {
-            if (fetch) {
+            const float *p = src ? src->state[s] + t[i].offset : host;
+            if (src) {
+                /* the snapshot holds it already */
+            } else if (fetch) {
                 what = "gathering the optimizer state";
                 if (fetch(fetch_user, s, t[i].offset, t[i].count, host) != 0) goto fail;
                 what = "writing /optim";
             } else {
                 kern_to_host(m->k, host, sbufs[s] + t[i].offset, (size_t)t[i].count * sizeof(float));
             }
-            if (write_tensor(gt, snames[s], host, t[i].ndim, t[i].dims) < 0) goto fail;
+            if (write_tensor(gt, snames[s], p, t[i].ndim, t[i].dims) < 0) goto fail;
         }
         H5Gclose(gt);
         gt = -1;
@@ -415,6 +423,20 @@ fail:
     free(host);
     unlink(tmp);
     return errorf(err, errlen, "%s: %s failed (disk full or not writable?)", final, what);
+}
+
+int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state *state,
+               const char *config_yaml, int keep, ckpt_state_fetch fetch, void *fetch_user,
+               char *path_out, size_t path_len, char *err, size_t errlen) {
+    return write_file(dir, m, o, state, config_yaml, keep, fetch, fetch_user, NULL, path_out,
+                      path_len, err, errlen);
+}
+
+int ckpt_write_host(const char *dir, const model *m, const optim *o, const ckpt_state *state,
+                    const char *config_yaml, int keep, const ckpt_host_src *src, char *path_out,
+                    size_t path_len, char *err, size_t errlen) {
+    return write_file(dir, m, o, state, config_yaml, keep, NULL, NULL, src, path_out, path_len,
+                      err, errlen);
 }
 
 /* Opens a checkpoint read-only with HDF5's error printing off. */

@@ -50,6 +50,19 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
                const char *config_yaml, int keep, ckpt_state_fetch fetch, void *fetch_user,
                char *path_out, size_t path_len, char *err, size_t errlen);
 
+/* A host copy of everything a checkpoint holds (checkpoint.async's snapshot): flat like the
+ * model's buffers - params[n_params], buffers[n_buffers], state[s][n_params] for the
+ * optimizer's state tensors (full size: zero_stage 1 gathers the shards into it). */
+typedef struct {
+    const float *params, *buffers, *state[2];
+} ckpt_host_src;
+/* ckpt_write from a host snapshot: m and o give the tensor names, shapes and the optimizer
+ * type only; no backend call is made, so another thread than the training loop's may call
+ * it while the model trains on.  Same file, same guarantees. */
+int ckpt_write_host(const char *dir, const model *m, const optim *o, const ckpt_state *state,
+                    const char *config_yaml, int keep, const ckpt_host_src *src, char *path_out,
+                    size_t path_len, char *err, size_t errlen);
+
 /* Fault-injection tests (HARNESS_FAULT_CKPT_SLEEP_MS, read by the run's hooks): ckpt_write
  * pauses ms milliseconds after the temporary file is complete and before the rename, so a
  * test can kill -9 the writer there.  0 (the default): no pause.  For the whole process. */

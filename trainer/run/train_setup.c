@@ -318,15 +318,20 @@ static int check_memory(run *r, char *err) {
     int64_t need = param_bytes + act_bytes + optim_bytes + data, node = 0;
     int64_t avail = memory_available(&node);
     int local = comm_local_size(r->c);
-    if (avail < 0 || need * local <= avail) return 0;
+    /* checkpoint.async: rank 0's host snapshot of parameters and optimizer state (rank 0's
+     * alone, counted once on every node; report_start shows it) */
+    int64_t snap = run_checkpoint_snapshot_bytes(cfg, 0, n_params, states);
+    if (avail < 0 || need * local + snap <= avail) return 0;
     double g = 1024.0 * 1024.0 * 1024.0;
     snprintf(err, ERRLEN, "this run needs about %.2f GiB of host memory per rank (parameters "
              "and gradients %.2f GiB for %lld parameters, optimizer state %.2f GiB, activations "
-             "%.2f GiB, cached datasets %.2f GiB) x %d rank%s on this node = %.2f GiB, but only "
-             "%.2f GiB is available; reduce the model, train.batch_size or data.cache_mb, or use "
-             "more nodes", (double)need / g, (double)param_bytes / g, (long long)n_params,
+             "%.2f GiB, cached datasets %.2f GiB) x %d rank%s on this node, plus %.2f GiB for "
+             "rank 0's checkpoint.async snapshot = %.2f GiB, but only %.2f GiB is available; "
+             "reduce the model, train.batch_size or data.cache_mb, or use more nodes",
+             (double)need / g, (double)param_bytes / g, (long long)n_params,
              (double)optim_bytes / g, (double)act_bytes / g, (double)data / g, local,
-             local == 1 ? "" : "s", (double)(need * local) / g, (double)avail / g);
+             local == 1 ? "" : "s", (double)snap / g, (double)(need * local + snap) / g,
+             (double)avail / g);
     return -1;
 }
 
@@ -441,6 +446,7 @@ int run_setup(run *r, char *err) {
 }
 
 void run_teardown(run *r) {
+    run_checkpoint_async_close(r);   /* a save still in flight ends first */
     if (r->rank == 0) metrics_close(&r->met);
     trace_free(r->tr);
     r->m.trace = r->tr = NULL;
