@@ -13,6 +13,7 @@
 #include "tokenizer.h"
 #include "fsutil.h"
 #include "generate.h"
+#include "interop_cmd.h"
 #include "kernels.h"
 #include "plot.h"
 #include "train.h"
@@ -43,6 +44,10 @@ static const char *usage_main =
     "                                        tokenize text into DIR/train.h5 / val.h5\n"
     "  convert tokens --from llmc|nanogpt FILE... --out FILE.h5 [--vocab-size N]\n"
     "                                        import llm.c / nanoGPT token files\n"
+    "  convert weights --from hf DIR|llmc FILE --out CKPT.h5\n"
+    "                                        import GPT-2 weights (HuggingFace, llm.c)\n"
+    "  export --checkpoint CKPT --format hf --out DIR\n"
+    "                                        a GPT as HuggingFace model.safetensors + config.json\n"
     "  help [COMMAND]                        this text, or a command's\n"
     "\n"
     "`harness COMMAND --help` describes each command.  harness " HARNESS_VERSION "\n";
@@ -80,7 +85,7 @@ static const char *usage_train =
     "SIGUSR1 or SIGTERM: all ranks checkpoint the next step boundary and exit with status 75.\n"
     "A resumed run sees the same global batches in the same order, on any number of ranks.\n"
     "Keys (section.key): run.{dir,seed,device,threads,precision} data.{train,test,cache_mb,\n"
-    "shuffle,normalize,augment_pad,augment_hflip} model.{layers,init} train.{epochs,steps,\n"
+    "shuffle,normalize,augment_pad,augment_hflip} model.{layers,init,init_from} train.{epochs,steps,\n"
     "batch_size,grad_accum,optimizer,lr,momentum,nesterov,beta1,beta2,eps,weight_decay,\n"
     "clip_grad_norm,schedule,warmup_steps,min_lr,nonfinite} log.{every,eval_every,progress,plot,\n"
     "trace,trace_start,trace_steps,straggler_pct,straggler_intervals}\n"
@@ -115,6 +120,8 @@ static const char *usage_convert =
     "                                 [--val-fraction F]\n"
     "       harness convert tokens --from llmc|nanogpt FILE... --out FILE.h5 [--vocab-size N]\n"
     "                                 [--vocab DIR]\n"
+    "       harness convert weights --from hf DIR|llmc FILE --out CKPT.h5  (GPT-2 weights:\n"
+    "                                 harness convert weights --help)\n"
     "\n"
     "fashion-mnist: reads the IDX files of Fashion-MNIST (train-images-idx3-ubyte[.gz] and the\n"
     "others) from DIR (default /usr/share/datasets/fashion-mnist, Debian's\n"
@@ -162,12 +169,13 @@ static int cmd_convert_text(int argc, char **argv);
 static int cmd_convert_tokens(int argc, char **argv);
 
 static int cmd_convert(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[2], "weights")) return cmd_convert_weights(argc, argv);
     if (wants_help(argc, argv)) { fputs(usage_convert, stdout); return 0; }
     if (argc >= 3 && !strcmp(argv[2], "text")) return cmd_convert_text(argc, argv);
     if (argc >= 3 && !strcmp(argv[2], "tokens")) return cmd_convert_tokens(argc, argv);
     if (argc < 3 || strcmp(argv[2], "fashion-mnist") != 0) {
         fprintf(stderr, "harness convert: unknown or missing format%s%s (known: fashion-mnist, "
-                "text, tokens)\n%s",
+                "text, tokens, weights)\n%s",
                 argc >= 3 ? " " : "", argc >= 3 ? argv[2] : "", usage_convert);
         return 1;
     }
@@ -656,7 +664,7 @@ int main(int argc, char **argv) {
         const char *t = argc > 2 ? argv[2] : "";
         fputs(!strcmp(t, "train") ? usage_train : !strcmp(t, "convert") ? usage_convert
               : !strcmp(t, "eval") ? usage_eval : !strcmp(t, "inspect") ? usage_inspect
-              : !strcmp(t, "generate") ? usage_generate
+              : !strcmp(t, "generate") ? usage_generate : !strcmp(t, "export") ? usage_export
               : usage_main, stdout);
         return 0;
     }
@@ -673,6 +681,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "convert")) return cmd_convert(argc, argv);
+    if (!strcmp(argv[1], "export")) return cmd_export(argc, argv);
     fprintf(stderr, "harness: unknown command '%s'\n%s", argv[1], usage_main);
     return 1;
 }

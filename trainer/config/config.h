@@ -79,6 +79,7 @@ typedef struct {
     int n_layers;                  /* model.layers: a YAML sequence of maps {type: ..., ...} */
     layer_config layers[CFG_MAX_LAYERS];
     char init[16];                 /* model.init: "kaiming_uniform" (PyTorch nn.Linear default) */
+    char init_from[CFG_PATH_MAX];  /* model.init_from: a checkpoint's parameters at step 0 ("" = none) */
     /* model.gpt: a GPT-2 style transformer that replaces model.layers when gpt_layers > 0:
      * token + position embedding, gpt_layers pre-norm blocks (attention, MLP 4x), final
      * layer norm, a language-model head (tied to the token embedding unless told otherwise);

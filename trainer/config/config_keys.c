@@ -58,6 +58,7 @@ const config_key config_keys[] = {
 
     {.name = "model.layers", .kind = CK_LAYERS, FIELD(layers)},
     {.name = "model.init", .kind = CK_NAME, FIELD(init), .names = init_names},
+    {.name = "model.init_from", .kind = CK_STRING, FIELD(init_from)},
     {.name = "model.gpt", .kind = CK_GROUP},
     {.name = "model.gpt.layers", .kind = CK_INT, FIELD(gpt_layers), .imin = 0, .imax = 4096},
     {.name = "model.gpt.heads", .kind = CK_INT, FIELD(gpt_heads), .imin = 1, .imax = 4096},
