@@ -87,7 +87,7 @@ static const char *usage_train =
     "Keys (section.key): run.{dir,seed,device,threads,precision} data.{train,test,cache_mb,\n"
     "shuffle,normalize,augment_pad,augment_hflip} model.{layers,init,init_from} train.{epochs,steps,\n"
     "batch_size,grad_accum,optimizer,lr,momentum,nesterov,beta1,beta2,eps,weight_decay,\n"
-    "clip_grad_norm,schedule,warmup_steps,min_lr,nonfinite} log.{every,eval_every,progress,plot,\n"
+    "clip_grad_norm,schedule,warmup_steps,min_lr,nonfinite} log.{every,eval_every,progress,plot,tensorboard,\n"
     "trace,trace_start,trace_steps,straggler_pct,straggler_intervals}\n"
     "comm.{bucket_kb,shared_memory,timeout_s,heartbeat_s,check_fingerprints} checkpoint.{dir,every,keep,timeout_s}.\n"
     "Layer types: linear conv2d maxpool2d avgpool2d global_avgpool batchnorm2d relu gelu\n"

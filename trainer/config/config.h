@@ -115,6 +115,7 @@ typedef struct {
     int64_t eval_every;            /* log.eval_every: steps between evaluations; 0 = at end only */
     int progress;                  /* log.progress: auto (-1) | true | false: redraw in place */
     int plot;                      /* log.plot: write RUN_DIR/metrics.png at the end */
+    int tensorboard;               /* log.tensorboard: RUN_DIR/events.out.tfevents.* scalars */
     int trace;                     /* log.trace: write RUN_DIR/trace.json of some steps */
     int64_t trace_start;           /* log.trace_start: the first traced step (1-based) */
     int64_t trace_steps;           /* log.trace_steps: how many steps are traced */

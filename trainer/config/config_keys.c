@@ -91,6 +91,7 @@ const config_key config_keys[] = {
     {.name = "log.eval_every", .kind = CK_I64, FIELD(eval_every), .imin = 0, .imax = INT64_MAX},
     {.name = "log.progress", .kind = CK_TRISTATE, FIELD(progress)},
     {.name = "log.plot", .kind = CK_BOOL, FIELD(plot)},
+    {.name = "log.tensorboard", .kind = CK_BOOL, FIELD(tensorboard)},
     {.name = "log.trace", .kind = CK_BOOL, FIELD(trace)},
     {.name = "log.trace_start", .kind = CK_I64, FIELD(trace_start), .imin = 1, .imax = INT64_MAX},
     {.name = "log.trace_steps", .kind = CK_I64, FIELD(trace_steps), .imin = 1, .imax = 10000},

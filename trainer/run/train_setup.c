@@ -453,6 +453,8 @@ int run_setup(run *r, char *err) {
         return -1;
     if (r->rank == 0)
         st = metrics_open(&r->met, cfg->run_dir, cfg->progress, r->start_step > 0, err, ERRLEN);
+    if (r->rank == 0 && st == 0 && cfg->tensorboard)
+        st = tb_open(&r->met.tb, cfg->run_dir, r->start_step > 0, err, ERRLEN);
     r->met.lm = r->lm;
     if (run_agree(r, st, err)) return -1;
     return 0;
