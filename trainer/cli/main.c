@@ -13,6 +13,7 @@
 #include "tokenizer.h"
 #include "fsutil.h"
 #include "generate.h"
+#include "images_cmd.h"
 #include "interop_cmd.h"
 #include "kernels.h"
 #include "plot.h"
@@ -44,6 +45,8 @@ static const char *usage_main =
     "                                        tokenize text into DIR/train.h5 / val.h5\n"
     "  convert tokens --from llmc|nanogpt FILE... --out FILE.h5 [--vocab-size N]\n"
     "                                        import llm.c / nanoGPT token files\n"
+    "  convert images ROOT --out DIR [--size HxW] [--val-fraction F] [--on-bad skip|fail]\n"
+    "                                        image folders ROOT/CLASS/*.jpg|png into HDF5\n"
     "  convert weights --from hf DIR|llmc FILE --out CKPT.h5\n"
     "                                        import GPT-2 weights (HuggingFace, llm.c)\n"
     "  export --checkpoint CKPT --format hf --out DIR\n"
@@ -120,6 +123,8 @@ static const char *usage_convert =
     "                                 [--val-fraction F]\n"
     "       harness convert tokens --from llmc|nanogpt FILE... --out FILE.h5 [--vocab-size N]\n"
     "                                 [--vocab DIR]\n"
+    "       harness convert images ROOT --out DIR [--size HxW] [--val-fraction F]  (image\n"
+    "                                 folders: harness convert images --help)\n"
     "       harness convert weights --from hf DIR|llmc FILE --out CKPT.h5  (GPT-2 weights:\n"
     "                                 harness convert weights --help)\n"
     "\n"
@@ -170,12 +175,13 @@ static int cmd_convert_tokens(int argc, char **argv);
 
 static int cmd_convert(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[2], "weights")) return cmd_convert_weights(argc, argv);
+    if (argc >= 3 && !strcmp(argv[2], "images")) return cmd_convert_images(argc, argv);
     if (wants_help(argc, argv)) { fputs(usage_convert, stdout); return 0; }
     if (argc >= 3 && !strcmp(argv[2], "text")) return cmd_convert_text(argc, argv);
     if (argc >= 3 && !strcmp(argv[2], "tokens")) return cmd_convert_tokens(argc, argv);
     if (argc < 3 || strcmp(argv[2], "fashion-mnist") != 0) {
         fprintf(stderr, "harness convert: unknown or missing format%s%s (known: fashion-mnist, "
-                "text, tokens, weights)\n%s",
+                "text, tokens, weights, images)\n%s",
                 argc >= 3 ? " " : "", argc >= 3 ? argv[2] : "", usage_convert);
         return 1;
     }
