@@ -29,7 +29,14 @@ int main(int argc, char **argv) {
     int32_t *tok = calloc((size_t)T, sizeof *tok);
     float *logits = malloc((size_t)(T * m.out_ld) * sizeof *logits);
     if (!tok || !logits) return 1;
-    for (int64_t i = 0; i < n; i++) tok[i] = atoi(argv[3 + i]);
+    for (int64_t i = 0; i < n; i++) {
+        tok[i] = atoi(argv[3 + i]);
+        if (tok[i] < 0 || tok[i] >= V) {
+            fprintf(stderr, "gpt_logits: token %d outside the vocabulary of %lld\n", tok[i],
+                    (long long)V);
+            return 1;
+        }
+    }
     kern_to_device(k, model_input_tokens(&m), tok, (size_t)T * sizeof *tok);
     const float *out = model_forward(&m, 1, 0, cfg.seed, 0, 0);
     kern_to_host(k, logits, out, (size_t)(T * m.out_ld) * sizeof *logits);

@@ -1,13 +1,18 @@
 """transformers' side of the GPT-2 interop test (run with build/venv-hf's python).
+Several commands run in one process when separated by "::" (importing transformers takes
+seconds; the test batches its calls).
 
   make DIR VOCAB [DTYPE] [UNTIED]  a random GPT2LMHeadModel (2 layers, 4 heads, dim 64,
                                    context 32), every parameter drawn so that no mapping
                                    mistake hides behind zeros and ones, save_pretrained(DIR)
-  llmc DIR FILE VERSION            DIR's model as llm.c's model file (3: fp32, 5: bf16)
+  llmc DIR FILE VERSION            DIR's model as llm.c's model file (3: fp32, 5: bf16; then
+                                   DIR-bf16ref holds the bf16-rounded model to compare with)
   logits DIR LOGITS.f32 TOKEN...   transformers' logits on the tokens equal harness's
                                    (LOGITS.f32 from gpt_logits) within 1e-4
-  generate DIR N PROMPT_BYTES OUT  greedy generate of N tokens from the prompt's bytes as ids;
-                                   writes the new ids' bytes to OUT
+  generate DIR N PROMPT GOT        greedy generate of N tokens from the prompt's bytes as ids
+                                   equals GOT (harness generate's output: PROMPT, the new
+                                   tokens' bytes, a newline)
+  tokens DIR VOCAB                 DIR/train{VOCAB}.h5, val{VOCAB}.h5: random tokens
   same CKPT_A CKPT_B               two harness checkpoints hold the same /params
   near CKPT_A CKPT_B TOL           their /params differ (not equal) by at most TOL
   shift FILE NAME                  rewrites FILE's header: tensor NAME's data_offsets lie
@@ -86,12 +91,27 @@ def llmc(d, path, version):
         m.save_pretrained(d + "-bf16ref", safe_serialization=True)
 
 
-def generate(d, n, prompt, out):
+def generate(d, n, prompt, got_path):
     m = load(d)
-    ids = torch.tensor([list(prompt.encode())])
+    prompt = prompt.encode()
+    ids = torch.tensor([list(prompt)])
     with torch.no_grad():
-        got = m.generate(ids, max_new_tokens=int(n), do_sample=False, pad_token_id=0)
-    open(out, "wb").write(bytes(got[0, ids.shape[1]:].tolist()))
+        out = m.generate(ids, max_new_tokens=int(n), do_sample=False, pad_token_id=0)
+    want = bytes(out[0, ids.shape[1]:].tolist())
+    got = open(got_path, "rb").read()
+    assert got.startswith(prompt) and got.endswith(b"\n"), got
+    got = got[len(prompt):-1]
+    print(f"greedy continuation: harness {list(got)}, transformers {list(want)}")
+    assert got == want
+
+
+def tokens(d, vocab):
+    import h5py
+    rng = np.random.default_rng(7)
+    for split in ("train", "val"):
+        with h5py.File(f"{d}/{split}{vocab}.h5", "w") as f:
+            f["tokens"] = rng.integers(0, vocab, 4000).astype(np.uint16)
+            f.attrs["vocab_size"] = vocab
 
 
 def params(path):
@@ -121,13 +141,21 @@ def shift(path, name):
     open(path, "wb").write(struct.pack("<Q", len(text)) + text + raw[8 + n:])
 
 
-if __name__ == "__main__":
-    cmd, a = sys.argv[1], sys.argv[2:]
+def run(cmd, a):
     if cmd == "make": make(a[0], int(a[1]), *a[2:])
     elif cmd == "llmc": llmc(a[0], a[1], int(a[2]))
     elif cmd == "logits": logits(a[0], a[1], a[2:])
     elif cmd == "generate": generate(*a)
+    elif cmd == "tokens": tokens(a[0], int(a[1]))
     elif cmd == "same": compare(a[0], a[1], 0)
     elif cmd == "near": compare(a[0], a[1], float(a[2]))
     elif cmd == "shift": shift(*a)
     else: sys.exit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    while args:
+        n = args.index("::") if "::" in args else len(args)
+        run(args[0], args[1:n])
+        args = args[n + 1:]
