@@ -91,6 +91,11 @@ FT=$W/ft/checkpoints/step_00000003.h5
 "$LOGITS" "$FT" "$W/ft.f32" "${TOKENS[@]}"
 "$HARNESS" convert weights --from hf "$W/export" --out "$W/reimp.h5"
 "$HARNESS" export --checkpoint "$W/hf-untied.h5" --format hf --out "$W/export-untied"
+# a model without biases goes out with zero biases (GPT-2 always has them)
+"$HARNESS" train "${gpt[@]}" --set data.train="$W/train300.h5" --set data.test="" \
+  --set model.gpt.bias=false --set train.steps=2 --set run.dir="$W/nobias" 2>/dev/null
+"$HARNESS" export --checkpoint "$W/nobias/checkpoints/step_00000002.h5" --format hf --out "$W/export-nobias"
+"$LOGITS" "$W/nobias/checkpoints/step_00000002.h5" "$W/nobias.f32" "${TOKENS[@]}"
 
 # 4. harness generate from an import (byte-level data, vocabulary 256)
 "$HFPY" "$(dirname "$HERE")/trainer/make_tokens.py" "$W" 3000
@@ -110,6 +115,7 @@ HF "${L[@]}" logits "$W/hf" "$W/gpt2.f32" "${TOKENS[@]}" \
    :: logits "$W/hf-bf16ref" "$W/gpt2-bf16.f32" "${TOKENS[@]}" \
    :: logits "$W/export" "$W/ft.f32" "${TOKENS[@]}" \
    :: logits "$W/export-untied" "$W/hf-untied.f32" "${TOKENS[@]}" \
+   :: logits "$W/export-nobias" "$W/nobias.f32" "${TOKENS[@]}" \
    :: same "$FT" "$W/reimp.h5" :: near "$W/hf.h5" "$FT" 5e-5 \
    :: generate "$W/hf256" 8 "$prompt" "$W/gen.txt"
 echo "interop_gpt2: all checks passed"

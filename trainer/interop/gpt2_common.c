@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "fsutil.h"
 
 void gpt2_config(const gpt2_dims *d, config *cfg) {
     config_defaults(cfg);
@@ -89,6 +90,13 @@ void gpt2_convert(const model_tensor *t, int64_t vocab, const float *src, float 
 
 int gpt2_write_checkpoint(const char *path, const config *cfg, model *m, const float *params,
                           char *err, size_t errlen) {
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (make_dirs(dir) != 0) return snprintf(err, errlen, "%s: cannot create it", dir), -1;
+    }
     kern_to_device(m->k, m->params, params, (size_t)m->n_params * sizeof(float));
     char *yaml = config_to_yaml(cfg);
     if (!yaml) return snprintf(err, errlen, "out of memory"), -1;
