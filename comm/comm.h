@@ -137,6 +137,10 @@ int64_t comm_grads_bucket_times(const comm *c, const double **start, const doubl
  * rounds in the pinned mirror on the host and all-reduces bf16 with the host path's op. */
 typedef enum { COMM_GRAD_FP32 = 0, COMM_GRAD_BF16 } comm_grad_dtype;
 int comm_grads_set_exchange(comm *c, int shard, comm_grad_dtype dtype, char *err, size_t errlen);
+/* Whether anything is actually sharded: shard 1 with more than one rank.  0 at shard 0 and on
+ * one rank (the shard is then the whole buffer and the all-gather has nothing to move), so
+ * the caller need not ask about the rank count itself. */
+int comm_zero_active(const comm *c);
 /* This rank's shard [*lo, *hi) of the registered n-element buffer. */
 void comm_grads_shard_range(const comm *c, int64_t *lo, int64_t *hi);
 /* Sharded exchange: the averaged gradients of this rank's shard, [hi - lo] floats, valid

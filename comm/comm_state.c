@@ -166,6 +166,19 @@ void comm_slot_read(const comm_slot *s, comm_slot_view *out) {
 
 /* ---- the hot path: a few stores per collective ------------------------------------------- */
 
+/* The fields that say "this rank is blocked in collective fp since now" (inside the slot's
+ * write section): what the watchdog reads to name the wait. */
+static void store_wait(comm *c, comm_slot *s, const comm_fingerprint *fp) {
+    atomic_store_explicit(&s->wait_seq, fp->seq, RELAXED);
+    atomic_store_explicit(&s->wait_op, fp->op, RELAXED);
+    atomic_store_explicit(&s->wait_type, fp->type, RELAXED);
+    atomic_store_explicit(&s->wait_count, fp->count, RELAXED);
+    atomic_store_explicit(&s->wait_since_ns, comm_now_ns(), RELAXED);
+    atomic_store_explicit(&s->wait_allow_ns, c->pending_allow_ns, RELAXED);
+    atomic_store_explicit(&s->waiting, 1, RELAXED);
+    c->pending_allow_ns = 0;
+}
+
 static void publish_join(comm *c, const comm_fingerprint *fp, int wait) {
     comm_slot *s = c->self;
     slot_write_begin(s);
@@ -174,16 +187,7 @@ static void publish_join(comm *c, const comm_fingerprint *fp, int wait) {
     atomic_store_explicit(&s->type, fp->type, RELAXED);
     atomic_store_explicit(&s->root, fp->root, RELAXED);
     atomic_store_explicit(&s->count, fp->count, RELAXED);
-    if (wait) {
-        atomic_store_explicit(&s->wait_seq, fp->seq, RELAXED);
-        atomic_store_explicit(&s->wait_op, fp->op, RELAXED);
-        atomic_store_explicit(&s->wait_type, fp->type, RELAXED);
-        atomic_store_explicit(&s->wait_count, fp->count, RELAXED);
-        atomic_store_explicit(&s->wait_since_ns, comm_now_ns(), RELAXED);
-        atomic_store_explicit(&s->wait_allow_ns, c->pending_allow_ns, RELAXED);
-        atomic_store_explicit(&s->waiting, 1, RELAXED);
-        c->pending_allow_ns = 0;
-    }
+    if (wait) store_wait(c, s, fp);
     slot_write_end(s);
 }
 
@@ -221,14 +225,7 @@ void comm_collective_end(comm *c) {
 void comm_wait_begin(comm *c, const comm_fingerprint *fp) {
     comm_slot *s = c->self;
     slot_write_begin(s);
-    atomic_store_explicit(&s->wait_seq, fp->seq, RELAXED);
-    atomic_store_explicit(&s->wait_op, fp->op, RELAXED);
-    atomic_store_explicit(&s->wait_type, fp->type, RELAXED);
-    atomic_store_explicit(&s->wait_count, fp->count, RELAXED);
-    atomic_store_explicit(&s->wait_since_ns, comm_now_ns(), RELAXED);
-    atomic_store_explicit(&s->wait_allow_ns, c->pending_allow_ns, RELAXED);
-    atomic_store_explicit(&s->waiting, 1, RELAXED);
-    c->pending_allow_ns = 0;
+    store_wait(c, s, fp);
     slot_write_end(s);
 }
 

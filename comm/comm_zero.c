@@ -26,6 +26,8 @@ static void bf16_sum(void *in, void *inout, int *len, MPI_Datatype *type) {
     for (int i = 0; i < *len; i++) b[i] = f32_to_bf16(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
 }
 
+int comm_zero_active(const comm *c) { return c->shard && c->world_size > 1; }
+
 int comm_grads_set_exchange(comm *c, int shard, comm_grad_dtype dtype, char *err, size_t errlen) {
     if (shard != 0 && shard != 1)
         return comm_error(err, errlen, "comm_grads_set_exchange: shard must be 0 or 1, not %d", shard);
@@ -45,7 +47,8 @@ void comm_grads_shard_range(const comm *c, int64_t *lo, int64_t *hi) {
 
 float *comm_grads_shard(comm *c) { return c->shard ? c->shard_grads : NULL; }
 
-void comm_zero_free(comm *c) {
+/* The buffers of a plan; the bf16 sum operator outlives them (a new plan reuses it). */
+static void free_plan_buffers(comm *c) {
     if (c->owns_shard_grads) free(c->shard_grads);
     free(c->wire16);
     free(c->shard16);
@@ -55,6 +58,10 @@ void comm_zero_free(comm *c) {
     c->owns_shard_grads = 0;
     c->wire16 = c->shard16 = NULL;
     c->shard_counts = c->shard_displs = NULL;
+}
+
+void comm_zero_free(comm *c) {
+    free_plan_buffers(c);
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized && c->bf16_sum != MPI_OP_NULL && c->bf16_sum != 0) MPI_Op_free(&c->bf16_sum);
@@ -64,15 +71,7 @@ void comm_zero_free(comm *c) {
 int comm_zero_plan(comm *c, char *err, size_t errlen) {
     int world = c->world_size;
     int64_t n = c->grads_n;
-    if (c->owns_shard_grads) free(c->shard_grads);
-    free(c->wire16);
-    free(c->shard16);
-    free(c->shard_counts);
-    free(c->shard_displs);
-    c->shard_grads = NULL;
-    c->owns_shard_grads = 0;
-    c->wire16 = c->shard16 = NULL;
-    c->shard_counts = c->shard_displs = NULL;
+    free_plan_buffers(c);
     comm_shard_bounds(n, c->shard ? world : 1, c->shard ? c->rank : 0, &c->shard_lo, &c->shard_hi);
     int64_t mine = c->shard_hi - c->shard_lo;
     if (world == 1) {   /* nothing travels: the shard is the whole buffer */

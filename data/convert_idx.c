@@ -8,7 +8,6 @@
  *   (variable-length UTF-8 strings, str in h5py) when given, and mean and std (float32) of the
  *   pixels scaled to [0,1], which trainers use to normalise inputs. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -95,7 +94,7 @@ static void idx_close(idx_file *f) {
 static int write_h5(const char *tmp, const char *out_h5, const idx_file *img,
                     const unsigned char *pixels, const int32_t *labels, int num_classes,
                     const char *const *class_names, char *err, size_t errlen) {
-    hid_t file = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    hid_t file = H5I_INVALID_HID, space = H5I_INVALID_HID;
     hid_t attr = H5I_INVALID_HID, strtype = H5I_INVALID_HID;
     const char *what = "creating the file";
     hsize_t dims[3] = {img->dims[0], img->dims[1], img->dims[2]};
@@ -105,26 +104,13 @@ static int write_h5(const char *tmp, const char *out_h5, const idx_file *img,
     if (file < 0) goto fail;
 
     what = "writing /images";
-    space = H5Screate_simple(3, dims, NULL);
-    dset = H5Dcreate2(file, "images", H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                      H5P_DEFAULT);
-    if (space < 0 || dset < 0 ||
-        H5Dwrite(dset, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, pixels) < 0)
+    if (data_h5_write_dataset(file, "images", H5T_STD_U8LE, H5T_NATIVE_UCHAR, 3, dims,
+                              pixels) < 0)
         goto fail;
-    H5Dclose(dset);
-    H5Sclose(space);
-    dset = space = H5I_INVALID_HID;
-
     what = "writing /labels";
-    space = H5Screate_simple(1, dims, NULL);
-    dset = H5Dcreate2(file, "labels", H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                      H5P_DEFAULT);
-    if (space < 0 || dset < 0 ||
-        H5Dwrite(dset, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels) < 0)
+    if (data_h5_write_dataset(file, "labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dims,
+                              labels) < 0)
         goto fail;
-    H5Dclose(dset);
-    H5Sclose(space);
-    dset = space = H5I_INVALID_HID;
 
     what = "writing attribute num_classes";
     int32_t nc = num_classes;
@@ -185,22 +171,12 @@ fail: {
     char detail[256];
     data_h5_error_detail(detail, sizeof detail);
     if (attr >= 0) H5Aclose(attr);
-    if (dset >= 0) H5Dclose(dset);
     if (space >= 0) H5Sclose(space);
     if (strtype >= 0) H5Tclose(strtype);
     if (file >= 0) H5Fclose(file);
     return data_errorf(err, errlen, "%s: %s failed: %s", out_h5, what,
                        detail[0] ? detail : "unknown HDF5 error");
 }
-}
-
-/* Data reaches the disk before the rename makes it visible under its final name. */
-static int fsync_path(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
 }
 
 int data_convert_idx(const char *images_idx, const char *labels_idx, const char *out_h5,
@@ -266,7 +242,7 @@ int data_convert_idx(const char *images_idx, const char *labels_idx, const char 
         remove(tmp);
         goto done;
     }
-    if (fsync_path(tmp) != 0 || rename(tmp, out_h5) != 0) {
+    if (data_fsync_path(tmp) != 0 || rename(tmp, out_h5) != 0) {
         data_errorf(err, errlen, "%s: cannot move %s into place: %s", out_h5, tmp,
                     strerror(errno));
         remove(tmp);

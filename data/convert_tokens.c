@@ -9,7 +9,6 @@
  * Every input is checked whole before anything is written (headers, sizes), then streamed in
  * blocks of IO_TOKENS into one /tokens dataset of the final size. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,44 +28,11 @@
 
 /* ---- the writer ---- */
 
-static int fsync_path(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 static int h5_fail(const char *path, const char *what, char *err, size_t errlen) {
     char detail[256];
     data_h5_error_detail(detail, sizeof detail);
     return data_errorf(err, errlen, "%s: %s failed: %s", path, what,
                        detail[0] ? detail : "unknown HDF5 error");
-}
-
-static herr_t write_scalar_i64(hid_t loc, const char *name, int64_t v) {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = space < 0 ? -1 : H5Acreate2(loc, name, H5T_STD_I64LE, space, H5P_DEFAULT,
-                                          H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
-    if (a >= 0) H5Aclose(a);
-    if (space >= 0) H5Sclose(space);
-    return rc;
-}
-
-static herr_t write_name_attr(hid_t loc, const char *name, const char *value) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0) return -1;
-    H5Tset_size(t, strlen(value) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = space < 0 ? -1 : H5Acreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, t, value);
-    if (a >= 0) H5Aclose(a);
-    if (space >= 0) H5Sclose(space);
-    H5Tclose(t);
-    return rc;
 }
 
 int tok_writer_open(tok_writer *w, const char *path, int64_t total, int64_t vocab_size,
@@ -98,7 +64,7 @@ int tok_writer_open(tok_writer *w, const char *path, int64_t total, int64_t voca
     H5Sclose(space);
     if (w->dset < 0) goto fail;
     what = "writing attribute vocab_size";
-    if (write_scalar_i64(w->file, "vocab_size", vocab_size) < 0) goto fail;
+    if (data_h5_write_i64_attr(w->file, "vocab_size", vocab_size) < 0) goto fail;
     if (tok != NULL) {
         if (tok_store_locked(tok, w->file, err, errlen)) {
             char msg[1024];
@@ -108,9 +74,9 @@ int tok_writer_open(tok_writer *w, const char *path, int64_t total, int64_t voca
         }
     } else {
         what = "writing attribute tokenizer";
-        if (name != NULL && write_name_attr(w->file, "tokenizer", name) < 0) goto fail;
+        if (name != NULL && data_h5_write_string_attr(w->file, "tokenizer", name) < 0) goto fail;
         what = "writing attribute eot_token";
-        if (eot >= 0 && write_scalar_i64(w->file, "eot_token", eot) < 0) goto fail;
+        if (eot >= 0 && data_h5_write_i64_attr(w->file, "eot_token", eot) < 0) goto fail;
     }
     rc = 0;
     goto done;
@@ -178,7 +144,7 @@ int tok_writer_finish(tok_writer *w, char *err, size_t errlen) {
         tok_writer_abort(w);
         return -1;
     }
-    if (fsync_path(w->tmp) != 0 || rename(w->tmp, w->path) != 0) {
+    if (data_fsync_path(w->tmp) != 0 || rename(w->tmp, w->path) != 0) {
         data_errorf(err, errlen, "%s: cannot move %s into place: %s", w->path, w->tmp,
                     strerror(errno));
         tok_writer_abort(w);

@@ -1,8 +1,9 @@
 /* data: HDF5 classification datasets, sharded across ranks, read in the background.
  *
- * Schema (DESIGN.md): /images uint8 or float32 [N,H,W], [N,H,W,C] or [N,D]; /labels integer
- * [N] (any HDF5 integer type, read as int32); attribute num_classes on the file root or on
- * /labels (integer); optional class_names (strings), mean and std (float, scalar).
+ * Schema (docs/design.md, "Contracts"): /images uint8 or float32 [N,H,W], [N,H,W,C] or
+ * [N,D]; /labels integer [N] (any HDF5 integer type, read as int32); attribute num_classes on
+ * the file root or on /labels (integer); optional class_names (strings), mean and std (float,
+ * scalar).
  *
  * Sharding: the order of an epoch is a permutation of [0,N) computed from (seed, epoch), the
  * same on every rank (identity when shuffle is off).  A global cursor counts samples consumed
@@ -100,6 +101,8 @@ typedef struct {
                                * shifted by one) */
     int64_t count;            /* this rank's samples in this batch (eval: may be 0) */
     int64_t global_count;     /* samples in the whole global batch */
+    int64_t rank_offset;      /* where this rank's samples start within the global batch
+                               * (data_rank_slice's begin): their dropout streams' index */
     int64_t epoch;            /* epoch and cursor of this batch's first sample */
     int64_t cursor;
     int last;                 /* eval: this is the final batch of the pass */

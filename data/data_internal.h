@@ -1,6 +1,7 @@
 /* data internals shared by the files of this module (not part of the public API).
  *
- *   hdf5_util.c  error messages, the module-wide HDF5 lock, quiet HDF5 error printing
+ *   hdf5_util.c  error messages, the module-wide HDF5 lock, quiet HDF5 error printing,
+ *                the attribute and dataset writers and the fsync the converters share
  *   schema.c     open + validate a classification file (data_inspect)
  *   shard.c      the splitmix64 generator, epoch permutation, rank slices, the batch plan
  *   augment.c    training augmentation: random crop after zero padding, horizontal flip
@@ -44,6 +45,21 @@ void data_h5_error_detail(char *buf, size_t len);
 void data_h5_type_name(hid_t type, char *buf, size_t len);
 /* "[60000,28,28]" (or "scalar") for messages. */
 void data_h5_space_text(hid_t space, char *buf, size_t len);
+
+/* Scalar attributes on loc (a file or group), as the converters write them: an int64, and a
+ * UTF-8 string stored fixed-length (strlen + 1 bytes, NUL-terminated), not variable-length
+ * (those live in HDF5's global heap, which has no checksum); h5py reads both kinds.
+ * Negative on failure (the HDF5 error stack says why). */
+herr_t data_h5_write_i64_attr(hid_t loc, const char *name, int64_t value);
+herr_t data_h5_write_string_attr(hid_t loc, const char *name, const char *value);
+/* A contiguous dataset name [dims[0], ..., dims[rank-1]] of file_type under loc, written whole
+ * from data (mem_type); nothing is written when it has no elements. */
+herr_t data_h5_write_dataset(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
+                             int rank, const hsize_t *dims, const void *data);
+
+/* fsync(2) of a finished file, so that its data reaches the disk before a rename makes it
+ * visible under its final name.  0, or -1 with errno set. */
+int data_fsync_path(const char *path);
 
 /* ---- schema.c ---- */
 

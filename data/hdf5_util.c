@@ -1,8 +1,11 @@
-/* Small helpers every file of data/ uses: error messages, the module-wide HDF5 lock, and
- * turning HDF5's error stack and types into words for those messages. */
+/* Small helpers every file of data/ uses: error messages, the module-wide HDF5 lock,
+ * turning HDF5's error stack and types into words for those messages, and what the
+ * converters write with (scalar attributes, fsync before the rename). */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "data_internal.h"
 
@@ -97,4 +100,51 @@ void data_h5_space_text(hid_t space, char *buf, size_t len) {
         used += (size_t)snprintf(buf + used, len - used, "%s%llu", i ? "," : "",
                                  (unsigned long long)dims[i]);
     if (used < len) snprintf(buf + used, len - used, "]");
+}
+
+herr_t data_h5_write_i64_attr(hid_t loc, const char *name, int64_t value) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = space < 0 ? -1 : H5Acreate2(loc, name, H5T_STD_I64LE, space, H5P_DEFAULT,
+                                          H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &value);
+    if (a >= 0) H5Aclose(a);
+    if (space >= 0) H5Sclose(space);
+    return rc;
+}
+
+herr_t data_h5_write_string_attr(hid_t loc, const char *name, const char *value) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0) return -1;
+    herr_t rc = H5Tset_size(t, strlen(value) + 1);
+    if (rc >= 0) rc = H5Tset_strpad(t, H5T_STR_NULLTERM);
+    if (rc >= 0) rc = H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t space = rc < 0 ? -1 : H5Screate(H5S_SCALAR);
+    hid_t a = space < 0 ? -1 : H5Acreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT);
+    rc = a < 0 ? -1 : H5Awrite(a, t, value);
+    if (a >= 0) H5Aclose(a);
+    if (space >= 0) H5Sclose(space);
+    H5Tclose(t);
+    return rc;
+}
+
+herr_t data_h5_write_dataset(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
+                             int rank, const hsize_t *dims, const void *data) {
+    hsize_t elements = 1;
+    for (int i = 0; i < rank; i++) elements *= dims[i];
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t d = space < 0 ? -1 : H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT,
+                                          H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = d < 0 ? -1 : elements ? H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                                 data) : 0;
+    if (d >= 0) H5Dclose(d);
+    if (space >= 0) H5Sclose(space);
+    return rc;
+}
+
+int data_fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
 }

@@ -112,6 +112,7 @@ static void fill_slot(data_loader *l, data_slot *s) {
 
     int64_t begin, end;
     data_rank_slice(p.global_count, l->cfg.rank, l->cfg.world, &begin, &end);
+    s->batch.rank_offset = begin;
     if (shuffled(l) && l->perm_epoch != p.epoch) {
         data_epoch_permutation(l->perm, l->info.n, l->cfg.seed, p.epoch);
         l->perm_epoch = p.epoch;

@@ -147,56 +147,28 @@ const char *data_tokenizer_token_bytes(const data_tokenizer *t, int32_t id, size
 
 /* ---- HDF5 ---- */
 
-static herr_t write_string_attr(hid_t loc, const char *name, const char *value) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0) return -1;
-    H5Tset_size(t, strlen(value) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = space < 0 ? -1 : H5Acreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, t, value);
-    if (a >= 0) H5Aclose(a);
-    if (space >= 0) H5Sclose(space);
-    H5Tclose(t);
-    return rc;
-}
-
-static herr_t write_bytes_dataset(hid_t loc, const char *name, const char *bytes, size_t len) {
+/* uint8 [len] */
+static herr_t write_bytes(hid_t loc, const char *name, const char *bytes, size_t len) {
     hsize_t dims[1] = {len};
-    hid_t space = H5Screate_simple(1, dims, NULL);
-    hid_t d = space < 0 ? -1 : H5Dcreate2(loc, name, H5T_STD_U8LE, space, H5P_DEFAULT,
-                                          H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = d < 0 ? -1 : len ? H5Dwrite(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                            bytes) : 0;
-    if (d >= 0) H5Dclose(d);
-    if (space >= 0) H5Sclose(space);
-    return rc;
+    return data_h5_write_dataset(loc, name, H5T_STD_U8LE, H5T_NATIVE_UCHAR, 1, dims, bytes);
 }
 
 int tok_store_locked(const data_tokenizer *t, hid_t file, char *err, size_t errlen) {
     const char *what = "attribute tokenizer";
-    if (write_string_attr(file, "tokenizer", data_tokenizer_name(t)) < 0) goto fail;
+    if (data_h5_write_string_attr(file, "tokenizer", data_tokenizer_name(t)) < 0) goto fail;
     if (t->eot >= 0) {
         what = "attribute eot_token";
-        int64_t eot = t->eot;
-        hid_t space = H5Screate(H5S_SCALAR);
-        hid_t a = space < 0 ? -1 : H5Acreate2(file, "eot_token", H5T_STD_I64LE, space,
-                                              H5P_DEFAULT, H5P_DEFAULT);
-        herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &eot);
-        if (a >= 0) H5Aclose(a);
-        if (space >= 0) H5Sclose(space);
-        if (rc < 0) goto fail;
+        if (data_h5_write_i64_attr(file, "eot_token", t->eot) < 0) goto fail;
     }
     if (t->kind == TOK_GPT2) {
         what = "group /tokenizer";
         hid_t g = H5Gcreate2(file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (g < 0) goto fail;
         what = "/tokenizer/encoder.json";
-        herr_t rc = write_bytes_dataset(g, "encoder.json", t->encoder_json, t->encoder_json_len);
+        herr_t rc = write_bytes(g, "encoder.json", t->encoder_json, t->encoder_json_len);
         if (rc >= 0) {
             what = "/tokenizer/vocab.bpe";
-            rc = write_bytes_dataset(g, "vocab.bpe", t->vocab_bpe, t->vocab_bpe_len);
+            rc = write_bytes(g, "vocab.bpe", t->vocab_bpe, t->vocab_bpe_len);
         }
         H5Gclose(g);
         if (rc < 0) goto fail;

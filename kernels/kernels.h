@@ -1,6 +1,10 @@
 /* kernels: the math of a training step behind one backend-neutral API.
  *
- * A kern_ctx is a backend (CPU now, CUDA later) plus its handles (BLAS threads, streams).
+ * A kern_ctx is a backend - CPU (cpu/: OpenBLAS and plain C) or CUDA (cuda/: cuBLAS,
+ * cuBLASLt, cuDNN and own kernels, in builds with HARNESS_HAVE_CUDA) - plus its own context
+ * (BLAS threads; device, streams, handles).  Each backend is one table of functions
+ * (kern_backend.h); every kern_* function below calls its entry in the context's table
+ * (kernels.c).  Shape arithmetic that callers and backends share is in kern_shapes.h.
  * Every op takes plain pointers to memory that belongs to that backend (host memory for CPU,
  * device memory for CUDA) and explicit sizes; shapes are given in the comments, row-major,
  * outer dimension first. Ops that produce parameter gradients ACCUMULATE into them (+=), so
@@ -14,6 +18,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "kern_shapes.h"
 
 typedef enum { KERN_CPU = 0, KERN_CUDA = 1 } kern_backend;
 
@@ -31,6 +37,10 @@ typedef struct {
     int separate_epilogues;     /* CUDA: 1 = bias / activation / bias gradient as their own
                                  * kernels, never fused into the GEMMs (run.gemm_epilogues:
                                  * separate); 0 = fused by cuBLASLt where it can */
+    int upload_delay_ms;        /* CUDA, fault-injection tests: the copy stream pauses this
+                                 * long before each kern_upload's copies, so the transfer
+                                 * starts late; 0 = none (the caller reads its own settings:
+                                 * the kernels read no environment) */
 } kern_options;
 
 /* Work the backend has queued since it was created, for per-step counts.  CUDA: kernel
@@ -106,7 +116,7 @@ void kern_to_host(kern_ctx *k, void *host_dst, const void *src, size_t bytes);
  * completed, and the host waits only when the device is that far behind.  CPU: memcpy
  * (settle does nothing).  Staging grows on demand; call kern_upload_reserve at start-up with
  * the largest batch's total bytes (each part rounded up to 256) so that no step allocates.
- * Fault hook for tests: HARNESS_FAULT_UPLOAD_DELAY_MS=N holds the copy stream N ms before
+ * Fault hook for tests: kern_options.upload_delay_ms = N holds the copy stream N ms before
  * each copy (settle must still wait). */
 int kern_upload_reserve(kern_ctx *k, size_t bytes, char *err, size_t errlen);
 void kern_upload(kern_ctx *k, int n, void *const dst[], const void *const host_src[],
@@ -282,18 +292,8 @@ void kern_adamw_update_guarded(kern_ctx *k, float *param, float *m, float *v,
 
 /* ---- convolutional layers (NCHW: [batch, channels, height, width], row-major) ---- */
 
-/* conv2d: in[B,C,H,W], w[K, C/groups, R, S], b[K] (or NULL) -> out[B,K,P,Q] with
- *   P = (H + 2*pad_h - dil_h*(R-1) - 1) / stride_h + 1   (Q likewise),
- * PyTorch nn.Conv2d semantics (cross-correlation, zero padding, groups divide C and K). */
-typedef struct {
-    int B, C, H, W;           /* input */
-    int K, R, S;              /* output channels, kernel height, width */
-    int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
-} kern_conv_shape;
-
-/* Output height / width of a convolution or pooling window (<= 0 when it does not fit). */
-int kern_conv_out_h(const kern_conv_shape *s);
-int kern_conv_out_w(const kern_conv_shape *s);
+/* conv2d: the shape (kern_conv_shape) and its output size P x Q (kern_conv_out_h/_w) are in
+ * kern_shapes.h. */
 /* Scratch bytes the backend needs for this shape (e.g. an im2col buffer); the caller passes
  * at least that much workspace to the conv ops, allocated once at start-up. */
 size_t kern_conv2d_workspace(kern_ctx *k, const kern_conv_shape *s);
@@ -384,14 +384,17 @@ void kern_layernorm_backward(kern_ctx *k, float *din, float *dw, float *db, cons
 
 /* Causal multi-head self-attention on a fused projection qkv[B,T,3C] (q = [..., 0:C),
  * k = [C:2C), v = [2C:3C); head h uses features [h*HS, (h+1)*HS) of each, HS = C/NH):
- *   att[b,h,t,s] = softmax_s<=t (q_t . k_s / sqrt(HS))   (0 for s > t)
- *   out[b,t,h*HS:(h+1)*HS] = sum_s att[b,h,t,s] v_s
- * att[B,NH,T,T] is saved for backward (the probabilities, masked entries 0). */
-void kern_attention_forward(kern_ctx *k, float *out, float *att, const float *qkv, int B,
+ *   S[b,h,t,s] = q_t . k_s / sqrt(HS),  P[b,h,t,s] = softmax_s<=t S[b,h,t,s]  (0 for s > t)
+ *   out[b,t,h*HS:(h+1)*HS] = sum_s P[b,h,t,s] v_s
+ *   lse[b,h,t] = log sum_s<=t exp S[b,h,t,s]   (saved for backward: [B,NH,T], not T x T)
+ * The probabilities are never stored (backward recomputes them from lse).  The CUDA backend
+ * takes head sizes up to 128. */
+void kern_attention_forward(kern_ctx *k, float *out, float *lse, const float *qkv, int B,
                             int T, int C, int NH, void *workspace);
-/* dqkv[B,T,3C] OVERWRITTEN from dout[B,T,C], the forward's qkv and att. */
+/* dqkv[B,T,3C] OVERWRITTEN from dout[B,T,C] and the forward's qkv, out and lse. */
 void kern_attention_backward(kern_ctx *k, float *dqkv, const float *dout, const float *qkv,
-                             const float *att, int B, int T, int C, int NH, void *workspace);
+                             const float *out, const float *lse, int B, int T, int C, int NH,
+                             void *workspace);
 /* Attention of ONE new position against a key-value cache, for generation:
  *   q[B,C] (the new position's queries), kcache/vcache[B,Tmax,C] hold positions [0, t] (the
  *   new one already written at t); out[B,C] = per head softmax(q.k_s/sqrt(HS), s <= t) v_s. */

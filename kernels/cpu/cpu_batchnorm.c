@@ -7,7 +7,7 @@
  * Sums are accumulated in double: 8 partial sums per (image, channel) row (vectorisable),
  * then added row by row.  Element-wise passes fold the per-channel constants first, so each
  * element costs one or two multiply-adds in float. */
-#include "cpu_backend.h"
+#include "cpu_internal.h"
 #include "elementwise.h"
 
 #include <math.h>
@@ -55,7 +55,7 @@ static void row_dsums(const float *restrict dy, const float *restrict x, double 
     *sumdx = td;
 }
 
-void kcpu_batchnorm_stats(kcpu_ctx *ctx, double *restrict sums, const float *restrict x, int B,
+void kcpu_batchnorm_stats(void *ctx, double *restrict sums, const float *restrict x, int B,
                           int C, int HW) {
     for (int c = 0; c < 2 * C; c++) sums[c] = 0.0;
     for (int b = 0; b < B; b++)
@@ -67,7 +67,7 @@ void kcpu_batchnorm_stats(kcpu_ctx *ctx, double *restrict sums, const float *res
         }
 }
 
-void kcpu_batchnorm_forward(kcpu_ctx *ctx, float *restrict out, float *restrict mean_invstd,
+void kcpu_batchnorm_forward(void *ctx, float *restrict out, float *restrict mean_invstd,
                             const float *restrict x, const float *restrict gamma,
                             const float *restrict beta, const double *restrict sums,
                             double count, float eps, float *restrict running_mean,
@@ -85,7 +85,7 @@ void kcpu_batchnorm_forward(kcpu_ctx *ctx, float *restrict out, float *restrict 
         }
 }
 
-void kcpu_batchnorm_forward_eval(kcpu_ctx *ctx, float *restrict out, const float *restrict x,
+void kcpu_batchnorm_forward_eval(void *ctx, float *restrict out, const float *restrict x,
                                  const float *restrict gamma, const float *restrict beta,
                                  const float *restrict running_mean,
                                  const float *restrict running_var, float eps, int B, int C,
@@ -101,7 +101,7 @@ void kcpu_batchnorm_forward_eval(kcpu_ctx *ctx, float *restrict out, const float
         }
 }
 
-void kcpu_batchnorm_backward_reduce(kcpu_ctx *ctx, double *restrict red,
+void kcpu_batchnorm_backward_reduce(void *ctx, double *restrict red,
                                     const float *restrict dout, const float *restrict x,
                                     const float *restrict mean_invstd, int B, int C, int HW) {
     /* red[C+c] = sum dy*xhat = invstd * sum dy*(x - mean) */
@@ -117,7 +117,7 @@ void kcpu_batchnorm_backward_reduce(kcpu_ctx *ctx, double *restrict red,
     for (int c = 0; c < C; c++) red[C + c] *= mean_invstd[C + c];
 }
 
-void kcpu_batchnorm_backward(kcpu_ctx *ctx, float *restrict din, const float *restrict dout,
+void kcpu_batchnorm_backward(void *ctx, float *restrict din, const float *restrict dout,
                              const float *restrict x, const float *restrict mean_invstd,
                              const float *restrict gamma, const double *restrict red,
                              double count, int B, int C, int HW) {

@@ -1,5 +1,6 @@
-/* cpu_context.c: the CPU backend's context (BLAS thread count) and its host memory. */
-#include "cpu_backend.h"
+/* cpu_context.c: the CPU backend's context (BLAS thread count), its host memory and copies,
+ * and trace marks read from the host's clock (the CPU runs every op before it returns). */
+#include "cpu_internal.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -7,11 +8,11 @@
 #include <string.h>
 #include <time.h>
 
-struct kcpu_ctx {
+typedef struct {
     int threads;
-};
+} kcpu_ctx;
 
-int kcpu_create(const kern_options *opt, kcpu_ctx **out, char *err, size_t errlen) {
+int kcpu_create(const kern_options *opt, void **out, char *err, size_t errlen) {
     *out = NULL;
     if (opt->threads < 1) {
         snprintf(err, errlen, "kernels: threads must be >= 1 (got %d)", opt->threads);
@@ -30,9 +31,9 @@ int kcpu_create(const kern_options *opt, kcpu_ctx **out, char *err, size_t errle
     return 0;
 }
 
-void kcpu_destroy(kcpu_ctx *c) { free(c); }
+void kcpu_destroy(void *c) { free(c); }
 
-void *kcpu_alloc(kcpu_ctx *c, size_t bytes) {
+void *kcpu_alloc(void *c, size_t bytes) {
     void *p = NULL;
     /* 64 bytes: a cache line, and the widest SIMD register (AVX-512). */
     if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
@@ -40,19 +41,25 @@ void *kcpu_alloc(kcpu_ctx *c, size_t bytes) {
     return p;
 }
 
-void kcpu_free(kcpu_ctx *c, void *p) { free(p); }
+void kcpu_free(void *c, void *p) { free(p); }
 
-void kcpu_to_device(kcpu_ctx *c, void *dst, const void *host_src, size_t bytes) {
+void kcpu_to_device(void *c, void *dst, const void *host_src, size_t bytes) {
     if (bytes) memcpy(dst, host_src, bytes);
 }
 
-void kcpu_to_host(kcpu_ctx *c, void *host_dst, const void *src, size_t bytes) {
+void kcpu_to_host(void *c, void *host_dst, const void *src, size_t bytes) {
     if (bytes) memcpy(host_dst, src, bytes);
 }
 
-int kcpu_sync(kcpu_ctx *c, char *err, size_t errlen) { return 0; }
+/* Batch uploads: plain copies; the host buffers may be reused at once (no settle step). */
+void kcpu_upload(void *c, int n, void *const dst[], const void *const host_src[],
+                 const size_t bytes[]) {
+    for (int i = 0; i < n; i++) kcpu_to_device(c, dst[i], host_src[i], bytes[i]);
+}
 
-int kcpu_check(kcpu_ctx *c, char *err, size_t errlen) { return 0; }
+int kcpu_sync(void *c, char *err, size_t errlen) { return 0; }
+
+int kcpu_check(void *c, char *err, size_t errlen) { return 0; }
 
 const char *kcpu_blas_coretype_hint(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -68,8 +75,40 @@ const char *kcpu_blas_coretype_hint(void) {
     return NULL;
 }
 
-double kcpu_now(void) {
+/* Trace marks: slot i holds the host's monotonic clock when kcpu_mark stamped it. */
+typedef struct {
+    double *host;   /* [n] seconds */
+} kcpu_marks;
+
+static double host_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void *kcpu_marks_create(void *c, int n) {
+    kcpu_marks *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    if (!(m->host = calloc((size_t)n, sizeof *m->host))) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void kcpu_mark(void *c, void *marks, int i) {
+    kcpu_marks *m = marks;
+    m->host[i] = host_now();
+}
+
+int kcpu_marks_read(void *c, void *marks, int n, double *seconds) {
+    kcpu_marks *m = marks;
+    for (int i = 0; i < n; i++) seconds[i] = m->host[i];
+    return 0;
+}
+
+void kcpu_marks_free(void *c, void *marks) {
+    kcpu_marks *m = marks;
+    free(m->host);
+    free(m);
 }

@@ -15,7 +15,7 @@
  * A stride-1 "same"-width convolution (3x3 pad 1, ...) copies each cols row as one contiguous
  * run of the image (see is_contiguous).  Nothing allocates; the loops are plain copies and
  * adds that gcc vectorises. */
-#include "cpu_backend.h"
+#include "cpu_internal.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -25,7 +25,7 @@ static int is_pointwise(const kern_conv_shape *s) {
            s->pad_w == 0;
 }
 
-size_t kcpu_conv2d_workspace(kcpu_ctx *c, const kern_conv_shape *s) {
+size_t kcpu_conv2d_workspace(void *c, const kern_conv_shape *s) {
     int P = kern_conv_out_h(s), Q = kern_conv_out_w(s);
     if (P <= 0 || Q <= 0) return 0;
     return (size_t)s->C * s->R * s->S * (size_t)P * Q * sizeof(float);
@@ -161,7 +161,7 @@ static float sum_f32(const float *restrict x, int n) {
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + tail;
 }
 
-void kcpu_conv2d_forward(kcpu_ctx *ctx, float *restrict out, const float *restrict in,
+void kcpu_conv2d_forward(void *ctx, float *restrict out, const float *restrict in,
                          const float *restrict w, const float *restrict b,
                          const kern_conv_shape *s, void *workspace) {
     const int P = kern_conv_out_h(s), Q = kern_conv_out_w(s);
@@ -201,7 +201,7 @@ void kcpu_conv2d_forward(kcpu_ctx *ctx, float *restrict out, const float *restri
     }
 }
 
-void kcpu_conv2d_backward(kcpu_ctx *ctx, float *restrict din, float *restrict dw,
+void kcpu_conv2d_backward(void *ctx, float *restrict din, float *restrict dw,
                           float *restrict db, const float *restrict dout,
                           const float *restrict in, const float *restrict w,
                           const kern_conv_shape *s, void *workspace) {

@@ -3,26 +3,26 @@
  * Loops are written for gcc's vectoriser: restrict pointers, no calls, no early exits.
  * Activations allow in-place use (out == in, din == dout), which restrict forbids, so each
  * has an aliasing-free out-of-place loop and a separate single-pointer in-place loop. */
-#include "cpu_backend.h"
+#include "cpu_internal.h"
 
 #include <string.h>
 
 #include "elementwise.h"
 
-void kcpu_fill(kcpu_ctx *c, float *restrict x, float value, int64_t n) {
+void kcpu_fill(void *c, float *restrict x, float value, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = value;
 }
 
-void kcpu_copy(kcpu_ctx *c, float *dst, const float *src, int64_t n) {
+void kcpu_copy(void *c, float *dst, const float *src, int64_t n) {
     if (n > 0 && dst != src) memmove(dst, src, (size_t)n * sizeof(float));
 }
 
-void kcpu_scale(kcpu_ctx *c, float *restrict x, float alpha, int64_t n) {
+void kcpu_scale(void *c, float *restrict x, float alpha, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= alpha;
 }
 
 /* y += alpha*x; y == x is allowed (then y *= 1 + alpha). */
-void kcpu_axpy(kcpu_ctx *c, float *y, float alpha, const float *x, int64_t n) {
+void kcpu_axpy(void *c, float *y, float alpha, const float *x, int64_t n) {
     if (y == x) {
         kcpu_scale(c, y, 1.0f + alpha, n);
         return;
@@ -32,7 +32,7 @@ void kcpu_axpy(kcpu_ctx *c, float *y, float alpha, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) yr[i] += alpha * xr[i];
 }
 
-void kcpu_u8_to_f32(kcpu_ctx *c, float *restrict dst, const uint8_t *restrict src, int64_t n,
+void kcpu_u8_to_f32(void *c, float *restrict dst, const uint8_t *restrict src, int64_t n,
                     float in_scale, float mean, float std) {
     for (int64_t i = 0; i < n; i++) dst[i] = ((float)src[i] * in_scale - mean) / std;
 }
@@ -41,7 +41,7 @@ static void normalize_inplace(float *restrict x, int64_t n, float mean, float st
     for (int64_t i = 0; i < n; i++) x[i] = (x[i] - mean) / std;
 }
 
-void kcpu_f32_normalize(kcpu_ctx *c, float *dst, const float *src, int64_t n, float mean,
+void kcpu_f32_normalize(void *c, float *dst, const float *src, int64_t n, float mean,
                         float std) {
     if (dst == src) {
         normalize_inplace(dst, n, mean, std);
@@ -58,7 +58,7 @@ static void relu_forward_inplace(float *restrict x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = x[i] < 0.0f ? 0.0f : x[i];   /* NaN propagates, as in PyTorch */
 }
 
-void kcpu_relu_forward(kcpu_ctx *c, float *out, const float *in, int64_t n) {
+void kcpu_relu_forward(void *c, float *out, const float *in, int64_t n) {
     if (out == in) {
         relu_forward_inplace(out, n);
         return;
@@ -75,7 +75,7 @@ static void relu_backward_inplace(float *restrict d, const float *restrict in, i
     }
 }
 
-void kcpu_relu_backward(kcpu_ctx *c, float *din, const float *dout, const float *in, int64_t n) {
+void kcpu_relu_backward(void *c, float *din, const float *dout, const float *in, int64_t n) {
     if (din == dout) {
         relu_backward_inplace(din, in, n);
         return;
@@ -95,7 +95,7 @@ static void gelu_forward_inplace(float *restrict x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = kern_gelu(x[i]);
 }
 
-void kcpu_gelu_forward(kcpu_ctx *c, float *out, const float *in, int64_t n) {
+void kcpu_gelu_forward(void *c, float *out, const float *in, int64_t n) {
     if (out == in) {
         gelu_forward_inplace(out, n);
         return;
@@ -109,7 +109,7 @@ static void gelu_backward_inplace(float *restrict d, const float *restrict in, i
     for (int64_t i = 0; i < n; i++) d[i] *= kern_gelu_grad(in[i]);
 }
 
-void kcpu_gelu_backward(kcpu_ctx *c, float *din, const float *dout, const float *in, int64_t n) {
+void kcpu_gelu_backward(void *c, float *din, const float *dout, const float *in, int64_t n) {
     if (din == dout) {
         gelu_backward_inplace(din, in, n);
         return;

@@ -1,11 +1,11 @@
 /* cpu_embedding.c: token + position embeddings on the CPU, [B, T, C] row-major.
  * The backward adds each dout row into its token's (and position's) gradient row in (b, t)
  * order, so every gradient row is summed in the same order on every run. */
-#include "cpu_backend.h"
+#include "cpu_internal.h"
 
 #include <string.h>
 
-void kcpu_embedding_forward(kcpu_ctx *c, float *out, const int32_t *tokens, const float *wte,
+void kcpu_embedding_forward(void *c, float *out, const int32_t *tokens, const float *wte,
                             const float *wpe, int B, int T, int C) {
     (void)c;
     for (int b = 0; b < B; b++)
@@ -21,7 +21,7 @@ void kcpu_embedding_forward(kcpu_ctx *c, float *out, const int32_t *tokens, cons
         }
 }
 
-void kcpu_embedding_backward(kcpu_ctx *c, float *dwte, float *dwpe, const float *dout,
+void kcpu_embedding_backward(void *c, float *dwte, float *dwpe, const float *dout,
                              const int32_t *tokens, int B, int T, int C, int V, void *workspace) {
     (void)c; (void)V; (void)workspace;
     for (int b = 0; b < B; b++)

@@ -1,12 +1,12 @@
 /* cpu_linear.c: fully connected layer on the CPU, GEMMs in OpenBLAS (row-major).
  *   forward   out[B,O] = in[B,I] @ w[O,I]^T + b[O]
  *   backward  din[B,I] = dout[B,O] @ w[O,I];  dw[O,I] += dout^T @ in;  db[O] += sum_b dout */
-#include "cpu_backend.h"
+#include "cpu_internal.h"
 
 #include <cblas.h>
 #undef I   /* complex.h's imaginary unit, pulled in by cblas.h; here I is the input width */
 
-void kcpu_linear_forward(kcpu_ctx *c, float *restrict out, const float *restrict in,
+void kcpu_linear_forward(void *c, float *restrict out, const float *restrict in,
                          const float *restrict w, const float *restrict b, int B, int I, int O) {
     if (B <= 0 || O <= 0) return;
     float beta = 0.0f;
@@ -25,13 +25,13 @@ void kcpu_linear_forward(kcpu_ctx *c, float *restrict out, const float *restrict
                 O);
 }
 
-void kcpu_linear_backward(kcpu_ctx *c, float *restrict din, float *restrict dw,
+void kcpu_linear_backward(void *c, float *restrict din, float *restrict dw,
                           float *restrict db, const float *restrict dout,
                           const float *restrict in, const float *restrict w, int B, int I, int O) {
     kcpu_linear_backward_ex(c, din, dw, db, dout, in, w, B, I, O, 0);
 }
 
-void kcpu_linear_act_forward(kcpu_ctx *c, float *pre, float *out, const float *in,
+void kcpu_linear_act_forward(void *c, float *pre, float *out, const float *in,
                              const float *w, const float *b, int B, int I, int O, kern_act act) {
     /* one pass per op here; with no pre buffer (relu) the GEMM writes out and relu runs in
      * place, as the CUDA epilogue leaves it */
@@ -43,7 +43,7 @@ void kcpu_linear_act_forward(kcpu_ctx *c, float *pre, float *out, const float *i
     else if (z != out) kcpu_copy(c, out, z, n);
 }
 
-void kcpu_linear_backward_ex(kcpu_ctx *c, float *restrict din, float *restrict dw,
+void kcpu_linear_backward_ex(void *c, float *restrict din, float *restrict dw,
                              float *restrict db, const float *restrict dout,
                              const float *restrict in, const float *restrict w, int B, int I,
                              int O, int overwrite) {

@@ -1,6 +1,6 @@
 /* cpu_optim.c: reductions over flat parameter buffers and the optimizer updates on the CPU.
  * The per-element update math lives in elementwise.h, shared with the CUDA backend. */
-#include "cpu_backend.h"
+#include "cpu_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -9,7 +9,7 @@
 
 /* Eight independent double accumulators: the vectoriser can use them as SIMD lanes without
  * reassociating anything, so the result is the same for a given n on every run. */
-double kcpu_sumsq(kcpu_ctx *c, const float *restrict x, int64_t n) {
+double kcpu_sumsq(void *c, const float *restrict x, int64_t n) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -19,7 +19,7 @@ double kcpu_sumsq(kcpu_ctx *c, const float *restrict x, int64_t n) {
 }
 
 /* Inf and NaN are the floats whose exponent bits are all ones. */
-int kcpu_has_nonfinite(kcpu_ctx *c, const float *restrict x, int64_t n) {
+int kcpu_has_nonfinite(void *c, const float *restrict x, int64_t n) {
     uint32_t bad = 0;
     for (int64_t i = 0; i < n; i++) {
         uint32_t u;
@@ -29,7 +29,7 @@ int kcpu_has_nonfinite(kcpu_ctx *c, const float *restrict x, int64_t n) {
     return bad != 0;
 }
 
-void kcpu_sgd_update(kcpu_ctx *c, float *restrict param, float *restrict buf,
+void kcpu_sgd_update(void *c, float *restrict param, float *restrict buf,
                      const float *restrict grad, int64_t n, float lr, float momentum,
                      float weight_decay, int nesterov, int first) {
     if (momentum == 0.0f) {
@@ -42,7 +42,7 @@ void kcpu_sgd_update(kcpu_ctx *c, float *restrict param, float *restrict buf,
                                      nesterov, first);
 }
 
-void kcpu_adamw_update(kcpu_ctx *c, float *restrict param, float *restrict m, float *restrict v,
+void kcpu_adamw_update(void *c, float *restrict param, float *restrict m, float *restrict v,
                        const float *restrict grad, int64_t n, float lr, float beta1, float beta2,
                        float eps, float weight_decay, int64_t t) {
     /* per-step scalars in double, as PyTorch computes them in Python */

@@ -8,7 +8,7 @@
  *         Backward: din = 0, din[window] += dout / (R*S).
  * The window is clipped to the image once per output row/column, so the inner loops carry no
  * bounds tests. */
-#include "cpu_backend.h"
+#include "cpu_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -62,7 +62,7 @@ static void maxpool_2x2(float *restrict out, int32_t *restrict argmax, const flo
     }
 }
 
-void kcpu_maxpool2d_forward(kcpu_ctx *c, float *restrict out, int32_t *restrict argmax,
+void kcpu_maxpool2d_forward(void *c, float *restrict out, int32_t *restrict argmax,
                             const float *restrict in, const kern_conv_shape *s) {
     int P, Q;
     pool_out(s, &P, &Q);
@@ -101,7 +101,7 @@ void kcpu_maxpool2d_forward(kcpu_ctx *c, float *restrict out, int32_t *restrict 
     }
 }
 
-void kcpu_maxpool2d_backward(kcpu_ctx *c, float *restrict din, const float *restrict dout,
+void kcpu_maxpool2d_backward(void *c, float *restrict din, const float *restrict dout,
                              const int32_t *restrict argmax, const kern_conv_shape *s) {
     int P, Q;
     pool_out(s, &P, &Q);
@@ -118,7 +118,7 @@ void kcpu_maxpool2d_backward(kcpu_ctx *c, float *restrict din, const float *rest
     }
 }
 
-void kcpu_avgpool2d_forward(kcpu_ctx *c, float *restrict out, const float *restrict in,
+void kcpu_avgpool2d_forward(void *c, float *restrict out, const float *restrict in,
                             const kern_conv_shape *s) {
     int P, Q;
     pool_out(s, &P, &Q);
@@ -154,7 +154,7 @@ void kcpu_avgpool2d_forward(kcpu_ctx *c, float *restrict out, const float *restr
     }
 }
 
-void kcpu_avgpool2d_backward(kcpu_ctx *c, float *restrict din, const float *restrict dout,
+void kcpu_avgpool2d_backward(void *c, float *restrict din, const float *restrict dout,
                              const kern_conv_shape *s) {
     int P, Q;
     pool_out(s, &P, &Q);

@@ -4,7 +4,7 @@
  * numbers do not depend on how the work is split.  Work goes in chunks of CHUNK elements:
  * first the chunk's random words (a loop over Philox blocks that gcc vectorises), then the
  * transform (another simple loop). */
-#include "cpu_backend.h"
+#include "cpu_internal.h"
 
 #include "philox.h"
 
@@ -28,7 +28,7 @@ static void chunk_words(uint32_t words[CHUNK], uint64_t seed, uint64_t stream_id
     philox_words(words, seed, stream_id, (uint64_t)(start / 4), (len + 3) / 4);
 }
 
-void kcpu_init_uniform(kcpu_ctx *c, float *x, int64_t n, float lo, float hi, uint64_t seed,
+void kcpu_init_uniform(void *c, float *x, int64_t n, float lo, float hi, uint64_t seed,
                        uint64_t stream_id) {
     uint32_t words[CHUNK];
     double width = (double)hi - (double)lo;
@@ -42,7 +42,7 @@ void kcpu_init_uniform(kcpu_ctx *c, float *x, int64_t n, float lo, float hi, uin
     }
 }
 
-void kcpu_init_normal(kcpu_ctx *c, float *x, int64_t n, float mean, float std, uint64_t seed,
+void kcpu_init_normal(void *c, float *x, int64_t n, float mean, float std, uint64_t seed,
                       uint64_t stream_id) {
     uint32_t words[CHUNK];
     for (int64_t start = 0; start < n; start += CHUNK) {
@@ -80,7 +80,7 @@ static void dropout_apply_inplace(float *restrict x, uint8_t *restrict mask,
     }
 }
 
-void kcpu_dropout_forward(kcpu_ctx *c, float *out, uint8_t *mask, const float *in, int64_t n,
+void kcpu_dropout_forward(void *c, float *out, uint8_t *mask, const float *in, int64_t n,
                           float p, uint64_t seed, uint64_t stream_id) {
     if (p <= 0.0f) {
         for (int64_t i = 0; i < n; i++) mask[i] = 1;
@@ -112,7 +112,7 @@ static void dropout_backward_inplace(float *restrict d, const uint8_t *restrict 
     }
 }
 
-void kcpu_dropout_backward(kcpu_ctx *c, float *din, const float *dout, const uint8_t *mask,
+void kcpu_dropout_backward(void *c, float *din, const float *dout, const uint8_t *mask,
                            int64_t n, float p) {
     if (p >= 1.0f) {
         kcpu_fill(c, din, 0.0f, n);

@@ -9,7 +9,7 @@
  * non-finite check catches, instead of reading out of bounds.
  * kcpu_softmax_xent_acc: the same rows with a stride ld >= C (padding columns, gradient 0,
  * never the argmax), the sums added to acc. */
-#include "cpu_backend.h"
+#include "cpu_internal.h"
 
 #include <math.h>
 
@@ -96,14 +96,14 @@ static double xent_rows(float *losses, float *dlogits, int64_t *correct, const f
     return total;
 }
 
-double kcpu_softmax_xent(kcpu_ctx *c, float *losses, float *dlogits, int64_t *correct,
+double kcpu_softmax_xent(void *c, float *losses, float *dlogits, int64_t *correct,
                          const float *logits, const int32_t *labels, int B, int C,
                          float grad_scale) {
     return xent_rows(losses, dlogits, correct, logits, labels, B, C, C, grad_scale);
 }
 
 /* the sums stay in acc (backend memory; on the CPU, host memory) */
-void kcpu_softmax_xent_acc(kcpu_ctx *c, float *losses, float *dlogits, double *acc,
+void kcpu_softmax_xent_acc(void *c, float *losses, float *dlogits, double *acc,
                            const float *logits, const int32_t *labels, int B, int C, int ld,
                            float grad_scale) {
     int64_t right = 0;

@@ -3,13 +3,13 @@
  * skip/stop) in backend memory and the updates guarded by it, batch-norm parameter gradients
  * from the double sums.  Each is built from the existing CPU ops so that it gives the same
  * bits as the per-sample / host-side sequence it replaces (tests/kernels/test_kernels_step.c). */
-#include "cpu_backend.h"
+#include "cpu_internal.h"
 
 #include <math.h>
 
 #include "elementwise.h"
 
-void kcpu_dropout_forward_rows(kcpu_ctx *c, float *out, uint8_t *mask, const float *in,
+void kcpu_dropout_forward_rows(void *c, float *out, uint8_t *mask, const float *in,
                                int64_t rows, int64_t row_elems, float p, uint64_t seed,
                                uint64_t step_id, int64_t first_row, int layer) {
     for (int64_t r = 0; r < rows; r++)
@@ -18,19 +18,24 @@ void kcpu_dropout_forward_rows(kcpu_ctx *c, float *out, uint8_t *mask, const flo
                              kern_dropout_stream(step_id, first_row + r, layer));
 }
 
-void kcpu_grad_stats(kcpu_ctx *c, double *gs, const float *grads, int64_t n, float clip_norm,
+void kcpu_grad_stats(void *c, double *gs, const float *grads, int64_t n, float clip_norm,
                      int max_run, int64_t step) {
     double norm = sqrt(kcpu_sumsq(c, grads, n));
     kern_grad_verdict(gs, norm, clip_norm, max_run, step);
 }
 
-void kcpu_grad_verdict_from(kcpu_ctx *c, double *gs, const double *sumsq, float clip_norm,
+/* The host is the device here: the sum goes straight to *sumsq. */
+void kcpu_sumsq_to(void *c, double *sumsq, const float *grads, int64_t n) {
+    *sumsq = kcpu_sumsq(c, grads, n);
+}
+
+void kcpu_grad_verdict_from(void *c, double *gs, const double *sumsq, float clip_norm,
                             int max_run, int64_t step) {
     (void)c;
     kern_grad_verdict(gs, sqrt(*sumsq), clip_norm, max_run, step);
 }
 
-void kcpu_sgd_update_guarded(kcpu_ctx *c, float *restrict param, float *restrict buf,
+void kcpu_sgd_update_guarded(void *c, float *restrict param, float *restrict buf,
                              const float *restrict grad, int64_t n, float lr, float momentum,
                              float weight_decay, int nesterov, const double *gs, int64_t t_plus) {
     if (gs[KERN_GS_SKIP] != 0.0) return;
@@ -51,7 +56,7 @@ void kcpu_sgd_update_guarded(kcpu_ctx *c, float *restrict param, float *restrict
                                      weight_decay, nesterov, first);
 }
 
-void kcpu_adamw_update_guarded(kcpu_ctx *c, float *restrict param, float *restrict m,
+void kcpu_adamw_update_guarded(void *c, float *restrict param, float *restrict m,
                                float *restrict v, const float *restrict grad, int64_t n,
                                float lr, float beta1, float beta2, float eps,
                                float weight_decay, const double *gs, int64_t t_plus) {
@@ -73,7 +78,7 @@ void kcpu_adamw_update_guarded(kcpu_ctx *c, float *restrict param, float *restri
                               step_size, bc2_sqrt);
 }
 
-void kcpu_batchnorm_param_grads(kcpu_ctx *c, float *restrict dgamma, float *restrict dbeta,
+void kcpu_batchnorm_param_grads(void *c, float *restrict dgamma, float *restrict dbeta,
                                 const double *restrict red, int C) {
     for (int j = 0; j < C; j++) {
         dbeta[j] += (float)red[j];

@@ -222,17 +222,19 @@ __global__ static void bn_backward_kernel(float *din, const float *dout, const f
     }
 }
 
-void kcuda_batchnorm_stats(kcuda_ctx *c, double *sums, const float *x, int B, int C, int HW) {
+void kcuda_batchnorm_stats(void *ctx, double *sums, const float *x, int B, int C, int HW) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (!walkable(c, "kcuda_batchnorm_stats", B, C, HW)) return;
     bn_walk w = reduce_walk(B, C, HW);
     bn_sums_kernel<<<w.grid, KCUDA_THREADS, 0, c->stream>>>(sums, c->bn_partials, x, w);
     if (KCUDA_LAUNCHED(c, "bn_sums_kernel")) bn_finish(c, sums, &w, NULL);
 }
 
-void kcuda_batchnorm_forward(kcuda_ctx *c, float *out, float *mean_invstd, const float *x,
+void kcuda_batchnorm_forward(void *ctx, float *out, float *mean_invstd, const float *x,
                              const float *gamma, const float *beta, const double *sums,
                              double count, float eps, float *running_mean, float *running_var,
                              float momentum, int B, int C, int HW) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (!walkable(c, "kcuda_batchnorm_forward", B, C, HW)) return;
     unsigned int grid = (unsigned int)(((int64_t)C + KCUDA_THREADS - 1) / KCUDA_THREADS);
     bn_mean_invstd_kernel<<<grid, KCUDA_THREADS, 0, c->stream>>>(
@@ -244,9 +246,10 @@ void kcuda_batchnorm_forward(kcuda_ctx *c, float *out, float *mean_invstd, const
     KCUDA_LAUNCHED(c, "bn_forward_kernel");
 }
 
-void kcuda_batchnorm_forward_eval(kcuda_ctx *c, float *out, const float *x, const float *gamma,
+void kcuda_batchnorm_forward_eval(void *ctx, float *out, const float *x, const float *gamma,
                                   const float *beta, const float *running_mean,
                                   const float *running_var, float eps, int B, int C, int HW) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (!walkable(c, "kcuda_batchnorm_forward_eval", B, C, HW) || (int64_t)B * HW == 0) return;
     bn_walk w = elementwise_walk(B, C, HW);
     bn_forward_eval_kernel<<<w.grid, KCUDA_THREADS, 0, c->stream>>>(
@@ -254,8 +257,9 @@ void kcuda_batchnorm_forward_eval(kcuda_ctx *c, float *out, const float *x, cons
     KCUDA_LAUNCHED(c, "bn_forward_eval_kernel");
 }
 
-void kcuda_batchnorm_backward_reduce(kcuda_ctx *c, double *red, const float *dout, const float *x,
+void kcuda_batchnorm_backward_reduce(void *ctx, double *red, const float *dout, const float *x,
                                      const float *mean_invstd, int B, int C, int HW) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (!walkable(c, "kcuda_batchnorm_backward_reduce", B, C, HW)) return;
     bn_walk w = reduce_walk(B, C, HW);
     bn_dsums_kernel<<<w.grid, KCUDA_THREADS, 0, c->stream>>>(red, c->bn_partials, dout, x,
@@ -263,9 +267,10 @@ void kcuda_batchnorm_backward_reduce(kcuda_ctx *c, double *red, const float *dou
     if (KCUDA_LAUNCHED(c, "bn_dsums_kernel")) bn_finish(c, red, &w, mean_invstd + C);
 }
 
-void kcuda_batchnorm_backward(kcuda_ctx *c, float *din, const float *dout, const float *x,
+void kcuda_batchnorm_backward(void *ctx, float *din, const float *dout, const float *x,
                               const float *mean_invstd, const float *gamma, const double *red,
                               double count, int B, int C, int HW) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (!walkable(c, "kcuda_batchnorm_backward", B, C, HW) || (int64_t)B * HW == 0) return;
     bn_walk w = elementwise_walk(B, C, HW);
     bn_backward_kernel<<<w.grid, KCUDA_THREADS, 0, c->stream>>>(din, dout, x, mean_invstd, gamma,

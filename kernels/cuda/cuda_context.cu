@@ -109,20 +109,23 @@ void kcuda_sgemm(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m
                                  CUBLAS_GEMM_DEFAULT));
 }
 
-void *kcuda_alloc_host(kcuda_ctx *c, size_t bytes) {
+void *kcuda_alloc_host(void *ctx, size_t bytes) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     void *p = NULL;
     if (!KCUDA_CALL(c, cudaMallocHost(&p, bytes ? bytes : 64))) return NULL;
     memset(p, 0, bytes);
     return p;
 }
 
-void kcuda_free_host(kcuda_ctx *c, void *p) {
+void kcuda_free_host(void *ctx, void *p) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (p) KCUDA_CALL(c, cudaFreeHost(p));
 }
 
-void *kcuda_native_stream(kcuda_ctx *c) { return (void *)c->stream; }
+void *kcuda_native_stream(void *c) { return (void *)((kcuda_ctx *)c)->stream; }
 
-int kcuda_memory_info(kcuda_ctx *c, size_t *free_bytes, size_t *total_bytes) {
+int kcuda_memory_info(void *ctx, size_t *free_bytes, size_t *total_bytes) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     *free_bytes = *total_bytes = 0;
     if (!KCUDA_CALL(c, cudaSetDevice(c->device)) ||
         !KCUDA_CALL(c, cudaMemGetInfo(free_bytes, total_bytes)))
@@ -137,7 +140,7 @@ static int create_failed(kcuda_ctx *c, char *err, size_t errlen) {
     return -1;
 }
 
-int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t errlen) {
+int kcuda_create(const kern_options *opt, void **out, char *err, size_t errlen) {
     *out = NULL;
     int count = kcuda_device_count();
     if (count == 0) {
@@ -158,6 +161,7 @@ int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t err
     c->gemm_compute = gemm_compute_type(opt->precision);
     c->conv_math = conv_math_type(opt->precision);
     c->separate_epilogues = opt->separate_epilogues;
+    c->upload_delay_ms = opt->upload_delay_ms;
     if (!KCUDA_CALL(c, cudaSetDevice(c->device))) return create_failed(c, err, errlen);
     if (!KCUDA_CALL(c, cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount,
                                               c->device)))
@@ -206,7 +210,8 @@ int kcuda_create(const kern_options *opt, kcuda_ctx **out, char *err, size_t err
     return 0;
 }
 
-void kcuda_destroy(kcuda_ctx *c) {
+void kcuda_destroy(void *ctx) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (!c) return;
     /* Teardown: errors here have no one to be reported to, so they are ignored. */
     if (c->stream) (void)cudaStreamSynchronize(c->stream);
@@ -230,7 +235,8 @@ void kcuda_destroy(kcuda_ctx *c) {
 
 /* ---- memory and copies ---- */
 
-void *kcuda_alloc(kcuda_ctx *c, size_t bytes) {
+void *kcuda_alloc(void *ctx, size_t bytes) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     void *p = NULL;
     /* cudaMalloc(0) succeeds with NULL, which kern_alloc callers read as failure. */
     if (!KCUDA_CALL(c, cudaMalloc(&p, bytes ? bytes : 1))) return NULL;
@@ -244,14 +250,16 @@ void *kcuda_alloc(kcuda_ctx *c, size_t bytes) {
     return p;
 }
 
-void kcuda_free(kcuda_ctx *c, void *p) {
+void kcuda_free(void *ctx, void *p) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (p) KCUDA_CALL(c, cudaFree(p));
 }
 
 /* Asynchronous on the stream.  From pageable memory the runtime stages the data before it
  * returns, so host_src may be reused at once; from pinned memory (cudaMallocHost) the copy
  * really is asynchronous and host_src must stay untouched until the stream has passed it. */
-void kcuda_to_device(kcuda_ctx *c, void *dst, const void *host_src, size_t bytes) {
+void kcuda_to_device(void *ctx, void *dst, const void *host_src, size_t bytes) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (bytes == 0) return;
     KCUDA_OP(c, cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, c->stream));
 }
@@ -259,20 +267,23 @@ void kcuda_to_device(kcuda_ctx *c, void *dst, const void *host_src, size_t bytes
 /* Synchronous: queued after all earlier work on the stream, returns when host_dst is filled.
  * (A plain cudaMemcpy would run on the legacy default stream, which a non-blocking stream does
  * not synchronise with, and could read src before our kernels wrote it.) */
-void kcuda_to_host(kcuda_ctx *c, void *host_dst, const void *src, size_t bytes) {
+void kcuda_to_host(void *ctx, void *host_dst, const void *src, size_t bytes) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (bytes == 0) return;
     if (KCUDA_OP(c, cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, c->stream)))
         KCUDA_WAIT(c, cudaStreamSynchronize(c->stream));
 }
 
-void kcuda_get_counters(kcuda_ctx *c, kern_counters *out) {
+void kcuda_get_counters(void *ctx, kern_counters *out) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     out->launches = c->launches;
     out->host_syncs = c->host_syncs;
     out->fused_gemms = c->fused_gemms;
     out->epilogue_fallbacks = c->epilogue_fallbacks;
 }
 
-int kcuda_check(kcuda_ctx *c, char *err, size_t errlen) {
+int kcuda_check(void *ctx, char *err, size_t errlen) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     /* also pick up a launch error or sticky fault that no checked call has seen yet */
     kcuda_cuda_ok(c, cudaGetLastError(), "an earlier CUDA operation (seen by cudaGetLastError)",
                   __FILE__, __LINE__);
@@ -283,7 +294,8 @@ int kcuda_check(kcuda_ctx *c, char *err, size_t errlen) {
     return -1;
 }
 
-int kcuda_sync(kcuda_ctx *c, char *err, size_t errlen) {
+int kcuda_sync(void *ctx, char *err, size_t errlen) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     KCUDA_WAIT(c, cudaStreamSynchronize(c->stream));
     return kcuda_check(c, err, errlen);
 }

@@ -388,7 +388,8 @@ static conv_plan *get_plan(kcuda_ctx *c, const kern_conv_shape *s, int P, int Q,
  * alone, and there is no weight or input gradient.  (K, P, Q <= 0 mean no output at all.) */
 static int no_taps(const kern_conv_shape *s) { return s->C <= 0 || s->R <= 0 || s->S <= 0; }
 
-size_t kcuda_conv2d_workspace(kcuda_ctx *c, const kern_conv_shape *s) {
+size_t kcuda_conv2d_workspace(void *ctx, const kern_conv_shape *s) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     int P = kcuda_conv_out_size(s->H, s->pad_h, s->dil_h, s->R, s->stride_h);
     int Q = kcuda_conv_out_size(s->W, s->pad_w, s->dil_w, s->S, s->stride_w);
     if (s->B <= 0 || s->K <= 0 || P <= 0 || Q <= 0 || no_taps(s)) return 0;
@@ -439,8 +440,9 @@ __global__ static void bias_grad_kernel(float *db, const float *dout, int K, uns
 
 /* ---- the ops ---- */
 
-void kcuda_conv2d_forward(kcuda_ctx *c, float *out, const float *in, const float *w,
+void kcuda_conv2d_forward(void *ctx, float *out, const float *in, const float *w,
                           const float *b, const kern_conv_shape *s, void *workspace) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     int P = kcuda_conv_out_size(s->H, s->pad_h, s->dil_h, s->R, s->stride_h);
     int Q = kcuda_conv_out_size(s->W, s->pad_w, s->dil_w, s->S, s->stride_w);
     if (s->B <= 0 || s->K <= 0 || P <= 0 || Q <= 0) return;
@@ -460,9 +462,10 @@ void kcuda_conv2d_forward(kcuda_ctx *c, float *out, const float *in, const float
     if (b) channel_bias(c, out, b, n, s->K, PQ, 1);
 }
 
-void kcuda_conv2d_backward(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
+void kcuda_conv2d_backward(void *ctx, float *din, float *dw, float *db, const float *dout,
                            const float *in, const float *w, const kern_conv_shape *s,
                            void *workspace) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     int P = kcuda_conv_out_size(s->H, s->pad_h, s->dil_h, s->R, s->stride_h);
     int Q = kcuda_conv_out_size(s->W, s->pad_w, s->dil_w, s->S, s->stride_w);
     if (s->B <= 0) return;

@@ -51,27 +51,31 @@ __global__ static void gelu_backward_kernel(float *din, const float *dout, const
     KCUDA_GRID_STRIDE_LOOP(i, n) din[i] = dout[i] * kern_gelu_grad(in[i]);
 }
 
-void kcuda_fill(kcuda_ctx *c, float *x, float value, int64_t n) {
+void kcuda_fill(void *ctx, float *x, float value, int64_t n) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     fill_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(x, value, n);
     KCUDA_LAUNCHED(c, "fill_kernel");
 }
 
 /* dst and src must be the same buffer or not overlap (cudaMemcpy semantics). */
-void kcuda_copy(kcuda_ctx *c, float *dst, const float *src, int64_t n) {
+void kcuda_copy(void *ctx, float *dst, const float *src, int64_t n) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0 || dst == src) return;
     KCUDA_OP(c, cudaMemcpyAsync(dst, src, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice,
                                   c->stream));
 }
 
-void kcuda_scale(kcuda_ctx *c, float *x, float alpha, int64_t n) {
+void kcuda_scale(void *ctx, float *x, float alpha, int64_t n) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     scale_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(x, alpha, n);
     KCUDA_LAUNCHED(c, "scale_kernel");
 }
 
 /* y += alpha*x; y == x is y *= 1 + alpha, rounded as the CPU rounds it. */
-void kcuda_axpy(kcuda_ctx *c, float *y, float alpha, const float *x, int64_t n) {
+void kcuda_axpy(void *ctx, float *y, float alpha, const float *x, int64_t n) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     if (y == x) {
         kcuda_scale(c, y, 1.0f + alpha, n);
@@ -81,44 +85,50 @@ void kcuda_axpy(kcuda_ctx *c, float *y, float alpha, const float *x, int64_t n) 
     KCUDA_LAUNCHED(c, "axpy_kernel");
 }
 
-void kcuda_u8_to_f32(kcuda_ctx *c, float *dst, const uint8_t *src, int64_t n, float in_scale,
+void kcuda_u8_to_f32(void *ctx, float *dst, const uint8_t *src, int64_t n, float in_scale,
                      float mean, float std) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     u8_to_f32_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(dst, src, n,
                                                                            in_scale, mean, std);
     KCUDA_LAUNCHED(c, "u8_to_f32_kernel");
 }
 
-void kcuda_f32_normalize(kcuda_ctx *c, float *dst, const float *src, int64_t n, float mean,
+void kcuda_f32_normalize(void *ctx, float *dst, const float *src, int64_t n, float mean,
                          float std) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     normalize_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(dst, src, n, mean,
                                                                            std);
     KCUDA_LAUNCHED(c, "normalize_kernel");
 }
 
-void kcuda_relu_forward(kcuda_ctx *c, float *out, const float *in, int64_t n) {
+void kcuda_relu_forward(void *ctx, float *out, const float *in, int64_t n) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     relu_forward_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(out, in, n);
     KCUDA_LAUNCHED(c, "relu_forward_kernel");
 }
 
-void kcuda_relu_backward(kcuda_ctx *c, float *din, const float *dout, const float *in,
+void kcuda_relu_backward(void *ctx, float *din, const float *dout, const float *in,
                          int64_t n) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     relu_backward_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(din, dout, in,
                                                                                n);
     KCUDA_LAUNCHED(c, "relu_backward_kernel");
 }
 
-void kcuda_gelu_forward(kcuda_ctx *c, float *out, const float *in, int64_t n) {
+void kcuda_gelu_forward(void *ctx, float *out, const float *in, int64_t n) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     gelu_forward_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(out, in, n);
     KCUDA_LAUNCHED(c, "gelu_forward_kernel");
 }
 
-void kcuda_gelu_backward(kcuda_ctx *c, float *din, const float *dout, const float *in,
+void kcuda_gelu_backward(void *ctx, float *din, const float *dout, const float *in,
                          int64_t n) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     gelu_backward_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(din, dout, in,
                                                                                n);

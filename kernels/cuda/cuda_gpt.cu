@@ -1,6 +1,6 @@
-/* cuda_gpt.cu: the language-model ops on the GPU - embeddings, layer norm, causal attention
- * (cuBLAS strided-batched GEMMs around a fused masked-softmax kernel), one-token attention
- * against a key-value cache, and the padded-vocabulary loss that keeps its sums on the device.
+/* cuda_gpt.cu: the language-model ops on the GPU - embeddings, layer norm, one-token attention
+ * against a key-value cache, and the padded-vocabulary loss that keeps its sums on the device
+ * (the fused causal attention of training is cuda_attention.cu).
  *
  * Same arithmetic as the CPU (cpu_embedding.c, cpu_layernorm.c, cpu_attention.c,
  * cpu_softmax_xent.c); every reduction runs in a fixed order (no floating-point
@@ -30,11 +30,11 @@ static size_t sort_temp_bytes(int64_t n) {
     return bytes;
 }
 
-size_t kcuda_gpt_workspace(kcuda_ctx *c, int B, int T, int C, int NH, int V) {
+size_t kcuda_gpt_workspace(void *c, int B, int T, int C, int NH, int V) {
     (void)c;
     size_t BT = (size_t)B * T;
-    /* attention: q, k, v, y (and in backward dq, dk, dv, dy) [B, NH, T, HS], scores [B, NH, T, T] */
-    size_t attn = align256((size_t)B * NH * T * T * 4) + 8 * align256(BT * C * 4);
+    /* attention backward: D = rowsum(dout * out) per (b, h, t), [B, NH, T] (cuda_attention.cu) */
+    size_t attn = kcuda_attention_workspace(B, T, NH);
     /* embedding backward: keys out, values in and out, CUB's temporary storage */
     size_t emb = 3 * align256(BT * 4) + align256(sort_temp_bytes((int64_t)BT));
     /* layer norm: partials [chunks, 2, C] */
@@ -58,8 +58,9 @@ __global__ static void embedding_forward_kernel(float *out, const int32_t *token
     }
 }
 
-void kcuda_embedding_forward(kcuda_ctx *c, float *out, const int32_t *tokens, const float *wte,
+void kcuda_embedding_forward(void *ctx, float *out, const int32_t *tokens, const float *wte,
                              const float *wpe, int B, int T, int C) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     int64_t n = (int64_t)B * T * C;
     if (n <= 0) return;
     embedding_forward_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(
@@ -98,9 +99,10 @@ __global__ static void embedding_positions_kernel(float *dwpe, const float *dout
     }
 }
 
-void kcuda_embedding_backward(kcuda_ctx *c, float *dwte, float *dwpe, const float *dout,
+void kcuda_embedding_backward(void *ctx, float *dwte, float *dwpe, const float *dout,
                               const int32_t *tokens, int B, int T, int C, int V,
                               void *workspace) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     (void)V;
     int64_t BT = (int64_t)B * T;
     if (BT <= 0) return;
@@ -152,8 +154,9 @@ __global__ static void layernorm_forward_kernel(float *out, float *mean_rstd, co
     }
 }
 
-void kcuda_layernorm_forward(kcuda_ctx *c, float *out, float *mean_rstd, const float *x,
+void kcuda_layernorm_forward(void *ctx, float *out, float *mean_rstd, const float *x,
                              const float *w, const float *b, int N, int C, float eps) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (N <= 0) return;
     int rows = KCUDA_THREADS / 32;
     layernorm_forward_kernel<<<(N + rows - 1) / rows, KCUDA_THREADS, 0, c->stream>>>(
@@ -216,9 +219,10 @@ __global__ static void layernorm_sum_kernel(float *dw, float *db, const float *p
     }
 }
 
-void kcuda_layernorm_backward(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
+void kcuda_layernorm_backward(void *ctx, float *din, float *dw, float *db, const float *dout,
                               const float *x, const float *mean_rstd, const float *w, int N,
                               int C, void *workspace) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (N <= 0) return;
     int rows = KCUDA_THREADS / 32;
     if (din) {
@@ -236,179 +240,7 @@ void kcuda_layernorm_backward(kcuda_ctx *c, float *din, float *dw, float *db, co
     KCUDA_LAUNCHED(c, "layernorm_sum_kernel");
 }
 
-/* ---- attention ---- */
-
-/* qkv [B, T, 3, NH, HS] <-> q, k, v [B, NH, T, HS] (to_heads) */
-__global__ static void split_heads_kernel(float *q, float *k, float *v, const float *qkv, int B,
-                                          int T, int C, int NH) {
-    int HS = C / NH;
-    KCUDA_GRID_STRIDE_LOOP(i, (int64_t)B * T * C) {
-        int64_t bt = i / C;
-        int ch = (int)(i % C), h = ch / HS, d = ch % HS;
-        int64_t b = bt / T, t = bt % T;
-        int64_t dst = ((b * NH + h) * T + t) * HS + d;
-        const float *src = qkv + bt * 3 * C + ch;
-        q[dst] = src[0];
-        k[dst] = src[C];
-        v[dst] = src[2 * C];
-    }
-}
-
-__global__ static void merge_heads_kernel(float *qkv, const float *q, const float *k,
-                                          const float *v, int B, int T, int C, int NH) {
-    int HS = C / NH;
-    KCUDA_GRID_STRIDE_LOOP(i, (int64_t)B * T * C) {
-        int64_t bt = i / C;
-        int ch = (int)(i % C), h = ch / HS, d = ch % HS;
-        int64_t b = bt / T, t = bt % T;
-        int64_t src = ((b * NH + h) * T + t) * HS + d;
-        float *dst = qkv + bt * 3 * C + ch;
-        dst[0] = q[src];
-        dst[C] = k[src];
-        dst[2 * C] = v[src];
-    }
-}
-
-/* out [B, T, C] <-> y [B, NH, T, HS]; to_heads: out -> y */
-__global__ static void permute_out_kernel(float *out, float *y, int B, int T, int C, int NH,
-                                          int to_heads) {
-    int HS = C / NH;
-    KCUDA_GRID_STRIDE_LOOP(i, (int64_t)B * T * C) {
-        int64_t bt = i / C;
-        int ch = (int)(i % C), h = ch / HS, d = ch % HS;
-        int64_t b = bt / T, t = bt % T;
-        int64_t yi = ((b * NH + h) * T + t) * HS + d;
-        if (to_heads) y[yi] = out[i];
-        else out[i] = y[yi];
-    }
-}
-
-/* One warp per row (b, h, t) of scores [T]: causal softmax of scale * s in place; s > t is 0. */
-__global__ static void causal_softmax_kernel(float *att, int64_t rows, int T, float scale) {
-    int lane = threadIdx.x % 32;
-    int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (row >= rows) return;
-    int t = (int)(row % T);
-    float *a = att + row * T;
-    float m = -CUDART_INF_F;
-    for (int s = lane; s <= t; s += 32) m = fmaxf(m, a[s]);
-    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
-    double sum = 0.0;
-    for (int s = lane; s <= t; s += 32) {
-        float e = expf((a[s] - m) * scale);
-        a[s] = e;
-        sum += e;
-    }
-    sum = kcuda_warp_sum_f64(sum);
-    float inv = (float)(1.0 / sum);
-    for (int s = lane; s < T; s += 32) a[s] = s <= t ? a[s] * inv : 0.0f;
-}
-
-/* dS = P * (dP - sum(P * dP)) * scale in place of dP, per row; s > t is 0. */
-__global__ static void softmax_backward_kernel(float *datt, const float *att, int64_t rows,
-                                               int T, float scale) {
-    int lane = threadIdx.x % 32;
-    int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (row >= rows) return;
-    int t = (int)(row % T);
-    const float *p = att + row * T;
-    float *d = datt + row * T;
-    double dot = 0.0;
-    for (int s = lane; s <= t; s += 32) dot += (double)p[s] * d[s];
-    dot = kcuda_warp_sum_f64(dot);
-    float dd = (float)dot;
-    __syncwarp();
-    for (int s = lane; s < T; s += 32) d[s] = s <= t ? p[s] * (d[s] - dd) * scale : 0.0f;
-}
-
-/* Column-major C[m,n] = op(A) op(B), batched over `batch` with the given strides. */
-static void gemm_batched(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                         int k, const float *A, int lda, long long sa, const float *B, int ldb,
-                         long long sb, float *Cm, int ldc, long long sc, int batch) {
-    float alpha = 1.0f, beta = 0.0f;
-    c->launches++;
-    KCUBLAS_CALL(c, cublasGemmStridedBatchedEx(c->cublas, ta, tb, m, n, k, &alpha, A, CUDA_R_32F,
-                                               lda, sa, B, CUDA_R_32F, ldb, sb, &beta, Cm,
-                                               CUDA_R_32F, ldc, sc, batch, c->gemm_compute,
-                                               CUBLAS_GEMM_DEFAULT));
-}
-
-typedef struct {
-    float *q, *k, *v, *y, *att_grad, *dq, *dk, *dv, *dy;
-} attn_scratch;
-
-static attn_scratch carve(void *workspace, int B, int T, int C, int NH) {
-    char *w = (char *)workspace;
-    size_t act = align256((size_t)B * T * C * 4);
-    attn_scratch s;
-    s.att_grad = (float *)w;
-    w += align256((size_t)B * NH * T * T * 4);
-    float **parts[8] = {&s.q, &s.k, &s.v, &s.y, &s.dq, &s.dk, &s.dv, &s.dy};
-    for (int i = 0; i < 8; i++) {
-        *parts[i] = (float *)w;
-        w += act;
-    }
-    return s;
-}
-
-void kcuda_attention_forward(kcuda_ctx *c, float *out, float *att, const float *qkv, int B,
-                             int T, int C, int NH, void *workspace) {
-    if (B <= 0 || T <= 0) return;
-    int HS = C / NH;
-    attn_scratch s = carve(workspace, B, T, C, NH);
-    int64_t n = (int64_t)B * T * C, rows = (int64_t)B * NH * T;
-    long long sh = (long long)T * HS, st = (long long)T * T;
-    split_heads_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(s.q, s.k, s.v, qkv,
-                                                                              B, T, C, NH);
-    KCUDA_LAUNCHED(c, "split_heads_kernel");
-    /* scores (row-major [T,T] = q k^T): column-major S^T = K^T' Q, i.e. op(A) = K as [T,HS] */
-    gemm_batched(c, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, s.k, HS, sh, s.q, HS, sh, att, T, st,
-                 B * NH);
-    int per = KCUDA_THREADS / 32;
-    causal_softmax_kernel<<<(unsigned int)((rows + per - 1) / per), KCUDA_THREADS, 0,
-                            c->stream>>>(att, rows, T, 1.0f / sqrtf((float)HS));
-    KCUDA_LAUNCHED(c, "causal_softmax_kernel");
-    /* y [T,HS] = att v: column-major y^T = v^T att^T */
-    gemm_batched(c, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, s.v, HS, sh, att, T, st, s.y, HS, sh,
-                 B * NH);
-    permute_out_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(out, s.y, B, T, C,
-                                                                              NH, 0);
-    KCUDA_LAUNCHED(c, "permute_out_kernel");
-}
-
-void kcuda_attention_backward(kcuda_ctx *c, float *dqkv, const float *dout, const float *qkv,
-                              const float *att, int B, int T, int C, int NH, void *workspace) {
-    if (B <= 0 || T <= 0) return;
-    int HS = C / NH;
-    attn_scratch s = carve(workspace, B, T, C, NH);
-    int64_t n = (int64_t)B * T * C, rows = (int64_t)B * NH * T;
-    long long sh = (long long)T * HS, st = (long long)T * T;
-    split_heads_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(s.q, s.k, s.v, qkv,
-                                                                              B, T, C, NH);
-    KCUDA_LAUNCHED(c, "split_heads_kernel");
-    permute_out_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(
-        (float *)dout, s.dy, B, T, C, NH, 1);
-    KCUDA_LAUNCHED(c, "permute_out_kernel");
-    /* dv [T,HS] = att^T dy: column-major dv^T = dy^T att */
-    gemm_batched(c, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, s.dy, HS, sh, att, T, st, s.dv, HS, sh,
-                 B * NH);
-    /* datt [T,T] = dy v^T: column-major datt^T = v dy^T */
-    gemm_batched(c, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, s.v, HS, sh, s.dy, HS, sh, s.att_grad, T,
-                 st, B * NH);
-    int per = KCUDA_THREADS / 32;
-    softmax_backward_kernel<<<(unsigned int)((rows + per - 1) / per), KCUDA_THREADS, 0,
-                              c->stream>>>(s.att_grad, att, rows, T, 1.0f / sqrtf((float)HS));
-    KCUDA_LAUNCHED(c, "softmax_backward_kernel");
-    /* dq [T,HS] = dS k: column-major dq^T = k^T dS^T */
-    gemm_batched(c, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, s.k, HS, sh, s.att_grad, T, st, s.dq, HS,
-                 sh, B * NH);
-    /* dk [T,HS] = dS^T q: column-major dk^T = q^T dS */
-    gemm_batched(c, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, s.q, HS, sh, s.att_grad, T, st, s.dk, HS,
-                 sh, B * NH);
-    merge_heads_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(dqkv, s.dq, s.dk,
-                                                                              s.dv, B, T, C, NH);
-    KCUDA_LAUNCHED(c, "merge_heads_kernel");
-}
+/* ---- attention: training passes in cuda_attention.cu; decode ---- */
 
 /* One block per (b, h): scores of the new position against positions [0, t], softmax, the
  * weighted sum of the values.  w: [B * NH, Tmax] scratch. */
@@ -453,9 +285,10 @@ __global__ static void attention_decode_kernel(float *out, const float *q, const
     }
 }
 
-void kcuda_attention_decode(kcuda_ctx *c, float *out, const float *q, const float *kcache,
+void kcuda_attention_decode(void *ctx, float *out, const float *q, const float *kcache,
                             const float *vcache, int B, int t, int Tmax, int C, int NH,
                             void *workspace) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (B <= 0) return;
     int HS = C / NH;
     attention_decode_kernel<<<B * NH, KCUDA_THREADS, 0, c->stream>>>(
@@ -559,9 +392,10 @@ __global__ static void xent_finish_kernel(double *acc, const double *part_sum,
     acc[1] += (double)r;
 }
 
-void kcuda_softmax_xent_acc(kcuda_ctx *c, float *losses, float *dlogits, double *acc,
+void kcuda_softmax_xent_acc(void *ctx, float *losses, float *dlogits, double *acc,
                             const float *logits, const int32_t *labels, int B, int C, int ld,
                             float grad_scale) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (B <= 0) return;
     int blocks = B < KCUDA_MAX_PARTIALS ? B : KCUDA_MAX_PARTIALS;
     xent_rows_kernel<<<blocks, KCUDA_THREADS, 0, c->stream>>>(

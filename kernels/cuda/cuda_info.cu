@@ -3,7 +3,8 @@
 
 #include "cuda_internal.h"
 
-int kcuda_device_name(kcuda_ctx *c, char *buf, size_t len) {
+int kcuda_device_name(void *ctx, char *buf, size_t len) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     cudaDeviceProp p;
     if (cudaGetDeviceProperties(&p, c->device) != cudaSuccess) {
         if (len) buf[0] = '\0';

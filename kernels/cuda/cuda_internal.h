@@ -1,9 +1,9 @@
 /* cuda_internal.h: what the CUDA backend's .cu files share and nobody else sees.
  *
  * The context (device, stream, cuBLAS and cuDNN handles, preallocated scratch, first recorded
- * error), the error-recording helpers every CUDA/cuBLAS/cuDNN call goes through, the launch
- * geometry of the grid-stride kernels, and the block reductions used by the loss, the norm and
- * batch norm.
+ * error), the ops that the backend's table (cuda_ops.cu) points to, the error-recording
+ * helpers every CUDA/cuBLAS/cuDNN call goes through, the launch geometry of the grid-stride
+ * kernels, and the block reductions used by the loss, the norm and batch norm.
  *
  * Errors: every runtime, cuBLAS and cuDNN call, and every kernel launch, is checked; the first
  * failure is recorded with the call, file and line, and kcuda_check/kcuda_sync report and clear
@@ -17,6 +17,115 @@
 #include <cudnn.h>
 
 #include "cuda_backend.h"
+
+typedef struct kcuda_ctx kcuda_ctx;
+
+/* The ops of the table (cuda_ops.cu), one per line, typed by kern_backend.h: the arguments of
+ * kernels.h's kern_X with the context as `void *` (a kcuda_ctx).  Ops call each other with a
+ * kcuda_ctx *, which converts. */
+extern "C" {
+/* context, memory, copies, counters (cuda_context.cu); device name (cuda_info.cu); trace
+ * marks (cuda_marks.cu) */
+kern_create_fn kcuda_create;
+kern_destroy_fn kcuda_destroy;
+kern_alloc_fn kcuda_alloc;        /* cudaMalloc, zeroed */
+kern_free_fn kcuda_free;
+kern_alloc_fn kcuda_alloc_host;   /* cudaMallocHost (pinned) */
+kern_free_fn kcuda_free_host;
+kern_memory_info_fn kcuda_memory_info;   /* cudaMemGetInfo */
+kern_device_name_fn kcuda_device_name;
+kern_native_stream_fn kcuda_native_stream;   /* the cudaStream_t all ops run on */
+kern_to_device_fn kcuda_to_device;
+kern_to_host_fn kcuda_to_host;    /* synchronous */
+kern_sync_fn kcuda_sync;
+kern_sync_fn kcuda_check;
+kern_get_counters_fn kcuda_get_counters;
+kern_marks_create_fn kcuda_marks_create;
+kern_mark_fn kcuda_mark;
+kern_marks_read_fn kcuda_marks_read;
+kern_marks_free_fn kcuda_marks_free;
+
+/* element-wise, fills, conversions, activations (cuda_elementwise.cu) */
+kern_fill_fn kcuda_fill;
+kern_copy_fn kcuda_copy;
+kern_scale_fn kcuda_scale;
+kern_axpy_fn kcuda_axpy;
+kern_u8_to_f32_fn kcuda_u8_to_f32;
+kern_f32_normalize_fn kcuda_f32_normalize;
+kern_act_forward_fn kcuda_relu_forward;
+kern_act_backward_fn kcuda_relu_backward;
+kern_act_forward_fn kcuda_gelu_forward;
+kern_act_backward_fn kcuda_gelu_backward;
+
+/* random numbers and dropout (cuda_random.cu) */
+kern_init_uniform_fn kcuda_init_uniform;
+kern_init_normal_fn kcuda_init_normal;
+kern_dropout_forward_fn kcuda_dropout_forward;
+kern_dropout_backward_fn kcuda_dropout_backward;
+
+/* linear layer (cuda_linear.cu, with cuBLASLt epilogues from cuda_lt.cu) */
+kern_linear_forward_fn kcuda_linear_forward;
+kern_linear_backward_fn kcuda_linear_backward;
+kern_linear_backward_ex_fn kcuda_linear_backward_ex;
+kern_linear_act_forward_fn kcuda_linear_act_forward;
+
+/* losses: kcuda_softmax_xent (cuda_softmax_xent.cu: losses device, correct host memory;
+ * syncs), kcuda_softmax_xent_acc (cuda_gpt.cu) */
+kern_softmax_xent_fn kcuda_softmax_xent;
+kern_softmax_xent_acc_fn kcuda_softmax_xent_acc;
+
+/* reductions and optimizers (cuda_optim.cu); the reductions sync */
+kern_sumsq_fn kcuda_sumsq;
+kern_has_nonfinite_fn kcuda_has_nonfinite;
+kern_sgd_update_fn kcuda_sgd_update;
+kern_adamw_update_fn kcuda_adamw_update;
+
+/* convolution with cuDNN (cuda_conv.cu): plans (descriptors, algorithms) cached per shape */
+kern_conv2d_workspace_fn kcuda_conv2d_workspace;
+kern_conv2d_forward_fn kcuda_conv2d_forward;
+kern_conv2d_backward_fn kcuda_conv2d_backward;
+
+/* pooling (cuda_pool.cu) */
+kern_maxpool2d_forward_fn kcuda_maxpool2d_forward;
+kern_maxpool2d_backward_fn kcuda_maxpool2d_backward;
+kern_avgpool2d_forward_fn kcuda_avgpool2d_forward;
+kern_avgpool2d_backward_fn kcuda_avgpool2d_backward;
+
+/* batch norm (cuda_batchnorm.cu); sums, red: device memory */
+kern_batchnorm_stats_fn kcuda_batchnorm_stats;
+kern_batchnorm_forward_fn kcuda_batchnorm_forward;
+kern_batchnorm_forward_eval_fn kcuda_batchnorm_forward_eval;
+kern_batchnorm_backward_reduce_fn kcuda_batchnorm_backward_reduce;
+kern_batchnorm_backward_fn kcuda_batchnorm_backward;
+
+/* the GPU step without host round trips (cuda_step.cu): batch uploads on the copy stream,
+ * dropout over rows, the optimizer's verdict and guarded updates, batch-norm parameter
+ * gradients, CUDA graphs */
+kern_upload_reserve_fn kcuda_upload_reserve;
+kern_upload_fn kcuda_upload;
+kern_upload_settle_fn kcuda_upload_settle;
+kern_dropout_forward_rows_fn kcuda_dropout_forward_rows;
+kern_grad_stats_fn kcuda_grad_stats;
+kern_sumsq_to_fn kcuda_sumsq_to;
+kern_grad_verdict_from_fn kcuda_grad_verdict_from;
+kern_sgd_update_guarded_fn kcuda_sgd_update_guarded;
+kern_adamw_update_guarded_fn kcuda_adamw_update_guarded;
+kern_batchnorm_param_grads_fn kcuda_batchnorm_param_grads;
+kern_graph_begin_fn kcuda_graph_begin;
+kern_graph_begin_fn kcuda_graph_end;
+kern_graph_set_values_fn kcuda_graph_set_values;
+kern_graph_launch_fn kcuda_graph_launch;
+
+/* language models (cuda_gpt.cu) */
+kern_gpt_workspace_fn kcuda_gpt_workspace;
+kern_embedding_forward_fn kcuda_embedding_forward;
+kern_embedding_backward_fn kcuda_embedding_backward;
+kern_layernorm_forward_fn kcuda_layernorm_forward;
+kern_layernorm_backward_fn kcuda_layernorm_backward;
+kern_attention_forward_fn kcuda_attention_forward;
+kern_attention_backward_fn kcuda_attention_backward;
+kern_attention_decode_fn kcuda_attention_decode;
+}
 
 /* Threads per block of the 1-D element-wise kernels. */
 #define KCUDA_THREADS 256
@@ -70,7 +179,7 @@ struct kcuda_ctx {
     size_t staging_bytes;        /* size of each */
     cudaEvent_t staged[2], drained[2];
     int staging_next;
-    int upload_delay_ms;         /* fault hook HARNESS_FAULT_UPLOAD_DELAY_MS (tests) */
+    int upload_delay_ms;         /* kern_options.upload_delay_ms (fault-injection tests) */
     int upload_pending;          /* 1 + the staging buffer whose H2D copy kcuda_upload_settle
                                   * has not yet seen complete; 0: none */
     /* cuBLASLt (cuda_lt.cu): handle and the plans of the GEMMs with epilogues, per shape */
@@ -166,14 +275,14 @@ void kcuda_step_destroy(kcuda_ctx *c);
 int kcuda_conv_cache_create(kcuda_ctx *c);
 void kcuda_conv_cache_destroy(kcuda_ctx *c);
 
-/* Output size of a convolution or pooling window along one axis, as kern_conv_out_h/_w
- * compute it (kernels.c): floor((in + 2*pad - dil*(win-1) - 1) / stride) + 1, or 0 when the
- * window does not fit; dilation 0 counts as 1. */
+/* Output size of a convolution or pooling window along one axis: kern_conv_out_size
+ * (kern_shapes.h), the one formula the CPU backend and the layers use too. */
 static inline int kcuda_conv_out_size(int in, int pad, int dil, int win, int stride) {
-    int span = in + 2 * pad - (dil > 0 ? dil : 1) * (win - 1) - 1;
-    if (span < 0 || stride <= 0) return 0;
-    return span / stride + 1;
+    return kern_conv_out_size(in, pad, dil, win, stride);
 }
+
+/* Scratch bytes of the fused attention (cuda_attention.cu) for these sizes. */
+size_t kcuda_attention_workspace(int B, int T, int NH);
 
 #ifdef __CUDACC__
 /* Sum over the 32 lanes of a warp; every lane gets the total (butterfly, fixed order). */

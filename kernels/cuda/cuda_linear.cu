@@ -50,8 +50,9 @@ __global__ static void column_sum_kernel(float *db, const float *dout, int rows,
     }
 }
 
-void kcuda_linear_forward(kcuda_ctx *c, float *out, const float *in, const float *w,
+void kcuda_linear_forward(void *ctx, float *out, const float *in, const float *w,
                           const float *b, int B, int I, int O) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (B <= 0 || O <= 0) return;
     if (I > 0 && b) {
         int st = kcuda_lt_matmul(c, CUBLAS_OP_T, CUBLAS_OP_N, O, B, I, w, I, in, I, 0.0f, out, O,
@@ -71,8 +72,9 @@ void kcuda_linear_forward(kcuda_ctx *c, float *out, const float *in, const float
     }
 }
 
-void kcuda_linear_act_forward(kcuda_ctx *c, float *pre, float *out, const float *in,
+void kcuda_linear_act_forward(void *ctx, float *pre, float *out, const float *in,
                               const float *w, const float *b, int B, int I, int O, kern_act act) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (B <= 0 || O <= 0) return;
     if (I > 0 && act != KERN_ACT_NONE) {
         /* relu: D = relu(in w^T + b) straight into out (pre is not needed: relu's backward
@@ -91,14 +93,16 @@ void kcuda_linear_act_forward(kcuda_ctx *c, float *pre, float *out, const float 
     else if (z != out) kcuda_copy(c, out, z, n);
 }
 
-void kcuda_linear_backward(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
+void kcuda_linear_backward(void *ctx, float *din, float *dw, float *db, const float *dout,
                            const float *in, const float *w, int B, int I, int O) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     kcuda_linear_backward_ex(c, din, dw, db, dout, in, w, B, I, O, 0);
 }
 
-void kcuda_linear_backward_ex(kcuda_ctx *c, float *din, float *dw, float *db, const float *dout,
+void kcuda_linear_backward_ex(void *ctx, float *din, float *dw, float *db, const float *dout,
                               const float *in, const float *w, int B, int I, int O,
                               int overwrite) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (I <= 0 || O <= 0) return;   /* din and dw have no elements; db keeps its value */
     if (B <= 0) {
         /* nothing to accumulate: an overwriting backward still owes zeros */

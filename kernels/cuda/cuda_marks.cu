@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <time.h>
 
-struct kcuda_marks {
+typedef struct {
     int n;
     cudaEvent_t *events;   /* [n] */
     double anchor_host;    /* host seconds at event 0 */
-};
+} kcuda_marks;
 
 static double host_now(void) {
     struct timespec ts;
@@ -21,7 +21,8 @@ static double host_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-kcuda_marks *kcuda_marks_create(kcuda_ctx *c, int n) {
+void *kcuda_marks_create(void *ctx, int n) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     kcuda_marks *m = (kcuda_marks *)calloc(1, sizeof *m);
     if (!m) return NULL;
     m->events = (cudaEvent_t *)calloc((size_t)n, sizeof *m->events);
@@ -36,7 +37,9 @@ kcuda_marks *kcuda_marks_create(kcuda_ctx *c, int n) {
     return m;
 }
 
-void kcuda_mark(kcuda_ctx *c, kcuda_marks *m, int i) {
+void kcuda_mark(void *ctx, void *marks, int i) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
+    kcuda_marks *m = (kcuda_marks *)marks;
     if (i == 0) {
         KCUDA_CALL(c, cudaStreamSynchronize(c->stream));
         KCUDA_CALL(c, cudaEventRecord(m->events[0], c->stream));
@@ -46,7 +49,9 @@ void kcuda_mark(kcuda_ctx *c, kcuda_marks *m, int i) {
     KCUDA_CALL(c, cudaEventRecord(m->events[i], c->stream));
 }
 
-int kcuda_marks_read(kcuda_ctx *c, kcuda_marks *m, int n, double *seconds) {
+int kcuda_marks_read(void *ctx, void *marks, int n, double *seconds) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
+    kcuda_marks *m = (kcuda_marks *)marks;
     if (!KCUDA_CALL(c, cudaEventSynchronize(m->events[n - 1]))) return -1;
     seconds[0] = m->anchor_host;
     for (int i = 1; i < n; i++) {
@@ -57,7 +62,8 @@ int kcuda_marks_read(kcuda_ctx *c, kcuda_marks *m, int n, double *seconds) {
     return 0;
 }
 
-void kcuda_marks_free(kcuda_ctx *c, kcuda_marks *m) {
+void kcuda_marks_free(void *c, void *marks) {
+    kcuda_marks *m = (kcuda_marks *)marks;
     for (int i = 0; i < m->n; i++) cudaEventDestroy(m->events[i]);
     free(m->events);
     free(m);

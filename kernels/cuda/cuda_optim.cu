@@ -61,7 +61,8 @@ __global__ static void adamw_kernel(float *param, float *m, float *v, const floa
     }
 }
 
-double kcuda_sumsq(kcuda_ctx *c, const float *x, int64_t n) {
+double kcuda_sumsq(void *ctx, const float *x, int64_t n) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return 0.0;
     unsigned int grid = kcuda_grid_reduce(n);
     sumsq_kernel<<<grid, KCUDA_THREADS, 0, c->stream>>>(c->part_sum, x, n);
@@ -72,7 +73,8 @@ double kcuda_sumsq(kcuda_ctx *c, const float *x, int64_t n) {
 
 /* On a CUDA error the answer is "non-finite" (1): the caller then skips the step or stops,
  * and kern_check tells it why. */
-int kcuda_has_nonfinite(kcuda_ctx *c, const float *x, int64_t n) {
+int kcuda_has_nonfinite(void *ctx, const float *x, int64_t n) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return 0;
     unsigned int grid = kcuda_grid_reduce(n);
     nonfinite_kernel<<<grid, KCUDA_THREADS, 0, c->stream>>>(c->part_sum, c->part_count, x, n);
@@ -81,8 +83,9 @@ int kcuda_has_nonfinite(kcuda_ctx *c, const float *x, int64_t n) {
     return c->result_host->count != 0;
 }
 
-void kcuda_sgd_update(kcuda_ctx *c, float *param, float *buf, const float *grad, int64_t n,
+void kcuda_sgd_update(void *ctx, float *param, float *buf, const float *grad, int64_t n,
                       float lr, float momentum, float weight_decay, int nesterov, int first) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     if (momentum == 0.0f) {
         sgd_plain_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(param, grad, n, lr,
@@ -95,9 +98,10 @@ void kcuda_sgd_update(kcuda_ctx *c, float *param, float *buf, const float *grad,
     KCUDA_LAUNCHED(c, "sgd_momentum_kernel");
 }
 
-void kcuda_adamw_update(kcuda_ctx *c, float *param, float *m, float *v, const float *grad,
+void kcuda_adamw_update(void *ctx, float *param, float *m, float *v, const float *grad,
                         int64_t n, float lr, float beta1, float beta2, float eps,
                         float weight_decay, int64_t t) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     /* per-step scalars in double, as PyTorch computes them in Python (and cpu_optim.c here) */
     double bc1 = 1.0 - pow((double)beta1, (double)t);

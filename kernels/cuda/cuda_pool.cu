@@ -180,8 +180,9 @@ static int64_t backward_elements(kcuda_ctx *c, float *din, const kern_conv_shape
     return n;
 }
 
-void kcuda_maxpool2d_forward(kcuda_ctx *c, float *out, int32_t *argmax, const float *in,
+void kcuda_maxpool2d_forward(void *ctx, float *out, int32_t *argmax, const float *in,
                              const kern_conv_shape *s) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     int P, Q;
     int64_t n = forward_elements(s, &P, &Q);
     if (n == 0) return;
@@ -190,8 +191,9 @@ void kcuda_maxpool2d_forward(kcuda_ctx *c, float *out, int32_t *argmax, const fl
     KCUDA_LAUNCHED(c, "maxpool_forward_kernel");
 }
 
-void kcuda_maxpool2d_backward(kcuda_ctx *c, float *din, const float *dout, const int32_t *argmax,
+void kcuda_maxpool2d_backward(void *ctx, float *din, const float *dout, const int32_t *argmax,
                               const kern_conv_shape *s) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     int P, Q;
     int64_t n = backward_elements(c, din, s, &P, &Q);
     if (n == 0) return;
@@ -200,7 +202,8 @@ void kcuda_maxpool2d_backward(kcuda_ctx *c, float *din, const float *dout, const
     KCUDA_LAUNCHED(c, "maxpool_backward_kernel");
 }
 
-void kcuda_avgpool2d_forward(kcuda_ctx *c, float *out, const float *in, const kern_conv_shape *s) {
+void kcuda_avgpool2d_forward(void *ctx, float *out, const float *in, const kern_conv_shape *s) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     int P, Q;
     int64_t n = forward_elements(s, &P, &Q);
     if (n == 0) return;
@@ -210,8 +213,9 @@ void kcuda_avgpool2d_forward(kcuda_ctx *c, float *out, const float *in, const ke
     KCUDA_LAUNCHED(c, "avgpool_forward_kernel");
 }
 
-void kcuda_avgpool2d_backward(kcuda_ctx *c, float *din, const float *dout,
+void kcuda_avgpool2d_backward(void *ctx, float *din, const float *dout,
                               const kern_conv_shape *s) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     int P, Q;
     int64_t n = backward_elements(c, din, s, &P, &Q);
     if (n == 0) return;

@@ -65,8 +65,9 @@ __global__ static void dropout_backward_kernel(float *din, const float *dout, co
     KCUDA_GRID_STRIDE_LOOP(i, n) din[i] = mask[i] ? dout[i] * scale : 0.0f;
 }
 
-void kcuda_init_uniform(kcuda_ctx *c, float *x, int64_t n, float lo, float hi, uint64_t seed,
+void kcuda_init_uniform(void *ctx, float *x, int64_t n, float lo, float hi, uint64_t seed,
                         uint64_t stream_id) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     double width = (double)hi - (double)lo;
     init_uniform_kernel<<<kcuda_grid_1d(c, (n + 3) / 4), KCUDA_THREADS, 0, c->stream>>>(
@@ -74,16 +75,18 @@ void kcuda_init_uniform(kcuda_ctx *c, float *x, int64_t n, float lo, float hi, u
     KCUDA_LAUNCHED(c, "init_uniform_kernel");
 }
 
-void kcuda_init_normal(kcuda_ctx *c, float *x, int64_t n, float mean, float std, uint64_t seed,
+void kcuda_init_normal(void *ctx, float *x, int64_t n, float mean, float std, uint64_t seed,
                        uint64_t stream_id) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     init_normal_kernel<<<kcuda_grid_1d(c, (n + 3) / 4), KCUDA_THREADS, 0, c->stream>>>(
         x, n, mean, std, seed, stream_id);
     KCUDA_LAUNCHED(c, "init_normal_kernel");
 }
 
-void kcuda_dropout_forward(kcuda_ctx *c, float *out, uint8_t *mask, const float *in, int64_t n,
+void kcuda_dropout_forward(void *ctx, float *out, uint8_t *mask, const float *in, int64_t n,
                            float p, uint64_t seed, uint64_t stream_id) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     if (p <= 0.0f || p >= 1.0f) {
         dropout_constant_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(
@@ -97,8 +100,9 @@ void kcuda_dropout_forward(kcuda_ctx *c, float *out, uint8_t *mask, const float 
     KCUDA_LAUNCHED(c, "dropout_forward_kernel");
 }
 
-void kcuda_dropout_backward(kcuda_ctx *c, float *din, const float *dout, const uint8_t *mask,
+void kcuda_dropout_backward(void *ctx, float *din, const float *dout, const uint8_t *mask,
                             int64_t n, float p) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     if (p >= 1.0f) {
         kcuda_fill(c, din, 0.0f, n);

@@ -111,9 +111,10 @@ __global__ static void softmax_xent_kernel(float *losses, float *dlogits, const 
 
 /* losses (may be NULL), dlogits (may be NULL), logits, labels: device memory.
  * correct (may be NULL): HOST memory, like the return value.  Waits for the result. */
-double kcuda_softmax_xent(kcuda_ctx *c, float *losses, float *dlogits, int64_t *correct,
+double kcuda_softmax_xent(void *ctx, float *losses, float *dlogits, int64_t *correct,
                           const float *logits, const int32_t *labels, int B, int C,
                           float grad_scale) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (correct) *correct = 0;
     if (B <= 0) return 0.0;
     int64_t want = ((int64_t)B + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;

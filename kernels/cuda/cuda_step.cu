@@ -31,8 +31,6 @@ static size_t round_up(size_t n) { return (n + STAGING_ALIGN - 1) / STAGING_ALIG
 /* Copy stream and events on first use; staging of at least `bytes` each.  1 on success. */
 static int ensure_staging(kcuda_ctx *c, size_t bytes) {
     if (!c->copy_stream) {
-        const char *delay = getenv("HARNESS_FAULT_UPLOAD_DELAY_MS");
-        c->upload_delay_ms = delay ? atoi(delay) : 0;
         if (!KCUDA_CALL(c, cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking)))
             return 0;
         for (int i = 0; i < 2; i++)
@@ -56,7 +54,8 @@ static int ensure_staging(kcuda_ctx *c, size_t bytes) {
     return 1;
 }
 
-int kcuda_upload_reserve(kcuda_ctx *c, size_t bytes, char *err, size_t errlen) {
+int kcuda_upload_reserve(void *ctx, size_t bytes, char *err, size_t errlen) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (ensure_staging(c, bytes)) return 0;
     return kcuda_check(c, err, errlen);
 }
@@ -81,8 +80,9 @@ static void CUDART_CB upload_delay(void *ms) {
     nanosleep(&ts, NULL);
 }
 
-void kcuda_upload(kcuda_ctx *c, int n, void *const dst[], const void *const host_src[],
+void kcuda_upload(void *ctx, int n, void *const dst[], const void *const host_src[],
                   const size_t bytes[]) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     size_t total = 0;
     for (int i = 0; i < n; i++) total += round_up(bytes[i]);
     if (total == 0) return;
@@ -121,7 +121,8 @@ void kcuda_upload(kcuda_ctx *c, int n, void *const dst[], const void *const host
     c->upload_pending = s + 1;
 }
 
-void kcuda_upload_settle(kcuda_ctx *c) {
+void kcuda_upload_settle(void *ctx) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (!c->upload_pending) return;
     int s = c->upload_pending - 1;
     c->upload_pending = 0;
@@ -160,9 +161,10 @@ __global__ static void dropout_rows_kernel(float *out, uint8_t *mask, const floa
     }
 }
 
-void kcuda_dropout_forward_rows(kcuda_ctx *c, float *out, uint8_t *mask, const float *in,
+void kcuda_dropout_forward_rows(void *ctx, float *out, uint8_t *mask, const float *in,
                                 int64_t rows, int64_t row_elems, float p, uint64_t seed,
                                 uint64_t step_id, int64_t first_row, int layer) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     int64_t n = rows * row_elems;
     if (n <= 0) return;
     if (p <= 0.0f || p >= 1.0f) {   /* no random numbers: one constant pass */
@@ -210,8 +212,9 @@ __global__ static void grad_stats_kernel(double *gs, double *part, unsigned int 
     kern_grad_verdict(gs, norm, clip_norm, max_run, step);
 }
 
-void kcuda_grad_stats(kcuda_ctx *c, double *gstate, const float *grads, int64_t n,
+void kcuda_grad_stats(void *ctx, double *gstate, const float *grads, int64_t n,
                       float clip_norm, int max_run, int64_t step) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     unsigned int grid = n > 0 ? kcuda_grid_reduce(n) : 1;
     grad_stats_kernel<<<grid, KCUDA_THREADS, 0, c->stream>>>(gstate, c->part_sum, c->ticket,
                                                              grads, n > 0 ? n : 0, clip_norm,
@@ -246,7 +249,8 @@ __global__ static void sumsq_to_kernel(double *out, double *part, unsigned int *
     *out = s;
 }
 
-void kcuda_sumsq_to(kcuda_ctx *c, double *sumsq, const float *grads, int64_t n) {
+void kcuda_sumsq_to(void *ctx, double *sumsq, const float *grads, int64_t n) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     unsigned int grid = n > 0 ? kcuda_grid_reduce(n) : 1;
     sumsq_to_kernel<<<grid, KCUDA_THREADS, 0, c->stream>>>(sumsq, c->part_sum, c->ticket, grads,
                                                            n > 0 ? n : 0);
@@ -260,8 +264,9 @@ __global__ static void grad_verdict_kernel(double *gs, const double *sumsq, floa
     kern_grad_verdict(gs, sqrt(*sumsq), clip_norm, max_run, step);
 }
 
-void kcuda_grad_verdict_from(kcuda_ctx *c, double *gstate, const double *sumsq, float clip_norm,
+void kcuda_grad_verdict_from(void *ctx, double *gstate, const double *sumsq, float clip_norm,
                              int max_run, int64_t step) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     grad_verdict_kernel<<<1, 1, 0, c->stream>>>(gstate, sumsq, clip_norm, max_run, step,
                                                 kcuda_step_values(c));
     KCUDA_LAUNCHED(c, "grad_verdict_kernel");
@@ -322,9 +327,10 @@ __global__ static void adamw_guarded_kernel(float *param, float *m, float *v, co
     }
 }
 
-void kcuda_sgd_update_guarded(kcuda_ctx *c, float *param, float *buf, const float *grad,
+void kcuda_sgd_update_guarded(void *ctx, float *param, float *buf, const float *grad,
                               int64_t n, float lr, float momentum, float weight_decay,
                               int nesterov, const double *gstate, int64_t t_plus) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     sgd_guarded_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(
         param, buf, grad, n, lr, momentum, weight_decay, nesterov, gstate, t_plus,
@@ -332,10 +338,11 @@ void kcuda_sgd_update_guarded(kcuda_ctx *c, float *param, float *buf, const floa
     KCUDA_LAUNCHED(c, "sgd_guarded_kernel");
 }
 
-void kcuda_adamw_update_guarded(kcuda_ctx *c, float *param, float *m, float *v,
+void kcuda_adamw_update_guarded(void *ctx, float *param, float *m, float *v,
                                 const float *grad, int64_t n, float lr, float beta1,
                                 float beta2, float eps, float weight_decay,
                                 const double *gstate, int64_t t_plus) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (n <= 0) return;
     adamw_guarded_kernel<<<kcuda_grid_1d(c, n), KCUDA_THREADS, 0, c->stream>>>(
         param, m, v, grad, n, lr, beta1, beta2, eps, weight_decay, gstate, t_plus,
@@ -358,7 +365,8 @@ __global__ static void set_scalars_kernel(kcuda_step_scalars *sv, kcuda_step_sca
     *sv = v;
 }
 
-int kcuda_graph_begin(kcuda_ctx *c, char *err, size_t errlen) {
+int kcuda_graph_begin(void *ctx, char *err, size_t errlen) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (!c->step_scalars &&
         !KCUDA_CALL(c, cudaMalloc((void **)&c->step_scalars, sizeof(kcuda_step_scalars))))
         return kcuda_check(c, err, errlen), -1;
@@ -368,7 +376,8 @@ int kcuda_graph_begin(kcuda_ctx *c, char *err, size_t errlen) {
     return 0;
 }
 
-int kcuda_graph_end(kcuda_ctx *c, char *err, size_t errlen) {
+int kcuda_graph_end(void *ctx, char *err, size_t errlen) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamEndCapture(c->stream, &g);
     c->capturing = 0;
@@ -394,7 +403,8 @@ int kcuda_graph_end(kcuda_ctx *c, char *err, size_t errlen) {
     return -1;
 }
 
-void kcuda_graph_set_values(kcuda_ctx *c, const kern_step_values *v) {
+void kcuda_graph_set_values(void *ctx, const kern_step_values *v) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (!c->step_scalars) return;
     kcuda_step_scalars s;
     s.lr = v->lr;
@@ -405,7 +415,8 @@ void kcuda_graph_set_values(kcuda_ctx *c, const kern_step_values *v) {
     KCUDA_LAUNCHED(c, "set_scalars_kernel");
 }
 
-void kcuda_graph_launch(kcuda_ctx *c) {
+void kcuda_graph_launch(void *ctx) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (!c->graph_exec) {
         kcuda_fail(c, "kcuda_graph_launch", __FILE__, __LINE__, "no graph has been captured");
         return;
@@ -431,8 +442,9 @@ __global__ static void bn_param_grads_kernel(float *dgamma, float *dbeta, const 
     }
 }
 
-void kcuda_batchnorm_param_grads(kcuda_ctx *c, float *dgamma, float *dbeta, const double *red,
+void kcuda_batchnorm_param_grads(void *ctx, float *dgamma, float *dbeta, const double *red,
                                  int C) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (C <= 0) return;
     bn_param_grads_kernel<<<kcuda_grid_1d(c, C), KCUDA_THREADS, 0, c->stream>>>(dgamma, dbeta,
                                                                                 red, C);

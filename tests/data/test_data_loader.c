@@ -233,6 +233,7 @@ static void *worker(void *p) {
         }
         int64_t begin, end;
         data_rank_slice(9, a->rank, a->world, &begin, &end);
+        if (b.rank_offset != begin) goto out;   /* the trainer's dropout index comes from it */
         for (int64_t i = 0; i < b.count; i++) {
             int64_t sample = perm[b.cursor + begin + i];
             const uint8_t *x = (const uint8_t *)b.x + i * info->sample_elems;

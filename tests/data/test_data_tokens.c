@@ -148,6 +148,7 @@ static void eval_covers_once(const char *path, int64_t vocab, int world, int64_t
             int64_t begin, end;
             data_rank_slice(gc, r, world, &begin, &end);
             assert_int_equal(b.count, end - begin);
+            assert_int_equal(b.rank_offset, begin);
             for (int64_t k = 0; k < b.count; k++) {
                 int64_t win = cursor + begin + k;
                 check_window(&b, k, ctx, win * ctx, vocab);

@@ -1,8 +1,7 @@
 # Sourced by the fault tests: arguments, MPI environment, a slow training run to hurt, checks.
 set -euo pipefail
 HARNESS=$1 MPIRUN=$2 DATA=$3 WORK=$4 CFG=$5
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+source "$(dirname "${BASH_SOURCE[0]}")/../mpi_env.sh"
 export OMPI_MCA_mpi_yield_when_idle=1
 fail() { echo "FAIL: $*" >&2; exit 1; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }

@@ -85,7 +85,7 @@ run() {  # run NAME SETTINGS...: a 2-step training run that leaves one checkpoin
     --set run.device=cpu --set run.dir="$WORK/$name" "$@" >/dev/null
   cp "$(ls "$WORK/$name"/checkpoints/step_*.h5 | tail -1)" "$FUZZ/corpus/checkpoint/$name.h5"
 }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+source "$ROOT/tests/mpi_env.sh"
 mkdir -p "$FUZZ/corpus/checkpoint"
 run adamw
 run sgd_momentum --set train.optimizer=sgd --set train.momentum=0.9

@@ -2,8 +2,7 @@
 # tests/trainer/common.sh.
 set -euo pipefail
 HARNESS=$1 MPIRUN=$2 PY=$3 WORK=$4 DATA=$5
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+source "$(dirname "${BASH_SOURCE[0]}")/../mpi_env.sh"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 if [ "$("$HARNESS" devices --count)" -lt 1 ]; then
   echo "SKIP: no CUDA device (or a build without the CUDA backend)"

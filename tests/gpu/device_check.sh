@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/gpu/device_check.sh - the whole GPU session in one command (DESIGN.md, "The GPU
-# machine"), for a machine with one GPU and none of our libraries.  Given the bundle that
+# tests/gpu/device_check.sh - the whole GPU session in one command (tests/gpu/README.md),
+# for a machine with one GPU and none of our libraries.  Given the bundle that
 # tests/gpu/make_bundle.sh built on the CPU machine, it runs, in this order and within a time
 # budget: every GPU test binary (kernels, CNN, GPU step, GPT when built), comm's GPU backends
 # (NCCL with one rank, MPI staged with two ranks sharing the GPU, AUTO with two ranks), GPU
@@ -107,7 +107,7 @@ PY
 )
 for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [ -d $d ] && extra=$extra:$d; done
 export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$extra"
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+source "$HERE/../mpi_env.sh"
 H=$B/bin/harness
 MPIRUN=$(command -v mpirun)
 DATA=$WORK/fashion-mnist

@@ -33,6 +33,7 @@ B=$STAGE/gpubundle
 "$TOOL" "$B" "${bins[@]}"
 mkdir -p "$B/tests/gpu" "$B/tests/perf" "$B/launch" "$B/data/fashion-mnist"
 cp "$ROOT"/tests/gpu/*.sh "$B/tests/gpu/"
+cp "$ROOT"/tests/mpi_env.sh "$B/tests/"   # sourced by the scripts in tests/gpu and tests/perf
 cp "$ROOT"/tests/perf/bench_gpu.sh "$ROOT"/tests/perf/torch_mlp.py "$ROOT"/tests/perf/bench_gpt.sh \
    "$ROOT"/tests/perf/torch_gpt.py "$B/tests/perf/"
 mkdir -p "$B/tests/trainer" && cp "$ROOT"/tests/trainer/make_tokens.py "$B/tests/trainer/"

@@ -1,6 +1,6 @@
 /* test_gpu_step.c: the CUDA backend's GPU-step ops against the CPU backend (exit 77 without a
  * GPU or without the CUDA backend):
- *   - kern_upload with the copy held back (HARNESS_FAULT_UPLOAD_DELAY_MS): the host buffer is
+ *   - kern_upload with the copy held back (kern_options.upload_delay_ms): the host buffer is
  *     overwritten the moment kern_upload_settle returns, as the prefetch thread would; the
  *     device must still hold the old batch (it would not if settle returned before the
  *     transfer ended);
@@ -253,9 +253,9 @@ int main(void) {
         printf("SKIP: no CUDA device (or no CUDA backend in this build)\n");
         return 77;
     }
-    setenv("HARNESS_FAULT_UPLOAD_DELAY_MS", "200", 1);   /* read when the copy stream starts */
     char err[512];
-    kern_options go = {.backend = KERN_CUDA, .threads = 1, .device = 0};
+    /* the copies held back 200 ms (kern_options.upload_delay_ms) */
+    kern_options go = {.backend = KERN_CUDA, .threads = 1, .device = 0, .upload_delay_ms = 200};
     kern_options co = {.backend = KERN_CPU, .threads = 1, .device = 0};
     if (kern_create(&go, &G, err, sizeof err) != 0 || kern_create(&co, &C, err, sizeof err) != 0) {
         fprintf(stderr, "FAIL: %s\n", err);

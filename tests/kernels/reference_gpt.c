@@ -107,6 +107,26 @@ void ref_attention_forward(double *out, double *att, const double *qkv, int B, i
             }
 }
 
+void ref_attention_lse(double *lse, const double *qkv, int B, int T, int C, int NH) {
+    int HS = C / NH;
+    double scale = 1.0 / sqrt((double)HS);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                const double *q = qkv + ((size_t)b * T + t) * 3 * C + (size_t)h * HS;
+                double sc[T > 0 ? T : 1], m = -INFINITY, sum = 0.0;
+                for (int s = 0; s <= t; s++) {
+                    const double *k = qkv + ((size_t)b * T + s) * 3 * C + C + (size_t)h * HS;
+                    double d = 0.0;
+                    for (int i = 0; i < HS; i++) d += q[i] * k[i];
+                    sc[s] = d * scale;
+                    if (sc[s] > m) m = sc[s];
+                }
+                for (int s = 0; s <= t; s++) sum += exp(sc[s] - m);
+                lse[((size_t)b * NH + h) * T + t] = m + log(sum);
+            }
+}
+
 void ref_attention_backward(double *dqkv, const double *dout, const double *qkv,
                             const double *att, int B, int T, int C, int NH) {
     int HS = C / NH;

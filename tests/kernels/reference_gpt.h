@@ -23,6 +23,8 @@ void ref_layernorm_backward(double *din, double *dw, double *db, const double *d
 /* qkv[B,T,3C] -> out[B,T,C], att[B,NH,T,T] (masked entries 0) */
 void ref_attention_forward(double *out, double *att, const double *qkv, int B, int T, int C,
                            int NH);
+/* lse[B,NH,T] = log sum_{s<=t} exp(q_t . k_s / sqrt(HS)), what the kernels save for backward */
+void ref_attention_lse(double *lse, const double *qkv, int B, int T, int C, int NH);
 /* dqkv[B,T,3C] overwritten */
 void ref_attention_backward(double *dqkv, const double *dout, const double *qkv,
                             const double *att, int B, int T, int C, int NH);

@@ -11,6 +11,10 @@
  *              forward's last row, the cross-entropy in place with padding columns that hold
  *              the largest logits, a label out of range, acc accumulated.
  *   determinism  every backward twice on the same inputs: the same bits.
+ *   attention    lse against the reference's log-sum-exp; T past one and several row blocks;
+ *              causality (the last position's keys and values changed: every earlier row of
+ *              out, lse and dq keeps its bits); the float32 kernel's gradient against central
+ *              differences of its own forward along random directions.
  * Each loss is L = sum(G * forward(x)) for a fixed random G, so dL/dout = G. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -303,32 +307,30 @@ static void test_attention_gradcheck(void **state) {
 
 static void attention_ops_case(int B, int T, int C, int NH, uint64_t seed) {
     int64_t nq = (int64_t)B * T * 3 * C, no = (int64_t)B * T * C, na = (int64_t)B * NH * T * T;
+    int64_t nl = (int64_t)B * NH * T;
     double *qkv = drand(nq, &seed, -1.5, 1.5), *G = drand(no, &seed, -1, 1);
-    double *out = dalloc(no), *att = dalloc(na), *dqkv = dalloc(nq);
+    double *out = dalloc(no), *att = dalloc(na), *lse = dalloc(nl), *dqkv = dalloc(nq);
     float *fqkv = fcopy(qkv, nq), *fG = fcopy(G, no);
-    float *fout = fnan(no), *fatt = fnan(na), *fdqkv = fnan(nq);
+    float *fout = fnan(no), *flse = fnan(nl), *fdqkv = fnan(nq);
     void *ws = workspace(B, T, C, NH, 1);
     char what[80];
     ref_attention_forward(out, att, qkv, B, T, C, NH);
+    ref_attention_lse(lse, qkv, B, T, C, NH);
     ref_attention_backward(dqkv, G, qkv, att, B, T, C, NH);
-    kern_attention_forward(K, fout, fatt, fqkv, B, T, C, NH, ws);
-    kern_attention_backward(K, fdqkv, fG, fqkv, fatt, B, T, C, NH, ws);
+    kern_attention_forward(K, fout, flse, fqkv, B, T, C, NH, ws);
+    kern_attention_backward(K, fdqkv, fG, fqkv, fout, flse, B, T, C, NH, ws);
     snprintf(what, sizeof(what), "attention B%d T%d C%d NH%d out", B, T, C, NH);
     assert_int_equal(tu_close_f(what, fout, out, no, F32_RTOL, F32_ATOL), 0);
-    snprintf(what, sizeof(what), "attention B%d T%d C%d NH%d att", B, T, C, NH);
-    assert_int_equal(tu_close_f(what, fatt, att, na, F32_RTOL, 1e-6), 0);
+    snprintf(what, sizeof(what), "attention B%d T%d C%d NH%d lse", B, T, C, NH);
+    assert_int_equal(tu_close_f(what, flse, lse, nl, F32_RTOL, F32_ATOL), 0);
     snprintf(what, sizeof(what), "attention B%d T%d C%d NH%d dqkv", B, T, C, NH);
     assert_int_equal(tu_close_f(what, fdqkv, dqkv, nq, F32_RTOL, F32_ATOL), 0);
-    /* the masked entries are exact zeros */
-    for (int64_t bh = 0; bh < (int64_t)B * NH; bh++)
-        for (int t = 0; t < T; t++)
-            for (int s = t + 1; s < T; s++) assert_true(fatt[(bh * T + t) * T + s] == 0.0f);
     /* the same bits again, from NaN-filled outputs */
-    float *o2 = fnan(no), *a2 = fnan(na), *d2 = fnan(nq);
+    float *o2 = fnan(no), *a2 = fnan(nl), *d2 = fnan(nq);
     kern_attention_forward(K, o2, a2, fqkv, B, T, C, NH, ws);
-    kern_attention_backward(K, d2, fG, fqkv, a2, B, T, C, NH, ws);
+    kern_attention_backward(K, d2, fG, fqkv, o2, a2, B, T, C, NH, ws);
     assert_memory_equal(o2, fout, sizeof(float) * no);
-    assert_memory_equal(a2, fatt, sizeof(float) * na);
+    assert_memory_equal(a2, flse, sizeof(float) * nl);
     assert_memory_equal(d2, fdqkv, sizeof(float) * nq);
 
     /* decode of the last position against the cache of positions [0, T-1], Tmax = T + 2 */
@@ -350,8 +352,8 @@ static void attention_ops_case(int B, int T, int C, int NH, uint64_t seed) {
     snprintf(what, sizeof(what), "attention decode B%d t%d C%d NH%d", B, T - 1, C, NH);
     assert_int_equal(tu_close_f(what, dec, want, (int64_t)B * C, F32_RTOL, F32_ATOL), 0);
 
-    free(qkv), free(G), free(out), free(att), free(dqkv), free(want);
-    kern_free(K, fqkv), kern_free(K, fG), kern_free(K, fout), kern_free(K, fatt);
+    free(qkv), free(G), free(out), free(att), free(lse), free(dqkv), free(want);
+    kern_free(K, fqkv), kern_free(K, fG), kern_free(K, fout), kern_free(K, flse);
     kern_free(K, fdqkv), kern_free(K, ws), kern_free(K, o2), kern_free(K, a2), kern_free(K, d2);
     kern_free(K, kc), kern_free(K, vc), kern_free(K, q), kern_free(K, dec), kern_free(K, dws);
 }
@@ -360,7 +362,79 @@ static void test_attention_ops(void **state) {
     attention_ops_case(2, 1, 8, 2, 20);     /* one position */
     attention_ops_case(2, 13, 12, 3, 21);   /* T, HS = 4 odd-sized */
     attention_ops_case(1, 70, 48, 4, 22);   /* longer than a SIMD width of rows */
-    attention_ops_case(3, 33, 20, 5, 23);
+    attention_ops_case(3, 33, 20, 5, 23);   /* one row past a 32-row block */
+    attention_ops_case(1, 97, 128, 2, 24);  /* blocks of 32: three full, one of a single row */
+    attention_ops_case(1, 300, 64, 1, 25);  /* blocks of 64, the last one partial; HS = 64 */
+}
+
+/* Causality: outputs and gradients of positions t < T-1 must not see position T-1.  Its
+ * keys and values are replaced by large values; every other row of out, lse and dq keeps
+ * its bits (the blocked GEMMs read the masked entries as exact zeros). */
+static void test_attention_causal(void **state) {
+    const int B = 2, T = 45, C = 24, NH = 3;
+    int64_t nq = (int64_t)B * T * 3 * C, no = (int64_t)B * T * C, nl = (int64_t)B * NH * T;
+    uint64_t seed = 31;
+    double *qkv = drand(nq, &seed, -1, 1), *G = drand(no, &seed, -1, 1);
+    float *fqkv = fcopy(qkv, nq), *fG = fcopy(G, no), *ws = workspace(B, T, C, NH, 1);
+    float *out[2] = {fnan(no), fnan(no)}, *lse[2] = {fnan(nl), fnan(nl)};
+    float *dq[2] = {fnan(nq), fnan(nq)};
+    for (int run = 0; run < 2; run++) {
+        if (run == 1)
+            for (int b = 0; b < B; b++)
+                for (int i = C; i < 3 * C; i++) fqkv[((size_t)b * T + T - 1) * 3 * C + i] = 1e3f;
+        kern_attention_forward(K, out[run], lse[run], fqkv, B, T, C, NH, ws);
+        kern_attention_backward(K, dq[run], fG, fqkv, out[run], lse[run], B, T, C, NH, ws);
+    }
+    for (int b = 0; b < B; b++) {
+        size_t o = (size_t)b * T * C, d = (size_t)b * T * 3 * C;
+        assert_memory_equal(out[0] + o, out[1] + o, sizeof(float) * (T - 1) * C);
+        for (int t = 0; t < T - 1; t++)   /* dq of row t: the first C of its 3C */
+            assert_memory_equal(dq[0] + d + (size_t)t * 3 * C, dq[1] + d + (size_t)t * 3 * C,
+                                sizeof(float) * C);
+        for (int h = 0; h < NH; h++) {
+            size_t l = ((size_t)b * NH + h) * T;
+            assert_memory_equal(lse[0] + l, lse[1] + l, sizeof(float) * (T - 1));
+        }
+        /* and the last row does see it */
+        assert_true(out[0][o + (size_t)(T - 1) * C] != out[1][o + (size_t)(T - 1) * C]);
+    }
+    free(qkv), free(G);
+    kern_free(K, fqkv), kern_free(K, fG), kern_free(K, ws);
+    for (int i = 0; i < 2; i++) kern_free(K, out[i]), kern_free(K, lse[i]), kern_free(K, dq[i]);
+}
+
+/* The float32 kernel's own gradient against a central difference of its own forward, along
+ * random directions u: (L(x + h u) - L(x - h u)) / 2h = <dqkv, u> with L = sum(G * out).
+ * h = 1e-2: truncation ~h^2 = 1e-4 relative; float32 rounding of L (~1e-7 |L| sqrt(n)) over
+ * 2h stays below 1e-4 of the derivative's size; a wrong term is of order 1. */
+static void test_attention_kernel_gradcheck(void **state) {
+    const int B = 2, T = 70, C = 32, NH = 2;   /* three row blocks of 32 */
+    int64_t nq = (int64_t)B * T * 3 * C, no = (int64_t)B * T * C, nl = (int64_t)B * NH * T;
+    uint64_t seed = 41;
+    double *qkv = drand(nq, &seed, -1, 1), *G = drand(no, &seed, -1, 1);
+    float *fqkv = fcopy(qkv, nq), *fG = fcopy(G, no), *x = falloc(nq), *ws = workspace(B, T, C, NH, 1);
+    float *out = falloc(no), *lse = falloc(nl), *dqkv = fnan(nq);
+    kern_attention_forward(K, out, lse, fqkv, B, T, C, NH, ws);
+    kern_attention_backward(K, dqkv, fG, fqkv, out, lse, B, T, C, NH, ws);
+    for (int dir = 0; dir < 3; dir++) {
+        double *u = drand(nq, &seed, -1, 1), lp = 0, lm = 0, want = 0;
+        const double h = 1e-2;
+        for (int sign = 1; sign >= -1; sign -= 2) {
+            for (int64_t i = 0; i < nq; i++) x[i] = (float)(qkv[i] + sign * h * u[i]);
+            kern_attention_forward(K, out, lse, x, B, T, C, NH, ws);
+            double l = 0;
+            for (int64_t i = 0; i < no; i++) l += G[i] * out[i];
+            *(sign > 0 ? &lp : &lm) = l;
+        }
+        for (int64_t i = 0; i < nq; i++) want += (double)dqkv[i] * u[i];
+        double got = (lp - lm) / (2 * h), err = fabs(got - want);
+        printf("attention float32 gradcheck direction %d: fd %.6f analytic %.6f\n", dir, got, want);
+        assert_true(err <= 1e-3 * fabs(want) + 1e-3);
+        free(u);
+    }
+    free(qkv), free(G);
+    kern_free(K, fqkv), kern_free(K, fG), kern_free(K, x), kern_free(K, ws);
+    kern_free(K, out), kern_free(K, lse), kern_free(K, dqkv);
 }
 
 /* ---- padded softmax cross-entropy ---- */
@@ -436,6 +510,7 @@ int main(void) {
         cmocka_unit_test(test_embedding_gradcheck), cmocka_unit_test(test_embedding_ops),
         cmocka_unit_test(test_layernorm_gradcheck), cmocka_unit_test(test_layernorm_ops),
         cmocka_unit_test(test_attention_gradcheck), cmocka_unit_test(test_attention_ops),
+        cmocka_unit_test(test_attention_causal), cmocka_unit_test(test_attention_kernel_gradcheck),
         cmocka_unit_test(test_xent_gradcheck),      cmocka_unit_test(test_xent_ops),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

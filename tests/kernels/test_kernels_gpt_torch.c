@@ -101,21 +101,21 @@ static void test_layernorm(void **state) {
 static void attention_case(const char *name) {
     const int32_t *d = torch_ints(name, "dims", 4);
     int B = d[0], T = d[1], C = d[2], NH = d[3];
-    int64_t nq = (int64_t)B * T * 3 * C, no = (int64_t)B * T * C, na = (int64_t)B * NH * T * T;
+    int64_t nq = (int64_t)B * T * 3 * C, no = (int64_t)B * T * C, nl = (int64_t)B * NH * T;
     float *qkv = upload(torch_floats(name, "qkv", nq), nq);
     float *dy = upload(torch_floats(name, "dy", no), no);
-    float *y = nans(no), *att = nans(na), *dqkv = nans(nq);
+    float *y = nans(no), *lse = nans(nl), *dqkv = nans(nq);
     void *ws = workspace(B, T, C, NH, 1);
     char what[64];
-    kern_attention_forward(K, y, att, qkv, B, T, C, NH, ws);
-    kern_attention_backward(K, dqkv, dy, qkv, att, B, T, C, NH, ws);
+    kern_attention_forward(K, y, lse, qkv, B, T, C, NH, ws);
+    kern_attention_backward(K, dqkv, dy, qkv, y, lse, B, T, C, NH, ws);
     snprintf(what, sizeof(what), "%s y", name);
     expect_close(what, y, torch_floats(name, "y", no), no);
-    snprintf(what, sizeof(what), "%s att", name);
-    expect_close(what, att, torch_floats(name, "att", na), na);
+    snprintf(what, sizeof(what), "%s lse", name);
+    expect_close(what, lse, torch_floats(name, "lse", nl), nl);
     snprintf(what, sizeof(what), "%s dqkv", name);
     expect_close(what, dqkv, torch_floats(name, "dqkv", nq), nq);
-    kern_free(K, qkv), kern_free(K, dy), kern_free(K, y), kern_free(K, att);
+    kern_free(K, qkv), kern_free(K, dy), kern_free(K, y), kern_free(K, lse);
     kern_free(K, dqkv), kern_free(K, ws);
 }
 

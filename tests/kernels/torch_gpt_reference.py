@@ -69,12 +69,13 @@ def attention_case(w, gen, name, B, T, C, NH):
     mask = torch.tril(torch.ones(T, T)).view(1, 1, T, T)
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
     att = att.masked_fill(mask == 0, float("-inf"))
+    lse = torch.logsumexp(att, dim=-1)   # [B, NH, T]: what the kernels keep for backward
     att = F.softmax(att, dim=-1)
     y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
     dy = randn(gen, B, T, C)
     y.backward(dy)
     w.put(f"{name}.dims", torch.tensor([B, T, C, NH]))
-    for key, t in [("qkv", qkv), ("dy", dy), ("y", y), ("att", att), ("dqkv", qkv.grad)]:
+    for key, t in [("qkv", qkv), ("dy", dy), ("y", y), ("lse", lse), ("dqkv", qkv.grad)]:
         w.put(f"{name}.{key}", t)
 
 

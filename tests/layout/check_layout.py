@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""check_layout: the house's rules, checked on the sources (DESIGN.md, docs/design.md).
+"""check_layout: the house's rules, checked on the sources (docs/design.md).
 
 1. Arrows: comm/, data/ and kernels/ include none of each other's headers nor trainer/'s;
    inside trainer/ the rooms point one way: cli -> run -> model -> {observe, config}.

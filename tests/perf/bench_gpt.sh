@@ -43,8 +43,7 @@ else
 fi
 PRECISIONS=${PRECISIONS:-fp32 bf16}
 COMPILE=${COMPILE:-1}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+source "$HERE/../mpi_env.sh"
 fail() { echo "bench_gpt: FAIL: $*" >&2; exit 1; }
 [[ -x $HARNESS ]] || fail "harness binary not found: $1"
 mkdir -p "$WORK/logs"

@@ -52,9 +52,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MODEL=${MODEL:-mlp}
 TORCH_MLP=$HERE/torch_mlp.py
 
-# mpirun as root in containers needs these (the same as HARNESS_MPI_ENV in tests/CMakeLists.txt).
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+source "$HERE/../mpi_env.sh"
 
 fail() { echo "bench_mlp: FAIL: $*" >&2; exit 1; }
 [[ -x $HARNESS ]] || fail "harness binary not found or not executable: $1"

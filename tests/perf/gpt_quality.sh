@@ -16,7 +16,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$HERE/../..
 CFG=$ROOT/launch/gpt.yaml
 STEPS=${STEPS:-1200}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+source "$HERE/../mpi_env.sh"
 [[ -s $ROOT/datasets/fortunes/val.h5 ]] || (cd "$ROOT" && HARNESS=$HARNESS bash launch/corpus.sh)
 mkdir -p "$WORK"
 # the schedule of launch/gpt.yaml, read from its resolved config

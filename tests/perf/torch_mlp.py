@@ -115,7 +115,7 @@ def train(args, rank, world, threads, allreduce_max=None):
     scale = 1.0 / 255.0
 
     # Every rank draws the same permutation per epoch and takes its contiguous slice of each
-    # global batch (DESIGN.md, Sharding).
+    # global batch (docs/design.md, Sharding).
     gen = torch.Generator().manual_seed(args.seed)
     perm, cursor = torch.randperm(n, generator=gen).to(dev), 0
 

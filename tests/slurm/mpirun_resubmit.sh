@@ -10,8 +10,7 @@ set -euo pipefail
 HARNESS=$1 MPIRUN=$2 PY=$3 WORK=$4
 HERE=$(cd "$(dirname "$0")" && pwd)
 RESUBMIT=$HERE/../../launch/mpirun-resubmit.sh
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+source "$HERE/../mpi_env.sh"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 S=$WORK/resubmit

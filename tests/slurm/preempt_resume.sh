@@ -23,8 +23,7 @@ HARNESS=$1 MPIRUN=$2 PY=$3 WORK=$4
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 SBATCH_SCRIPT=$REPO/launch/slurm/harness-single-node.sbatch
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+source "$HERE/../mpi_env.sh"
 source "$HERE/slurm_cluster.sh"
 
 T0=$SECONDS

@@ -1,8 +1,7 @@
 # Sourced by the trainer tests: arguments, MPI environment, helpers.
 set -euo pipefail
 HARNESS=$1 MPIRUN=$2 PY=$3 WORK=$4
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+source "$(dirname "${BASH_SOURCE[0]}")/../mpi_env.sh"
 DATA=$WORK/fashion-mnist
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # run_ranks N ARGS...: harness under mpirun with N ranks

@@ -5,9 +5,10 @@
  * mode; the tokenizer comes from the training data the checkpoint names (data.train), which
  * stores it.  Sampling runs on the host over the [V] logits of the new position: temperature,
  * top-k, then a draw from a splitmix64 stream seeded by --seed, so a seed reproduces a text. */
-#include "generate.h"
+#include "cli.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,27 @@
 #include "tokenizer.h"
 
 #define ERRLEN 1024
+
+static const char *const usage_generate =
+    "usage: harness generate --checkpoint CKPT [--prompt TEXT] [--tokens N] [--temperature T]\n"
+    "                        [--top-k K] [--seed S] [--set KEY=VALUE]...\n"
+    "\n"
+    "Prints TEXT and its continuation by the language model saved in CKPT, one token at a time\n"
+    "through key-value caches.  The tokenizer is the one stored with the training data the\n"
+    "checkpoint names (data.train; --set data.train=PATH if it moved).  Defaults: --tokens 200,\n"
+    "--temperature 0.8 (0 = always the most likely token), --top-k 40 (0 = no limit), --seed 1.\n"
+    "Runs on the GPU when one is visible (run.device).\n";
+
+void cmd_generate_usage(FILE *out) { fputs(usage_generate, out); }
+
+typedef struct {
+    const char *checkpoint;   /* the checkpoint file */
+    const char *prompt;       /* text to continue (NULL or "": a new document) */
+    int64_t tokens;           /* tokens to generate */
+    float temperature;        /* 0 = greedy */
+    int top_k;                /* 0 = the whole vocabulary */
+    uint64_t seed;
+} generate_options;
 
 static uint64_t splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
@@ -70,7 +92,9 @@ static void emit(const data_tokenizer *tok, int32_t id, FILE *out) {
     fflush(out);
 }
 
-int generate_run(const config *cfg, const generate_options *g) {
+/* cfg: the config stored in the checkpoint (with any --set applied).  Prints the prompt and
+ * its continuation on stdout; errors on stderr.  Returns the exit code. */
+static int generate_run(const config *cfg, const generate_options *g) {
     char err[ERRLEN];
     int rc = 1;
     kern_ctx *k = NULL;
@@ -203,4 +227,46 @@ out:
     data_tokenizer_free(tok);
     data_info_free(&info);
     return rc;
+}
+
+/* harness generate: the options, then the config stored in the checkpoint with each --set
+ * applied (cli_resolve_config), then generate_run. */
+int cmd_generate(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        fputs(usage_generate, stdout);
+        return 0;
+    }
+    generate_options g = {NULL, NULL, 200, 0.8f, 40, 1};
+    const char *sets[64];
+    int n_sets = 0;
+    char err[1024], *end;
+    for (int i = 2; i < argc; i += 2) {   /* --option value pairs */
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!v) bad = 1;
+        else if (!strcmp(a, "--checkpoint")) g.checkpoint = v;
+        else if (!strcmp(a, "--prompt")) g.prompt = v;
+        else if (!strcmp(a, "--tokens")) { g.tokens = strtoll(v, &end, 10); bad = *end || g.tokens < 0 || g.tokens > 100000000; }
+        else if (!strcmp(a, "--temperature")) { g.temperature = strtof(v, &end); bad = *end || !(g.temperature >= 0.0f) || g.temperature > 100.0f; }
+        else if (!strcmp(a, "--top-k")) { long t = strtol(v, &end, 10); g.top_k = (int)t; bad = *end || t < 0 || t > (1 << 30); }
+        else if (!strcmp(a, "--seed")) { g.seed = strtoull(v, &end, 10); bad = *end != 0; }
+        else if (!strcmp(a, "--set") && n_sets < 64) sets[n_sets++] = v;
+        else bad = 2;
+        if (bad) {
+            if (bad == 2 || !v) fprintf(stderr, "harness generate: unexpected argument '%s'%s\n%s", a,
+                                        v ? "" : " (missing its value?)", usage_generate);
+            else fprintf(stderr, "harness generate: %s: bad value '%s'\n%s", a, v, usage_generate);
+            return 1;
+        }
+    }
+    if (!g.checkpoint) {
+        fprintf(stderr, "harness generate: needs --checkpoint CKPT\n%s", usage_generate);
+        return 1;
+    }
+    config cfg;
+    if (cli_resolve_config(&cfg, NULL, g.checkpoint, sets, n_sets, err, sizeof err) != 0) {
+        fprintf(stderr, "harness generate: %s\n", err);
+        return 1;
+    }
+    return generate_run(&cfg, &g);
 }

@@ -1,90 +1,45 @@
-/* config: defaults and cross-key validation.  Reading is in config_load.c, writing in
- * config_write.c, the key table in config_keys.c. */
+/* config: defaults (from the key table) and cross-key validation.  Reading is in
+ * config_load.c, writing in config_write.c, the key table in config_keys.c, --help's list of
+ * keys in config_help.c. */
 #include "config.h"
 #include "config_keys.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-static void add_layer(config *c, layer_type type, int out) {
-    layer_config *l = &c->layers[c->n_layers++];
-    l->type = type;
-    l->out = out;
-    config_layer_fill_defaults(l, out ? 1u << LAYER_KEY_OUT : 0);
+/* The table's defaults, computed once: model.layers' default is parsed by libyaml, which
+ * makes filling a config a hundred times slower than copying one (the fuzzers and the
+ * config loader start every input from the defaults). */
+static config table_defaults;
+static pthread_once_t table_defaults_once = PTHREAD_ONCE_INIT;
+
+static void fill_table_defaults(void) {
+    config *c = &table_defaults;
+    memset(c, 0, sizeof *c);  /* unused bytes stay zero, so equal configs compare equal */
+    for (size_t i = 0; i < config_n_keys; i++) {
+        const config_key *k = &config_keys[i];
+        if (k->kind == CK_GROUP) continue;   /* model.gpt: its keys have their own rows */
+        if (k->kind != CK_LAYERS) {
+            config_key_set_default(k, c);
+            continue;
+        }
+        /* model.layers: its default is a YAML flow sequence, read as --set would read it */
+        char assignment[1024], err[512];
+        snprintf(assignment, sizeof assignment, "%s=%s", k->name, k->def ? k->def : "");
+        if (!k->def || config_set(c, assignment, err, sizeof err) != 0) {
+            fprintf(stderr, "harness: bug in config_keys.c: the default of '%s' does not parse: "
+                    "%s\n", k->name, k->def ? err : "no default");
+            abort();
+        }
+    }
 }
 
 void config_defaults(config *c) {
-    memset(c, 0, sizeof *c);  /* unused bytes stay zero, so equal configs compare equal */
-    strcpy(c->run_dir, "runs/default");
-    c->seed = 42;
-    c->device = DEVICE_AUTO;
-    c->threads = 0;
-    c->precision = PRECISION_FP32;
-    c->cuda_graph = 1;
-
-    strcpy(c->train_path, "datasets/fashion-mnist/train.h5");
-    strcpy(c->test_path, "datasets/fashion-mnist/test.h5");
-    c->cache_mb = 2048;
-    c->shuffle = 1;
-    c->normalize = 1;
-
-    /* The default MLP: [B,28,28] -> flatten [B,784] -> 256 -> 128 -> 10 logits. */
-    add_layer(c, LAYER_FLATTEN, 0);
-    add_layer(c, LAYER_LINEAR, 256);
-    add_layer(c, LAYER_RELU, 0);
-    add_layer(c, LAYER_LINEAR, 128);
-    add_layer(c, LAYER_RELU, 0);
-    add_layer(c, LAYER_LINEAR, 10);
-    strcpy(c->init, "kaiming_uniform");
-    c->gpt_layers = 0;   /* off: model.layers is the model */
-    c->gpt_heads = 12;   /* the rest: GPT-2 small (124M) */
-    c->gpt_dim = 768;
-    c->gpt_context = 1024;
-    c->gpt_dropout = 0.0f;
-    c->gpt_bias = 1;
-    c->gpt_tie = 1;
-
-    c->epochs = 10;
-    c->steps = 0;
-    c->batch_size = 128;
-    c->grad_accum = 1;
-    c->optimizer = OPT_ADAMW;
-    c->lr = 1e-3f;
-    c->momentum = 0.9f;
-    c->nesterov = 0;
-    c->beta1 = 0.9f;
-    c->beta2 = 0.999f;
-    c->eps = 1e-8f;
-    c->weight_decay = 0.0f;
-    c->clip_grad_norm = 0.0f;
-    c->schedule = SCHED_COSINE;
-    c->warmup_steps = 0;
-    c->min_lr = 0.0f;
-    c->nonfinite = NONFINITE_STOP;
-    c->zero_stage = 0;
-
-    c->log_every = 100;
-    c->eval_every = 0;
-    c->progress = -1;
-    c->plot = 0;
-    c->trace = 0;
-    c->trace_start = 11;   /* past the first steps' warm-up */
-    c->trace_steps = 5;
-    c->straggler_pct = 20.0f;
-    c->straggler_intervals = 3;
-
-    c->bucket_kb = 1024;
-    c->shared_memory = 1;
-    c->comm_timeout_s = 30.0f;
-    c->comm_heartbeat_s = 5.0f;
-    c->check_fingerprints = 0;
-    c->grad_dtype = GRAD_DTYPE_FP32;
-
-    c->ckpt_dir[0] = '\0';
-    c->ckpt_every = 0;
-    c->ckpt_keep = 3;
-    c->ckpt_timeout_s = 600.0f;
+    pthread_once(&table_defaults_once, fill_table_defaults);
+    memcpy(c, &table_defaults, sizeof *c);
 }
 
 const char *layer_type_name(layer_type t) {

@@ -3,13 +3,15 @@
  *
  * Keys are dotted paths (train.lr, model.layers).  Unknown keys, wrong types and out-of-range
  * values are errors that name the key (and the file and line when it came from YAML).
- * The default of every key lives in config_defaults(); a config file need only name what it
- * changes. */
+ * Every key - its field below, default, range and help line - is one row of the table in
+ * config_keys.c; a config file need only name what it changes.  Adding a key: that row plus
+ * its field here (see config_keys.h). */
 #ifndef HARNESS_CONFIG_H
 #define HARNESS_CONFIG_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Explicit layer lists (model.layers); presets (model.gpt) expand into lists of any length. */
 #define CFG_MAX_LAYERS 256
@@ -155,5 +157,9 @@ int config_write(const config *c, const char *path, char *err, size_t errlen);
 char *config_to_yaml(const config *c);
 
 const char *layer_type_name(layer_type t);
+
+/* `harness train --help`'s list of every key (by section, with its default, range and help
+ * line), the layer types with the keys each takes, and the layer keys - from the table. */
+void config_print_help(FILE *out);
 
 #endif

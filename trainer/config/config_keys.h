@@ -1,9 +1,17 @@
-/* config_keys: the table of every configuration key (name, type, range, field) and the
- * conversions between a key's field and its text.  Private to the config_*.c files.
+/* config_keys: the table of every configuration key - name, type, field, default, range or
+ * allowed values, one line of help - and the conversions between a key's field and its text.
+ * Used by the config_*.c files, by `harness train --help` (config_help.c) and by the tests.
  *
- * The table is the single source of truth: the YAML reader looks names up in it, the writer
- * walks it in order (which is the layout of a written config), and config_validate re-checks
- * every field against its range. */
+ * The table is the single source of truth: config_defaults fills every field from its row's
+ * default, the YAML reader looks names up in it, the writer walks it in order (which is the
+ * layout of a written config), config_validate re-checks every field against its range, and
+ * `harness train --help` prints it.
+ *
+ * Adding a key: one row in config_keys[] (config_keys.c), in its section, plus the field in
+ * config (config.h) - and a word for it in README.md's key table, which test_config_docs
+ * holds to the table (as it holds `harness train --help`).  A layer key: one row in
+ * config_layer_keys[], its LAYER_KEY_* below, the field in layer_config and the layer types
+ * that take it in config_layer_rules[]. */
 #ifndef HARNESS_CONFIG_KEYS_H
 #define HARNESS_CONFIG_KEYS_H
 
@@ -34,9 +42,14 @@ typedef struct {
     double fmin, fmax;         /* CK_FLOAT; fmax = INFINITY: no upper bound */
     int fmin_open, fmax_open;  /* CK_FLOAT: 1 = the bound itself is excluded */
     const char *const *names;  /* CK_ENUM, CK_NAME: allowed values, NULL-terminated */
+    /* The default as YAML text, read like a value from a file ("" = empty string; model.layers:
+     * a flow sequence).  NULL only for CK_GROUP and for layer keys a layer must be given
+     * (out, kernel, heads: zero until then). */
+    const char *def;
+    const char *help;          /* one line for --help: what the key does, not its range */
 } config_key;
 
-#define CONFIG_KEYS_MAX 64                 /* bound on config_n_keys (for per-key arrays) */
+#define CONFIG_KEYS_MAX 128                /* bound on config_n_keys (for per-key arrays) */
 /* config_layer_keys order */
 enum {
     LAYER_KEY_TYPE, LAYER_KEY_OUT, LAYER_KEY_BIAS, LAYER_KEY_P, LAYER_KEY_KERNEL,
@@ -55,6 +68,7 @@ extern const layer_key_rule config_layer_rules[];   /* indexed by layer_type */
 void config_layer_fill_defaults(layer_config *l, unsigned given);
 /* "type, out, bias": the keys a layer type takes, for messages. */
 void config_layer_describe_keys(layer_type t, char *buf, size_t n);
+extern const char *const config_layer_help[];   /* indexed by layer_type: one line each */
 
 extern const config_key config_keys[];      /* every key of config, in written order */
 extern const size_t config_n_keys;
@@ -63,6 +77,11 @@ extern const size_t config_n_sections;
 extern const config_key config_layer_keys[]; /* type, out, bias, p (base: layer_config) */
 extern const size_t config_n_layer_keys;
 extern const char *const config_layer_names[]; /* indexed by layer_type; NULL-terminated */
+
+/* Parses k->def into the key's field at base (a scalar key; model.layers is config_defaults'
+ * own).  The defaults are the program's own text: one that does not parse is a bug in the
+ * table, reported on stderr, and aborts. */
+void config_key_set_default(const config_key *k, void *base);
 
 /* The key named exactly name[0..len), or NULL. */
 const config_key *config_key_find(const config_key *keys, size_t n, const char *name, size_t len);

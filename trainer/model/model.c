@@ -102,8 +102,10 @@ void plan_gpt_scratch(model_plan *p, int64_t T, int64_t C, int64_t NH, int64_t V
         plan_scratch(p, kern_gpt_workspace(p->k, (int)B, (int)T, (int)C, (int)NH, (int)V));
         return;
     }
-    /* without a backend: attention's score gradients and two [B,T,3C] copies bound it */
-    int64_t floats = B * NH * T * T + 6 * B * T * C + 2 * C * 64;
+    /* without a backend, the sum of what either backend asks for bounds it: attention's
+     * per-row D [B,NH,T] (CUDA) and two [T,T]-bounded row strips (CPU); layer norm's per-chunk
+     * partial sums (chunks of 256 rows) and a row's xhat, dxhat; the embedding's sort */
+    int64_t floats = B * NH * T + 2 * T * T + ((B * T + 255) / 256 + 1) * 2 * C + 2 * C * 64;
     plan_scratch(p, (size_t)floats * 4 + (size_t)(B * T) * 16 + (size_t)V * 8);
 }
 
@@ -419,6 +421,8 @@ void model_init_params(model *m, const char *init, uint64_t seed) {
 float *model_input(model *m) { return m->act[0]; }
 int32_t *model_input_tokens(model *m) { return m->tokens; }
 float *model_dlogits(model *m) { return m->act[m->n_layers]; }
+int model_is_lm(const model *m) { return m->input_desc.tokens; }
+int64_t model_rows(const model *m, int64_t samples) { return samples * m->rows_per_sample; }
 
 static float *forward_pass(model *m, const model_pass *base) {
     for (int i = 0; i < m->n_layers; i++) {

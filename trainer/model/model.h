@@ -151,6 +151,13 @@ void model_init_params(model *m, const char *init, uint64_t seed);
 float *model_input(model *m);
 int32_t *model_input_tokens(model *m);
 
+/* Whether the model is a language model (token ids in, the next token predicted at every
+ * position): the one place the trainer asks, set from its input at model_build. */
+int model_is_lm(const model *m);
+/* Loss rows of `samples` samples, one label each: samples x rows_per_sample (a language
+ * model's tokens; one row per sample otherwise). */
+int64_t model_rows(const model *m, int64_t samples);
+
 /* Forward of the first B <= batch samples of the input.  When training, dropout draws its
  * mask from (seed, step_id, global sample index), so the split over ranks does not change the
  * result; sample_base is the global index (within the global batch) of this rank's first

@@ -59,7 +59,7 @@ void metrics_log_train(metrics *m, const metrics_train *t) {
     if (m->in_place) fputs("\r\033[K", stderr);
     char mfu[32] = "";
     if (t->mfu >= 0) snprintf(mfu, sizeof mfu, " | MFU %.1f%%", 100.0 * t->mfu);
-    if (m->lm)
+    if (t->lm)
         fprintf(stderr,
                 "step %*lld/%lld | epoch %lld | loss %.4f | ppl %.2f | lr %.2e | %.0f tokens/s"
                 " | %.2f GFLOP/s%s | %s elapsed, ETA %s",
@@ -85,7 +85,7 @@ void metrics_log_train(metrics *m, const metrics_train *t) {
                 (long long)t->step, (long long)t->epoch, t->loss, t->accuracy, t->lr,
                 t->grad_norm, t->samples_per_s, t->flops_per_s, t->elapsed_s, t->compute_s,
                 t->comm_wait_s, t->data_wait_s);
-        if (m->lm)
+        if (t->lm)
             fprintf(m->jsonl, ",\"perplexity\":%.6g,\"tokens_per_s\":%.1f", exp(t->loss),
                     t->tokens_per_s);
         if (t->mfu >= 0) fprintf(m->jsonl, ",\"mfu\":%.4f", t->mfu);
@@ -100,7 +100,7 @@ void metrics_log_train(metrics *m, const metrics_train *t) {
         tb_scalar(m->tb, t->step, "train/loss", t->loss);
         tb_scalar(m->tb, t->step, "train/lr", t->lr);
         tb_scalar(m->tb, t->step, "train/grad_norm", t->grad_norm);
-        if (m->lm) tb_scalar(m->tb, t->step, "train/tokens_per_s", t->tokens_per_s);
+        if (t->lm) tb_scalar(m->tb, t->step, "train/tokens_per_s", t->tokens_per_s);
         else tb_scalar(m->tb, t->step, "train/accuracy", t->accuracy);
         tb_scalar(m->tb, t->step, "train/samples_per_s", t->samples_per_s);
         tb_scalar(m->tb, t->step, "train/flops_per_s", t->flops_per_s);
@@ -109,10 +109,10 @@ void metrics_log_train(metrics *m, const metrics_train *t) {
     }
 }
 
-void metrics_log_eval(metrics *m, int64_t step, int64_t epoch, double loss, double accuracy,
-                      int64_t samples) {
+void metrics_log_eval(metrics *m, int lm, int64_t step, int64_t epoch, double loss,
+                      double accuracy, int64_t samples) {
     close_line(m);
-    if (m->lm)
+    if (lm)
         fprintf(stderr, "eval  step %lld | epoch %lld | val loss %.4f | val perplexity %.3f | "
                 "next-token accuracy %.4f (%lld tokens)\n", (long long)step, (long long)epoch,
                 loss, exp(loss), accuracy, (long long)samples);
@@ -124,16 +124,16 @@ void metrics_log_eval(metrics *m, int64_t step, int64_t epoch, double loss, doub
         fprintf(m->jsonl,
                 "{\"event\":\"eval\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,"
                 "\"accuracy\":%.6f,\"%s\":%lld",
-                (long long)step, (long long)epoch, loss, accuracy, m->lm ? "tokens" : "samples",
+                (long long)step, (long long)epoch, loss, accuracy, lm ? "tokens" : "samples",
                 (long long)samples);
-        if (m->lm) fprintf(m->jsonl, ",\"perplexity\":%.6g", exp(loss));
+        if (lm) fprintf(m->jsonl, ",\"perplexity\":%.6g", exp(loss));
         fputs("}\n", m->jsonl);
         fflush(m->jsonl);
     }
     if (m->tb) {
         tb_scalar(m->tb, step, "eval/loss", loss);
-        tb_scalar(m->tb, step, m->lm ? "eval/next_token_accuracy" : "eval/accuracy", accuracy);
-        if (m->lm) tb_scalar(m->tb, step, "eval/perplexity", exp(loss));
+        tb_scalar(m->tb, step, lm ? "eval/next_token_accuracy" : "eval/accuracy", accuracy);
+        if (lm) tb_scalar(m->tb, step, "eval/perplexity", exp(loss));
         tb_flush(m->tb);
     }
 }

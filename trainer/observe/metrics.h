@@ -13,11 +13,12 @@ typedef struct {
     int in_place;         /* redraw the progress line with \r on a terminal */
     int line_open;        /* a progress line is on screen without its newline */
     double t_start;       /* wall clock at the start of training */
-    int lm;               /* a language model: perplexity and tokens/s instead of accuracy */
     tb_writer *tb;        /* log.tensorboard: the same scalars as TensorBoard events, or NULL */
 } metrics;
 
 typedef struct {
+    int lm;               /* a language model (the caller asks its model): perplexity and
+                           * tokens/s instead of accuracy and samples/s */
     int64_t step, total_steps, epoch;
     double loss, accuracy, lr, grad_norm;
     double samples_per_s, flops_per_s;
@@ -38,9 +39,10 @@ int metrics_open(metrics *m, const char *run_dir, int progress, int append, char
 /* Closes metrics.jsonl and the TensorBoard events file (when tb_open set m->tb). */
 void metrics_close(metrics *m);
 void metrics_log_train(metrics *m, const metrics_train *t);
-/* samples: images, or for language models the tokens predicted (accuracy = next-token). */
-void metrics_log_eval(metrics *m, int64_t step, int64_t epoch, double loss, double accuracy,
-                      int64_t samples);
+/* samples: images, or for language models (lm) the tokens predicted (accuracy = next-token,
+ * and the perplexity is shown too). */
+void metrics_log_eval(metrics *m, int lm, int64_t step, int64_t epoch, double loss,
+                      double accuracy, int64_t samples);
 /* A free-form JSON object (already formatted, without braces) with "event":name. */
 void metrics_log_event(metrics *m, const char *name, const char *json_fields);
 /* Prints a notice on its own line (closing the progress line first). */

@@ -255,20 +255,13 @@ static int optim_states(const optim *o, const char **names, float **bufs) {
 static const char *RNG_NOTE =
     "philox4x32-10, stateless: init from (seed, tensor index), dropout from (seed, step, sample)";
 
-static int fsync_path(const char *path, int directory) {
-    int fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
+/* ckpt_set_test_pause's pause (ms; 0: none). */
+static long test_pause_ms = 0;
 
-/* Test hook for fault-injection tests: HARNESS_FAULT_CKPT_SLEEP_MS makes the writer pause
- * after the temporary file is complete and before the rename, so a test can kill -9 it there. */
+void ckpt_set_test_pause(long ms) { test_pause_ms = ms; }
+
 static void fault_pause(void) {
-    const char *ms = getenv("HARNESS_FAULT_CKPT_SLEEP_MS");
-    if (!ms) return;
-    long v = strtol(ms, NULL, 10);
+    long v = test_pause_ms;
     if (v > 0) {
         struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
         nanosleep(&ts, NULL);

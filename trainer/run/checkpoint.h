@@ -58,6 +58,11 @@ int ckpt_write_file(const char *path, const model *m, const optim *o, const ckpt
                     const char *config_yaml, ckpt_state_fetch fetch, void *fetch_user,
                     char *err, size_t errlen);
 
+/* Fault-injection tests (HARNESS_FAULT_CKPT_SLEEP_MS, read by the run's hooks): ckpt_write
+ * pauses ms milliseconds after the temporary file is complete and before the rename, so a
+ * test can kill -9 the writer there.  0 (the default): no pause.  For the whole process. */
+void ckpt_set_test_pause(long ms);
+
 /* Errors of ckpt_read: the file is damaged (try an older one) or does not fit this run. */
 enum { CKPT_OK = 0, CKPT_CORRUPT = -1, CKPT_MISMATCH = -2 };
 

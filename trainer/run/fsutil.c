@@ -2,9 +2,11 @@
 #include "fsutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int make_dirs(const char *path) {
     char buf[PATH_MAX];
@@ -19,4 +21,12 @@ int make_dirs(const char *path) {
     }
     if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
     return 0;
+}
+
+int fsync_path(const char *path, int directory) {
+    int fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
 }

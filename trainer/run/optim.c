@@ -37,6 +37,7 @@ int optim_create_shard(optim *o, const config *cfg, int64_t n_params, int64_t lo
     o->schedule = cfg->schedule;
     o->warmup = cfg->warmup_steps;
     o->total_steps = total_steps;
+    o->max_skips = cfg->nonfinite == NONFINITE_SKIP ? OPTIM_MAX_SKIPS : 0;
     size_t bytes = (size_t)count * sizeof(float) + (count == 0 ? sizeof(float) : 0);
     int need_m = o->type == OPT_ADAMW || o->momentum > 0.0f;
     if (need_m && !(o->m = kern_alloc(k, bytes))) goto oom;
@@ -128,14 +129,14 @@ int64_t optim_count_step(optim *o) {
     return o->t + o->skips_seen;
 }
 
-void optim_device_step(optim *o, float *params, const float *grads, float lr, int max_run,
-                       int64_t step) {
+void optim_device_step(optim *o, float *params, const float *grads, float lr, int64_t step) {
     int64_t t_plus = optim_count_step(o);
-    optim_queue_update(o, params, grads, lr, max_run, step, t_plus);
+    optim_queue_update(o, params, grads, lr, step, t_plus);
 }
 
-void optim_queue_update(optim *o, float *params, const float *grads, float lr, int max_run,
-                        int64_t step, int64_t t_plus) {
+void optim_queue_update(optim *o, float *params, const float *grads, float lr, int64_t step,
+                        int64_t t_plus) {
+    int max_run = o->max_skips;
     if (o->sum_across_ranks && o->sumsq) {
         /* Sharded on a GPU: the shard's sum of squares into device memory, summed over the
          * ranks there (the caller queues one all-reduce of one double), then a one-thread

@@ -13,6 +13,9 @@
 #include "config.h"
 #include "kernels.h"
 
+/* train.nonfinite=skip gives up after this many skipped steps in a row. */
+#define OPTIM_MAX_SKIPS 20
+
 typedef struct {
     kern_ctx *k;
     optimizer_type type;
@@ -30,6 +33,8 @@ typedef struct {
     int state_on_host;     /* m and v are host memory whatever the backend (ckpt_read into
                             * rank 0's full copy of a sharded state) */
     int64_t t;             /* optimizer steps taken (AdamW bias correction, SGD first step) */
+    int max_skips;         /* non-finite steps in a row that are skipped before the verdict
+                            * says stop: OPTIM_MAX_SKIPS under train.nonfinite=skip, else 0 */
     float lr, min_lr, momentum, beta1, beta2, eps, weight_decay, clip;
     int nesterov;
     schedule_type schedule;
@@ -66,11 +71,11 @@ void optim_clip(optim *o, float *grads, double norm);
 /* One update of params with grads at learning rate lr. */
 void optim_step(optim *o, float *params, const float *grads, float lr);
 
-/* ---- the step without the host (DESIGN.md, "The GPU step") ----
+/* ---- the step without the host (docs/design.md, "Rules of the GPU step") ----
  * optim_device_step queues, on the backend, the gradient norm, the clip factor and the
  * finite check (kern_grad_stats) and the update guarded by them: a non-finite step changes
- * nothing, and counts as skipped while at most max_run non-finite steps come in a row
- * (train.nonfinite=skip: MAX_CONSECUTIVE_SKIPS; error: 0), else the verdict says stop and
+ * nothing, and counts as skipped while at most max_skips non-finite steps come in a row
+ * (train.nonfinite=skip: OPTIM_MAX_SKIPS; error: 0), else the verdict says stop and
  * every later update is skipped too.  The host does not wait for any of it.  On the CPU
  * backend the numbers are the bits of optim_grad_norm + optim_clip + optim_step.
  * optim_read copies the verdict to the host (on GPUs it waits for the step) and brings t up
@@ -82,18 +87,17 @@ typedef struct {
     int64_t skipped_total;  /* non-finite steps skipped so far (this process) */
     int64_t new_skips;      /* of which since the previous optim_read */
     int64_t run;            /* consecutive non-finite steps ending at the last step */
-    int stop;               /* non-finite beyond what max_run allows: training must stop */
+    int stop;               /* non-finite beyond what max_skips allows: training must stop */
     int64_t stop_step;      /* the 0-based step that said so */
 } optim_verdict;
 /* Sharded: params and grads point at the shard (params + shard_lo, the averaged shard). */
-void optim_device_step(optim *o, float *params, const float *grads, float lr, int max_run,
-                       int64_t step);
+void optim_device_step(optim *o, float *params, const float *grads, float lr, int64_t step);
 /* optim_device_step in its two halves, for a step replayed from a CUDA graph: the host's
  * count of attempted steps (returns t_plus, the value the update kernels get), and the
  * launches themselves with that t_plus (recorded once, replayed with kern_step_values). */
 int64_t optim_count_step(optim *o);
-void optim_queue_update(optim *o, float *params, const float *grads, float lr, int max_run,
-                        int64_t step, int64_t t_plus);
+void optim_queue_update(optim *o, float *params, const float *grads, float lr, int64_t step,
+                        int64_t t_plus);
 void optim_read(optim *o, optim_verdict *v);
 
 #endif

@@ -1,11 +1,16 @@
-/* train_run.h: what the trainer's three files share (internal to trainer/).
- *   train.c        the step loop, evaluation, the CUDA-graph step, train_run and eval_run
+/* train_run.h: what the files of a training run share (internal to trainer/run/).
+ *   train.c        train_run and eval_run: the loop read top to bottom, signals
+ *   step.c         the batch path and one optimizer step: micro-steps, the CUDA-graph step,
+ *                  the gradient exchange, the optimizer, its verdict; the evaluation pass
+ *   report.c       what rank 0 shows: the start banner, log intervals, non-finite steps,
+ *                  stragglers, evaluation results, the closing summary and plot
+ *   hooks.c        test and fault-injection hooks, read once from the environment
  *   train_setup.c  opening the backend, comm, data, model and optimizer; memory checks;
  *                  the observers (trace, straggler report); teardown
  *   train_state.c  checkpoints and resume (optimizer shards gathered and scattered)
  *   train_sync.c   the collectives all of them use (error agreement, broadcasts)
- * The arrows: train.c -> train_setup.c -> train_state.c -> train_sync.c (setup resumes;
- * train.c and train_setup.c use train_sync.c too). */
+ * The arrows: train.c -> {step.c, report.c, train_setup.c} -> train_state.c -> train_sync.c
+ * (setup resumes; every file may use train_sync.c). */
 #ifndef HARNESS_TRAIN_RUN_H
 #define HARNESS_TRAIN_RUN_H
 
@@ -36,6 +41,30 @@
 
 #define ERRLEN 1024
 
+/* Why the ranks stop early, agreed with an all-reduce MAX: the signal number, or this
+ * (--stop-after). */
+#define RUN_STOP_AFTER 1000
+
+/* Test and fault-injection hooks (hooks.c), read once from the environment when a run starts;
+ * nothing else in the trainer, checkpoint.c or the kernels reads them. */
+typedef struct {
+    long step_sleep_ms;       /* HARNESS_FAULT_STEP_SLEEP_MS: pause after each micro-step, so a
+                               * signal lands in the middle of gradient accumulation; plus
+                               * HARNESS_FAULT_SLOW_RANK=R:MS on rank R (a straggler) */
+    int poison_grads;         /* HARNESS_FAULT_POISON_GRADS: NaN in every gradient after each
+                               * update (a gradient the next step neither zeroes nor overwrites
+                               * shows up as a non-finite step) */
+    int poison_gather;        /* HARNESS_FAULT_POISON_GATHER (zero_stage 1): NaN outside this
+                               * rank's shard before the all-gather (a layer that reads its
+                               * parameters before they arrive makes the loss non-finite) */
+    int graph_body;           /* HARNESS_TEST_GRAPH_BODY: on the CPU, the CUDA-graph path's
+                               * step without recording (checked against the ordinary step) */
+    long ckpt_sleep_ms;       /* HARNESS_FAULT_CKPT_SLEEP_MS: checkpoint.c pauses before the
+                               * rename (ckpt_set_test_pause) */
+    int upload_delay_ms;      /* HARNESS_FAULT_UPLOAD_DELAY_MS: the CUDA copy stream starts
+                               * each upload late (kern_options.upload_delay_ms) */
+} run_hooks;
+
 /* One process's training run: its config, backend, comm, data, model, optimizer, metrics. */
 typedef struct {
     const config *cfg;
@@ -48,16 +77,14 @@ typedef struct {
     optim opt;
     metrics met;
     int64_t G, B, accum;      /* global micro-batch, per-rank micro-batch, micro-steps */
-    int64_t rank_base;        /* this rank's first sample within each global micro-batch */
     float in_scale, mean, std;
     int32_t *labels_dev;      /* [B] labels (language models: [B, context] targets) on the backend */
     double *acc_dev;          /* [4] loss sum and correct predictions, on the backend:
                                * [0,2) training (read at log intervals), [2,4) evaluation */
     double peak_flops;        /* the device's dense bf16 peak (MFU); 0 = unknown */
     int64_t estimated_bytes;  /* the start-up memory estimate: model, scratch, optimizer state */
-    int lm;                   /* a token dataset: language modelling */
-    int64_t context;          /* language models: tokens per sample */
-    model_input_desc in_desc;
+    model_input_desc in_desc; /* what the model is built for (language model or not: ask the
+                               * model, model_is_lm, once it is built) */
     void *x_dev;              /* [B, sample] raw batch on the device (NULL on the CPU backend) */
     int device;               /* CUDA device of this rank (CUDA backend) */
     int64_t total_steps;
@@ -70,8 +97,64 @@ typedef struct {
     int64_t shard_lo, shard_hi;   /* this rank's shard of the flat parameter buffer */
     trace *tr;                /* log.trace: NULL when off */
     straggler strag;          /* step-time spread across ranks at log intervals */
+    run_hooks hooks;
 } run;
 
+/* What the step loop carries from one step to the next (train.c, step.c, report.c). */
+typedef struct {
+    /* the log interval so far, this rank: busy time, of which waiting for the gradients'
+     * exchange and for data; loss rows (samples, or tokens) and steps */
+    double iv_compute, iv_comm, iv_data;
+    int64_t iv_rows, iv_steps;
+    double t_interval;        /* the interval's start (moved on by the time evaluation and
+                               * checkpoints took) */
+    double t_train, t_excluded;   /* training's start; time since spent evaluating and
+                                   * checkpointing, which does not count as training */
+    int64_t epoch, steps_run;
+    float lr;                 /* the last step's learning rate */
+    double grad_norm;         /* from the last verdict read */
+    int64_t skipped_steps;    /* non-finite steps skipped so far (the last verdict read) */
+    /* device work queued by the step body from the second step on (the first builds GEMM
+     * and convolution plans): sums over kc_steps steps */
+    kern_counters kc_sum;
+    int64_t kc_steps;
+    /* the loss is the mean over the global batch's rows: each micro-step's rows count
+     * 1 / (rows * accum) */
+    int64_t rows;
+    float inv_scale;
+    /* CUDA graph (run.cuda_graph): the first step of this process runs as it is (it builds
+     * the plans, which cannot be made while recording), the second is recorded and every
+     * later one replays it.  emulate: the CPU test path (run_hooks.graph_body). */
+    int graph_on, graph_ready, graph_emulate;
+    data_batch batch;
+} train_loop;
+
+/* hooks.c */
+void run_hooks_read(run_hooks *h, int rank);
+/* step.c */
+/* Before the first step: the loop's state, the parameters' all-gather hook (zero_stage 1)
+ * and whether the step runs from a CUDA graph (said once). */
+void step_loop_init(run *r, train_loop *L);
+/* One optimizer step (0-based step).  The verdict (optim_read) is read when read_verdict (the
+ * ranks' agreed steps: every rank reads at the same steps) or, for the counts alone, when
+ * signalled.  1: training must stop for non-finite gradients (reported); else 0. */
+int step_run(run *r, train_loop *L, int64_t step, int read_verdict, int signalled);
+/* Loss and accuracy over the whole test set, every sample exactly once across ranks. */
+void run_evaluate(run *r, int64_t step, int64_t epoch);
+void run_reset_acc(run *r, double *acc);
+/* report.c (rank 0 prints; the functions marked collective are called on every rank) */
+void report_start(run *r, int64_t optim_state_bytes);
+void report_graph(run *r, const char *why_not);
+void report_interval(run *r, train_loop *L, int64_t done);   /* collective */
+void report_skips(run *r, int64_t done, const optim_verdict *v);
+void report_nonfinite(run *r, int64_t step, int64_t skipped);   /* collective */
+void report_eval(run *r, int64_t step, int64_t epoch, const double sums[2], int64_t count);
+void report_stop(run *r, int stop, int64_t done, const char *ckpt_path);
+void report_device_work(run *r, const train_loop *L, int exit_code);
+void report_trace(run *r);   /* collective: writes the trace */
+void report_summary(run *r, const train_loop *L, double train_s, const char *ckpt_path,
+                    int64_t optim_state_bytes);   /* collective */
+void report_plot(run *r);
 /* train_setup.c */
 int run_alloc_batch_buffers(run *r, char *err);
 int run_open_backend(run *r, char *err);

@@ -26,6 +26,7 @@ int run_open_backend(run *r, char *err) {
     ko.precision = cfg->precision == PRECISION_BF16 ? KERN_BF16
                    : cfg->precision == PRECISION_TF32 ? KERN_TF32 : KERN_FP32;
     ko.separate_epilogues = cfg->gemm_epilogues == 1;
+    ko.upload_delay_ms = r->hooks.upload_delay_ms;
     int gpus = kern_cuda_device_count();
     if (cfg->device == DEVICE_CUDA) {
         if (gpus <= 0) {
@@ -102,8 +103,6 @@ static void input_desc(run *r) {
     d->sample_ndim = r->info->sample_ndim;
     for (int i = 0; i < r->info->sample_ndim && i < 3; i++) d->sample_shape[i] = r->info->sample_shape[i];
     d->n_classes = d->tokens ? r->info->vocab_size : r->info->num_classes;
-    r->lm = d->tokens;
-    r->context = d->tokens ? r->info->context : 0;
 }
 
 static void *alloc_batch_host(size_t bytes, void *user) { return kern_alloc_host(user, bytes); }
@@ -212,14 +211,15 @@ static void sum_across_ranks(void *user, double *x) {
     if (st != 0) comm_abort(r->c, 1, err);
 }
 
-/* Allocates the per-rank batch buffers on the backend. */
+/* Allocates the per-rank batch buffers on the backend (after model_build). */
 int run_alloc_batch_buffers(run *r, char *err) {
-    int64_t rows = r->B * (r->lm ? r->context : 1);
+    int lm = model_is_lm(&r->m);
+    int64_t rows = model_rows(&r->m, r->B);
     if (!(r->labels_dev = kern_alloc(r->k, (size_t)rows * sizeof(int32_t)))) goto oom;
     if (!(r->acc_dev = kern_alloc(r->k, 4 * sizeof(double)))) goto oom;
-    size_t x_bytes = r->lm ? (size_t)rows * sizeof(int32_t)
-                           : (size_t)(r->B * r->info->sample_elems) * (r->info->dtype == DATA_U8 ? 1 : 4);
-    if (kern_get_backend(r->k) != KERN_CPU && !r->lm && !(r->x_dev = kern_alloc(r->k, x_bytes)))
+    size_t x_bytes = lm ? (size_t)rows * sizeof(int32_t)
+                        : (size_t)(r->B * r->info->sample_elems) * (r->info->dtype == DATA_U8 ? 1 : 4);
+    if (kern_get_backend(r->k) != KERN_CPU && !lm && !(r->x_dev = kern_alloc(r->k, x_bytes)))
         goto oom;
     /* the upload staging of the largest batch, so that no step allocates */
     if (kern_upload_reserve(r->k, (x_bytes + 255) / 256 * 256 + ((size_t)rows * 4 + 255) / 256 * 256,
@@ -374,14 +374,9 @@ int run_setup(run *r, char *err) {
     }
     if (run_agree(r, st, err)) return -1;
     r->B = r->G / r->world;
-    int64_t end;
-    data_rank_slice(r->G, r->rank, r->world, &r->rank_base, &end);
 
     if (run_agree(r, run_open_backend(r, err), err)) return -1;
     r->zero = cfg->zero_stage == 1;
-    /* train.zero_stage=1 and comm.grad_dtype=bf16 run on GPUs too (NCCL and MPI staged,
-     * comm.h) */
-    if (run_agree(r, st, err)) return -1;
     if (run_agree(r, open_comm_gpu(r, err), err)) return -1;
     if (run_agree(r, run_open_data(r, 1, err), err)) return -1;
     if (run_agree(r, check_memory(r, err), err)) return -1;
@@ -455,7 +450,6 @@ int run_setup(run *r, char *err) {
         st = metrics_open(&r->met, cfg->run_dir, cfg->progress, r->start_step > 0, err, ERRLEN);
     if (r->rank == 0 && st == 0 && cfg->tensorboard)
         st = tb_open(&r->met.tb, cfg->run_dir, r->start_step > 0, err, ERRLEN);
-    r->met.lm = r->lm;
     if (run_agree(r, st, err)) return -1;
     return 0;
 }

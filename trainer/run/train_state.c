@@ -178,7 +178,7 @@ int run_checkpoint(run *r, int64_t step, char *path, size_t path_len) {
         st = ckpt_write(r->ckpt_dir, &r->m, &r->opt, &s, r->config_yaml, r->cfg->ckpt_keep,
                         r->zero ? fetch_optim_shard : NULL, &fetch, path, path_len, err, ERRLEN);
     }
-    if (r->zero && r->world > 1) {
+    if (comm_zero_active(r->c)) {
         /* the shards travel one tensor at a time: rank 0 holds at most one extra tensor */
         /* rank 0 drains (after ckpt_write has freed its own buffer) only when the write
          * stopped early; its scratch is then the one extra tensor */

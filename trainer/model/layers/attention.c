@@ -1,14 +1,16 @@
 /* attention: causal multi-head self-attention on a fused projection [t, 3C] -> [t, C]
  * (q, k, v side by side; the projections around it are linear layers, as in nanoGPT's
- * c_attn and c_proj).  Training saves the probabilities att [B, heads, t, t] for backward;
- * a model built for generation keeps key/value caches [B, context, C] instead. */
+ * c_attn and c_proj).  Training saves one logsumexp per (sequence, head, position), lse
+ * [B, heads, t], for backward, which recomputes the probabilities from it and from this layer's
+ * output (still held: it is c_proj's input); nothing of size t x t is kept.  A model built for
+ * generation keeps key/value caches [B, context, C] instead. */
 #include <stdlib.h>
 
 #include "layer.h"
 
 typedef struct {
     int64_t C, NH, T;
-    float *att;              /* [batch, NH, T, T] */
+    float *lse;              /* [batch, NH, T] */
     float *kcache, *vcache;  /* decode: [batch, T, C] */
     float *q;                /* decode: [batch, C] */
 } attention_state;
@@ -34,7 +36,7 @@ static int attention_plan(model_layer *L, model_plan *p, char *err, size_t errle
               plan_memory(p, (void **)&s->vcache, B * T * C * 4) ||
               plan_memory(p, (void **)&s->q, B * C * 4);
     else
-        bad = plan_memory(p, (void **)&s->att, B * (size_t)s->NH * T * T * 4);
+        bad = plan_memory(p, (void **)&s->lse, B * (size_t)s->NH * T * 4);
     if (bad) return plan_fail(err, errlen, L, "out of memory");
     plan_gpt_scratch(p, s->T, s->C, s->NH, 0);
     /* q.k and att.v: 2 T^2 C multiply-adds per sequence; backward twice that */
@@ -48,7 +50,7 @@ static void attention_forward(model *m, model_layer *L, const model_pass *a) {
     const float *qkv = layer_in(m, L);
     float *out = layer_out(m, L);
     if (!a->decode) {
-        kern_attention_forward(m->k, out, s->att, qkv, (int)a->B, (int)s->T, (int)s->C,
+        kern_attention_forward(m->k, out, s->lse, qkv, (int)a->B, (int)s->T, (int)s->C,
                                (int)s->NH, m->workspace);
         return;
     }
@@ -68,8 +70,8 @@ static int attention_backward(model *m, model_layer *L, const model_pass *a, flo
                               float *din, int need_din) {
     attention_state *s = L->state;
     if (!need_din) return 0;
-    kern_attention_backward(m->k, din, dout, layer_in(m, L), s->att, (int)a->B, (int)s->T,
-                            (int)s->C, (int)s->NH, m->workspace);
+    kern_attention_backward(m->k, din, dout, layer_in(m, L), layer_out(m, L), s->lse,
+                            (int)a->B, (int)s->T, (int)s->C, (int)s->NH, m->workspace);
     return 1;
 }
 

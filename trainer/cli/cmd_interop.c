@@ -1,5 +1,6 @@
-/* interop_cmd: the command lines of GPT-2 import and export (trainer/interop does the work). */
-#include "interop_cmd.h"
+/* cmd_interop: `harness convert weights` and `harness export` - the command lines of GPT-2
+ * import and export (trainer/interop does the work). */
+#include "cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +8,7 @@
 
 #include "interop.h"
 
-const char *const usage_convert_weights =
+static const char *const usage_convert_weights =
     "usage: harness convert weights --from hf DIR --out CKPT.h5\n"
     "       harness convert weights --from llmc FILE --out CKPT.h5\n"
     "\n"
@@ -19,7 +20,7 @@ const char *const usage_convert_weights =
     "  --from llmc FILE  llm.c's model file (gpt2_124M.bin: magic 20240326, version 3 fp32 or\n"
     "                    5 bf16)\n";
 
-const char *const usage_export =
+static const char *const usage_export =
     "usage: harness export --checkpoint CKPT --format hf --out DIR [--vocab-size N]\n"
     "\n"
     "Writes DIR/model.safetensors and DIR/config.json from a GPT checkpoint (model.gpt), which\n"
@@ -28,14 +29,10 @@ const char *const usage_export =
     "  --vocab-size N    the vocabulary before padding, for checkpoints that do not record it\n"
     "                    (default: the checkpoint's, else its data.train's)\n";
 
-static int want_help(int argc, char **argv) {
-    for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
-    return 0;
-}
+void cmd_export_usage(FILE *out) { fputs(usage_export, out); }
 
 int cmd_convert_weights(int argc, char **argv) {
-    if (want_help(argc, argv)) { fputs(usage_convert_weights, stdout); return 0; }
+    if (cli_wants_help(argc, argv)) { fputs(usage_convert_weights, stdout); return 0; }
     const char *from = NULL, *src = NULL, *out = NULL;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -66,7 +63,7 @@ int cmd_convert_weights(int argc, char **argv) {
 }
 
 int cmd_export(int argc, char **argv) {
-    if (want_help(argc, argv)) { fputs(usage_export, stdout); return 0; }
+    if (cli_wants_help(argc, argv)) { fputs(usage_export, stdout); return 0; }
     const char *ckpt = NULL, *format = NULL, *out = NULL;
     long long vocab = 0;
     for (int i = 2; i < argc; i++) {

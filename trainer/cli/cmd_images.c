@@ -1,5 +1,6 @@
-/* images_cmd: the command line of the image-folder converter. */
-#include "images_cmd.h"
+/* cmd_images: `harness convert images` - the command line of the image-folder converter
+ * (data/convert_images.c). */
+#include "cli.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,7 +11,7 @@
 #include "data.h"
 #include "fsutil.h"
 
-const char *const usage_convert_images =
+static const char *const usage_convert_images =
     "usage: harness convert images ROOT --out DIR [--size HxW] [--val-fraction F]\n"
     "                              [--on-bad skip|fail] [--seed S]\n"
     "\n"

@@ -1,0 +1,100 @@
+/* cpu_internal.h: the CPU backend's ops, shared by the files of cpu/ and its table
+ * (cpu_ops.c); nobody else sees them.
+ *
+ * One op per line, typed by kern_backend.h (kern_X_fn: the arguments of kernels.h's kern_X with
+ * the context as `void *`, which the CPU ops do not need: the context only holds the BLAS
+ * thread count, set process-wide at creation).  Nothing here allocates except kcpu_create,
+ * kcpu_alloc and kcpu_marks_create. */
+#ifndef HARNESS_KERNELS_CPU_INTERNAL_H
+#define HARNESS_KERNELS_CPU_INTERNAL_H
+
+#include "cpu_backend.h"
+
+/* context, memory, copies, trace marks (cpu_context.c) */
+kern_create_fn kcpu_create;
+kern_destroy_fn kcpu_destroy;
+kern_alloc_fn kcpu_alloc;   /* 64-byte aligned, zeroed; also kern_alloc_host */
+kern_free_fn kcpu_free;
+kern_to_device_fn kcpu_to_device;
+kern_to_host_fn kcpu_to_host;
+kern_upload_fn kcpu_upload;
+kern_sync_fn kcpu_sync;
+kern_sync_fn kcpu_check;
+kern_marks_create_fn kcpu_marks_create;
+kern_mark_fn kcpu_mark;
+kern_marks_read_fn kcpu_marks_read;
+kern_marks_free_fn kcpu_marks_free;
+
+/* element-wise, fills, conversions, activations (cpu_elementwise.c) */
+kern_fill_fn kcpu_fill;
+kern_copy_fn kcpu_copy;
+kern_scale_fn kcpu_scale;
+kern_axpy_fn kcpu_axpy;
+kern_u8_to_f32_fn kcpu_u8_to_f32;
+kern_f32_normalize_fn kcpu_f32_normalize;
+kern_act_forward_fn kcpu_relu_forward;
+kern_act_backward_fn kcpu_relu_backward;
+kern_act_forward_fn kcpu_gelu_forward;
+kern_act_backward_fn kcpu_gelu_backward;
+
+/* random numbers and dropout (cpu_random.c) */
+kern_init_uniform_fn kcpu_init_uniform;
+kern_init_normal_fn kcpu_init_normal;
+kern_dropout_forward_fn kcpu_dropout_forward;
+kern_dropout_backward_fn kcpu_dropout_backward;
+
+/* linear layer (cpu_linear.c) */
+kern_linear_forward_fn kcpu_linear_forward;
+kern_linear_backward_fn kcpu_linear_backward;
+kern_linear_backward_ex_fn kcpu_linear_backward_ex;
+kern_linear_act_forward_fn kcpu_linear_act_forward;
+
+/* losses (cpu_softmax_xent.c) */
+kern_softmax_xent_fn kcpu_softmax_xent;
+kern_softmax_xent_acc_fn kcpu_softmax_xent_acc;
+
+/* reductions and optimizers (cpu_optim.c) */
+kern_sumsq_fn kcpu_sumsq;
+kern_has_nonfinite_fn kcpu_has_nonfinite;
+kern_sgd_update_fn kcpu_sgd_update;
+kern_adamw_update_fn kcpu_adamw_update;
+
+/* convolution: im2col + GEMM per image and group (cpu_conv.c) */
+kern_conv2d_workspace_fn kcpu_conv2d_workspace;
+kern_conv2d_forward_fn kcpu_conv2d_forward;
+kern_conv2d_backward_fn kcpu_conv2d_backward;
+
+/* max and average pooling (cpu_pool.c) */
+kern_maxpool2d_forward_fn kcpu_maxpool2d_forward;
+kern_maxpool2d_backward_fn kcpu_maxpool2d_backward;
+kern_avgpool2d_forward_fn kcpu_avgpool2d_forward;
+kern_avgpool2d_backward_fn kcpu_avgpool2d_backward;
+
+/* batch norm in synchronisable steps (cpu_batchnorm.c) */
+kern_batchnorm_stats_fn kcpu_batchnorm_stats;
+kern_batchnorm_forward_fn kcpu_batchnorm_forward;
+kern_batchnorm_forward_eval_fn kcpu_batchnorm_forward_eval;
+kern_batchnorm_backward_reduce_fn kcpu_batchnorm_backward_reduce;
+kern_batchnorm_backward_fn kcpu_batchnorm_backward;
+
+/* the GPU step's device-side forms (cpu_step.c): dropout over rows, the optimizer's verdict
+ * and guarded updates, batch-norm parameter gradients */
+kern_dropout_forward_rows_fn kcpu_dropout_forward_rows;
+kern_grad_stats_fn kcpu_grad_stats;
+kern_sumsq_to_fn kcpu_sumsq_to;
+kern_grad_verdict_from_fn kcpu_grad_verdict_from;
+kern_sgd_update_guarded_fn kcpu_sgd_update_guarded;
+kern_adamw_update_guarded_fn kcpu_adamw_update_guarded;
+kern_batchnorm_param_grads_fn kcpu_batchnorm_param_grads;
+
+/* language models (cpu_embedding.c, cpu_layernorm.c, cpu_attention.c with the workspace size) */
+kern_gpt_workspace_fn kcpu_gpt_workspace;
+kern_embedding_forward_fn kcpu_embedding_forward;
+kern_embedding_backward_fn kcpu_embedding_backward;
+kern_layernorm_forward_fn kcpu_layernorm_forward;
+kern_layernorm_backward_fn kcpu_layernorm_backward;
+kern_attention_forward_fn kcpu_attention_forward;
+kern_attention_backward_fn kcpu_attention_backward;
+kern_attention_decode_fn kcpu_attention_decode;
+
+#endif
