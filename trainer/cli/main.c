@@ -32,6 +32,12 @@ static const char *const usage_main =
     "                                        tokenize text into DIR/train.h5 / val.h5\n"
     "  convert tokens --from llmc|nanogpt FILE... --out FILE.h5 [--vocab-size N]\n"
     "                                        import llm.c / nanoGPT token files\n"
+    "  convert images ROOT --out DIR [--size HxW] [--val-fraction F] [--on-bad skip|fail]\n"
+    "                                        image folders ROOT/CLASS/*.jpg|png into HDF5\n"
+    "  convert weights --from hf DIR|llmc FILE --out CKPT.h5\n"
+    "                                        import GPT-2 weights (HuggingFace, llm.c)\n"
+    "  export --checkpoint CKPT --format hf --out DIR\n"
+    "                                        a GPT as HuggingFace model.safetensors + config.json\n"
     "  help [COMMAND]                        this text, or a command's\n"
     "\n"
     "`harness COMMAND --help` describes each command.  harness " HARNESS_VERSION "\n";
@@ -61,6 +67,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(t, "convert")) cmd_convert_usage(stdout);
         else if (!strcmp(t, "inspect")) cmd_inspect_usage(stdout);
         else if (!strcmp(t, "generate")) cmd_generate_usage(stdout);
+        else if (!strcmp(t, "export")) cmd_export_usage(stdout);
         else fputs(usage_main, stdout);
         return 0;
     }
@@ -85,6 +92,7 @@ int main(int argc, char **argv) {
         return gpus < 0 ? 1 : 0;
     }
     if (!strcmp(argv[1], "convert")) return cmd_convert(argc, argv);
+    if (!strcmp(argv[1], "export")) return cmd_export(argc, argv);
     fprintf(stderr, "harness: unknown command '%s'\n%s", argv[1], usage_main);
     return 1;
 }

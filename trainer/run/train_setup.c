@@ -355,6 +355,26 @@ static int set_weight_decay(run *r, char *err) {
     return st;
 }
 
+/* model.init_from (rank 0): the checkpoint's parameters replace the initial ones; the optimizer
+ * and the data start fresh.  A resumed run's checkpoint later replaces them again. */
+static int load_init_from(run *r, char *err) {
+    const char *path = r->cfg->init_from;
+    int64_t vocab = 0;
+    char e[ERRLEN];
+    int has = ckpt_read_vocab_size(path, &vocab, e, sizeof e);
+    if (has < 0) return snprintf(err, ERRLEN, "model.init_from: %s", e), -1;
+    if (has == 0 && r->m.input_desc.tokens && vocab != r->m.n_classes)
+        return snprintf(err, ERRLEN, "model.init_from: %s has a vocabulary of %lld tokens, but "
+                        "data.train %s has %lld", path, (long long)vocab, r->cfg->train_path,
+                        (long long)r->m.n_classes), -1;
+    ckpt_state s;
+    if (ckpt_read(path, &r->m, NULL, &s, e, sizeof e) != CKPT_OK)
+        return snprintf(err, ERRLEN, "model.init_from: %s", e), -1;
+    fprintf(stderr, "harness: parameters from %s (its step %lld); optimizer and data start "
+            "fresh\n", path, (long long)s.step);
+    return 0;
+}
+
 int run_setup(run *r, char *err) {
     const config *cfg = r->cfg;
     int st = 0;
@@ -408,6 +428,8 @@ int run_setup(run *r, char *err) {
     /* Every rank draws the same weights from the seed; rank 0's are broadcast anyway so that
      * the ranks provably start from identical parameters. */
     model_init_params(&r->m, cfg->init, cfg->seed);
+    if (cfg->init_from[0] && r->rank == 0) st = load_init_from(r, err);
+    if (run_agree(r, st, err)) return -1;
     st = run_broadcast_floats(r, r->m.params, r->m.n_params, err);
     if (st == 0) st = run_broadcast_floats(r, r->m.buffers, r->m.n_buffers, err);
     if (r->world > 1) {
@@ -441,6 +463,8 @@ int run_setup(run *r, char *err) {
         return -1;
     if (r->rank == 0)
         st = metrics_open(&r->met, cfg->run_dir, cfg->progress, r->start_step > 0, err, ERRLEN);
+    if (r->rank == 0 && st == 0 && cfg->tensorboard)
+        st = tb_open(&r->met.tb, cfg->run_dir, r->start_step > 0, err, ERRLEN);
     if (run_agree(r, st, err)) return -1;
     return 0;
 }
