@@ -26,9 +26,9 @@
 #include <string.h>
 
 #include "gpu_compare.h"
+#include "gpu_gate.h"
 #include "kernels.h"
 
-#define SKIP_CODE 77
 #define TOL 1e-5
 #define TOL_DOUBLE 1e-9
 
@@ -557,16 +557,8 @@ static int destroy_contexts(void **state) {
 }
 
 int main(void) {
-    char why[512];
-    int devices = kern_cuda_device_status(why, sizeof why);
-    if (devices < 0) {   /* a GPU is there but CUDA cannot use it: a failure, not a skip */
-        fprintf(stderr, "FAIL: %s\n", why);
-        return 1;
-    }
-    if (devices == 0) {
-        printf("SKIP: no CUDA device (%s)\n", why);
-        return SKIP_CODE;
-    }
+    int gate = gpu_gate();
+    if (gate != 0) return gate;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_conv2d_other_batch),

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "gpu_compare.h"
+#include "gpu_gate.h"
 #include "kernels.h"
 
 static kern_ctx *cpu, *gpu;
@@ -321,16 +322,8 @@ static void test_xent_bad_labels(void) {
 }
 
 int main(void) {
-    char why[512];
-    int devices = kern_cuda_device_status(why, sizeof why);
-    if (devices < 0) {   /* a GPU is there but CUDA cannot use it: a failure, not a skip */
-        fprintf(stderr, "FAIL: %s\n", why);
-        return 1;
-    }
-    if (devices == 0) {
-        printf("SKIP: no CUDA device (%s)\n", why);
-        return 77;
-    }
+    int gate = gpu_gate();
+    if (gate != 0) return gate;
     char err[512];
     kern_options oc = {.backend = KERN_CPU, .threads = 1, .precision = KERN_FP32},
                  og = {.backend = KERN_CUDA, .threads = 1, .precision = KERN_FP32};

@@ -24,9 +24,9 @@
 #include <string.h>
 
 #include "gpu_compare.h"
+#include "gpu_gate.h"
 #include "kernels.h"
 
-#define SKIP_CODE 77
 #define TOL 1e-5
 /* linear+gelu's output when cuBLASLt fuses the GELU: cuBLASLt does not say how it evaluates
  * tanh; if with the hardware's tanh.approx.f32 (relative error about 2^-11, PTX ISA), the
@@ -830,16 +830,8 @@ static int destroy_contexts(void **state) {
 }
 
 int main(void) {
-    char why[512];
-    int devices = kern_cuda_device_status(why, sizeof why);
-    if (devices < 0) {   /* a GPU is there but CUDA cannot use it: a failure, not a skip */
-        fprintf(stderr, "FAIL: %s\n", why);
-        return 1;
-    }
-    if (devices == 0) {
-        printf("SKIP: no CUDA device (%s)\n", why);
-        return SKIP_CODE;
-    }
+    int gate = gpu_gate();
+    if (gate != 0) return gate;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alloc_is_zeroed),
         cmocka_unit_test(test_errors_are_reported_once),

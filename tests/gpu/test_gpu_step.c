@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "gpu_compare.h"
+#include "gpu_gate.h"
 #include "kernels.h"
 
 static int failures = 0;
@@ -260,16 +261,8 @@ static void test_sharded_verdict(void) {
 }
 
 int main(void) {
-    char why[512];
-    int devices = kern_cuda_device_status(why, sizeof why);
-    if (devices < 0) {   /* a GPU is there but CUDA cannot use it: a failure, not a skip */
-        fprintf(stderr, "FAIL: %s\n", why);
-        return 1;
-    }
-    if (devices == 0) {
-        printf("SKIP: no CUDA device (%s)\n", why);
-        return 77;
-    }
+    int gate = gpu_gate();
+    if (gate != 0) return gate;
     char err[512];
     /* the copies held back 200 ms (kern_options.upload_delay_ms) */
     kern_options go = {.backend = KERN_CUDA, .threads = 1, .device = 0, .upload_delay_ms = 200};
