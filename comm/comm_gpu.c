@@ -525,6 +525,11 @@ int comm_allreduce_sum_f64_device(comm *c, double *x, int n, char *err, size_t e
             if (r != ncclSuccess)
                 st = comm_nccl_error(r, "ncclAllReduce (doubles)", g->nccl, err, errlen);
         }
+        /* in the watchdog's queue like the buckets: a hang here is reported as this sum, not
+         * blamed on the next collective (the host has already left it) */
+        if (st == 0 && g->ring)
+            st = comm_gpu_queue_push(c, c->sequence, c->sequence, COMM_OP_ALLREDUCE_SUM_F64,
+                                     COMM_TYPE_F64, -1, n, err, errlen);
         if (st == 0) {
             cudaError_t e = cudaEventRecord(g->reduced, g->stream);
             if (e == cudaSuccess) e = cudaStreamWaitEvent(g->compute, g->reduced, 0);

@@ -215,7 +215,10 @@ static int nccl_start(comm *c, int64_t offset, char *err, size_t errlen) {
     if (status == 0) status = nccl_unwire(c, first, c->started, err, errlen);
     if (c->started > first) {
         char qerr[256];
-        if (comm_gpu_queue_push(c, seq_first, seq_last, first, qerr, sizeof qerr) && status == 0)
+        if (comm_gpu_queue_push(c, seq_first, seq_last,
+                                c->shard ? COMM_OP_GRADS_SHARD : COMM_OP_GRADS_BUCKET,
+                                bf16 ? COMM_TYPE_BF16 : COMM_TYPE_F32, first, 0, qerr,
+                                sizeof qerr) && status == 0)
             status = comm_error(err, errlen, "%s", qerr);
     }
     return status;
@@ -415,7 +418,8 @@ static int nccl_allgather_start(comm *c, float *buf, char *err, size_t errlen) {
     }
     if (posted > 0) {
         char qerr[256];
-        if (comm_gpu_queue_push(c, seq_first, seq_last, c->num_buckets - 1, qerr, sizeof qerr) &&
+        if (comm_gpu_queue_push(c, seq_first, seq_last, COMM_OP_PARAMS_ALLGATHER, COMM_TYPE_F32,
+                                c->num_buckets - 1, 0, qerr, sizeof qerr) &&
             status == 0)
             status = comm_error(err, errlen, "%s", qerr);
     }

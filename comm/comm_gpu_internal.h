@@ -21,7 +21,8 @@
  * known to be complete.  The watchdog reads these, so they carry everything a report needs. */
 typedef struct {
     uint64_t seq_first, seq_last;   /* sequence numbers of its first and last bucket */
-    int64_t bucket;                 /* its first bucket's index in the plan */
+    int32_t op, type;               /* what it is (COMM_OP_*, COMM_TYPE_*): the report names it */
+    int64_t bucket;                 /* its first bucket's index in the plan; -1: not a bucket */
     int64_t start, count;           /* that bucket's elements */
     int64_t since_ns;               /* when it was queued (CLOCK_MONOTONIC) */
     cudaEvent_t done;               /* recorded on the comm stream right after it */
@@ -84,9 +85,10 @@ int comm_nccl_error(ncclResult_t r, const char *what, ncclComm_t nccl, char *err
 #endif
 
 /* The GPU queue (comm_gpu_watch.c).  Main thread: push after queueing launches, poll to retire
- * without blocking, drain to wait for all.  Each returns 0 or 1 with err. */
-int comm_gpu_queue_push(comm *c, uint64_t seq_first, uint64_t seq_last, int64_t bucket,
-                        char *err, size_t errlen);
+ * without blocking, drain to wait for all.  Each returns 0 or 1 with err.  push: op and type
+ * say what was queued; bucket >= 0 takes its elements from the bucket plan, else count. */
+int comm_gpu_queue_push(comm *c, uint64_t seq_first, uint64_t seq_last, int32_t op,
+                        int32_t type, int64_t bucket, int64_t count, char *err, size_t errlen);
 int comm_gpu_queue_poll(comm *c, char *err, size_t errlen);
 int comm_gpu_queue_drain(comm *c, char *err, size_t errlen);
 

@@ -59,8 +59,8 @@ static cudaError_t retire_locked(comm *c, struct comm_gpu *g) {
     return result;
 }
 
-int comm_gpu_queue_push(comm *c, uint64_t seq_first, uint64_t seq_last, int64_t bucket,
-                        char *err, size_t errlen) {
+int comm_gpu_queue_push(comm *c, uint64_t seq_first, uint64_t seq_last, int32_t op,
+                        int32_t type, int64_t bucket, int64_t count, char *err, size_t errlen) {
     struct comm_gpu *g = c->gpu;
     cudaError_t e = cudaSuccess;
     pthread_mutex_lock(&g->lock);
@@ -82,9 +82,11 @@ int comm_gpu_queue_push(comm *c, uint64_t seq_first, uint64_t seq_last, int64_t 
     if (e == cudaSuccess) {
         p->seq_first = seq_first;
         p->seq_last = seq_last;
+        p->op = op;
+        p->type = type;
         p->bucket = bucket;
-        p->start = c->buckets[bucket].start;
-        p->count = c->buckets[bucket].count;
+        p->start = bucket >= 0 ? c->buckets[bucket].start : 0;
+        p->count = bucket >= 0 ? c->buckets[bucket].count : count;
         p->since_ns = comm_now_ns();
         e = cudaEventRecord(p->done, g->stream);
     }
@@ -93,7 +95,7 @@ int comm_gpu_queue_push(comm *c, uint64_t seq_first, uint64_t seq_last, int64_t 
         if (g->head++ == g->tail) publish_locked(c, g);
         pthread_mutex_unlock(&g->lock);
     }
-    if (e != cudaSuccess) return comm_cuda_error(e, "queueing a gradient all-reduce on the GPU", err, errlen);
+    if (e != cudaSuccess) return comm_cuda_error(e, "queueing a collective on the GPU", err, errlen);
     return 0;
 }
 
@@ -102,7 +104,7 @@ int comm_gpu_queue_poll(comm *c, char *err, size_t errlen) {
     pthread_mutex_lock(&g->lock);
     cudaError_t e = retire_locked(c, g);
     pthread_mutex_unlock(&g->lock);
-    if (e != cudaSuccess) return comm_cuda_error(e, "a gradient all-reduce on the GPU", err, errlen);
+    if (e != cudaSuccess) return comm_cuda_error(e, "a collective on the GPU", err, errlen);
     return 0;
 }
 
@@ -141,8 +143,8 @@ int comm_gpu_watch(comm *c, int64_t now_ns, int64_t timeout_ns, comm_gpu_watch_r
     if (open) {
         const comm_gpu_pending *p = &g->ring[g->tail % g->ring_cap];
         out->fp.seq = p->seq_first;
-        out->fp.op = COMM_OP_GRADS_BUCKET;
-        out->fp.type = COMM_TYPE_F32;
+        out->fp.op = p->op;
+        out->fp.type = p->type;
         out->fp.count = p->count;
         out->fp.root = 0;
         out->since_ns = p->since_ns;

@@ -369,10 +369,18 @@ static void fire_gpu(comm *c, const comm_gpu_watch_report *g, int64_t now, const
     comm_slot_read(c->self, &me);
     step_text(me.step, stp, sizeof stp);
     if (g->kind == COMM_GPU_WATCH_STALL) {
-        snprintf(line, sizeof line, "harness: rank %d: on the GPU: NCCL all-reduce of gradient "
-                 "bucket %lld of %lld (elements [%lld, %lld)), queued on comm's stream %.1f s ago, "
-                 "has not finished%s%s\n", c->rank, (long long)g->bucket, (long long)g->buckets,
-                 (long long)g->start, (long long)(g->start + g->count),
+        /* named by what was queued: a bucket's all-reduce or reduce-scatter (f32 or bf16), the
+         * ZeRO parameter all-gather, the f64 sum */
+        char what[160];
+        if (g->bucket >= 0)
+            snprintf(what, sizeof what, "%s (%s) of bucket %lld of %lld (elements [%lld, %lld))",
+                     comm_op_name(g->fp.op), comm_type_name(g->fp.type), (long long)g->bucket,
+                     (long long)g->buckets, (long long)g->start, (long long)(g->start + g->count));
+        else
+            snprintf(what, sizeof what, "%s (%lld x %s)", comm_op_name(g->fp.op),
+                     (long long)g->count, comm_type_name(g->fp.type));
+        snprintf(line, sizeof line, "harness: rank %d: on the GPU: NCCL %s, queued on comm's "
+                 "stream %.1f s ago, has not finished%s%s\n", c->rank, what,
                  (double)(now - g->since_ns) * 1e-9, g->detail[0] ? "; " : "", g->detail);
         me.waiting = 1;
         me.wait = g->fp;

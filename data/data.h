@@ -125,6 +125,12 @@ int data_loader_seek(data_loader *l, int64_t epoch, int64_t cursor, char *err, s
 /* Seconds the caller spent waiting in data_loader_next (for the step time breakdown). */
 double data_loader_wait_seconds(const data_loader *l);
 void data_loader_close(data_loader *l);
+/* The module-wide lock every HDF5 call of data/ (the loaders' prefetch threads included) runs
+ * under.  For a caller that makes HDF5 calls of its own from another thread while loaders run
+ * (the background checkpoint writer) on an HDF5 build that is not thread-safe: hold it around
+ * them.  Not re-entrant; never call data/ while holding it. */
+void data_hdf5_lock(void);
+void data_hdf5_unlock(void);
 
 /* The permutation of epoch `epoch`: perm[N] (exposed for tests and tools). */
 void data_epoch_permutation(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch);
@@ -140,6 +146,44 @@ void data_rank_slice(int64_t g, int rank, int world, int64_t *begin, int64_t *en
 int data_convert_idx(const char *images_idx, const char *labels_idx, const char *out_h5,
                      int num_classes, const char *const *class_names,
                      char *err, size_t errlen);
+
+/* Image folders (data/convert_images.c): ROOT/CLASS/NAME.jpg|jpeg|png -> out_dir/train.h5 and
+ * out_dir/val.h5 (out_dir must exist): /images uint8 [N,H,W,3] (RGB; gray expanded, PNG alpha
+ * composited onto black; every image resized bilinearly to HxW), /labels int32 [N] (class =
+ * index of CLASS among ROOT's subdirectories in name order), attributes num_classes,
+ * class_names, mean and std (of pixel/255 over the file).  Per class, round(val_fraction x n)
+ * of its n files, chosen from seed, go to val.h5 (at least 1 when val_fraction > 0 and n >= 2,
+ * never all; val_fraction 0: no val.h5).  A file that does not
+ * decode stops the conversion naming it, or (skip_bad) is reported through skipped() and left
+ * out.  Files are decoded by content (JPEG or PNG magic), not by extension. */
+typedef struct {
+    const char *out_dir;
+    int height, width;          /* 0, 0: the first image's size */
+    double val_fraction;        /* [0, 1) */
+    int skip_bad;
+    uint64_t seed;
+} data_images_options;
+
+typedef struct {
+    int64_t done, total, skipped;
+    double seconds;
+} data_images_progress;
+
+typedef struct {
+    void (*progress)(const data_images_progress *p, void *user);   /* about 5 times a second */
+    void (*skipped)(const char *path, const char *why, void *user);
+    void *user;
+} data_images_callbacks;
+
+typedef struct {
+    int64_t train, val, skipped;
+    int classes, height, width;
+    double seconds;
+} data_images_stats;
+
+int data_convert_images(const char *root, const data_images_options *o,
+                        const data_images_callbacks *cb, data_images_stats *st, char *err,
+                        size_t errlen);
 
 /* Token converters (data/convert_text.c, data/convert_tokens.c).  Both write token datasets
  * (/tokens uint16 when vocab_size <= 65536, else int32, contiguous; attribute vocab_size; the

@@ -24,6 +24,9 @@ int data_errorf(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
+void data_hdf5_lock(void) { pthread_mutex_lock(&data_h5_lock); }
+void data_hdf5_unlock(void) { pthread_mutex_unlock(&data_h5_lock); }
+
 void data_h5_begin(data_h5_scope *s) {
     pthread_mutex_lock(&data_h5_lock);
     s->func = NULL;

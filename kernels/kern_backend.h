@@ -196,7 +196,10 @@ typedef struct {
     kern_sync_fn *sync;
     kern_sync_fn *check;
     kern_get_counters_fn *get_counters;     /* NULL: [all zero] */
-    /* CUDA graphs: all four NULL or none [kern_graph_available 0, begin/end fail] */
+    /* CUDA graphs: all four NULL or none [begin/end fail].  graph_replays: 1 when a launch
+     * replays the recording (CUDA; kern_graph_available), 0 when the entries only emulate
+     * the contract and each launch needs a recording of its own (CPU, for tests) */
+    int graph_replays;
     kern_graph_begin_fn *graph_begin;
     kern_graph_begin_fn *graph_end;
     kern_graph_set_values_fn *graph_set_values;

@@ -27,7 +27,18 @@ int kern_cuda_device_count(void) {
 #endif
 }
 
+int kern_cuda_device_status(char *why, size_t len) {
+#ifdef HARNESS_HAVE_CUDA
+    return kcuda_device_status(why, len);
+#else
+    snprintf(why, len, "this build has no CUDA backend");
+    return 0;
+#endif
+}
+
 const char *kern_blas_coretype_hint(void) { return kcpu_blas_coretype_hint(); }
+void kern_cpu_describe(char *buf, size_t len) { kcpu_gemm_describe(buf, len); }
+int kern_cpu_bf16_fast(void) { return kcpu_gemm_bf16_fast(); }
 
 /* The table of a backend, or NULL (err says why). */
 static const kern_backend_ops *backend_table(kern_backend backend, char *err, size_t errlen) {
@@ -125,7 +136,7 @@ void kern_get_counters(kern_ctx *k, kern_counters *out) {
 
 /* ---- CUDA graphs ---- */
 
-int kern_graph_available(kern_ctx *k) { return k->ops->graph_begin != NULL; }
+int kern_graph_available(kern_ctx *k) { return k->ops->graph_replays; }
 
 int kern_graph_begin(kern_ctx *k, char *err, size_t errlen) {
     if (k->ops->graph_begin) return k->ops->graph_begin(k->be, err, errlen);

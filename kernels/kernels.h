@@ -26,14 +26,16 @@ typedef enum { KERN_CPU = 0, KERN_CUDA = 1 } kern_backend;
 typedef struct kern_ctx kern_ctx;
 
 /* What GEMM inputs are rounded to (products are accumulated in fp32 in every mode; master
- * weights, gradients and optimizer state stay fp32).  The CPU backend computes fp32 always. */
+ * weights, gradients and optimizer state stay fp32).  The CPU backend takes bf16 for the GEMMs
+ * of linear layers and convolutions where kern_cpu_bf16_fast() says so, fp32 otherwise. */
 typedef enum { KERN_FP32 = 0, KERN_TF32 = 1, KERN_BF16 = 2 } kern_precision;
 
 typedef struct {
     kern_backend backend;
     int threads;      /* CPU: BLAS/worker threads for this process (>= 1) */
     int device;       /* CUDA: device ordinal; ignored on CPU */
-    kern_precision precision;   /* CUDA: GEMM input precision (tensor cores for TF32/BF16) */
+    kern_precision precision;   /* GEMM input precision (CUDA: tensor cores for TF32/BF16;
+                                 * CPU: BF16 on AMX, see kern_cpu_bf16_fast) */
     int separate_epilogues;     /* CUDA: 1 = bias / activation / bias gradient as their own
                                  * kernels, never fused into the GEMMs (run.gemm_epilogues:
                                  * separate); 0 = fused by cuBLASLt where it can */
@@ -49,17 +51,26 @@ typedef struct {
  * cuBLASLt epilogue and those that fell back to separate kernels.  CPU: all zero. */
 typedef struct {
     int64_t launches, host_syncs, fused_gemms, epilogue_fallbacks;
+    /* CUDA: whether cuBLASLt's ReLU epilogue keeps a NaN (it does not say): 1 yes, 0 no - the
+     * fused ReLU is then off and ReLU runs as its own kernel, so the non-finite report still
+     * sees the NaN - and -1 not measured yet (at the first linear+relu). CPU: 0. */
+    int64_t relu_epilogue_keeps_nan;
+    int64_t gemm_plans;   /* CUDA: GEMM shapes whose cuBLASLt plan is cached (no limit) */
 } kern_counters;
 void kern_get_counters(kern_ctx *k, kern_counters *out);
 
 /* CUDA graphs of a training step (CUDA backend; kern_graph_available is 0 on the CPU).
  * Between kern_graph_begin and kern_graph_end the ops queued on the backend are recorded,
  * not run (no host reads or waits may come in between: kern_to_host, kern_sync, ...).  The
- * step-varying values of the recorded guarded updates (lr, t_plus), kern_grad_stats (step)
- * and kern_dropout_forward_rows (step_id) are then taken from the values that
- * kern_graph_set_values queues before each kern_graph_launch, not from the arguments given
- * while recording.  kern_graph_end returns -1 with the reason when the capture failed; the
- * recorded work has then not run and the caller runs it without a graph. */
+ * step-varying values of the recorded guarded updates (lr, t_plus), kern_grad_stats (step),
+ * kern_grad_verdict_from (step) and kern_dropout_forward_rows (step_id) are then taken from
+ * the values that kern_graph_set_values queued last before each kern_graph_launch - also
+ * when it was called before kern_graph_begin - not from the arguments given while recording;
+ * a launch with no values ever set gives non-finite parameters.  kern_graph_end returns -1
+ * with the reason when the capture failed; the recorded work has then not run and the caller
+ * runs it without a graph.
+ * The CPU backend emulates the contract for tests: there the recorded ops run as they are
+ * queued, reading the values set so far, and every launch needs a recording of its own. */
 typedef struct {
     float lr;
     int64_t t_plus, step;
@@ -78,11 +89,23 @@ kern_backend kern_get_backend(const kern_ctx *k);
 /* OpenBLAS picks its CPU kernels when it loads, from the CPU model it knows; a CPU it does not
  * know gets a generic older kernel.  When a faster one fits this CPU (AVX-512 CPUs that OpenBLAS
  * runs with its AVX2 kernels, measured 1.2-1.6x on GEMMs here), returns the value for the
- * OPENBLAS_CORETYPE environment variable that selects it; NULL when nothing is to be gained.
+ * OPENBLAS_CORETYPE environment variable that selects it; NULL when nothing is to be gained -
+ * always in a build with oneDNN, which does the GEMMs then and picks kernels by CPU features.
  * Only effective for a process that sets it before it starts (see harness's main). */
 const char *kern_blas_coretype_hint(void);
+/* The CPU backend's GEMM library and the instruction set it dispatches to on this CPU, for
+ * the start-up line and `harness devices`, e.g. "avx512_core_amx, oneDNN 2.6.3 (bf16 on AMX)". */
+void kern_cpu_describe(char *buf, size_t len);
+/* 1 where bf16 GEMM inputs are faster than fp32 on this CPU (AMX tiles), so that
+ * run.precision=bf16 applies to the CPU backend; 0 where it would be slower (fp32 is used). */
+int kern_cpu_bf16_fast(void);
 /* Whether this build contains the CUDA backend and a device is usable (count of devices). */
 int kern_cuda_device_count(void);
+/* The same count, with why there is none: > 0 devices usable; 0 none here (no NVIDIA GPU, or
+ * a build without CUDA: a test skips), `why` says which; -1 the NVIDIA driver lists GPUs
+ * (/dev/nvidiaN, /proc/driver/nvidia/gpus) but CUDA can use none - a CUDA runtime newer than
+ * the driver, a broken install: a failure, `why` gives CUDA's error and both versions. */
+int kern_cuda_device_status(char *why, size_t len);
 
 /* Memory owned by the backend; for use at start-up, not inside a step. NULL on failure. */
 void *kern_alloc(kern_ctx *k, size_t bytes);
@@ -95,7 +118,7 @@ void kern_free_host(kern_ctx *k, void *p);
  * device); 0 on success, -1 where the backend has no memory of its own (CPU). */
 int kern_memory_info(kern_ctx *k, size_t *free_bytes, size_t *total_bytes);
 /* The name of the backend's device ("NVIDIA H100 80GB HBM3"), for the MFU peak table;
- * 0, or -1 where the backend has no device (CPU). */
+ * 0, or -1 where the backend has no device (CPU: buf "") or the query failed (buf: why). */
 int kern_device_name(kern_ctx *k, char *buf, size_t len);
 /* The backend's native stream (a cudaStream_t on CUDA, NULL on CPU), for the caller to hand to
  * communication libraries (NCCL) so that they order their work after the compute. */

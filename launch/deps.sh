@@ -3,12 +3,15 @@
 # available).  Packages already present are left alone, so this is quick the second time.
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
-      libopenblas-dev libyaml-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist
+      libopenblas-dev libdnnl-dev libyaml-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist
       libpcre2-dev libjansson-dev fortunes libcairo2-dev
-      fonts-dejavu-core)
+      fonts-dejavu-core libjpeg62-turbo-dev libpng-dev)
+# libdnnl-dev: oneDNN, the CPU backend's GEMMs (kernels/cpu/cpu_gemm.c; picks its kernels by
+# CPU features, AVX2 to AMX); libopenblas-dev stays for a build with -DHARNESS_DNNL=OFF
 # libpcre2-dev, libjansson-dev: the GPT-2 tokenizer (its pattern, encoder.json); fortunes: the
 # default text corpus (launch/corpus.sh); libcairo2-dev: `harness plot` draws its PNG with cairo
-# (fonts-dejavu-core: the font of its labels)
+# (fonts-dejavu-core: the font of its labels); libjpeg62-turbo-dev, libpng-dev: `harness convert
+# images` decodes JPEG and PNG files
 # The test suite also compares with PyTorch and writes files with h5py.
 if [ "${HARNESS_DEPS:-}" = test ]; then
   pkgs+=(python3-torch python3-h5py python3-numpy python3-yaml)
@@ -16,6 +19,8 @@ if [ "${HARNESS_DEPS:-}" = test ]; then
   pkgs+=(python3-pil)
   # the sanitizer build and the fuzzers (tests/sanitize.sh, tests/fuzz/run.sh) use clang
   pkgs+=(clang libclang-rt-14-dev)
+  # tests/perf/gemm_bench.sh measures BLIS next to OpenBLAS and oneDNN
+  pkgs+=(libblis-dev)
   # the tokenizer tests' oracle comes from PyPI (below)
   pkgs+=(python3-pip)
   # Slurm 22.05 and munge: tests/slurm (one node on loopback) and tests/cluster (a head node

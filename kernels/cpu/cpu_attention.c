@@ -18,7 +18,6 @@
  * kern_exp_nonpos and the reductions of cpu_rows.h so that gcc vectorises them. */
 #include "cpu_internal.h"
 
-#include <cblas.h>
 #include <math.h>
 
 #include "cpu_rows.h"
@@ -68,11 +67,11 @@ void kcpu_attention_forward(void *c, float *out, float *lse, const float *qkv, i
             float *o = out + (size_t)b * T * C + (size_t)h * HS;
             for (int r0 = 0; r0 < T; r0 += BLK) {
                 int r1 = r0 + BLK < T ? r0 + BLK : T, m = r1 - r0;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HS, 1.0f,
+                kcpu_sgemm(0, 1, m, r1, HS, 1.0f,
                             q + (size_t)r0 * ld, ld, k, ld, 0.0f, p, T);
                 for (int t = r0; t < r1; t++)
                     l[t] = softmax_row(p + (size_t)(t - r0) * T, t + 1, r1, scale);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HS, r1, 1.0f, p, T,
+                kcpu_sgemm(0, 0, m, HS, r1, 1.0f, p, T,
                             v, ld, 0.0f, o + (size_t)r0 * C, C);
             }
         }
@@ -120,16 +119,16 @@ void kcpu_attention_backward(void *c, float *dqkv, const float *dout, const floa
                 int r1 = r0 + BLK < T ? r0 + BLK : T, m = r1 - r0;
                 float beta = r1 == T ? 0.0f : 1.0f;
                 const float *qb = q + (size_t)r0 * ld, *gb = g + (size_t)r0 * C;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HS, 1.0f, qb, ld,
+                kcpu_sgemm(0, 1, m, r1, HS, 1.0f, qb, ld,
                             k, ld, 0.0f, p, T);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HS, 1.0f, gb, C,
+                kcpu_sgemm(0, 1, m, r1, HS, 1.0f, gb, C,
                             v, ld, 0.0f, ds, T);
                 block_probs_and_grads(p, ds, l, g, o, r0, r1, T, C, HS, scale);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HS, r1, 1.0f, ds, T,
+                kcpu_sgemm(0, 0, m, HS, r1, 1.0f, ds, T,
                             k, ld, 0.0f, dq + (size_t)r0 * ld, ld);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, m, 1.0f, ds, T,
+                kcpu_sgemm(1, 0, r1, HS, m, 1.0f, ds, T,
                             qb, ld, beta, dk, ld);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, m, 1.0f, p, T,
+                kcpu_sgemm(1, 0, r1, HS, m, 1.0f, p, T,
                             gb, C, beta, dv, ld);
             }
         }

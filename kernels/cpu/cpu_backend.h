@@ -1,8 +1,8 @@
 /* cpu_backend.h: the CPU backend as kernels.c sees it: its table of functions (kcpu_ops,
  * defined in cpu_ops.c) and what the CPU answers without a context.
  *
- * Memory is ordinary host memory; GEMMs go to OpenBLAS (row-major cblas_sgemm), element-wise
- * loops are plain C that gcc vectorises, every op has finished when it returns.  The ops
+ * Memory is ordinary host memory; GEMMs go to oneDNN (cpu_gemm.c; OpenBLAS in a build without
+ * it), element-wise loops are plain C that gcc vectorises, every op has finished when it returns.  The ops
  * themselves are internal to cpu/ (cpu_internal.h). */
 #ifndef HARNESS_KERNELS_CPU_BACKEND_H
 #define HARNESS_KERNELS_CPU_BACKEND_H
@@ -15,5 +15,8 @@ extern const kern_backend_ops kcpu_ops;
 
 /* kern_blas_coretype_hint (kernels.h): the OPENBLAS_CORETYPE worth setting, or NULL. */
 const char *kcpu_blas_coretype_hint(void);
+/* kern_cpu_describe and kern_cpu_bf16_fast (kernels.h), from cpu_gemm.c */
+void kcpu_gemm_describe(char *buf, size_t len);
+int kcpu_gemm_bf16_fast(void);
 
 #endif

@@ -1,8 +1,11 @@
-/* cpu_context.c: the CPU backend's context (BLAS thread count), its host memory and copies,
+/* cpu_context.c: the CPU backend's context (threads, GEMM library state), its host memory and copies,
  * and trace marks read from the host's clock (the CPU runs every op before it returns). */
 #include "cpu_internal.h"
 
+#ifndef HARNESS_HAVE_DNNL
 #include <cblas.h>
+#endif
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +13,16 @@
 
 typedef struct {
     int threads;
+    /* The emulated CUDA graph (kcpu_graph_*): the step's values, from creation on as
+     * c->step_scalars on the GPU, so values set before a recording reach its first run;
+     * recording now; a recording not yet launched; the first misuse, for kcpu_check. */
+    kern_step_values step_values;
+    int capturing, recorded;
+    char error[160];
+    kcpu_gemm_lib *gemm;   /* NULL in a build without oneDNN */
 } kcpu_ctx;
+
+static void graph_clear_values(kcpu_ctx *c);
 
 int kcpu_create(const kern_options *opt, void **out, char *err, size_t errlen) {
     *out = NULL;
@@ -24,14 +36,26 @@ int kcpu_create(const kern_options *opt, void **out, char *err, size_t errlen) {
         return -1;
     }
     c->threads = opt->threads;
-    /* OpenBLAS would otherwise start one thread per core in every rank.  The setting is
-     * process-wide: the last context created wins. */
-    openblas_set_num_threads(opt->threads);
+    graph_clear_values(c);
+    /* bf16 GEMM inputs only where they are faster than fp32 (AMX); the caller has said so */
+    int bf16 = opt->precision == KERN_BF16 && kcpu_gemm_bf16_fast();
+    /* the thread count is process-wide (OpenMP, OpenBLAS): the last context created wins */
+    if (kcpu_gemm_create(&c->gemm, opt->threads, bf16, err, errlen) != 0) {
+        free(c);
+        return -1;
+    }
     *out = c;
     return 0;
 }
 
-void kcpu_destroy(void *c) { free(c); }
+void kcpu_destroy(void *ctx) {
+    kcpu_ctx *c = ctx;
+    if (!c) return;
+    kcpu_gemm_destroy(c->gemm);
+    free(c);
+}
+
+kcpu_gemm_lib *kcpu_gemm_state(void *c) { return ((kcpu_ctx *)c)->gemm; }
 
 void *kcpu_alloc(void *c, size_t bytes) {
     void *p = NULL;
@@ -57,12 +81,80 @@ void kcpu_upload(void *c, int n, void *const dst[], const void *const host_src[]
     for (int i = 0; i < n; i++) kcpu_to_device(c, dst[i], host_src[i], bytes[i]);
 }
 
-int kcpu_sync(void *c, char *err, size_t errlen) { return 0; }
+int kcpu_sync(void *c, char *err, size_t errlen) { return kcpu_check(c, err, errlen); }
 
-int kcpu_check(void *c, char *err, size_t errlen) { return 0; }
+int kcpu_check(void *be, char *err, size_t errlen) {
+    kcpu_ctx *c = be;
+    if (!c->error[0]) return 0;
+    snprintf(err, errlen, "%s", c->error);
+    c->error[0] = '\0';
+    return -1;
+}
+
+/* ---- the CUDA graph's contract, emulated (kernels.h, "CUDA graphs") ----
+ *
+ * The CPU cannot replay recorded work, so a "recording" runs the ops as they are queued and
+ * each step is recorded again (begin, ops, end, launch).  What is emulated is where a recorded
+ * op takes its step-varying values from: the slot that kcpu_graph_set_values fills, not the
+ * op's arguments - the slot the GPU's first replay reads. */
+
+static void graph_clear_values(kcpu_ctx *c) {
+    /* values never set: a replay gets NaN parameters (AdamW's t = 0 is 0/0), as it would from
+     * uninitialised device memory, so a lost kern_graph_set_values cannot go unnoticed */
+    c->step_values.lr = NAN;
+    c->step_values.t_plus = 0;
+    c->step_values.step = 0;
+    c->step_values.step_id = 0;
+}
+
+static void graph_misuse(kcpu_ctx *c, const char *what) {
+    if (!c->error[0]) snprintf(c->error, sizeof c->error, "CPU backend: %s", what);
+}
+
+int kcpu_graph_begin(void *be, char *err, size_t errlen) {
+    kcpu_ctx *c = be;
+    if (c->capturing) {
+        snprintf(err, errlen, "CPU backend: kern_graph_begin while already recording");
+        return -1;
+    }
+    c->capturing = 1;
+    return 0;
+}
+
+int kcpu_graph_end(void *be, char *err, size_t errlen) {
+    kcpu_ctx *c = be;
+    if (!c->capturing) {
+        snprintf(err, errlen, "CPU backend: kern_graph_end without kern_graph_begin");
+        return -1;
+    }
+    c->capturing = 0;
+    c->recorded = 1;
+    return 0;
+}
+
+void kcpu_graph_set_values(void *be, const kern_step_values *v) {
+    ((kcpu_ctx *)be)->step_values = *v;
+}
+
+void kcpu_graph_launch(void *be) {
+    kcpu_ctx *c = be;
+    /* the recording already ran its ops: this launch is that first replay; a second launch of
+     * the same recording would need a replay the CPU cannot do */
+    if (!c->recorded)
+        graph_misuse(c, "kern_graph_launch without a new recording (the CPU emulation runs "
+                        "the ops while recording, so each step is recorded again)");
+    c->recorded = 0;
+}
+
+const kern_step_values *kcpu_step_values(const void *be) {
+    const kcpu_ctx *c = be;
+    return c && c->capturing ? &c->step_values : NULL;
+}
 
 const char *kcpu_blas_coretype_hint(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
+    /* With oneDNN (dispatch by CPU features) OpenBLAS does no GEMM of a step: nothing to
+     * gain.  Without it, the OpenBLAS model-table workaround stays as the fallback. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(HARNESS_HAVE_DNNL)
     const char *core = openblas_get_corename();
     if (!core) return NULL;
     /* AVX2-era kernels on a CPU with the AVX-512 subsets OpenBLAS's SkylakeX kernels use */

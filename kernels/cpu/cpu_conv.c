@@ -1,4 +1,4 @@
-/* cpu_conv.c: 2-D convolution on the CPU as im2col + one OpenBLAS GEMM per image and group.
+/* cpu_conv.c: 2-D convolution on the CPU as im2col + one GEMM (kcpu_gemm) per image and group.
  *
  * Shapes (NCHW, row-major), with Cg = C/groups, Kg = K/groups, PQ = P*Q, CRSg = Cg*R*S:
  *   in[B,C,H,W]  w[K,Cg,R,S] = groups x [Kg, CRSg] matrices  b[K]  out[B,K,P,Q]
@@ -17,7 +17,6 @@
  * adds that gcc vectorises. */
 #include "cpu_internal.h"
 
-#include <cblas.h>
 #include <string.h>
 
 static int is_pointwise(const kern_conv_shape *s) {
@@ -194,9 +193,8 @@ void kcpu_conv2d_forward(void *ctx, float *restrict out, const float *restrict i
         }
         for (int g = 0; g < G; g++) {
             /* y_g[Kg,PQ] (+)= w_g[Kg,CRSg] @ cols_g[CRSg,PQ] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Kg, PQ, CRSg, 1.0f,
-                        w + (size_t)g * Kg * CRSg, CRSg, xcols + (size_t)g * CRSg * PQ, PQ, beta,
-                        y + (size_t)g * Kg * PQ, PQ);
+            kcpu_gemm(ctx, 0, 0, Kg, PQ, CRSg, w + (size_t)g * Kg * CRSg, CRSg,
+                      xcols + (size_t)g * CRSg * PQ, PQ, beta, y + (size_t)g * Kg * PQ, PQ);
         }
     }
 }
@@ -231,17 +229,15 @@ void kcpu_conv2d_backward(void *ctx, float *restrict din, float *restrict dw,
             xcols = cols;
         }
         for (int g = 0; g < G; g++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Kg, CRSg, PQ, 1.0f,
-                        dy + (size_t)g * Kg * PQ, PQ, xcols + (size_t)g * CRSg * PQ, PQ, 1.0f,
-                        dw + (size_t)g * Kg * CRSg, CRSg);
+            kcpu_gemm(ctx, 0, 1, Kg, CRSg, PQ, dy + (size_t)g * Kg * PQ, PQ,
+                      xcols + (size_t)g * CRSg * PQ, PQ, 1.0f, dw + (size_t)g * Kg * CRSg, CRSg);
         if (!dx) continue;
 
         /* dcols_g[CRSg,PQ] = w_g[Kg,CRSg]^T @ dy_g[Kg,PQ]; pointwise: dcols is dx itself */
         float *dcols = pointwise ? dx : cols;
         for (int g = 0; g < G; g++)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CRSg, PQ, Kg, 1.0f,
-                        w + (size_t)g * Kg * CRSg, CRSg, dy + (size_t)g * Kg * PQ, PQ, 0.0f,
-                        dcols + (size_t)g * CRSg * PQ, PQ);
+            kcpu_gemm(ctx, 1, 0, CRSg, PQ, Kg, w + (size_t)g * Kg * CRSg, CRSg,
+                      dy + (size_t)g * Kg * PQ, PQ, 0.0f, dcols + (size_t)g * CRSg * PQ, PQ);
         if (!pointwise) {
             memset(dx, 0, CHW * sizeof(float));
             col2im_add(dx, cols, s, P, Q);

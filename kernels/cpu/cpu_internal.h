@@ -2,8 +2,8 @@
  * (cpu_ops.c); nobody else sees them.
  *
  * One op per line, typed by kern_backend.h (kern_X_fn: the arguments of kernels.h's kern_X with
- * the context as `void *`, which the CPU ops do not need: the context only holds the BLAS
- * thread count, set process-wide at creation).  Nothing here allocates except kcpu_create,
+ * the context as `void *`: the context holds the thread count, set process-wide at creation,
+ * and the GEMM library's state that kcpu_gemm reads).  Nothing here allocates except kcpu_create,
  * kcpu_alloc and kcpu_marks_create. */
 #ifndef HARNESS_KERNELS_CPU_INTERNAL_H
 #define HARNESS_KERNELS_CPU_INTERNAL_H
@@ -20,6 +20,15 @@ kern_to_host_fn kcpu_to_host;
 kern_upload_fn kcpu_upload;
 kern_sync_fn kcpu_sync;
 kern_sync_fn kcpu_check;
+/* the CUDA graph's contract emulated (cpu_context.c): ops queued between begin and end run at
+ * once but take their step-varying values from what kcpu_graph_set_values set (at any time
+ * before, also before begin); launch consumes the recording (one per step) */
+kern_graph_begin_fn kcpu_graph_begin;
+kern_graph_begin_fn kcpu_graph_end;
+kern_graph_set_values_fn kcpu_graph_set_values;
+kern_graph_launch_fn kcpu_graph_launch;
+/* the values a recorded op reads: the slot while recording, else NULL (use the arguments) */
+const kern_step_values *kcpu_step_values(const void *c);
 kern_marks_create_fn kcpu_marks_create;
 kern_mark_fn kcpu_mark;
 kern_marks_read_fn kcpu_marks_read;
@@ -96,5 +105,18 @@ kern_layernorm_backward_fn kcpu_layernorm_backward;
 kern_attention_forward_fn kcpu_attention_forward;
 kern_attention_backward_fn kcpu_attention_backward;
 kern_attention_decode_fn kcpu_attention_decode;
+
+/* GEMMs (cpu_gemm.c), row-major, ta/tb: A/B stored transposed.  kcpu_gemm follows the
+ * context's precision (bf16 inputs with fp32 accumulation when run.precision=bf16 and the CPU
+ * has AMX; alpha = 1, beta 0 or 1): linear and convolution.  kcpu_sgemm is always fp32.
+ * The state (oneDNN engine, kept primitives, bf16 buffers) belongs to the context. */
+typedef struct kcpu_gemm_lib kcpu_gemm_lib;
+int kcpu_gemm_create(kcpu_gemm_lib **out, int threads, int bf16, char *err, size_t errlen);
+void kcpu_gemm_destroy(kcpu_gemm_lib *g);
+kcpu_gemm_lib *kcpu_gemm_state(void *c);
+void kcpu_gemm(void *c, int ta, int tb, int M, int N, int K, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
+void kcpu_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc);
 
 #endif

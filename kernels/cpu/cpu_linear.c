@@ -1,10 +1,8 @@
-/* cpu_linear.c: fully connected layer on the CPU, GEMMs in OpenBLAS (row-major).
+/* cpu_linear.c: fully connected layer on the CPU, GEMMs through kcpu_gemm (cpu_gemm.c).
  *   forward   out[B,O] = in[B,I] @ w[O,I]^T + b[O]
  *   backward  din[B,I] = dout[B,O] @ w[O,I];  dw[O,I] += dout^T @ in;  db[O] += sum_b dout */
 #include "cpu_internal.h"
 
-#include <cblas.h>
-#undef I   /* complex.h's imaginary unit, pulled in by cblas.h; here I is the input width */
 
 void kcpu_linear_forward(void *c, float *restrict out, const float *restrict in,
                          const float *restrict w, const float *restrict b, int B, int I, int O) {
@@ -21,8 +19,7 @@ void kcpu_linear_forward(void *c, float *restrict out, const float *restrict in,
         for (size_t i = 0; i < (size_t)B * O; i++) out[i] = 0.0f;
     }
     if (I <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, O, I, 1.0f, in, I, w, I, beta, out,
-                O);
+    kcpu_gemm(c, 0, 1, B, O, I, in, I, w, I, beta, out, O);
 }
 
 void kcpu_linear_backward(void *c, float *restrict din, float *restrict dw,
@@ -47,7 +44,7 @@ void kcpu_linear_backward_ex(void *c, float *restrict din, float *restrict dw,
                              float *restrict db, const float *restrict dout,
                              const float *restrict in, const float *restrict w, int B, int I,
                              int O, int overwrite) {
-    /* BLAS rejects empty matrices (leading dimension 0), so empty shapes are done by hand */
+    /* BLAS libraries reject empty matrices (leading dimension 0), so empty shapes are done by hand */
     int empty = B <= 0 || I <= 0 || O <= 0;
     if (din) {
         if (empty) {
@@ -55,14 +52,12 @@ void kcpu_linear_backward_ex(void *c, float *restrict din, float *restrict dw,
                 din[i] = 0.0f;
         } else {
             /* din[B,I] = dout[B,O] @ w[O,I] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, I, O, 1.0f, dout, O, w, I,
-                        0.0f, din, I);
+            kcpu_gemm(c, 0, 0, B, I, O, dout, O, w, I, 0.0f, din, I);
         }
     }
     if (!empty) {
         /* dw[O,I] += dout^T[O,B] @ in[B,I]  (= with overwrite) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, B, 1.0f, dout, O, in, I,
-                    overwrite ? 0.0f : 1.0f, dw, I);
+        kcpu_gemm(c, 1, 0, O, I, B, dout, O, in, I, overwrite ? 0.0f : 1.0f, dw, I);
     } else if (overwrite && O > 0 && I > 0) {
         for (size_t i = 0; i < (size_t)O * I; i++) dw[i] = 0.0f;
     }

@@ -1,6 +1,8 @@
 /* cpu_ops.c: the CPU backend's table (kern_backend.h).  The entries the CPU has no use for
- * (device memory information, a native stream, staged uploads, launch counters, CUDA graphs)
- * stay NULL: kernels.c answers them as kernels.h documents for the CPU. */
+ * (device memory information, a native stream, staged uploads, launch counters) stay NULL:
+ * kernels.c answers them as kernels.h documents for the CPU.  The CUDA-graph entries emulate
+ * the graph's contract for tests (cpu_context.c); graph_replays 0 keeps kern_graph_available
+ * 0, so the trainer records on the CPU only under its test hook. */
 #include "cpu_internal.h"
 
 const kern_backend_ops kcpu_ops = {
@@ -16,6 +18,11 @@ const kern_backend_ops kcpu_ops = {
     .upload = kcpu_upload,
     .sync = kcpu_sync,
     .check = kcpu_check,
+    .graph_replays = 0,
+    .graph_begin = kcpu_graph_begin,
+    .graph_end = kcpu_graph_end,
+    .graph_set_values = kcpu_graph_set_values,
+    .graph_launch = kcpu_graph_launch,
     .marks_create = kcpu_marks_create,
     .mark = kcpu_mark,
     .marks_read = kcpu_marks_read,

@@ -12,6 +12,8 @@
 void kcpu_dropout_forward_rows(void *c, float *out, uint8_t *mask, const float *in,
                                int64_t rows, int64_t row_elems, float p, uint64_t seed,
                                uint64_t step_id, int64_t first_row, int layer) {
+    const kern_step_values *sv = kcpu_step_values(c);
+    if (sv) step_id = sv->step_id;   /* recorded: the step's values (kernels.h) */
     for (int64_t r = 0; r < rows; r++)
         kcpu_dropout_forward(c, out + r * row_elems, mask + r * row_elems, in + r * row_elems,
                              row_elems, p, seed,
@@ -20,6 +22,8 @@ void kcpu_dropout_forward_rows(void *c, float *out, uint8_t *mask, const float *
 
 void kcpu_grad_stats(void *c, double *gs, const float *grads, int64_t n, float clip_norm,
                      int max_run, int64_t step) {
+    const kern_step_values *sv = kcpu_step_values(c);
+    if (sv) step = sv->step;
     double norm = sqrt(kcpu_sumsq(c, grads, n));
     kern_grad_verdict(gs, norm, clip_norm, max_run, step);
 }
@@ -31,7 +35,8 @@ void kcpu_sumsq_to(void *c, double *sumsq, const float *grads, int64_t n) {
 
 void kcpu_grad_verdict_from(void *c, double *gs, const double *sumsq, float clip_norm,
                             int max_run, int64_t step) {
-    (void)c;
+    const kern_step_values *sv = kcpu_step_values(c);
+    if (sv) step = sv->step;
     kern_grad_verdict(gs, sqrt(*sumsq), clip_norm, max_run, step);
 }
 
@@ -39,6 +44,11 @@ void kcpu_sgd_update_guarded(void *c, float *restrict param, float *restrict buf
                              const float *restrict grad, int64_t n, float lr, float momentum,
                              float weight_decay, int nesterov, const double *gs, int64_t t_plus) {
     if (gs[KERN_GS_SKIP] != 0.0) return;
+    const kern_step_values *sv = kcpu_step_values(c);
+    if (sv) {
+        lr = sv->lr;
+        t_plus = sv->t_plus;
+    }
     int first = t_plus - (int64_t)gs[KERN_GS_SKIPPED] == 1;
     float scale = (float)gs[KERN_GS_SCALE];
     if (scale == 1.0f) {
@@ -61,6 +71,11 @@ void kcpu_adamw_update_guarded(void *c, float *restrict param, float *restrict m
                                float lr, float beta1, float beta2, float eps,
                                float weight_decay, const double *gs, int64_t t_plus) {
     if (gs[KERN_GS_SKIP] != 0.0) return;
+    const kern_step_values *sv = kcpu_step_values(c);
+    if (sv) {
+        lr = sv->lr;
+        t_plus = sv->t_plus;
+    }
     int64_t t = t_plus - (int64_t)gs[KERN_GS_SKIPPED];
     float scale = (float)gs[KERN_GS_SCALE];
     if (scale == 1.0f) {

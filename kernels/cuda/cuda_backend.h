@@ -23,6 +23,8 @@ extern const kern_backend_ops kcuda_ops;
 
 /* Number of usable CUDA devices (0 when there is no driver or device). */
 int kcuda_device_count(void);
+/* kern_cuda_device_status (kernels.h): the count, or 0 / -1 with why there is none. */
+int kcuda_device_status(char *why, size_t len);
 
 #ifdef __cplusplus
 }

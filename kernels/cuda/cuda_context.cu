@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <unistd.h>
 
 /* ---- first-error recording ---- */
 
@@ -48,11 +50,11 @@ int kcuda_cudnn_ok(kcuda_ctx *c, cudnnStatus_t s, const char *what, const char *
     if (s == CUDNN_STATUS_SUCCESS) return 1;
     /* cuDNN 9 keeps a message saying which parameter it rejected; it is the useful part */
     char detail[256] = "", reason[400];
-    cudnnGetLastErrorString(detail, sizeof detail);
+    kcuda_dnn.GetLastErrorString(detail, sizeof detail);
     if (detail[0])
-        snprintf(reason, sizeof reason, "%s (%s)", cudnnGetErrorString(s), detail);
+        snprintf(reason, sizeof reason, "%s (%s)", kcuda_dnn.GetErrorString(s), detail);
     else
-        snprintf(reason, sizeof reason, "%s", cudnnGetErrorString(s));
+        snprintf(reason, sizeof reason, "%s", kcuda_dnn.GetErrorString(s));
     record_error(c, what, file, line, reason);
     return 0;
 }
@@ -63,15 +65,58 @@ void kcuda_fail(kcuda_ctx *c, const char *what, const char *file, int line, cons
 
 /* ---- devices and the context ---- */
 
-int kcuda_device_count(void) {
+/* GPUs the NVIDIA kernel driver knows, whatever CUDA says: /dev/nvidia0, 1, ... and the
+ * entries of /proc/driver/nvidia/gpus (one per GPU), whichever counts more. */
+static int driver_gpu_count(void) {
+    int dev = 0, proc = 0;
+    char path[64];
+    for (int i = 0; i < 64; i++) {
+        snprintf(path, sizeof path, "/dev/nvidia%d", i);
+        if (access(path, F_OK) == 0) dev = i + 1;
+    }
+    DIR *d = opendir("/proc/driver/nvidia/gpus");
+    if (d) {
+        for (struct dirent *e; (e = readdir(d)) != NULL;)
+            if (e->d_name[0] != '.') proc++;
+        closedir(d);
+    }
+    return dev > proc ? dev : proc;
+}
+
+int kcuda_device_status(char *why, size_t len) {
     int n = 0;
-    /* No driver, no device, a driver older than the runtime: all mean "no usable GPU".
-     * The failed call leaves its error as the runtime's last error; clear it so that it does
-     * not surface in an unrelated cudaGetLastError later. */
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        (void)cudaGetLastError();
+    cudaError_t e = cudaGetDeviceCount(&n);
+    /* the failed call leaves its error as the runtime's last error; clear it so that it does
+     * not surface in an unrelated cudaGetLastError later */
+    if (e != cudaSuccess) (void)cudaGetLastError();
+    if (e == cudaSuccess && n > 0) {
+        snprintf(why, len, "%d CUDA device%s", n, n == 1 ? "" : "s");
+        return n;
+    }
+    int listed = driver_gpu_count();
+    if (listed == 0) {
+        snprintf(why, len, "no NVIDIA GPU on this machine (no /dev/nvidia0, nothing in "
+                 "/proc/driver/nvidia/gpus)");
         return 0;
     }
+    int drv = 0, rt = 0;
+    (void)cudaDriverGetVersion(&drv);
+    (void)cudaRuntimeGetVersion(&rt);
+    (void)cudaGetLastError();
+    snprintf(why, len, "the NVIDIA driver lists %d GPU%s but CUDA reports none: "
+             "cudaGetDeviceCount: %s (%s); the driver supports CUDA %d.%d, this program's CUDA "
+             "runtime is %d.%d%s", listed, listed == 1 ? "" : "s",
+             e == cudaSuccess ? "0 devices" : cudaGetErrorString(e),
+             e == cudaSuccess ? "cudaSuccess" : cudaGetErrorName(e), drv / 1000, drv % 1000 / 10,
+             rt / 1000, rt % 1000 / 10,
+             drv && rt > drv ? " (a runtime newer than the driver: use a CUDA build no newer "
+                               "than the driver, or the driver's compatibility package)" : "");
+    return -1;
+}
+
+int kcuda_device_count(void) {
+    char why[16];
+    int n = kcuda_device_status(why, sizeof why);
     return n > 0 ? n : 0;
 }
 
@@ -142,9 +187,10 @@ static int create_failed(kcuda_ctx *c, char *err, size_t errlen) {
 
 int kcuda_create(const kern_options *opt, void **out, char *err, size_t errlen) {
     *out = NULL;
-    int count = kcuda_device_count();
-    if (count == 0) {
-        snprintf(err, errlen, "CUDA backend: no usable CUDA device (no GPU, or no driver)");
+    char why[400];
+    int count = kcuda_device_status(why, sizeof why);
+    if (count <= 0) {
+        snprintf(err, errlen, "CUDA backend: no usable CUDA device: %s", why);
         return -1;
     }
     if (opt->device < 0 || opt->device >= count) {
@@ -195,15 +241,12 @@ int kcuda_create(const kern_options *opt, void **out, char *err, size_t errlen) 
         !KCUDA_OP(c, cudaMemsetAsync(c->ticket, 0, sizeof(unsigned int), c->stream)))
         return create_failed(c, err, errlen);
 
-    /* cuDNN: bound to our stream; the convolutions' descriptors and algorithms are cached per
-     * shape (cuda_conv.cu), their workspace comes from the caller */
-    if (!KCUDNN_CALL(c, cudnnCreate(&c->cudnn))) {
-        c->cudnn = NULL;
+    /* cuDNN: loaded and its handle made by the first convolution (cuda_cudnn.cu), so that a
+     * model without one never needs libcudnn; the convolutions' descriptors and algorithms
+     * are cached per shape (cuda_conv.cu), their workspace comes from the caller */
+    if (kcuda_conv_cache_create(c) != 0) return create_failed(c, err, errlen);
+    if (kcuda_lt_create(c) != 0 || kcuda_graph_create(c) != 0)
         return create_failed(c, err, errlen);
-    }
-    if (!KCUDNN_CALL(c, cudnnSetStream(c->cudnn, c->stream)) || kcuda_conv_cache_create(c) != 0)
-        return create_failed(c, err, errlen);
-    if (kcuda_lt_create(c) != 0) return create_failed(c, err, errlen);
     /* what start-up queued is not a step's work */
     c->launches = c->host_syncs = 0;
     *out = c;
@@ -218,7 +261,7 @@ void kcuda_destroy(void *ctx) {
     kcuda_conv_cache_destroy(c);
     kcuda_lt_destroy(c);
     kcuda_graph_release(c);
-    if (c->cudnn) (void)cudnnDestroy(c->cudnn);
+    if (c->cudnn) (void)kcuda_dnn.Destroy(c->cudnn);
     if (c->cublas) (void)cublasDestroy(c->cublas);
     if (c->cublas_workspace) (void)cudaFree(c->cublas_workspace);
     if (c->part_sum) (void)cudaFree(c->part_sum);
@@ -280,6 +323,8 @@ void kcuda_get_counters(void *ctx, kern_counters *out) {
     out->host_syncs = c->host_syncs;
     out->fused_gemms = c->fused_gemms;
     out->epilogue_fallbacks = c->epilogue_fallbacks;
+    out->relu_epilogue_keeps_nan = c->relu_nan_probe == 0 ? -1 : c->relu_nan_probe > 0;
+    out->gemm_plans = kcuda_lt_plan_count(c);
 }
 
 int kcuda_check(void *ctx, char *err, size_t errlen) {

@@ -15,7 +15,13 @@
  *   forward   out = conv(in, w) (+ b, a broadcast add after cuDNN)
  *   backward  din = conv_transpose(dout, w)   (overwritten: cuDNN beta 0)
  *             dw += wgrad(in, dout)           (accumulated: cuDNN beta 1)
- *             db += sum over B,P,Q of dout    (own deterministic kernel)
+ *             db += sum over B,P,Q of dout    (own deterministic kernels, several blocks
+ *                                               per channel)
+ * The bias stays a pass of its own after cuDNN: the legacy API's fused form,
+ * cudnnConvolutionBiasActivationForward, is deprecated in cuDNN 9 and, with no activation
+ * (CUDNN_ACTIVATION_IDENTITY), is documented to run only with the IMPLICIT_PRECOMP_GEMM
+ * algorithm - it would override the deterministic algorithm chosen below; the fused bias
+ * belongs to the graph API (see above).
  *
  * Plans.  Everything cuDNN needs for one shape (tensor, filter and convolution descriptors, the
  * forward / backward-data / backward-filter algorithms and their workspace bytes) is a plan,
@@ -90,12 +96,12 @@ void kcuda_conv_cache_destroy(kcuda_ctx *c) {
     for (int i = 0; i < CONV_PLANS; i++) {
         conv_plan *p = &c->conv_cache->plans[i];
         if (!p->has_desc) continue;
-        (void)cudnnDestroyTensorDescriptor(p->x);
-        (void)cudnnDestroyTensorDescriptor(p->y);
-        (void)cudnnDestroyFilterDescriptor(p->w);
-        (void)cudnnDestroyConvolutionDescriptor(p->conv_fwd);
-        (void)cudnnDestroyConvolutionDescriptor(p->conv_bwd_data);
-        (void)cudnnDestroyConvolutionDescriptor(p->conv_bwd_filter);
+        (void)kcuda_dnn.DestroyTensorDescriptor(p->x);
+        (void)kcuda_dnn.DestroyTensorDescriptor(p->y);
+        (void)kcuda_dnn.DestroyFilterDescriptor(p->w);
+        (void)kcuda_dnn.DestroyConvolutionDescriptor(p->conv_fwd);
+        (void)kcuda_dnn.DestroyConvolutionDescriptor(p->conv_bwd_data);
+        (void)kcuda_dnn.DestroyConvolutionDescriptor(p->conv_bwd_filter);
     }
     free(c->conv_cache);
     c->conv_cache = NULL;
@@ -156,20 +162,20 @@ static cudnnMathType_t math_to_run(const kcuda_ctx *c, cudnnMathType_t candidate
 static cudnnStatus_t workspace_bytes(kcuda_ctx *c, const conv_plan *p,
                                      cudnnConvolutionDescriptor_t conv,
                                      cudnnConvolutionFwdAlgo_t algo, size_t *bytes) {
-    return cudnnGetConvolutionForwardWorkspaceSize(c->cudnn, p->x, p->w, conv, p->y, algo, bytes);
+    return kcuda_dnn.GetConvolutionForwardWorkspaceSize(c->cudnn, p->x, p->w, conv, p->y, algo, bytes);
 }
 
 static cudnnStatus_t workspace_bytes(kcuda_ctx *c, const conv_plan *p,
                                      cudnnConvolutionDescriptor_t conv,
                                      cudnnConvolutionBwdDataAlgo_t algo, size_t *bytes) {
-    return cudnnGetConvolutionBackwardDataWorkspaceSize(c->cudnn, p->w, p->y, conv, p->x, algo,
+    return kcuda_dnn.GetConvolutionBackwardDataWorkspaceSize(c->cudnn, p->w, p->y, conv, p->x, algo,
                                                         bytes);
 }
 
 static cudnnStatus_t workspace_bytes(kcuda_ctx *c, const conv_plan *p,
                                      cudnnConvolutionDescriptor_t conv,
                                      cudnnConvolutionBwdFilterAlgo_t algo, size_t *bytes) {
-    return cudnnGetConvolutionBackwardFilterWorkspaceSize(c->cudnn, p->x, p->y, conv, p->w, algo,
+    return kcuda_dnn.GetConvolutionBackwardFilterWorkspaceSize(c->cudnn, p->x, p->y, conv, p->w, algo,
                                                           bytes);
 }
 
@@ -187,7 +193,7 @@ static int pick_first_fit(kcuda_ctx *c, const conv_plan *p, cudnnConvolutionDesc
             if (perf[i].status != CUDNN_STATUS_SUCCESS || !math_acceptable(c, perf[i].mathType))
                 continue;
             if (pass == 0 && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
-            if (cudnnSetConvolutionMathType(conv, math_to_run(c, perf[i].mathType)) !=
+            if (kcuda_dnn.SetConvolutionMathType(conv, math_to_run(c, perf[i].mathType)) !=
                     CUDNN_STATUS_SUCCESS ||
                 workspace_bytes(c, p, conv, perf[i].algo, &bytes) != CUDNN_STATUS_SUCCESS ||
                 bytes > limit)
@@ -205,7 +211,7 @@ static int pick_first_fit(kcuda_ctx *c, const conv_plan *p, cudnnConvolutionDesc
 static int pick_forward(kcuda_ctx *c, conv_plan *p, size_t limit) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int n = 0;
-    if (!KCUDNN_CALL(c, cudnnGetConvolutionForwardAlgorithm_v7(
+    if (!KCUDNN_CALL(c, kcuda_dnn.GetConvolutionForwardAlgorithm_v7(
                             c->cudnn, p->x, p->w, p->conv_fwd, p->y,
                             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf)))
         return 0;
@@ -215,7 +221,7 @@ static int pick_forward(kcuda_ctx *c, conv_plan *p, size_t limit) {
 static int pick_backward_data(kcuda_ctx *c, conv_plan *p, size_t limit) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int n = 0;
-    if (!KCUDNN_CALL(c, cudnnGetConvolutionBackwardDataAlgorithm_v7(
+    if (!KCUDNN_CALL(c, kcuda_dnn.GetConvolutionBackwardDataAlgorithm_v7(
                             c->cudnn, p->w, p->y, p->conv_bwd_data, p->x,
                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf)))
         return 0;
@@ -226,7 +232,7 @@ static int pick_backward_data(kcuda_ctx *c, conv_plan *p, size_t limit) {
 static int pick_backward_filter(kcuda_ctx *c, conv_plan *p, size_t limit) {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int n = 0;
-    if (!KCUDNN_CALL(c, cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+    if (!KCUDNN_CALL(c, kcuda_dnn.GetConvolutionBackwardFilterAlgorithm_v7(
                             c->cudnn, p->x, p->y, p->conv_bwd_filter, p->w,
                             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf)))
         return 0;
@@ -239,23 +245,23 @@ static int pick_backward_filter(kcuda_ctx *c, conv_plan *p, size_t limit) {
 static int describe(kcuda_ctx *c, conv_plan *p, int P, int Q) {
     const kern_conv_shape *s = &p->key;
     if (!p->has_desc) {
-        if (!KCUDNN_CALL(c, cudnnCreateTensorDescriptor(&p->x))) return 0;
-        if (!KCUDNN_CALL(c, cudnnCreateTensorDescriptor(&p->y))) {
-            (void)cudnnDestroyTensorDescriptor(p->x);
+        if (!KCUDNN_CALL(c, kcuda_dnn.CreateTensorDescriptor(&p->x))) return 0;
+        if (!KCUDNN_CALL(c, kcuda_dnn.CreateTensorDescriptor(&p->y))) {
+            (void)kcuda_dnn.DestroyTensorDescriptor(p->x);
             return 0;
         }
-        if (!KCUDNN_CALL(c, cudnnCreateFilterDescriptor(&p->w))) {
-            (void)cudnnDestroyTensorDescriptor(p->x);
-            (void)cudnnDestroyTensorDescriptor(p->y);
+        if (!KCUDNN_CALL(c, kcuda_dnn.CreateFilterDescriptor(&p->w))) {
+            (void)kcuda_dnn.DestroyTensorDescriptor(p->x);
+            (void)kcuda_dnn.DestroyTensorDescriptor(p->y);
             return 0;
         }
         cudnnConvolutionDescriptor_t d[3] = {NULL, NULL, NULL};
         for (int i = 0; i < 3; i++)
-            if (!KCUDNN_CALL(c, cudnnCreateConvolutionDescriptor(&d[i]))) {
-                for (int j = 0; j < i; j++) (void)cudnnDestroyConvolutionDescriptor(d[j]);
-                (void)cudnnDestroyTensorDescriptor(p->x);
-                (void)cudnnDestroyTensorDescriptor(p->y);
-                (void)cudnnDestroyFilterDescriptor(p->w);
+            if (!KCUDNN_CALL(c, kcuda_dnn.CreateConvolutionDescriptor(&d[i]))) {
+                for (int j = 0; j < i; j++) (void)kcuda_dnn.DestroyConvolutionDescriptor(d[j]);
+                (void)kcuda_dnn.DestroyTensorDescriptor(p->x);
+                (void)kcuda_dnn.DestroyTensorDescriptor(p->y);
+                (void)kcuda_dnn.DestroyFilterDescriptor(p->w);
                 return 0;
             }
         p->conv_fwd = d[0];
@@ -263,24 +269,24 @@ static int describe(kcuda_ctx *c, conv_plan *p, int P, int Q) {
         p->conv_bwd_filter = d[2];
         p->has_desc = 1;
     }
-    if (!KCUDNN_CALL(c, cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->B,
+    if (!KCUDNN_CALL(c, kcuda_dnn.SetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->B,
                                                    s->C, s->H, s->W)) ||
-        !KCUDNN_CALL(c, cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->B,
+        !KCUDNN_CALL(c, kcuda_dnn.SetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->B,
                                                    s->K, P, Q)) ||
-        !KCUDNN_CALL(c, cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s->K,
+        !KCUDNN_CALL(c, kcuda_dnn.SetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s->K,
                                                    s->C / s->groups, s->R, s->S)))
         return 0;
     cudnnConvolutionDescriptor_t d[3] = {p->conv_fwd, p->conv_bwd_data, p->conv_bwd_filter};
     for (int i = 0; i < 3; i++)
-        if (!KCUDNN_CALL(c, cudnnSetConvolution2dDescriptor(d[i], s->pad_h, s->pad_w, s->stride_h,
+        if (!KCUDNN_CALL(c, kcuda_dnn.SetConvolution2dDescriptor(d[i], s->pad_h, s->pad_w, s->stride_h,
                                                             s->stride_w, s->dil_h, s->dil_w,
                                                             CUDNN_CROSS_CORRELATION,
                                                             CUDNN_DATA_FLOAT)) ||
-            !KCUDNN_CALL(c, cudnnSetConvolutionGroupCount(d[i], s->groups)) ||
-            !KCUDNN_CALL(c, cudnnSetConvolutionMathType(d[i], c->conv_math)))
+            !KCUDNN_CALL(c, kcuda_dnn.SetConvolutionGroupCount(d[i], s->groups)) ||
+            !KCUDNN_CALL(c, kcuda_dnn.SetConvolutionMathType(d[i], c->conv_math)))
             return 0;
     int n, k, h, w;
-    if (!KCUDNN_CALL(c, cudnnGetConvolution2dForwardOutputDim(p->conv_fwd, p->x, p->w, &n, &k, &h,
+    if (!KCUDNN_CALL(c, kcuda_dnn.GetConvolution2dForwardOutputDim(p->conv_fwd, p->x, p->w, &n, &k, &h,
                                                               &w)))
         return 0;
     if (n != s->B || k != s->K || h != P || w != Q) {
@@ -348,6 +354,7 @@ static conv_plan *free_slot(struct kcuda_conv_cache *cache) {
  * kern_conv2d_workspace, which may choose algorithms up to CONV_WORKSPACE_CAP.  NULL with the
  * error recorded when cuDNN rejects the shape. */
 static conv_plan *get_plan(kcuda_ctx *c, const kern_conv_shape *s, int P, int Q, int promise) {
+    if (kcuda_cudnn_open(c) != 0) return NULL;   /* the first convolution loads cuDNN */
     struct kcuda_conv_cache *cache = c->conv_cache;
     kern_conv_shape key = normalise(s);
     conv_plan *p = NULL;
@@ -422,20 +429,67 @@ static void channel_bias(kcuda_ctx *c, float *out, const float *b, int64_t n, in
     KCUDA_LAUNCHED(c, "channel_bias_kernel");
 }
 
-/* db[k] += sum over b, pq of dout[b,k,pq] (n = B*PQ values, n < 2^31): one block per channel,
- * each thread a strided share of the channel's values in double, then the block's fixed-order
- * sum.  Deterministic. */
-__global__ static void bias_grad_kernel(float *db, const float *dout, int K, unsigned int PQ,
-                                        unsigned int n) {
-    for (int k = blockIdx.x; k < K; k += gridDim.x) {
-        double acc = 0.0;
-        for (unsigned int e = threadIdx.x; e < n; e += blockDim.x) {
-            unsigned int b = e / PQ, i = e - b * PQ;
-            acc += (double)dout[((size_t)b * K + k) * PQ + i];
-        }
-        acc = kcuda_block_sum_f64(acc);
-        if (threadIdx.x == 0) db[k] += (float)acc;
+/* db[k] += sum over b, pq of dout[b,k,pq] (n = B*PQ values per channel, n < 2^31), in two
+ * launches so that a layer with few channels still fills the GPU (one block per channel used
+ * 32-64 of an H100's 132 multiprocessors):
+ *   1. grid (splits, K): block (s, k) sums its contiguous share [s*n/splits, (s+1)*n/splits) of
+ *      channel k in double (strided over its threads, then the block's fixed-order sum) into
+ *      part[k * splits + s];
+ *   2. one thread per channel adds its splits' partials in split order.
+ * splits depends on the shape only (never on the device), so the bits are the same on every
+ * GPU and every run.  Deterministic, no atomics. */
+#define BIAS_GRAD_SPLIT_VALUES 8192   /* values per block at least: a split's work */
+#define BIAS_GRAD_MAX_SPLITS 64
+
+static unsigned int bias_grad_splits(int K, unsigned int n) {
+    unsigned int splits = (n + BIAS_GRAD_SPLIT_VALUES - 1) / BIAS_GRAD_SPLIT_VALUES;
+    if (splits > BIAS_GRAD_MAX_SPLITS) splits = BIAS_GRAD_MAX_SPLITS;
+    /* the partials live in the batch-norm scratch (free between ops on the one stream) */
+    unsigned int cap = (unsigned int)(KCUDA_BN_PARTIALS / (size_t)(K > 0 ? K : 1));
+    if (splits > cap) splits = cap;
+    return splits > 0 ? splits : 1;
+}
+
+__global__ static void bias_grad_partials_kernel(double *part, const float *dout, int K,
+                                                 unsigned int PQ, unsigned int n,
+                                                 unsigned int splits) {
+    unsigned int s = blockIdx.x;
+    int k = (int)blockIdx.y;
+    unsigned int lo = (unsigned int)((unsigned long long)n * s / splits);
+    unsigned int hi = (unsigned int)((unsigned long long)n * (s + 1) / splits);
+    double acc = 0.0;
+    for (unsigned int e = lo + threadIdx.x; e < hi; e += blockDim.x) {
+        unsigned int b = e / PQ, i = e - b * PQ;
+        acc += (double)dout[((size_t)b * K + k) * PQ + i];
     }
+    acc = kcuda_block_sum_f64(acc);
+    if (threadIdx.x == 0) part[(size_t)k * splits + s] = acc;
+}
+
+__global__ static void bias_grad_finish_kernel(float *db, const double *part, int K,
+                                               unsigned int splits) {
+    KCUDA_GRID_STRIDE_LOOP(k, K) {
+        double acc = 0.0;
+        for (unsigned int s = 0; s < splits; s++) acc += part[(size_t)k * splits + s];
+        db[k] += (float)acc;
+    }
+}
+
+static int conv_bias_grad(kcuda_ctx *c, float *db, const float *dout, int K, unsigned int PQ,
+                          unsigned int n) {
+    unsigned int splits = bias_grad_splits(K, n);
+    for (int k0 = 0; k0 < K; k0 += 65535) {   /* gridDim.y is at most 65535 */
+        int kn = K - k0 < 65535 ? K - k0 : 65535;
+        dim3 grid(splits, (unsigned int)kn);
+        /* channels k0.. as a tensor of their own: dout offset by k0 channels, stride K */
+        bias_grad_partials_kernel<<<grid, KCUDA_THREADS, 0, c->stream>>>(
+            c->bn_partials, dout + (size_t)k0 * PQ, K, PQ, n, splits);
+        if (!KCUDA_LAUNCHED(c, "bias_grad_partials_kernel")) return -1;
+        bias_grad_finish_kernel<<<kcuda_grid_1d(c, kn), KCUDA_THREADS, 0, c->stream>>>(
+            db + k0, c->bn_partials, kn, splits);
+        if (!KCUDA_LAUNCHED(c, "bias_grad_finish_kernel")) return -1;
+    }
+    return 0;
 }
 
 /* ---- the ops ---- */
@@ -455,7 +509,7 @@ void kcuda_conv2d_forward(void *ctx, float *out, const float *in, const float *w
     if (!p) return;
     const float one = 1.0f, zero = 0.0f;
     c->launches++;
-    if (!KCUDNN_CALL(c, cudnnConvolutionForward(c->cudnn, &one, p->x, in, p->w, w, p->conv_fwd,
+    if (!KCUDNN_CALL(c, kcuda_dnn.ConvolutionForward(c->cudnn, &one, p->x, in, p->w, w, p->conv_fwd,
                                                 p->fwd, workspace, p->fwd_bytes, &zero, p->y,
                                                 out)))
         return;
@@ -482,10 +536,8 @@ void kcuda_conv2d_backward(void *ctx, float *din, float *dw, float *db, const fl
                        "bias gradient over more than 2^31 values per channel");
             return;
         }
-        unsigned int grid = (unsigned int)(s->K < 65536 ? s->K : 65536);
-        bias_grad_kernel<<<grid, KCUDA_THREADS, 0, c->stream>>>(
-            db, dout, s->K, (unsigned int)(P * Q), (unsigned int)per_channel);
-        if (!KCUDA_LAUNCHED(c, "bias_grad_kernel")) return;
+        if (conv_bias_grad(c, db, dout, s->K, (unsigned int)(P * Q), (unsigned int)per_channel))
+            return;
     }
     if (no_taps(s)) {
         if (din && in_bytes) KCUDA_OP(c, cudaMemsetAsync(din, 0, in_bytes, c->stream));
@@ -495,12 +547,12 @@ void kcuda_conv2d_backward(void *ctx, float *din, float *dw, float *db, const fl
     if (!p) return;
     const float one = 1.0f, zero = 0.0f;
     c->launches += (dw != NULL) + (din != NULL);
-    if (dw && !KCUDNN_CALL(c, cudnnConvolutionBackwardFilter(
+    if (dw && !KCUDNN_CALL(c, kcuda_dnn.ConvolutionBackwardFilter(
                                   c->cudnn, &one, p->x, in, p->y, dout, p->conv_bwd_filter,
                                   p->bwd_filter, workspace, p->bwd_filter_bytes, &one, p->w, dw)))
         return;
     if (din)
-        KCUDNN_CALL(c, cudnnConvolutionBackwardData(c->cudnn, &one, p->w, w, p->y, dout,
+        KCUDNN_CALL(c, kcuda_dnn.ConvolutionBackwardData(c->cudnn, &one, p->w, w, p->y, dout,
                                                     p->conv_bwd_data, p->bwd_data, workspace,
                                                     p->bwd_data_bytes, &zero, p->x, din));
 }

@@ -68,6 +68,14 @@ void kcuda_embedding_forward(void *ctx, float *out, const int32_t *tokens, const
     KCUDA_LAUNCHED(c, "embedding_forward_kernel");
 }
 
+/* Key bits that hold every token id in [0, V): the radix sort's passes cover those bits only
+ * (16 for vocabularies up to 65,536 such as GPT-2's 50,257: half the passes of 32 bits). */
+static int token_key_bits(int V) {
+    int bits = 1;
+    while (bits < 31 && (1LL << bits) < (long long)V) bits++;
+    return V > 0 ? bits : 32;
+}
+
 __global__ static void iota_kernel(int32_t *x, int64_t n) {
     KCUDA_GRID_STRIDE_LOOP(i, n) x[i] = (int32_t)i;
 }
@@ -103,7 +111,6 @@ void kcuda_embedding_backward(void *ctx, float *dwte, float *dwpe, const float *
                               const int32_t *tokens, int B, int T, int C, int V,
                               void *workspace) {
     kcuda_ctx *c = (kcuda_ctx *)ctx;
-    (void)V;
     int64_t BT = (int64_t)B * T;
     if (BT <= 0) return;
     char *w = (char *)workspace;
@@ -114,8 +121,10 @@ void kcuda_embedding_backward(void *ctx, float *dwte, float *dwpe, const float *
     size_t temp_bytes = sort_temp_bytes(BT);
     iota_kernel<<<kcuda_grid_1d(c, BT), KCUDA_THREADS, 0, c->stream>>>(pos_in, BT);
     KCUDA_LAUNCHED(c, "iota_kernel");
+    /* tokens are in [0, V) (non-negative: CUB's flip of the int32 sign bit leaves bits
+     * 0..end_bit-1 as they are) */
     KCUDA_CALL(c, cub::DeviceRadixSort::SortPairs(temp, temp_bytes, tokens, keys, pos_in, pos,
-                                                  (int)BT, 0, 32, c->stream));
+                                                  (int)BT, 0, token_key_bits(V), c->stream));
     unsigned int blocks = (unsigned int)(BT < 65536 ? BT : 65536);
     embedding_rows_kernel<<<blocks, KCUDA_THREADS, 0, c->stream>>>(dwte, dout, keys, pos, BT, C);
     KCUDA_LAUNCHED(c, "embedding_rows_kernel");

@@ -6,8 +6,13 @@
 int kcuda_device_name(void *ctx, char *buf, size_t len) {
     kcuda_ctx *c = (kcuda_ctx *)ctx;
     cudaDeviceProp p;
-    if (cudaGetDeviceProperties(&p, c->device) != cudaSuccess) {
-        if (len) buf[0] = '\0';
+    cudaError_t e = cudaGetDeviceProperties(&p, c->device);
+    if (e != cudaSuccess) {
+        /* the name is optional (the MFU table falls back to none), but the failure must not
+         * stay the runtime's last error, where the next kernel's launch check would report it
+         * as that kernel's: cleared, and its reason given in buf instead of a name */
+        (void)cudaGetLastError();
+        if (len) snprintf(buf, len, "(unknown: cudaGetDeviceProperties: %s)", cudaGetErrorString(e));
         return -1;
     }
     snprintf(buf, len, "%s", p.name);

@@ -147,6 +147,42 @@ typedef struct {
     unsigned long long step_id;
 } kcuda_step_scalars;
 
+/* cuDNN's functions, loaded by the first convolution (cuda_cudnn.cu); each member has the type
+ * of the cudnn.h function of the same name with the cudnn prefix. */
+typedef struct {
+    decltype(&cudnnGetErrorString) GetErrorString;
+    decltype(&cudnnGetLastErrorString) GetLastErrorString;
+    decltype(&cudnnGetVersion) GetVersion;
+    decltype(&cudnnCreate) Create;
+    decltype(&cudnnDestroy) Destroy;
+    decltype(&cudnnSetStream) SetStream;
+    decltype(&cudnnCreateTensorDescriptor) CreateTensorDescriptor;
+    decltype(&cudnnDestroyTensorDescriptor) DestroyTensorDescriptor;
+    decltype(&cudnnSetTensor4dDescriptor) SetTensor4dDescriptor;
+    decltype(&cudnnCreateFilterDescriptor) CreateFilterDescriptor;
+    decltype(&cudnnDestroyFilterDescriptor) DestroyFilterDescriptor;
+    decltype(&cudnnSetFilter4dDescriptor) SetFilter4dDescriptor;
+    decltype(&cudnnCreateConvolutionDescriptor) CreateConvolutionDescriptor;
+    decltype(&cudnnDestroyConvolutionDescriptor) DestroyConvolutionDescriptor;
+    decltype(&cudnnSetConvolution2dDescriptor) SetConvolution2dDescriptor;
+    decltype(&cudnnSetConvolutionGroupCount) SetConvolutionGroupCount;
+    decltype(&cudnnSetConvolutionMathType) SetConvolutionMathType;
+    decltype(&cudnnGetConvolution2dForwardOutputDim) GetConvolution2dForwardOutputDim;
+    decltype(&cudnnGetConvolutionForwardAlgorithm_v7) GetConvolutionForwardAlgorithm_v7;
+    decltype(&cudnnGetConvolutionBackwardDataAlgorithm_v7) GetConvolutionBackwardDataAlgorithm_v7;
+    decltype(&cudnnGetConvolutionBackwardFilterAlgorithm_v7) GetConvolutionBackwardFilterAlgorithm_v7;
+    decltype(&cudnnGetConvolutionForwardWorkspaceSize) GetConvolutionForwardWorkspaceSize;
+    decltype(&cudnnGetConvolutionBackwardDataWorkspaceSize) GetConvolutionBackwardDataWorkspaceSize;
+    decltype(&cudnnGetConvolutionBackwardFilterWorkspaceSize) GetConvolutionBackwardFilterWorkspaceSize;
+    decltype(&cudnnConvolutionForward) ConvolutionForward;
+    decltype(&cudnnConvolutionBackwardData) ConvolutionBackwardData;
+    decltype(&cudnnConvolutionBackwardFilter) ConvolutionBackwardFilter;
+} kcuda_cudnn_api;
+extern kcuda_cudnn_api kcuda_dnn;
+/* The context's cuDNN handle on its stream, loading cuDNN first if no context has: 0, or -1
+ * with the error recorded (no libcudnn: the message names it). */
+int kcuda_cudnn_open(kcuda_ctx *c);
+
 /* Result of a reduction, written on the device and copied back in one transfer. */
 typedef struct {
     double sum;
@@ -193,6 +229,8 @@ struct kcuda_ctx {
     cudaGraphExec_t graph_exec;
     /* kern_counters */
     int64_t launches, host_syncs, fused_gemms, epilogue_fallbacks;
+    int relu_nan_probe;          /* cuda_linear.cu: 0 not measured, 1 the ReLU epilogue keeps
+                                  * NaN, -1 it hides NaN (fused ReLU off) */
     int has_error;
     char error[512];
 };
@@ -260,11 +298,16 @@ int kcuda_lt_matmul(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, in
                     int k, const float *A, int lda, const float *B, int ldb, float beta,
                     float *D, int ldd, unsigned int epilogue, void *bias, float *aux);
 
+/* GEMM plans the cuBLASLt cache holds (cuda_lt.cu) */
+int kcuda_lt_plan_count(const kcuda_ctx *c);
+
 /* The device copy of the step's values for kernels queued while capturing, else NULL (the
  * kernels then use their by-value arguments). */
 static inline const kcuda_step_scalars *kcuda_step_values(const kcuda_ctx *c) {
     return c->capturing ? c->step_scalars : NULL;
 }
+/* c->step_scalars, with the context (0, or -1 with the error recorded); released with it */
+int kcuda_graph_create(kcuda_ctx *c);
 void kcuda_graph_release(kcuda_ctx *c);
 
 /* Releases what cuda_step.cu created (copy stream, staging, events); the stream is idle. */

@@ -72,11 +72,39 @@ void kcuda_linear_forward(void *ctx, float *out, const float *in, const float *w
     }
 }
 
+/* Whether cuBLASLt's ReLU epilogue keeps a NaN: cuBLASLt does not document it, and a max(x, 0)
+ * would turn NaN into 0, hiding it from the non-finite report (which would then name a later
+ * layer).  Measured once per context, at its first linear+relu (the first step, which builds
+ * the GEMM plans and may wait; never while recording a CUDA graph): an 8x8x8 GEMM of NaN
+ * inputs through the RELU epilogue, in the context's precision, its first output read back.
+ * NaN: the fused ReLU is used; 0: ReLU runs as its own kernel (which keeps NaN, as PyTorch's
+ * relu does) for the rest of the run.  The operands live in the reduction scratch (8 KiB,
+ * free between ops).  tests/gpu/test_gpu_kernels.c prints the result. */
+static int relu_epilogue_keeps_nan(kcuda_ctx *c) {
+    if (c->relu_nan_probe != 0) return c->relu_nan_probe > 0;
+    if (c->capturing || c->separate_epilogues) return 0;   /* not measurable now: separate */
+    float *a = (float *)c->part_sum, *d = a + 128;   /* a: [8,8] NaN (A and B), d: [8,8] */
+    float got = 0.0f;
+    if (!KCUDA_OP(c, cudaMemsetAsync(a, 0xFF, 64 * sizeof(float), c->stream))) return 0;
+    int st = kcuda_lt_matmul(c, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, a, 8, a, 8, 0.0f, d, 8,
+                             CUBLASLT_EPILOGUE_RELU, NULL, NULL);
+    if (st < 0) return 0;   /* an error, recorded */
+    if (st == 0) {
+        c->relu_nan_probe = -1;   /* no fused ReLU for this context's math at all */
+        return 0;
+    }
+    if (!KCUDA_OP(c, cudaMemcpyAsync(&got, d, sizeof got, cudaMemcpyDeviceToHost, c->stream)) ||
+        !KCUDA_WAIT(c, cudaStreamSynchronize(c->stream)))
+        return 0;
+    c->relu_nan_probe = got != got ? 1 : -1;
+    return c->relu_nan_probe > 0;
+}
+
 void kcuda_linear_act_forward(void *ctx, float *pre, float *out, const float *in,
                               const float *w, const float *b, int B, int I, int O, kern_act act) {
     kcuda_ctx *c = (kcuda_ctx *)ctx;
     if (B <= 0 || O <= 0) return;
-    if (I > 0 && act != KERN_ACT_NONE) {
+    if (I > 0 && act != KERN_ACT_NONE && (act != KERN_ACT_RELU || relu_epilogue_keeps_nan(c))) {
         /* relu: D = relu(in w^T + b) straight into out (pre is not needed: relu's backward
          * reads out); gelu: aux = in w^T + b into pre, D = gelu(aux) into out */
         unsigned int epi = act == KERN_ACT_RELU ? (b ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU)

@@ -25,6 +25,10 @@
 
 #include "cuda_internal.h"
 
+/* Initial slots of the plan table; it doubles whenever it would be more than half full, so a
+ * model with many GEMM shapes keeps every plan (issue 22: past 256 shapes the old table
+ * rebuilt one slot's plan on every call).  Growing happens only when a new shape is first
+ * seen - the first step, which builds every plan, never a recorded or later one. */
 #define LT_CACHE_SLOTS 256
 
 typedef struct {
@@ -42,7 +46,8 @@ typedef struct {
 } lt_plan;
 
 struct kcuda_lt_cache {
-    lt_plan slot[LT_CACHE_SLOTS];
+    lt_plan *slot;   /* [cap], open addressing with linear probing */
+    int cap, used;
 };
 
 #define KLT_CALL(c, call) kcuda_cublas_ok((c), (call), #call, __FILE__, __LINE__)
@@ -50,6 +55,12 @@ struct kcuda_lt_cache {
 int kcuda_lt_create(kcuda_ctx *c) {
     c->lt_cache = (struct kcuda_lt_cache *)calloc(1, sizeof(struct kcuda_lt_cache));
     if (!c->lt_cache) {
+        kcuda_fail(c, "cuBLASLt plan cache", __FILE__, __LINE__, "out of memory");
+        return -1;
+    }
+    c->lt_cache->slot = (lt_plan *)calloc(LT_CACHE_SLOTS, sizeof(lt_plan));
+    c->lt_cache->cap = LT_CACHE_SLOTS;
+    if (!c->lt_cache->slot) {
         kcuda_fail(c, "cuBLASLt plan cache", __FILE__, __LINE__, "out of memory");
         return -1;
     }
@@ -69,8 +80,9 @@ static void plan_release(lt_plan *p) {
 
 void kcuda_lt_destroy(kcuda_ctx *c) {
     if (c->lt_cache) {
-        for (int i = 0; i < LT_CACHE_SLOTS; i++)
+        for (int i = 0; c->lt_cache->slot && i < c->lt_cache->cap; i++)
             if (c->lt_cache->slot[i].used) plan_release(&c->lt_cache->slot[i]);
+        free(c->lt_cache->slot);
         free(c->lt_cache);
         c->lt_cache = NULL;
     }
@@ -163,29 +175,52 @@ static int plan_build(kcuda_ctx *c, lt_plan *p, const lt_plan *q) {
     return 0;
 }
 
+/* Doubles the table, moving every plan (its handles move with it) to its slot in the new one.
+ * 0, or -1 with the error recorded. */
+static int cache_grow(kcuda_ctx *c) {
+    struct kcuda_lt_cache *lc = c->lt_cache;
+    int cap = lc->cap * 2;
+    lt_plan *slot = (lt_plan *)calloc((size_t)cap, sizeof(lt_plan));
+    if (!slot) {
+        kcuda_fail(c, "cuBLASLt plan cache", __FILE__, __LINE__, "out of memory growing it");
+        return -1;
+    }
+    for (int i = 0; i < lc->cap; i++) {
+        if (!lc->slot[i].used) continue;
+        unsigned int h = plan_hash(&lc->slot[i]);
+        int j = (int)(h % (unsigned int)cap);
+        while (slot[j].used) j = (j + 1) % cap;
+        slot[j] = lc->slot[i];
+    }
+    free(lc->slot);
+    lc->slot = slot;
+    lc->cap = cap;
+    return 0;
+}
+
 static lt_plan *get_plan(kcuda_ctx *c, const lt_plan *q) {
     struct kcuda_lt_cache *lc = c->lt_cache;
     unsigned int h = plan_hash(q);
-    for (int probe = 0; probe < LT_CACHE_SLOTS; probe++) {
-        lt_plan *p = &lc->slot[(h + (unsigned int)probe) % LT_CACHE_SLOTS];
+    /* at most half full, so the probe always ends at the key or at a free slot */
+    for (int probe = 0;; probe++) {
+        lt_plan *p = &lc->slot[(h + (unsigned int)probe) % (unsigned int)lc->cap];
         if (p->used && same_key(p, q)) return p;
-        if (!p->used) {
-            if (plan_build(c, p, q) != 0) {
-                plan_release(p);
-                return NULL;
-            }
-            return p;
+        if (p->used) continue;
+        if (2 * (lc->used + 1) > lc->cap) {
+            if (cache_grow(c) != 0) return NULL;
+            return get_plan(c, q);
         }
+        if (plan_build(c, p, q) != 0) {
+            plan_release(p);
+            return NULL;
+        }
+        lc->used++;
+        return p;
     }
-    /* a model with more than LT_CACHE_SLOTS distinct GEMM shapes: slot 0 is rebuilt */
-    lt_plan *p = &lc->slot[h % LT_CACHE_SLOTS];
-    plan_release(p);
-    if (plan_build(c, p, q) != 0) {
-        plan_release(p);
-        return NULL;
-    }
-    return p;
 }
+
+/* Plans in the table (tests: the cache keeps every shape). */
+int kcuda_lt_plan_count(const kcuda_ctx *c) { return c->lt_cache ? c->lt_cache->used : 0; }
 
 int kcuda_lt_matmul(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                     int k, const float *A, int lda, const float *B, int ldb, float beta,
@@ -229,11 +264,19 @@ int kcuda_lt_matmul(kcuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, in
                                 sizeof aux)))
         return -1;
     const float alpha = 1.0f;
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->desc, &alpha, A, p->a, B, p->b, &beta, D, p->d,
+                                       D, p->d, &p->algo, c->cublas_workspace,
+                                       KCUDA_CUBLAS_WORKSPACE_BYTES, c->stream);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
+        /* the heuristic offered an algorithm that the call then refuses (nothing was queued):
+         * this plan is unusable from now on, and the caller runs the separate kernels, as for
+         * a shape with no algorithm - training goes on */
+        p->ok = 0;
+        c->epilogue_fallbacks++;
+        return 0;
+    }
     c->launches++;
-    if (!KLT_CALL(c, cublasLtMatmul(c->lt, p->desc, &alpha, A, p->a, B, p->b,
-                                    &beta, D, p->d, D, p->d, &p->algo, c->cublas_workspace,
-                                    KCUDA_CUBLAS_WORKSPACE_BYTES, c->stream)))
-        return -1;
+    if (!KLT_CALL(c, st)) return -1;
     c->fused_gemms++;
     return 1;
 }

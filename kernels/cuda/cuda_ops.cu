@@ -21,6 +21,7 @@ extern "C" const kern_backend_ops kcuda_ops = {
     .sync = kcuda_sync,
     .check = kcuda_check,
     .get_counters = kcuda_get_counters,
+    .graph_replays = 1,
     .graph_begin = kcuda_graph_begin,
     .graph_end = kcuda_graph_end,
     .graph_set_values = kcuda_graph_set_values,

@@ -355,9 +355,10 @@ void kcuda_adamw_update_guarded(void *ctx, float *param, float *m, float *v,
  * kcuda_graph_begin starts capturing the context's stream (thread-local mode: the loader's
  * and comm's threads are not affected); every op the trainer then queues is recorded, not
  * run.  The values that change from step to step (learning rate, AdamW's step count, the
- * step and dropout's step id) are read by the recorded kernels from c->step_scalars, which
- * kcuda_graph_set_values writes with a one-thread kernel queued before each launch, so one
- * captured graph replays every later step.  Everything else a step touches stays where it
+ * step and dropout's step id) are read by the recorded kernels from c->step_scalars (made
+ * with the context), which kcuda_graph_set_values writes with a one-thread kernel queued
+ * before each launch - before the recording too - so one captured graph replays every later
+ * step.  Everything else a step touches stays where it
  * was at capture: parameters, gradients, activations, the loss accumulators, the batch's
  * device buffers (the upload fills them before the launch, outside the graph). */
 
@@ -365,11 +366,38 @@ __global__ static void set_scalars_kernel(kcuda_step_scalars *sv, kcuda_step_sca
     *sv = v;
 }
 
+/* Queue a write of the step's values to c->step_scalars (stream order: every later launch,
+ * and a graph launched after it, reads them). */
+static void queue_scalars(kcuda_ctx *c, kcuda_step_scalars s) {
+    set_scalars_kernel<<<1, 1, 0, c->stream>>>(c->step_scalars, s);
+    KCUDA_LAUNCHED(c, "set_scalars_kernel");
+}
+
+int kcuda_graph_create(kcuda_ctx *c) {
+    /* From the context's creation on, so that values set before the first recording (the
+     * trainer sets them, then records) reach the graph's first launch.  Until then they hold
+     * lr = NaN and t = 0: a launch with no values ever set gives NaN parameters, not a
+     * silent result from whatever the memory held. */
+    if (!KCUDA_CALL(c, cudaMalloc((void **)&c->step_scalars, sizeof(kcuda_step_scalars))))
+        return -1;
+    kcuda_step_scalars unset;
+    unset.lr = __builtin_nanf("");
+    unset.t_plus = unset.step = 0;
+    unset.step_id = 0;
+    queue_scalars(c, unset);
+    return c->has_error ? -1 : 0;
+}
+
 int kcuda_graph_begin(void *ctx, char *err, size_t errlen) {
     kcuda_ctx *c = (kcuda_ctx *)ctx;
-    if (!c->step_scalars &&
-        !KCUDA_CALL(c, cudaMalloc((void **)&c->step_scalars, sizeof(kcuda_step_scalars))))
-        return kcuda_check(c, err, errlen), -1;
+    /* An error from before the capture is the step's real failure, not the capture's: it
+     * stays recorded, so that kern_check reports it and training stops, rather than being
+     * turned into "recording failed, training without a graph". */
+    KCUDA_CALL(c, cudaPeekAtLastError());
+    if (c->has_error) {
+        snprintf(err, errlen, "a CUDA error before the recording (%s)", c->error);
+        return -1;
+    }
     if (!KCUDA_CALL(c, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal)))
         return kcuda_check(c, err, errlen), -1;
     c->capturing = 1;
@@ -400,19 +428,21 @@ int kcuda_graph_end(void *ctx, char *err, size_t errlen) {
     c->has_error = 0;
     c->error[0] = '\0';
     (void)cudaGetLastError();
+    /* ... unless the device itself has failed (a sticky error such as an illegal address
+     * that surfaced while recording): that one stays recorded for kern_check.  One wait, once
+     * per process (a failed recording turns graphs off). */
+    KCUDA_WAIT(c, cudaStreamSynchronize(c->stream));
     return -1;
 }
 
 void kcuda_graph_set_values(void *ctx, const kern_step_values *v) {
     kcuda_ctx *c = (kcuda_ctx *)ctx;
-    if (!c->step_scalars) return;
     kcuda_step_scalars s;
     s.lr = v->lr;
     s.t_plus = v->t_plus;
     s.step = v->step;
     s.step_id = v->step_id;
-    set_scalars_kernel<<<1, 1, 0, c->stream>>>(c->step_scalars, s);
-    KCUDA_LAUNCHED(c, "set_scalars_kernel");
+    queue_scalars(c, s);
 }
 
 void kcuda_graph_launch(void *ctx) {

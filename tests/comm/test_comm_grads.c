@@ -151,7 +151,7 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
                 double expected = sum[i] / world;
                 /* float sums of world terms, then one multiply: a few ulps of the magnitudes */
                 double tol = 4.0 * FLT_EPSILON * (sum_abs[i] / world) + 1e-30;
-                if (fabs((double)grads[i] - expected) > tol) {
+                if (!(fabs((double)grads[i] - expected) <= tol)) {
                     if (wrong < 5)
                         fprintf(stderr, "rank %d: n=%lld bucket_bytes=%zu pattern=%d step=%d: "
                                 "grads[%lld] = %.9g, expected %.9g\n", rank, (long long)n,

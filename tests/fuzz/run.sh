@@ -2,7 +2,7 @@
 # Builds the libFuzzer harnesses with clang (ASan + UBSan + LeakSanitizer; coverage on the
 # project's own libraries too) into build-fuzz/ and runs each for SECONDS (default 20).
 #
-#   bash tests/fuzz/run.sh [SECONDS] [config|dataset|checkpoint|import|tokenizer|tokens ...]
+#   bash tests/fuzz/run.sh [SECONDS] [config|dataset|checkpoint|import|tokenizer|tokens|safetensors ...]
 #   JOBS=2 bash tests/fuzz/run.sh 600 dataset     # by hand: longer, 2 worker processes
 #
 # Each fuzzer starts from its seeds (tests/fuzz/corpus/NAME) and the regression inputs
@@ -25,7 +25,7 @@ ROOT=$PWD
 SECONDS_EACH=${1:-20}
 [ $# -gt 0 ] && shift
 NAMES=("$@")
-[ ${#NAMES[@]} -gt 0 ] || NAMES=(config dataset checkpoint import tokenizer tokens)
+[ ${#NAMES[@]} -gt 0 ] || NAMES=(config dataset checkpoint import tokenizer tokens safetensors)
 B=$ROOT/build-fuzz
 CC=${CC:-clang}
 JOBS=${JOBS:-1}

@@ -4,7 +4,8 @@
 # Usage: comm_stall.sh TEST_GPU_COMM MPIRUN
 set -uo pipefail
 TEST=$1 MPIRUN=$2
-if [ "$("$TEST" --count)" -lt 1 ]; then echo "SKIP: no CUDA device"; exit 77; fi
+gpus=$("$TEST" --count) || { echo "FAIL: a GPU is listed but CUDA cannot use it"; exit 1; }
+if [ "$gpus" -lt 1 ]; then echo "SKIP: no CUDA device"; exit 77; fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 start=$(date +%s)
@@ -18,6 +19,6 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 [ "$took" -le 40 ] || fail "the job took $took s to end (timeout 2 s + abort 10 s)"
 grep -q "collective #[0-9]* gradient bucket all-reduce(100 x f32) in step 7 has not completed" "$log" \
   || fail "no stall report naming the bucket collective and the step"
-grep -q "on the GPU: NCCL all-reduce of gradient bucket 0 of 10 (elements \[900, 1000))" "$log" \
+grep -q "on the GPU: NCCL gradient bucket all-reduce (f32) of bucket 0 of 10 (elements \[900, 1000))" "$log" \
   || fail "no line naming the GPU bucket"
 echo "stalled GPU bucket: reported and ended in $took s"

@@ -18,7 +18,7 @@ command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] ||
   { echo "make_bundle: no nvcc: the bundle needs the CUDA backend" >&2; exit 1; }
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
 grep -q 'HARNESS_HAVE_CUDA:INTERNAL=ON\|HARNESS_HAVE_CUDA' "$BUILD/CMakeCache.txt" || true
-targets=(harness test_gpu_kernels test_gpu_cnn test_gpu_step test_gpu_comm)
+targets=(harness gpu_versions test_gpu_kernels test_gpu_cnn test_gpu_step test_gpu_comm)
 [ -f "$ROOT/tests/gpu/test_gpu_gpt.c" ] && targets+=(test_gpu_gpt)
 cmake --build "$BUILD" -j"$JOBS" --target "${targets[@]}"
 bins=()
@@ -33,6 +33,7 @@ B=$STAGE/gpubundle
 "$TOOL" "$B" "${bins[@]}"
 mkdir -p "$B/tests/gpu" "$B/tests/perf" "$B/launch" "$B/data/fashion-mnist"
 cp "$ROOT"/tests/gpu/*.sh "$B/tests/gpu/"
+cp "$ROOT"/tests/nan_safe.py "$B/tests/"   # imported by the scripts' Python checks
 cp "$ROOT"/tests/mpi_env.sh "$B/tests/"   # sourced by the scripts in tests/gpu and tests/perf
 cp "$ROOT"/tests/perf/bench_gpu.sh "$ROOT"/tests/perf/torch_mlp.py "$ROOT"/tests/perf/bench_gpt.sh \
    "$ROOT"/tests/perf/torch_gpt.py "$B/tests/perf/"

@@ -32,6 +32,7 @@ run_model() {  # run_model NAME CONFIG STEPS DATA.TRAIN [--set ...]
   done
   "$PY" - "$WORK" "$name" <<'PY'
 import json, re, sys
+import nan_safe
 w, name = sys.argv[1], sys.argv[2]
 def run(m):
     rows = [json.loads(l) for l in open(f"{w}/{name}-{m}/metrics.jsonl")]
@@ -42,7 +43,7 @@ def run(m):
     return loss, sps, work.group(1) if work else "?"
 g, e, s = run("graph"), run("eager"), run("separate")
 def rel(a, b):
-    return max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
+    return nan_safe.worst(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
 assert len(g[0]) == len(e[0]) == len(s[0]) > 0
 ge, es = rel(e[0], g[0]), rel(e[0], s[0])
 print(f"{name}: graph vs eager max rel loss diff {ge:.2e}{' (bit-identical)' if g[0] == e[0] else ''}; "

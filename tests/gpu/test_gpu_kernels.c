@@ -23,10 +23,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu_compare.h"
+#include "gpu_gate.h"
 #include "kernels.h"
 
-#define SKIP_CODE 77
 #define TOL 1e-5
+/* linear+gelu's output when cuBLASLt fuses the GELU: cuBLASLt does not say how it evaluates
+ * tanh; if with the hardware's tanh.approx.f32 (relative error about 2^-11, PTX ISA), the
+ * error of 0.5 x (1 + tanh u) is at most 0.5 |x| |tanh u| 2^-11 <= |x| 2^-12, and relative to
+ * max |gelu(x)| ~ max |x| that is 2^-12 = 2.4e-4.  The measured error is printed ("max rel
+ * err"); the pre-activation (GEMM + bias) keeps TOL. */
+#define GELU_EPILOGUE_TOL 2.5e-4
 
 static kern_ctx *cpu, *gpu;
 
@@ -106,43 +113,25 @@ static void expect_no_gpu_error(void) {
 
 static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
 
-/* GPU result (fetched) against the CPU's: NaN exactly where the CPU has NaN, and
- * max|gpu - cpu| <= tol * max|cpu| over the finite elements (tol 0: every bit equal). */
+/* GPU result (fetched) against the CPU's: NaN exactly where the CPU has NaN, infinities equal,
+ * and max|gpu - cpu| <= tol * max|cpu| (tol 0: every bit equal); gpu_compare.h, NaN fails. */
 static void expect_close_values(const char *what, const float *want, const float *got, int64_t n,
                                 double tol) {
-    double max_ref = 0.0, max_diff = 0.0;
-    int64_t worst = -1, differ = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (!isnan(want[i]) != !isnan(got[i]))
-            fail_msg("%s (n=%lld): element %lld is %g on the CPU but %g on the GPU", what,
-                     (long long)n, (long long)i, (double)want[i], (double)got[i]);
-        if (isnan(want[i])) continue;   /* NaN on both: payloads may differ */
-        if (!same_bits(want[i], got[i])) differ++;
-        if (isinf(want[i]) || isinf(got[i])) {
-            if (want[i] != got[i])
-                fail_msg("%s (n=%lld): element %lld is %g on the CPU but %g on the GPU", what,
-                         (long long)n, (long long)i, (double)want[i], (double)got[i]);
-            continue;
-        }
-        double ref = fabs((double)want[i]);
-        double diff = fabs((double)got[i] - (double)want[i]);
-        if (ref > max_ref) max_ref = ref;
-        if (diff > max_diff) {
-            max_diff = diff;
-            worst = i;
-        }
-    }
-    double rel = max_ref > 0.0 ? max_diff / max_ref : max_diff;
-    if (differ == 0)
+    gc_diff d = gc_diff_f(want, got, n);
+    double rel = gc_rel(&d);
+    if (isnan(d.max_diff))
+        fail_msg("%s (n=%lld): element %lld is %g on the CPU but %g on the GPU", what,
+                 (long long)n, (long long)d.worst, (double)want[d.worst], (double)got[d.worst]);
+    if (d.differ == 0)
         printf("  %-40s n=%-8lld bit-identical\n", what, (long long)n);
     else
         printf("  %-40s n=%-8lld max rel err %.3g, %lld elements differ in bits\n", what,
-               (long long)n, rel, (long long)differ);
-    if (tol == 0.0 ? differ != 0 : rel > tol)
+               (long long)n, rel, (long long)d.differ);
+    if (!gc_within(&d, tol))
         fail_msg("%s (n=%lld): normwise relative error %.3g > %.3g; worst element %lld: CPU %.9g "
                  "GPU %.9g",
-                 what, (long long)n, rel, tol, (long long)worst,
-                 worst >= 0 ? (double)want[worst] : 0.0, worst >= 0 ? (double)got[worst] : 0.0);
+                 what, (long long)n, rel, tol, (long long)d.worst,
+                 d.worst >= 0 ? (double)want[d.worst] : 0.0, d.worst >= 0 ? (double)got[d.worst] : 0.0);
 }
 
 static void expect_close(const char *what, pair *p, double tol) {
@@ -504,7 +493,20 @@ static void check_linear_act(linear_shape sh, kern_act act, int with_bias, int m
     kern_linear_act_forward(gpu, pg, out.gpu, in.gpu, w.gpu, bg, B, I, O, act);
     snprintf(what, sizeof what, "linear+%s %dx%dx%d%s%s", name, B, I, O, with_bias ? " +b" : "",
              misalign ? " (bias 4-byte aligned)" : "");
-    expect_close(what, &out, TOL);
+    if (B > 1 && act == KERN_ACT_RELU) {
+        /* issue 22: whether cuBLASLt's ReLU epilogue keeps a NaN (undocumented) - measured and
+         * printed here; expect_close then fails if it does not, naming the element */
+        float got = 0.0f;
+        kern_to_host(gpu, &got, out.gpu + O, sizeof got);
+        kern_counters kc;
+        kern_get_counters(gpu, &kc);
+        printf("  %-40s NaN input row -> %g on the GPU (%s); cuBLASLt's ReLU epilogue %s\n",
+               what, (double)got, isnan(got) ? "the NaN survives" : "HIDDEN",
+               kc.relu_epilogue_keeps_nan == 1 ? "keeps NaN (measured): fused"
+               : kc.relu_epilogue_keeps_nan == 0 ? "hides NaN (measured): ReLU runs separately"
+                                                  : "not measured");
+    }
+    expect_close(what, &out, act == KERN_ACT_GELU ? GELU_EPILOGUE_TOL : TOL);
     if (act == KERN_ACT_GELU) {
         snprintf(what, sizeof what, "linear+gelu pre-activation %dx%dx%d", B, I, O);
         expect_close(what, &pre, TOL);
@@ -565,6 +567,45 @@ static void test_linear_epilogues(void **state) {
 }
 
 /* run.gemm_epilogues=separate: nothing is fused, results as the CPU's */
+/* The cuBLASLt plan cache past its first 256 shapes (issue 22: it used to rebuild a plan on
+ * every call from then on): 300 batch sizes of a linear layer with a bias, twice, in a fresh
+ * context - every shape keeps its plan (gemm_plans 300 after both passes), the second pass
+ * fuses as many GEMMs as the first, and the largest agrees with the CPU. */
+static void test_lt_plan_cache_grows(void **state) {
+    (void)state;
+    enum { SHAPES = 300, I = 16, O = 16 };
+    char err[512];
+    kern_options o = {.backend = KERN_CUDA, .threads = 1, .device = 0};
+    kern_ctx *saved = gpu, *fresh = NULL;
+    if (kern_create(&o, &fresh, err, sizeof err) != 0) fail_msg("CUDA context: %s", err);
+    gpu = fresh;
+    pair in = pair_new((int64_t)SHAPES * I), w = pair_new((int64_t)O * I), b = pair_new(O);
+    pair out = pair_new((int64_t)SHAPES * O);
+    pair_random(&in, -1.0f, 1.0f);
+    pair_random(&w, -0.5f, 0.5f);
+    pair_random(&b, -0.5f, 0.5f);
+    long long plans[2], fused[2];
+    kern_counters kc0, kc;
+    for (int pass = 0; pass < 2; pass++) {
+        kern_get_counters(gpu, &kc0);
+        for (int B = 1; B <= SHAPES; B++) kern_linear_forward(gpu, out.gpu, in.gpu, w.gpu, b.gpu, B, I, O);
+        kern_get_counters(gpu, &kc);
+        plans[pass] = (long long)kc.gemm_plans;
+        fused[pass] = (long long)(kc.fused_gemms - kc0.fused_gemms);
+    }
+    printf("  plan cache: %lld plans after pass 1, %lld after pass 2; fused %lld then %lld\n",
+           plans[0], plans[1], fused[0], fused[1]);
+    kern_linear_forward(cpu, out.cpu, in.cpu, w.cpu, b.cpu, SHAPES, I, O);
+    expect_close("linear 300x16x16 after 600 cached GEMMs", &out, TOL);
+    pair_free(&in); pair_free(&w); pair_free(&b); pair_free(&out);
+    gpu = saved;
+    kern_destroy(fresh);
+    if (plans[0] != SHAPES || plans[1] != SHAPES)
+        fail_msg("the plan cache holds %lld / %lld plans, not one per shape (%d)", plans[0],
+                 plans[1], SHAPES);
+    if (fused[1] != fused[0]) fail_msg("pass 2 fused %lld GEMMs, pass 1 %lld", fused[1], fused[0]);
+}
+
 static void test_linear_epilogues_separate(void **state) {
     (void)state;
     char err[512];
@@ -637,7 +678,7 @@ static void check_xent(xent_case xc, int mode) {
     printf("  %-40s loss sum CPU %.17g GPU %.17g, correct CPU %lld GPU %lld\n", what, sum_cpu,
            sum_gpu, (long long)right_cpu, (long long)right_gpu);
     if (!isnan(sum_cpu) != !isnan(sum_gpu) ||
-        (!isnan(sum_cpu) && fabs(sum_gpu - sum_cpu) > TOL * fabs(sum_cpu)))
+        (!isnan(sum_cpu) && sum_gpu != sum_cpu && !(fabs(sum_gpu - sum_cpu) <= TOL * fabs(sum_cpu))))
         fail_msg("%s: loss sum CPU %.17g GPU %.17g", what, sum_cpu, sum_gpu);
     assert_int_equal(right_cpu, right_gpu);
     if (mode != 3) expect_close(what, &losses, TOL);
@@ -789,10 +830,8 @@ static int destroy_contexts(void **state) {
 }
 
 int main(void) {
-    if (kern_cuda_device_count() == 0) {
-        printf("SKIP: no CUDA device\n");
-        return SKIP_CODE;
-    }
+    int gate = gpu_gate();
+    if (gate != 0) return gate;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alloc_is_zeroed),
         cmocka_unit_test(test_errors_are_reported_once),
@@ -804,6 +843,7 @@ int main(void) {
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_linear_epilogues),
         cmocka_unit_test(test_linear_epilogues_separate),
+        cmocka_unit_test(test_lt_plan_cache_grows),
         cmocka_unit_test(test_softmax_xent),
         cmocka_unit_test(test_reductions),
         cmocka_unit_test(test_sgd),

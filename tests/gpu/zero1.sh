@@ -45,6 +45,7 @@ grep -q "resumed from .*step_00000015.h5: step 15" "$Z/resume.log" ||
   { cat "$Z/resume.log"; fail "did not resume from step 15"; }
 "$PY" - "$Z" <<'PY'
 import json, sys, h5py, numpy as np
+import nan_safe
 z = sys.argv[1]
 def losses(run):
     d = {}
@@ -55,7 +56,7 @@ def losses(run):
     return d
 def worst(a, b, k):
     assert sorted(a) == sorted(b) == list(range(1, 31)), (len(a), len(b))
-    return max(abs(a[s][k] - b[s][k]) / abs(a[s][k]) for s in a)
+    return nan_safe.worst(abs(a[s][k] - b[s][k]) / abs(a[s][k]) for s in a)
 for ranks, tol in ((1, 1e-6), (2, 1e-5)):
     a, b = losses(f"r{ranks}_z0"), losses(f"r{ranks}_z1")
     assert a[30][0] < a[1][0] * 0.8, f"loss did not fall: {a[1][0]} -> {a[30][0]}"
@@ -80,7 +81,7 @@ with h5py.File(f"{z}/r2_z0/checkpoints/step_00000030.h5") as f0, \
         x, y = f0[n][:], f1[n][:]
         assert x.shape == y.shape and x.dtype == y.dtype, n
         assert np.isfinite(y).all(), n
-        tw = max(tw, float(np.abs(x - y).max() / (np.abs(x).max() + 1e-12)))
+        tw = nan_safe.worst((tw, float(np.abs(x - y).max() / (np.abs(x).max() + 1e-12))))
     print(f"checkpoints: {len(names)} datasets as stage 0's, within {tw:.2e} of their range")
     assert tw < 1e-2, tw
 PY
@@ -94,6 +95,7 @@ for stage in 0 1; do
 done
 "$PY" - "$Z" <<'PY'
 import json, sys
+import nan_safe
 z = sys.argv[1]
 def losses(run):
     return [json.loads(l)["loss"] for l in open(f"{z}/{run}/metrics.jsonl")
@@ -102,14 +104,14 @@ f = losses("r2_z1")
 for stage in (0, 1):
     b = losses(f"bf16_z{stage}")
     assert len(b) == len(f) == 30, (len(b), len(f))
-    worst = max(abs(x - y) for x, y in zip(f, b))
-    rel = max(abs(x - y) / abs(x) for x, y in zip(f, b))
+    worst = nan_safe.worst(abs(x - y) for x, y in zip(f, b))
+    rel = nan_safe.worst(abs(x - y) / abs(x) for x, y in zip(f, b))
     print(f"bf16 gradients on the GPU, 2 ranks, stage {stage}: max loss difference from fp32 "
           f"{worst:.4f} ({rel:.2%} relative)")
     assert worst <= 0.01 or rel <= 0.04, (worst, rel)
     assert b != f, "bf16 run identical to fp32: not rounded"
 a, b = losses("bf16_z0"), losses("bf16_z1")
-d = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+d = nan_safe.worst(abs(x - y) / abs(x) for x, y in zip(a, b))
 print(f"bf16 stage 0 vs 1 (same all-reduce through the mirror): {d:.2e}")
 assert d <= 1e-5, d
 PY

@@ -7,7 +7,12 @@
  *     plain update, over steps with clipping, without, and non-finite ones (skipped: no
  *     change, not counted in AdamW's t / SGD's first step; past the limit: stop, nothing more);
  *   - kern_batchnorm_param_grads == the host round trip (double sums -> float -> kern_axpy);
- *   - kern_upload copies every part. */
+ *   - kern_upload copies every part;
+ *   - the CUDA graph's contract (kernels.h), emulated on the CPU: values set with
+ *     kern_graph_set_values BEFORE kern_graph_begin reach the first launch (the trainer's
+ *     order; issue 22: on CUDA they were dropped and AdamW's t = 0 made every parameter NaN),
+ *     the recorded ops take them rather than their arguments, and a launch with no values
+ *     ever set gives NaN. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -205,6 +210,74 @@ static void sharded_verdict_equals_grad_stats(void **state) {
     assert_true(b[KERN_GS_STOP_STEP] == 4.0);
 }
 
+/* AdamW + verdict + dropout rows recorded with wrong arguments (lr 99, t_plus 0, step and
+ * step id 12345) after the step's values were set: the launch must equal the eager ops with
+ * those values, bit for bit (on the CPU the recorded ops run as queued). */
+static void graph_values_set_before_recording_reach_first_launch(void **state) {
+    const int64_t n = 777, rows = 5, row_elems = 41;
+    float *pa = malloc(n * 4), *pb = malloc(n * 4), *g = malloc(n * 4);
+    float *ma = calloc(n, 4), *va = calloc(n, 4), *mb = calloc(n, 4), *vb = calloc(n, 4);
+    float *x = malloc(rows * row_elems * 4), *ya = malloc(rows * row_elems * 4);
+    float *yb = malloc(rows * row_elems * 4);
+    uint8_t *ka = malloc(rows * row_elems), *kb = malloc(rows * row_elems);
+    double gsa[KERN_GS_LEN] = {0}, gsb[KERN_GS_LEN] = {0};
+    char err[256];
+    fill_random(pa, n, 3, 0.5f);
+    memcpy(pb, pa, n * 4);
+    fill_random(x, rows * row_elems, 4, 1.0f);
+    for (int64_t s = 0; s < 3; s++) {
+        float lr = 1e-3f * (float)(s + 1);
+        fill_random(g, n, 40 + (uint64_t)s, 0.1f);
+        /* eager, with the step's values as arguments */
+        kern_grad_stats(K, gsa, g, n, 1.0f, 0, s);
+        kern_adamw_update_guarded(K, pa, ma, va, g, n, lr, 0.9f, 0.999f, 1e-8f, 0.01f, gsa, s + 1);
+        kern_dropout_forward_rows(K, ya, ka, x, rows, row_elems, 0.3f, 5, (uint64_t)s, 11, 2);
+        /* the trainer's order: values, then the recording, then the launch */
+        kern_step_values sv = {lr, s + 1, s, (uint64_t)s};
+        kern_graph_set_values(K, &sv);
+        assert_int_equal(kern_graph_begin(K, err, sizeof err), 0);
+        kern_grad_stats(K, gsb, g, n, 1.0f, 0, 12345);
+        kern_adamw_update_guarded(K, pb, mb, vb, g, n, 99.0f, 0.9f, 0.999f, 1e-8f, 0.01f, gsb, 0);
+        kern_dropout_forward_rows(K, yb, kb, x, rows, row_elems, 0.3f, 5, 12345, 11, 2);
+        assert_int_equal(kern_graph_end(K, err, sizeof err), 0);
+        kern_graph_launch(K);
+        assert_int_equal(kern_check(K, err, sizeof err), 0);
+        for (int64_t i = 0; i < n; i++) assert_true(isfinite(pb[i]));
+        assert_memory_equal(pa, pb, n * 4);
+        assert_memory_equal(ma, mb, n * 4);
+        assert_memory_equal(gsa, gsb, sizeof gsa);
+        assert_memory_equal(ya, yb, rows * row_elems * 4);
+        assert_memory_equal(ka, kb, rows * row_elems);
+    }
+    /* outside a recording the arguments count again */
+    kern_adamw_update_guarded(K, pa, ma, va, g, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, gsa, 4);
+    for (int64_t i = 0; i < n; i++) assert_true(isfinite(pa[i]));
+    /* a second launch of one recording is a replay the CPU cannot do: reported, not ignored */
+    kern_graph_launch(K);
+    assert_int_equal(kern_check(K, err, sizeof err), -1);
+    free(pa); free(pb); free(g); free(ma); free(va); free(mb); free(vb);
+    free(x); free(ya); free(yb); free(ka); free(kb);
+}
+
+/* A context whose values were never set: the launch gives NaN parameters, not a result. */
+static void graph_launch_without_values_is_nonfinite(void **state) {
+    kern_options opt = {.backend = KERN_CPU, .threads = 1, .device = 0};
+    kern_ctx *k;
+    char err[256];
+    assert_int_equal(kern_create(&opt, &k, err, sizeof err), 0);
+    const int64_t n = 64;
+    float p[64], m[64] = {0}, v[64] = {0}, g[64];
+    double gs[KERN_GS_LEN] = {0};
+    for (int i = 0; i < n; i++) p[i] = g[i] = 0.01f * (float)i;
+    assert_int_equal(kern_graph_begin(k, err, sizeof err), 0);
+    kern_grad_stats(k, gs, g, n, 1.0f, 0, 0);
+    kern_adamw_update_guarded(k, p, m, v, g, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, gs, 1);
+    assert_int_equal(kern_graph_end(k, err, sizeof err), 0);
+    kern_graph_launch(k);
+    assert_true(isnan(p[1]));
+    kern_destroy(k);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sharded_verdict_equals_grad_stats),
@@ -212,6 +285,8 @@ int main(void) {
         cmocka_unit_test(guarded_updates_equal_old_sequence),
         cmocka_unit_test(batchnorm_param_grads_equal_host_round_trip),
         cmocka_unit_test(upload_copies_every_part),
+        cmocka_unit_test(graph_values_set_before_recording_reach_first_launch),
+        cmocka_unit_test(graph_launch_without_values_is_nonfinite),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -19,6 +19,11 @@ void tu_fill_uniform(double *x, int64_t n, uint64_t *state, double lo, double hi
     for (int64_t i = 0; i < n; i++) x[i] = tu_uniform(state, lo, hi);
 }
 
+double tu_max_keep_nan(double worst, double d) {
+    if (isnan(worst) || isnan(d)) return NAN;
+    return d > worst ? d : worst;
+}
+
 void tu_to_float(float *dst, const double *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = (float)src[i];
 }
@@ -34,12 +39,21 @@ static int report(const char *what, int64_t worst, double got, double want, doub
     return 1;
 }
 
+/* |got - want|: 0 for the same value (the same infinity included), NaN when either is NaN or
+ * only one is infinite - so that an infinite reference, whose tolerance is infinite, does not
+ * accept any result, and `!(err <= tol)` fails */
+static double elem_err(double got, double want) {
+    if (got == want) return 0.0;
+    if (!isfinite(got) || !isfinite(want)) return NAN;
+    return fabs(got - want);
+}
+
 int tu_close(const char *what, const double *got, const double *want, int64_t n, double rtol,
              double atol) {
     int64_t worst = -1;
     double worst_ratio = 1.0;
     for (int64_t i = 0; i < n; i++) {
-        double err = fabs(got[i] - want[i]);
+        double err = elem_err(got[i], want[i]);
         double tol = atol + rtol * fabs(want[i]);
         double ratio = err / tol;
         if (!(err <= tol) && (worst < 0 || !(ratio <= worst_ratio))) {
@@ -55,7 +69,7 @@ int tu_close_f(const char *what, const float *got, const double *want, int64_t n
     int64_t worst = -1;
     double worst_ratio = 1.0;
     for (int64_t i = 0; i < n; i++) {
-        double err = fabs((double)got[i] - want[i]);
+        double err = elem_err((double)got[i], want[i]);
         double tol = atol + rtol * fabs(want[i]);
         double ratio = err / tol;
         if (!(err <= tol) && (worst < 0 || !(ratio <= worst_ratio))) {
@@ -71,7 +85,7 @@ int tu_close_scaled_f(const char *what, const float *got, const double *want,
     int64_t worst = -1;
     double worst_ratio = 1.0;
     for (int64_t i = 0; i < n; i++) {
-        double err = fabs((double)got[i] - want[i]);
+        double err = elem_err((double)got[i], want[i]);
         double t = tol * scale[i];
         double ratio = err / t;
         if (!(err <= t) && (worst < 0 || !(ratio <= worst_ratio))) {

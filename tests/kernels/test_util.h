@@ -10,6 +10,10 @@ uint64_t tu_next_u64(uint64_t *state);
 double tu_uniform(uint64_t *state, double lo, double hi);
 void tu_fill_uniform(double *x, int64_t n, uint64_t *state, double lo, double hi);
 
+/* max(worst, d) that keeps a NaN once seen (fmax and `if (d > worst)` drop it), for worst
+ * errors that are then checked with `worst <= tol` */
+double tu_max_keep_nan(double worst, double d);
+
 /* float <-> double array copies */
 void tu_to_float(float *dst, const double *src, int64_t n);
 void tu_to_double(double *dst, const float *src, int64_t n);

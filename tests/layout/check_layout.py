@@ -22,7 +22,8 @@ ALLOWED = {
     "trainer/model": {"kernels", "trainer/observe", "trainer/config", "comm"},
     "trainer/run": {"comm", "data", "kernels", "trainer/model", "trainer/observe",
                     "trainer/config"},
-    "trainer/cli": {"comm", "data", "kernels", "trainer/run", "trainer/model",
+    "trainer/interop": {"data", "kernels", "trainer/run", "trainer/model", "trainer/config"},
+    "trainer/cli": {"comm", "data", "kernels", "trainer/interop", "trainer/run", "trainer/model",
                     "trainer/observe", "trainer/config"},
 }
 SOURCE = (".c", ".h", ".cu")

@@ -4,8 +4,12 @@
 # groups, clipping, batch, context and token file), measured in one run.
 #
 #   bash tests/perf/bench_gpt.sh build/trainer/harness                    # CPU: launch/gpt.yaml's model
+#   MODEL=gpt2 bash tests/perf/bench_gpt.sh build/trainer/harness         # CPU: GPT-2 124M, batch 4,
+#               context 64 (llm.c's CPU setting), fp32 and bf16 (bf16 only where the CPU has AMX)
 #   DEVICE=cuda bash tests/perf/bench_gpt.sh build/trainer/harness        # one GPU: GPT-2 124M
 # Arguments: HARNESS [MPIRUN [PYTHON [WORKDIR]]]
+#   PYTHON   default: the current PyTorch from PyPI in build/venv-torch (torch_venv.sh makes it
+#            on first use); /usr/bin/python3 for Debian's 1.13
 # Environment:
 #   DEVICE      cpu (default) or cuda
 #   STEPS       timed steps per run (default cpu 30, cuda 20); WARMUP untimed PyTorch steps (5)
@@ -27,16 +31,20 @@ if [[ $# -lt 1 || $1 == -h || $1 == --help ]]; then
 fi
 HARNESS=$(realpath "$1")
 MPIRUN=${2:-$(command -v mpirun || echo mpirun)}
-PY=${3:-/usr/bin/python3}
+PY=${3:-$(bash "$(dirname "${BASH_SOURCE[0]}")/torch_venv.sh")}
 WORK=${4:-/tmp/harness-perf-gpt}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DEVICE=${DEVICE:-cpu}
 CORES=${CORES:-$(nproc)}
 REPEAT=${REPEAT:-1}
 WARMUP=${WARMUP:-5}
+MODEL=${MODEL:-small}
 if [[ $DEVICE == cuda ]]; then
   STEPS=${STEPS:-20} LAYERS=${LAYERS:-12} HEADS=${HEADS:-12} DIM=${DIM:-768}
   CONTEXT=${CONTEXT:-1024} BATCH=${BATCH:-8}
+elif [[ $MODEL == gpt2 ]]; then
+  STEPS=${STEPS:-8} LAYERS=${LAYERS:-12} HEADS=${HEADS:-12} DIM=${DIM:-768}
+  CONTEXT=${CONTEXT:-64} BATCH=${BATCH:-4} WARMUP=${WARMUP:-2}
 else
   STEPS=${STEPS:-30} LAYERS=${LAYERS:-4} HEADS=${HEADS:-4} DIM=${DIM:-128}
   CONTEXT=${CONTEXT:-128} BATCH=${BATCH:-32}
@@ -54,7 +62,7 @@ RESULTS=$WORK/results.tsv
 # --- data ---------------------------------------------------------------------------------
 DATA=$WORK/data
 mkdir -p "$DATA"
-if [[ $DEVICE == cuda ]]; then
+if [[ $DEVICE == cuda || $MODEL == gpt2 ]]; then
   [[ -s $DATA/train.h5 ]] || "$PY" - "$DATA/train.h5" <<'EOF'
 import sys, h5py, numpy as np
 with h5py.File(sys.argv[1], "w") as f:
@@ -125,9 +133,18 @@ if [[ $DEVICE == cuda ]]; then
   done
 else
   harness_run "harness 2 ranks x 1 thread" 2 1 fp32
+  harness_run "harness 1 rank x 1 thread" 1 1 fp32
+  [[ $CORES -gt 1 ]] && harness_run "harness 1 rank x $CORES threads" 1 "$CORES" fp32
+  # bf16 GEMM inputs where the CPU has AMX (elsewhere harness says so and computes fp32)
+  [[ $MODEL == gpt2 ]] && harness_run "harness 2 ranks x 1 thread bf16" 2 1 bf16
+  # PyTorch: eager (scaled_dot_product_attention where it has it) and torch.compile
   torch_run "PyTorch 1 thread" --threads 1
   [[ $CORES -gt 1 ]] && torch_run "PyTorch $CORES threads" --threads "$CORES"
   torch_run "PyTorch DDP gloo 2 x 1 thread" --mode ddp --world 2 --threads 1
+  if [[ $COMPILE == 1 ]] && "$PY" -c 'import torch, sys; sys.exit(not hasattr(torch, "compile"))'; then
+    torch_run "PyTorch compile 1 thread" --threads 1 --compile
+    [[ $CORES -gt 1 ]] && torch_run "PyTorch compile $CORES threads" --threads "$CORES" --compile
+  fi
 fi
 
 echo
@@ -136,7 +153,7 @@ echo "GPT $LAYERS layers, $HEADS heads, dim $DIM, context $CONTEXT, global batch
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 awk -F'\t' '
   { name[NR] = $1; tps[NR] = $2; comp[NR] = $3; comm[NR] = $4; dw[NR] = $5; mfu[NR] = $6
-    if ($1 ~ /^harness/) last_h = NR; href[NR] = last_h
+    if ($1 ~ /^harness/ && !first_h) first_h = NR; href[NR] = first_h
     if ($1 ~ /^PyTorch/ && (best == "" || $2 + 0 > tps[best] + 0)) best = NR }
   END {
     printf "%-32s %12s %10s %10s %10s %8s %16s\n", "configuration", "tokens/s", "compute", "allreduce", "data", "MFU", "harness/this"

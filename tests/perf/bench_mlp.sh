@@ -6,7 +6,9 @@
 #   STEPS=1500 BATCHES="64 128 512" REPEAT=3 bash tests/perf/bench_mlp.sh build/trainer/harness
 # Arguments (all but the first optional): HARNESS [MPIRUN [PYTHON [WORKDIR]]]
 #   MPIRUN   default: mpirun on PATH
-#   PYTHON   the interpreter with torch, h5py, numpy (default /usr/bin/python3, Debian's)
+#   PYTHON   the interpreter with torch, h5py, numpy (default: the current PyTorch from PyPI
+#            in build/venv-torch, made on first use by torch_venv.sh; /usr/bin/python3 for
+#            Debian's 1.13)
 #   WORKDIR  scratch: converted data and run directories (default /tmp/harness-perf)
 # Environment:
 #   MODEL    mlp (default) or cnn (launch/cnn.yaml's network; use fewer STEPS, e.g. 150)
@@ -41,7 +43,7 @@ if [[ $# -lt 1 || $1 == -h || $1 == --help ]]; then
 fi
 HARNESS=$(realpath "$1")
 MPIRUN=${2:-$(command -v mpirun || echo mpirun)}
-PY=${3:-/usr/bin/python3}
+PY=${3:-$(bash "$(dirname "${BASH_SOURCE[0]}")/torch_venv.sh")}
 WORK=${4:-/tmp/harness-perf}
 STEPS=${STEPS:-1500}
 BATCHES=${BATCHES:-${BATCH:-128}}
@@ -229,6 +231,11 @@ for batch in $BATCHES; do
     torch_run "PyTorch ${CORES} threads" "$batch" --mode threads --threads "$CORES"
   fi
   torch_run "PyTorch DDP gloo 2 procs x 1 thread" "$batch" --mode ddp --world 2 --threads 1
+  # torch.compile where this PyTorch has it (2.x), with 1 and CORES threads
+  if [[ ${COMPILE:-1} == 1 ]] && "$PY" -c 'import torch, sys; sys.exit(not hasattr(torch, "compile"))'; then
+    torch_run "PyTorch compile 1 thread" "$batch" --mode threads --threads 1 --compile
+    [[ $CORES -gt 1 ]] && torch_run "PyTorch compile ${CORES} threads" "$batch" --mode threads --threads "$CORES" --compile
+  fi
 done
 
 # --- table ------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-normalize", action="store_true",
                    help="skip the mean/std normalisation (harness data.normalize=false)")
     return p.parse_args(argv)
@@ -109,6 +110,8 @@ def train(args, rank, world, threads, allreduce_max=None):
         torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
         images, labels = images.to(dev), labels.to(dev)
     model = build_model(args.seed, args.model).to(dev)
+    if args.compile:
+        model = torch.compile(model)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)

@@ -22,14 +22,15 @@ run_ranks 3 train "$CFG" "${short[@]}" --set run.dir="$B/short_z0" --set train.z
 run_ranks 3 train "$CFG" "${short[@]}" --set run.dir="$B/short_z1" --set train.zero_stage=1
 "$PY" - "$B" <<'PY'
 import json, sys
+import nan_safe
 b = sys.argv[1]
 def rows(run, ev):
     return [r for r in map(json.loads, open(f"{b}/{run}/metrics.jsonl")) if r["event"] == ev]
 f, h = rows("fp32", "train"), rows("bf16", "train")
 assert len(f) == len(h) and len(f) > 90, (len(f), len(h))
 diffs = [(a["step"], a["loss"], c["loss"]) for a, c in zip(f, h)]
-worst_abs = max(abs(x - y) for _, x, y in diffs)
-worst_rel = max(abs(x - y) / x for _, x, y in diffs)
+worst_abs = nan_safe.worst(abs(x - y) for _, x, y in diffs)
+worst_rel = nan_safe.worst(abs(x - y) / x for _, x, y in diffs)
 print(f"bf16 vs fp32 gradients, {len(diffs)} logged intervals of {f[1]['step'] - f[0]['step']} steps: "
       f"max |loss difference| {worst_abs:.4f}, max relative {worst_rel:.4f}; "
       f"final loss fp32 {diffs[-1][1]:.4f} bf16 {diffs[-1][2]:.4f}")
@@ -43,7 +44,7 @@ assert eh["accuracy"] >= 0.89, eh
 assert abs(eh["accuracy"] - ef["accuracy"]) < 0.005
 s0 = [r["loss"] for r in rows("short_z0", "train")]
 s1 = [r["loss"] for r in rows("short_z1", "train")]
-w = max(abs(x - y) / x for x, y in zip(s0, s1))
+w = nan_safe.worst(abs(x - y) / x for x, y in zip(s0, s1))
 print(f"bf16, 3 ranks, stage 0 vs 1: max relative loss difference {w:.2e}")
 assert len(s0) == len(s1) == 60 and w < 1e-4
 print("bf16 gradient exchange: ok")

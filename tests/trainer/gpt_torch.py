@@ -7,7 +7,9 @@ with the same AdamW (weight decay on matrices and embeddings only), constant lea
 and gradient clipping, and compares every step's loss with RUN_DIR/metrics.jsonl, the final
 parameters with CKPT_END, and the validation loss of CKPT_END's weights with the one harness
 logged."""
-import json, math, sys
+import json, math, os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import nan_safe  # noqa: E402 (tests/nan_safe.py)
 import h5py, numpy as np, torch
 import torch.nn.functional as F
 import yaml
@@ -91,14 +93,14 @@ for s in range(steps):
 
 rows = [json.loads(l) for l in open(f"{run}/metrics.jsonl")]
 got = {r["step"]: r["loss"] for r in rows if r["event"] == "train"}
-worst = max(abs(got[step0 + s + 1] - l) / abs(l) for s, l in enumerate(losses))
+worst = nan_safe.worst(abs(got[step0 + s + 1] - l) / abs(l) for s, l in enumerate(losses))
 print(f"losses over {steps} AdamW steps: max relative difference {worst:.2e} "
       f"(harness {got[step0 + steps]:.6f}, torch {losses[-1]:.6f})")
 assert worst < 1e-5, worst
 _, P1, _, _ = load(ck1)
 pw = 0.0
 for k, p in P.items():
-    pw = max(pw, (P1[k] - p.detach()).abs().max().item())
+    pw = nan_safe.worst((pw, (P1[k] - p.detach()).abs().max().item()))
 print(f"{len(P)} parameters after {steps} steps: max absolute difference {pw:.2e}")
 assert pw < 1e-4, pw
 # validation loss of the final weights: every validation window once

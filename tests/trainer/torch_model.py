@@ -5,7 +5,9 @@ Builds the model of RUN_DIR/config.yaml (harness's layer list) as plain torch fu
 weights and batch-norm buffers of CKPT_START, trains STEPS steps of plain SGD (lr LR, constant)
 on the same unshuffled batches harness saw, and compares the losses with RUN_DIR/metrics.jsonl
 and the final parameters and running statistics with CKPT_END."""
-import json, sys
+import json, os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import nan_safe  # noqa: E402 (tests/nan_safe.py)
 import h5py, numpy as np, torch
 import torch.nn.functional as F
 import yaml
@@ -88,7 +90,7 @@ got = {r["step"]: r["loss"] for r in map(json.loads, open(f"{run}/metrics.jsonl"
 worst = 0.0
 for s, l in enumerate(losses):
     h = got[start_step + s + 1]
-    worst = max(worst, abs(h - l) / abs(l))
+    worst = nan_safe.worst((worst, abs(h - l) / abs(l)))
 print(f"losses over {steps} steps: max relative difference {worst:.2e} (harness {got[start_step + steps]:.6f}, torch {losses[-1]:.6f})")
 assert worst < 2e-4, worst
 with h5py.File(ck1) as f:

@@ -40,6 +40,7 @@ for opt in sgd adamw; do
 done
 "$PY" - "$Z" <<'PY'
 import json, sys, h5py, numpy as np
+import nan_safe
 z = sys.argv[1]
 n = 234499
 assert n % 2 and n % 3 and n % 4
@@ -55,8 +56,8 @@ for opt in ("sgd", "adamw"):
         assert len(l0) == len(l1) == 60, (len(l0), len(l1))
         assert l0[-1] < l0[0] * 0.7, f"{opt}: loss did not fall: {l0[0]} -> {l0[-1]}"
         assert sum(g > 0.5 for g in g0) >= 10, f"{opt}: clipping never active: {g0[:10]}"
-        worst = max(abs(a - b) / abs(a) for a, b in zip(l0, l1))
-        gworst = max(abs(a - b) / abs(a) for a, b in zip(g0, g1))
+        worst = nan_safe.worst(abs(a - b) / abs(a) for a, b in zip(l0, l1))
+        gworst = nan_safe.worst(abs(a - b) / abs(a) for a, b in zip(g0, g1))
         print(f"{opt} {ranks} rank(s): stage 1 vs 0: max relative loss difference {worst:.2e}, "
               f"gradient norm {gworst:.2e}{' (bit-identical)' if l0 == l1 else ''}")
         if ranks == 1:
@@ -122,6 +123,7 @@ for model in mlp cnn gpt; do
 done
 "$PY" - "$O" <<'PY'
 import json, math, sys
+import nan_safe
 o = sys.argv[1]
 def losses(run):
     rows = [json.loads(l) for l in open(f"{o}/{run}/metrics.jsonl")]
@@ -133,7 +135,7 @@ for model in ("mlp", "cnn", "gpt"):
         assert len(z0) == len(z1) == len(p) == 10, (tag, len(z0), len(z1), len(p))
         assert all(math.isfinite(x) for x in p), f"{tag}: poisoned run not finite: {p}"
         assert p == z1, f"{tag}: poisoned parameters reached a forward: {p} vs {z1}"
-        worst = max(abs(a - b) / abs(a) for a, b in zip(z0, z1))
+        worst = nan_safe.worst(abs(a - b) / abs(a) for a, b in zip(z0, z1))
         assert worst < 2e-5, f"{tag}: stage 1 vs 0 differ by {worst:.2e}"
         print(f"{tag}: overlapped all-gather: poisoned == clean (10 losses), vs stage 0 {worst:.1e}")
 print("all-gather overlapped with the forward: ok")

@@ -25,6 +25,7 @@ common=(--set data.train="$R/small.h5" --set data.test="" --set train.steps=80
 compare() {  # compare RUN_A RUN_B MODE(exact|close)
   "$PY" - "$R/$1" "$R/$2" "$3" <<'PY'
 import json, sys, h5py, numpy as np
+import nan_safe
 a, b, mode = sys.argv[1:]
 def losses(run):
     d = {}
@@ -50,12 +51,12 @@ with h5py.File(f"{a}/checkpoints/step_00000080.h5") as fa, h5py.File(f"{b}/check
             assert np.array_equal(fa[n][:], fb[n][:]), f"{n} differs"
         print(f"{b}: 80 losses and {len(names)} tensors bit-identical")
     else:
-        worst = max(abs(la[s] - lb[s]) / abs(la[s]) for s in la)
+        worst = nan_safe.worst(abs(la[s] - lb[s]) / abs(la[s]) for s in la)
         assert worst < 1e-4, worst
         tw = 0.0
         for n in names:
             x, y = fa[n][:], fb[n][:]
-            tw = max(tw, float(np.abs(x - y).max() / (np.abs(x).max() + 1e-12)))
+            tw = nan_safe.worst((tw, float(np.abs(x - y).max() / (np.abs(x).max() + 1e-12))))
         assert tw < 1e-2, tw
         print(f"{b}: max relative loss difference {worst:.2e}, tensors within {tw:.2e} of their range")
 PY

@@ -2,6 +2,8 @@
  *   cmd_train.c    train, eval (MPI ranks; the config resolved on every rank)
  *   generate.c     generate (text from a language-model checkpoint)
  *   cmd_convert.c  convert fashion-mnist | text | tokens
+ *   cmd_images.c   convert images (class folders of JPEG/PNG files)
+ *   cmd_interop.c  convert weights (GPT-2 from HuggingFace or llm.c), export (to HuggingFace)
  *   cmd_inspect.c  inspect a checkpoint or a dataset
  *   cli.c          what the commands share: --help detection, config resolution
  * (plot is observe/plot.c's plot_main; devices is a line in main.c.)  Each command returns the
@@ -35,6 +37,13 @@ void cmd_generate_usage(FILE *out);
 
 int cmd_convert(int argc, char **argv);
 void cmd_convert_usage(FILE *out);
+
+/* argv[2] = "images" / "weights" (called by cmd_convert) */
+int cmd_convert_images(int argc, char **argv);
+int cmd_convert_weights(int argc, char **argv);
+
+int cmd_export(int argc, char **argv);
+void cmd_export_usage(FILE *out);
 
 int cmd_inspect(int argc, char **argv);
 void cmd_inspect_usage(FILE *out);

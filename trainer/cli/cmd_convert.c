@@ -18,6 +18,10 @@ static const char *const usage_convert =
     "                                 [--val-fraction F]\n"
     "       harness convert tokens --from llmc|nanogpt FILE... --out FILE.h5 [--vocab-size N]\n"
     "                                 [--vocab DIR]\n"
+    "       harness convert images ROOT --out DIR [--size HxW] [--val-fraction F]  (image\n"
+    "                                 folders: harness convert images --help)\n"
+    "       harness convert weights --from hf DIR|llmc FILE --out CKPT.h5  (GPT-2 weights:\n"
+    "                                 harness convert weights --help)\n"
     "\n"
     "fashion-mnist: reads the IDX files of Fashion-MNIST (train-images-idx3-ubyte[.gz] and the\n"
     "others) from DIR (default /usr/share/datasets/fashion-mnist, Debian's\n"
@@ -61,6 +65,9 @@ static int cmd_convert_text(int argc, char **argv);
 static int cmd_convert_tokens(int argc, char **argv);
 
 int cmd_convert(int argc, char **argv) {
+    /* these two have --help of their own */
+    if (argc >= 3 && !strcmp(argv[2], "images")) return cmd_convert_images(argc, argv);
+    if (argc >= 3 && !strcmp(argv[2], "weights")) return cmd_convert_weights(argc, argv);
     if (cli_wants_help(argc, argv)) {
         fputs(usage_convert, stdout);
         return 0;
@@ -69,7 +76,7 @@ int cmd_convert(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[2], "tokens")) return cmd_convert_tokens(argc, argv);
     if (argc < 3 || strcmp(argv[2], "fashion-mnist") != 0) {
         fprintf(stderr, "harness convert: unknown or missing format%s%s (known: fashion-mnist, "
-                "text, tokens)\n%s",
+                "text, tokens, images, weights)\n%s",
                 argc >= 3 ? " " : "", argc >= 3 ? argv[2] : "", usage_convert);
         return 1;
     }

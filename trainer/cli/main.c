@@ -32,6 +32,12 @@ static const char *const usage_main =
     "                                        tokenize text into DIR/train.h5 / val.h5\n"
     "  convert tokens --from llmc|nanogpt FILE... --out FILE.h5 [--vocab-size N]\n"
     "                                        import llm.c / nanoGPT token files\n"
+    "  convert images ROOT --out DIR [--size HxW] [--val-fraction F] [--on-bad skip|fail]\n"
+    "                                        image folders ROOT/CLASS/*.jpg|png into HDF5\n"
+    "  convert weights --from hf DIR|llmc FILE --out CKPT.h5\n"
+    "                                        import GPT-2 weights (HuggingFace, llm.c)\n"
+    "  export --checkpoint CKPT --format hf --out DIR\n"
+    "                                        a GPT as HuggingFace model.safetensors + config.json\n"
     "  help [COMMAND]                        this text, or a command's\n"
     "\n"
     "`harness COMMAND --help` describes each command.  harness " HARNESS_VERSION "\n";
@@ -61,6 +67,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(t, "convert")) cmd_convert_usage(stdout);
         else if (!strcmp(t, "inspect")) cmd_inspect_usage(stdout);
         else if (!strcmp(t, "generate")) cmd_generate_usage(stdout);
+        else if (!strcmp(t, "export")) cmd_export_usage(stdout);
         else fputs(usage_main, stdout);
         return 0;
     }
@@ -70,13 +77,22 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "generate")) return cmd_generate(argc, argv);
     if (!strcmp(argv[1], "plot")) return plot_main(argc, argv);
     if (!strcmp(argv[1], "devices")) {
-        int gpus = kern_cuda_device_count();
-        if (argc > 2 && !strcmp(argv[2], "--count")) printf("%d\n", gpus);
-        else printf("cpu: available\ncuda: %d device%s%s\n", gpus, gpus == 1 ? "" : "s",
-                    gpus ? "" : " (none visible, or this build has no CUDA backend)");
-        return 0;
+        char why[512];
+        int gpus = kern_cuda_device_status(why, sizeof why);
+        /* a GPU the driver lists but CUDA cannot use is an error (exit 1), not "0 devices" */
+        if (gpus < 0) fprintf(stderr, "harness: error: %s\n", why);
+        if (argc > 2 && !strcmp(argv[2], "--count")) {
+            printf("%d\n", gpus > 0 ? gpus : 0);
+        } else {
+            char cpu[160];
+            kern_cpu_describe(cpu, sizeof cpu);
+            printf("cpu: available (%s)\ncuda: %d device%s%s%s\n", cpu, gpus > 0 ? gpus : 0,
+                   gpus == 1 ? "" : "s", gpus > 0 ? "" : ": ", gpus > 0 ? "" : why);
+        }
+        return gpus < 0 ? 1 : 0;
     }
     if (!strcmp(argv[1], "convert")) return cmd_convert(argc, argv);
+    if (!strcmp(argv[1], "export")) return cmd_export(argc, argv);
     fprintf(stderr, "harness: unknown command '%s'\n%s", argv[1], usage_main);
     return 1;
 }

@@ -81,6 +81,7 @@ typedef struct {
     int n_layers;                  /* model.layers: a YAML sequence of maps {type: ..., ...} */
     layer_config layers[CFG_MAX_LAYERS];
     char init[16];                 /* model.init: "kaiming_uniform" (PyTorch nn.Linear default) */
+    char init_from[CFG_PATH_MAX];  /* model.init_from: a checkpoint's parameters at step 0 ("" = none) */
     /* model.gpt: a GPT-2 style transformer that replaces model.layers when gpt_layers > 0:
      * token + position embedding, gpt_layers pre-norm blocks (attention, MLP 4x), final
      * layer norm, a language-model head (tied to the token embedding unless told otherwise);
@@ -116,6 +117,7 @@ typedef struct {
     int64_t eval_every;            /* log.eval_every: steps between evaluations; 0 = at end only */
     int progress;                  /* log.progress: auto (-1) | true | false: redraw in place */
     int plot;                      /* log.plot: write RUN_DIR/metrics.png at the end */
+    int tensorboard;               /* log.tensorboard: RUN_DIR/events.out.tfevents.* scalars */
     int trace;                     /* log.trace: write RUN_DIR/trace.json of some steps */
     int64_t trace_start;           /* log.trace_start: the first traced step (1-based) */
     int64_t trace_steps;           /* log.trace_steps: how many steps are traced */
@@ -135,6 +137,7 @@ typedef struct {
     int64_t ckpt_every;            /* checkpoint.every: steps between checkpoints; 0 = at the end only */
     int ckpt_keep;                 /* checkpoint.keep: newest checkpoints kept (>= 1) */
     float ckpt_timeout_s;          /* checkpoint.timeout_s: how long the other ranks may wait for rank 0's write */
+    int ckpt_async;                /* checkpoint.async: periodic saves written by a background thread */
 } config;
 
 void config_defaults(config *c);

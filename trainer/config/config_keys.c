@@ -49,7 +49,7 @@ const config_key config_keys[] = {
     {.name = "run.threads", .kind = CK_INT, FIELD(threads), .imin = 0, .imax = INT_MAX,
      .def = "0", .help = "BLAS threads per rank; 0 = its bound cores, else cores / ranks"},
     {.name = "run.precision", .kind = CK_ENUM, FIELD(precision), .names = precision_names,
-     .def = "fp32", .help = "GEMM inputs on GPUs (master weights stay fp32; CPUs compute fp32)"},
+     .def = "fp32", .help = "GEMM inputs: GPUs; bf16 also on CPUs with AMX (master weights fp32)"},
     {.name = "run.gemm_epilogues", .kind = CK_ENUM, FIELD(gemm_epilogues), .names = epilogue_names,
      .def = "fused", .help = "bias, relu/gelu, bias gradient in cuBLASLt GEMMs or separate"},
     {.name = "run.cuda_graph", .kind = CK_BOOL, FIELD(cuda_graph),
@@ -78,6 +78,8 @@ const config_key config_keys[] = {
      .help = "the model as a list of layers (types and their keys below)"},
     {.name = "model.init", .kind = CK_NAME, FIELD(init), .names = init_names,
      .def = "kaiming_uniform", .help = "weight initialisation (kaiming_uniform: PyTorch's nn.Linear)"},
+    {.name = "model.init_from", .kind = CK_STRING, FIELD(init_from),
+     .def = "", .help = "a checkpoint whose parameters the run starts from (fresh optimizer, step 0)"},
     {.name = "model.gpt", .kind = CK_GROUP,
      .help = "a GPT-2 style transformer that replaces model.layers when model.gpt.layers > 0"},
     {.name = "model.gpt.layers", .kind = CK_INT, FIELD(gpt_layers), .imin = 0, .imax = 4096,
@@ -140,6 +142,8 @@ const config_key config_keys[] = {
      .def = "auto", .help = "redraw the progress line in place (auto: on a terminal)"},
     {.name = "log.plot", .kind = CK_BOOL, FIELD(plot),
      .def = "false", .help = "write RUN_DIR/metrics.png at the end"},
+    {.name = "log.tensorboard", .kind = CK_BOOL, FIELD(tensorboard),
+     .def = "false", .help = "write RUN_DIR/events.out.tfevents.* (TensorBoard scalars)"},
     {.name = "log.trace", .kind = CK_BOOL, FIELD(trace),
      .def = "false", .help = "write RUN_DIR/trace.json of some steps"},
     {.name = "log.trace_start", .kind = CK_I64, FIELD(trace_start), .imin = 1, .imax = INT64_MAX,
@@ -172,6 +176,9 @@ const config_key config_keys[] = {
      .def = "3", .help = "the newest this many checkpoints are kept"},
     {.name = "checkpoint.timeout_s", .kind = CK_FLOAT, FIELD(ckpt_timeout_s), .fmin = 0, .fmax = 1e6,
      .def = "600", .help = "how long the other ranks wait for rank 0's write"},
+    {.name = "checkpoint.async", .kind = CK_BOOL, FIELD(ckpt_async),
+     .def = "true", .help = "periodic saves copied to host memory and written by a background "
+                            "thread while training goes on; false: the step loop waits for the write"},
 };
 const size_t config_n_keys = sizeof config_keys / sizeof config_keys[0];
 _Static_assert(sizeof config_keys / sizeof config_keys[0] <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");

@@ -40,6 +40,8 @@ void metrics_close(metrics *m) {
     close_line(m);
     if (m->jsonl) fclose(m->jsonl);
     m->jsonl = NULL;
+    tb_close(m->tb);
+    m->tb = NULL;
 }
 
 static void format_duration(char *buf, size_t n, double s) {
@@ -94,6 +96,17 @@ void metrics_log_train(metrics *m, const metrics_train *t) {
         fputs("}\n", m->jsonl);
         fflush(m->jsonl);
     }
+    if (m->tb) {
+        tb_scalar(m->tb, t->step, "train/loss", t->loss);
+        tb_scalar(m->tb, t->step, "train/lr", t->lr);
+        tb_scalar(m->tb, t->step, "train/grad_norm", t->grad_norm);
+        if (t->lm) tb_scalar(m->tb, t->step, "train/tokens_per_s", t->tokens_per_s);
+        else tb_scalar(m->tb, t->step, "train/accuracy", t->accuracy);
+        tb_scalar(m->tb, t->step, "train/samples_per_s", t->samples_per_s);
+        tb_scalar(m->tb, t->step, "train/flops_per_s", t->flops_per_s);
+        if (t->mfu >= 0) tb_scalar(m->tb, t->step, "train/mfu", t->mfu);
+        tb_flush(m->tb);
+    }
 }
 
 void metrics_log_eval(metrics *m, int lm, int64_t step, int64_t epoch, double loss,
@@ -116,6 +129,12 @@ void metrics_log_eval(metrics *m, int lm, int64_t step, int64_t epoch, double lo
         if (lm) fprintf(m->jsonl, ",\"perplexity\":%.6g", exp(loss));
         fputs("}\n", m->jsonl);
         fflush(m->jsonl);
+    }
+    if (m->tb) {
+        tb_scalar(m->tb, step, "eval/loss", loss);
+        tb_scalar(m->tb, step, lm ? "eval/next_token_accuracy" : "eval/accuracy", accuracy);
+        if (lm) tb_scalar(m->tb, step, "eval/perplexity", exp(loss));
+        tb_flush(m->tb);
     }
 }
 

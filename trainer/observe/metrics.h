@@ -6,11 +6,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "tensorboard.h"
+
 typedef struct {
     FILE *jsonl;          /* run_dir/metrics.jsonl, NULL on ranks other than 0 */
     int in_place;         /* redraw the progress line with \r on a terminal */
     int line_open;        /* a progress line is on screen without its newline */
     double t_start;       /* wall clock at the start of training */
+    tb_writer *tb;        /* log.tensorboard: the same scalars as TensorBoard events, or NULL */
 } metrics;
 
 typedef struct {
@@ -33,6 +36,7 @@ double metrics_now(void);   /* monotonic seconds */
  * the records already in run_dir/metrics.jsonl (a resumed run). */
 int metrics_open(metrics *m, const char *run_dir, int progress, int append, char *err,
                  size_t errlen);
+/* Closes metrics.jsonl and the TensorBoard events file (when tb_open set m->tb). */
 void metrics_close(metrics *m);
 void metrics_log_train(metrics *m, const metrics_train *t);
 /* samples: images, or for language models (lm) the tokens predicted (accuracy = next-token,

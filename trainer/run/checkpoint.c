@@ -235,12 +235,14 @@ static uint32_t meta_crc(const ckpt_state *s, const char *optimizer, const char 
     return (uint32_t)crc;
 }
 
+/* "none": parameters only (an imported model, see ckpt_write_file) */
 static const char *optimizer_name(const optim *o) {
-    return o->type == OPT_ADAMW ? "adamw" : "sgd";
+    return !o ? "none" : o->type == OPT_ADAMW ? "adamw" : "sgd";
 }
 
 /* State tensors of the optimizer: names and buffers (NULL-terminated lists of 2). */
 static int optim_states(const optim *o, const char **names, float **bufs) {
+    if (!o) return 0;
     if (o->type == OPT_ADAMW) {
         names[0] = "exp_avg"; bufs[0] = o->m;
         names[1] = "exp_avg_sq"; bufs[1] = o->v;
@@ -285,14 +287,38 @@ static void prune(const char *dir, int keep) {
     closedir(d);
 }
 
-int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state *state,
-               const char *config_yaml, int keep, ckpt_state_fetch fetch, void *fetch_user,
-               char *path_out, size_t path_len, char *err, size_t errlen) {
+static int write_path(const char *final, const model *m, const optim *o, const ckpt_state *state,
+                      const char *config_yaml, ckpt_state_fetch fetch, void *fetch_user,
+                      const ckpt_host_src *src, char *err, size_t errlen);
+
+/* ckpt_write and ckpt_write_host: src NULL reads the backend (and fetch), else the host
+ * snapshot src (no kernel calls: the background writer's thread may not use the backend). */
+static int write_file(const char *dir, const model *m, const optim *o, const ckpt_state *state,
+                      const char *config_yaml, int keep, ckpt_state_fetch fetch, void *fetch_user,
+                      const ckpt_host_src *src, char *path_out, size_t path_len, char *err,
+                      size_t errlen) {
     if (make_dirs(dir) != 0)
         return errorf(err, errlen, "checkpoint.dir: cannot create %s: %s", dir, strerror(errno));
-    char final[1200], tmp[1300];
+    char final[1200];
     snprintf(final, sizeof final, "%s/step_%08" PRId64 ".h5", dir, state->step);
+    if (write_path(final, m, o, state, config_yaml, fetch, fetch_user, src, err, errlen) != 0)
+        return -1;
+    prune(dir, keep);
+    if (path_out) snprintf(path_out, path_len, "%s", final);
+    return 0;
+}
+
+/* The file `final` (a temporary name, fsync, rename): from the backend (and fetch), or from
+ * the host snapshot src when it is not NULL. */
+static int write_path(const char *final, const model *m, const optim *o, const ckpt_state *state,
+                      const char *config_yaml, ckpt_state_fetch fetch, void *fetch_user,
+                      const ckpt_host_src *src, char *err, size_t errlen) {
+    char tmp[1300], dir[1200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", final, (long)getpid());
+    snprintf(dir, sizeof dir, "%s", final);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
 
     /* One tensor at a time through a host buffer of the largest tensor: writing never holds
      * more than one extra tensor's worth (the optimizer state may come from other ranks). */
@@ -304,8 +330,8 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
     int64_t largest = 1;
     for (int i = 0; i < nt; i++)
         if (t[i].count > largest) largest = t[i].count;
-    float *host = malloc((size_t)largest * sizeof(float));
-    if (!host)
+    float *host = src ? NULL : malloc((size_t)largest * sizeof(float));
+    if (!src && !host)
         return errorf(err, errlen, "%s: out of memory staging %lld bytes", final,
                       (long long)largest * 4);
     const char *what = "creating the file";
@@ -331,14 +357,20 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
         attr_write_string(g, "config", config_yaml) < 0 ||
         attr_write(g, "meta_crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc) < 0)
         goto fail;
+    /* a language model's vocabulary before padding: the rows export keeps */
+    int64_t vocab = m->n_classes;
+    if (m->input_desc.tokens &&
+        attr_write(g, "vocab_size", H5T_STD_I64LE, H5T_NATIVE_INT64, &vocab) < 0)
+        goto fail;
 
     what = "writing /params";
     gp = H5Gcreate2(f, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (gp < 0) goto fail;
     for (int i = 0; i < nt; i++) {
         if (t[i].is_buffer) continue;
-        kern_to_host(m->k, host, m->params + t[i].offset, (size_t)t[i].count * sizeof(float));
-        if (write_tensor(gp, t[i].name, host, t[i].ndim, t[i].dims) < 0) goto fail;
+        const float *p = src ? src->params + t[i].offset : host;
+        if (!src) kern_to_host(m->k, host, m->params + t[i].offset, (size_t)t[i].count * sizeof(float));
+        if (write_tensor(gp, t[i].name, p, t[i].ndim, t[i].dims) < 0) goto fail;
     }
 
     what = "writing /buffers";
@@ -346,8 +378,9 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
     if (gb < 0) goto fail;
     for (int i = 0; i < nt; i++) {
         if (!t[i].is_buffer) continue;
-        kern_to_host(m->k, host, m->buffers + t[i].offset, (size_t)t[i].count * sizeof(float));
-        if (write_tensor(gb, t[i].name, host, t[i].ndim, t[i].dims) < 0) goto fail;
+        const float *p = src ? src->buffers + t[i].offset : host;
+        if (!src) kern_to_host(m->k, host, m->buffers + t[i].offset, (size_t)t[i].count * sizeof(float));
+        if (write_tensor(gb, t[i].name, p, t[i].ndim, t[i].dims) < 0) goto fail;
     }
 
     what = "writing /optim";
@@ -358,14 +391,17 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
         gt = H5Gcreate2(go, t[i].name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (gt < 0) goto fail;
         for (int s = 0; s < ns; s++) {
-            if (fetch) {
+            const float *p = src ? src->state[s] + t[i].offset : host;
+            if (src) {
+                /* the snapshot holds it already */
+            } else if (fetch) {
                 what = "gathering the optimizer state";
                 if (fetch(fetch_user, s, t[i].offset, t[i].count, host) != 0) goto fail;
                 what = "writing /optim";
             } else {
                 kern_to_host(m->k, host, sbufs[s] + t[i].offset, (size_t)t[i].count * sizeof(float));
             }
-            if (write_tensor(gt, snames[s], host, t[i].ndim, t[i].dims) < 0) goto fail;
+            if (write_tensor(gt, snames[s], p, t[i].ndim, t[i].dims) < 0) goto fail;
         }
         H5Gclose(gt);
         gt = -1;
@@ -395,8 +431,6 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
         goto fail_errno;
     }
     fsync_path(dir, 1);   /* the rename itself is durable once the directory is synced */
-    prune(dir, keep);
-    if (path_out) snprintf(path_out, path_len, "%s", final);
     return 0;
 
 fail_errno: {
@@ -415,6 +449,26 @@ fail:
     free(host);
     unlink(tmp);
     return errorf(err, errlen, "%s: %s failed (disk full or not writable?)", final, what);
+}
+
+int ckpt_write_file(const char *path, const model *m, const optim *o, const ckpt_state *state,
+                    const char *config_yaml, ckpt_state_fetch fetch, void *fetch_user,
+                    char *err, size_t errlen) {
+    return write_path(path, m, o, state, config_yaml, fetch, fetch_user, NULL, err, errlen);
+}
+
+int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state *state,
+               const char *config_yaml, int keep, ckpt_state_fetch fetch, void *fetch_user,
+               char *path_out, size_t path_len, char *err, size_t errlen) {
+    return write_file(dir, m, o, state, config_yaml, keep, fetch, fetch_user, NULL, path_out,
+                      path_len, err, errlen);
+}
+
+int ckpt_write_host(const char *dir, const model *m, const optim *o, const ckpt_state *state,
+                    const char *config_yaml, int keep, const ckpt_host_src *src, char *path_out,
+                    size_t path_len, char *err, size_t errlen) {
+    return write_file(dir, m, o, state, config_yaml, keep, NULL, NULL, src, path_out, path_len,
+                      err, errlen);
 }
 
 /* Opens a checkpoint read-only with HDF5's error printing off. */
@@ -495,6 +549,12 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
     float *sbufs[2];
     int ns = o ? optim_states(o, snames, sbufs) : 0;
     if (rc != CKPT_OK) goto done;
+    if (o && !strcmp(opt_name, "none")) {
+        rc = CKPT_MISMATCH;
+        errorf(err, errlen, "%s holds parameters only (an imported model, no optimizer state): "
+               "start a run from it with model.init_from, not --resume", path);
+        goto done;
+    }
     if (o && strcmp(opt_name, optimizer_name(o)) != 0) {
         rc = CKPT_MISMATCH;
         errorf(err, errlen, "%s: written with train.optimizer=%s, but this run uses %s", path,
@@ -614,6 +674,20 @@ char *ckpt_read_config(const char *path, char *err, size_t errlen) {
 
 static int by_step_desc(const void *a, const void *b) {
     return strcmp((const char *)b, (const char *)a);   /* zero-padded steps sort as text */
+}
+
+int ckpt_read_vocab_size(const char *path, int64_t *vocab, char *err, size_t errlen) {
+    hid_t f = open_ro(path, err, errlen);
+    if (f < 0) return -1;
+    int rc = 1;
+    *vocab = 0;
+    hid_t g = H5Lexists(f, "meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "meta", H5P_DEFAULT) : -1;
+    if (g >= 0 && H5Aexists(g, "vocab_size") > 0)
+        rc = attr_read(g, "vocab_size", H5T_NATIVE_INT64, vocab) < 0 || *vocab < 1 ? -1 : 0;
+    if (rc < 0) errorf(err, errlen, "%s: /meta/vocab_size is unreadable", path);
+    if (g >= 0) H5Gclose(g);
+    H5Fclose(f);
+    return rc;
 }
 
 int ckpt_list(const char *dir, char (*paths)[1200], int max) {

@@ -3,7 +3,8 @@
  * Layout (any h5py user can read it):
  *   /meta                      group; attributes format_version, step, epoch, cursor,
  *                              optimizer_steps, seed, world_size, optimizer, rng, config
- *                              (the resolved YAML), meta_crc32 (CRC-32 of all of those)
+ *                              (the resolved YAML), meta_crc32 (CRC-32 of all of those);
+ *                              language models also vocab_size (before padding to 64)
  *   /params/<name>             float32 [out, in], [out, in/groups, kh, kw] or [out]
  *                              (PyTorch names: layers.1.weight, layers.3.bias)
  *   /buffers/<name>            batch-norm running statistics (layers.2.running_mean)
@@ -50,6 +51,25 @@ int ckpt_write(const char *dir, const model *m, const optim *o, const ckpt_state
                const char *config_yaml, int keep, ckpt_state_fetch fetch, void *fetch_user,
                char *path_out, size_t path_len, char *err, size_t errlen);
 
+/* A host copy of everything a checkpoint holds (checkpoint.async's snapshot): flat like the
+ * model's buffers - params[n_params], buffers[n_buffers], state[s][n_params] for the
+ * optimizer's state tensors (full size: zero_stage 1 gathers the shards into it). */
+typedef struct {
+    const float *params, *buffers, *state[2];
+} ckpt_host_src;
+/* ckpt_write from a host snapshot: m and o give the tensor names, shapes and the optimizer
+ * type only; no backend call is made, so another thread than the training loop's may call
+ * it while the model trains on.  Same file, same guarantees. */
+int ckpt_write_host(const char *dir, const model *m, const optim *o, const ckpt_state *state,
+                    const char *config_yaml, int keep, const ckpt_host_src *src, char *path_out,
+                    size_t path_len, char *err, size_t errlen);
+/* The same into the file `path` itself (atomically: a temporary name, fsync, rename), nothing
+ * pruned.  o may be NULL: a parameters-only checkpoint (/meta optimizer "none", no /optim), as
+ * `harness convert weights` writes; runs start from it with model.init_from. */
+int ckpt_write_file(const char *path, const model *m, const optim *o, const ckpt_state *state,
+                    const char *config_yaml, ckpt_state_fetch fetch, void *fetch_user,
+                    char *err, size_t errlen);
+
 /* Fault-injection tests (HARNESS_FAULT_CKPT_SLEEP_MS, read by the run's hooks): ckpt_write
  * pauses ms milliseconds after the temporary file is complete and before the rename, so a
  * test can kill -9 the writer there.  0 (the default): no pause.  For the whole process. */
@@ -67,6 +87,10 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
 
 /* The resolved config stored in a checkpoint (malloc'd, NUL-terminated) or NULL with err. */
 char *ckpt_read_config(const char *path, char *err, size_t errlen);
+
+/* A language model's vocabulary before padding (/meta/vocab_size, written for token models):
+ * 0 with *vocab set, 1 when the checkpoint does not record it, -1 with err. */
+int ckpt_read_vocab_size(const char *path, int64_t *vocab, char *err, size_t errlen);
 
 /* Checkpoint files in dir, newest step first: fills paths (each of path_len bytes) and returns
  * how many (at most max).  Temporary files of interrupted writes are not listed. */

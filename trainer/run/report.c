@@ -22,6 +22,10 @@ void report_start(run *r, int64_t optim_state_bytes) {
             "train.zero_stage=%d%s)\n", (long long)optim_state_bytes,
             (long long)(r->shard_hi - r->shard_lo), (long long)r->m.n_params, cfg->zero_stage,
             r->zero ? ", sharded over the ranks" : "");
+    if (r->ck.on)
+        fprintf(stderr, "harness: checkpoint.async: rank 0 holds a %.1f MiB host snapshot for "
+                "background checkpoint writes (in the host memory check)\n",
+                (double)r->ck.bytes / mib);
     char fields[640];
     snprintf(fields, sizeof fields, "\"params\":%lld,\"world\":%d,\"batch_size\":%lld,"
              "\"total_steps\":%lld,\"start_step\":%lld,\"flops_per_sample\":%.6g,"

@@ -142,8 +142,8 @@ static const char *graph_refusal(const run *r, int *emulate) {
     if (!r->cfg->cuda_graph) return "off (run.cuda_graph: false)";
     if (!kern_graph_available(r->k)) {
         /* Test hook: on the CPU, take the graph path's step (graph_step_body, the host's
-         * step count and values) without recording, so that it can be checked against the
-         * ordinary step (tests/trainer/grad_zeroing.sh) where no GPU is. */
+         * step count and values, the CPU's emulated recording: kernels.h) so that it can be
+         * checked against the ordinary step (tests/trainer/grad_zeroing.sh) where no GPU is. */
         if (r->hooks.graph_body && r->world == 1 && r->accum == 1) {
             *emulate = 1;
             return NULL;
@@ -178,7 +178,8 @@ void step_loop_init(run *r, train_loop *L) {
 }
 
 /* The step from a CUDA graph: recorded at its first call (the loop's second step), replayed
- * at every later one; on the CPU test path (graph_emulate) the body runs as it is. */
+ * at every later one; on the CPU test path (graph_emulate) every step is recorded and launched
+ * once, through the CPU backend's emulation of the graph's contract (kernels.h). */
 static void graph_step(run *r, train_loop *L, int64_t step) {
     char err[ERRLEN];
     if (next_batch(r, r->train, &L->batch, err, sizeof err) != 0) comm_abort(r->c, 1, err);
@@ -189,9 +190,7 @@ static void graph_step(run *r, train_loop *L, int64_t step) {
     /* set before kern_graph_begin on the recording step: the kernels layer guarantees that
      * values set before begin reach the first replay */
     kern_graph_set_values(r->k, &sv);
-    if (L->graph_emulate) {
-        graph_step_body(r, L, step, t_plus);
-    } else if (!L->graph_ready) {
+    if (!L->graph_ready) {
         char gerr[512] = "";
         int ok = kern_graph_begin(r->k, gerr, sizeof gerr) == 0;
         if (ok) {
@@ -210,6 +209,7 @@ static void graph_step(run *r, train_loop *L, int64_t step) {
         }
     }
     if (L->graph_ready) kern_graph_launch(r->k);
+    if (L->graph_emulate) L->graph_ready = 0;   /* the CPU records every step anew */
     L->iv_rows += L->rows;
 }
 

@@ -50,7 +50,8 @@ static int start_run(run *r, char *err) {
     int hb = cfg->comm_heartbeat_s > 0
                  ? comm_heartbeat_start(r->c, cfg->comm_heartbeat_s, HARNESS_EXIT_NODE_LOST, err, ERRLEN) : 0;
     if (wd == 0) wd = hb;
-    if (run_agree(r, wd, err) || run_agree(r, run_open_observers(r, err), err)) {
+    if (run_agree(r, wd, err) || run_agree(r, run_open_observers(r, err), err) ||
+        run_agree(r, run_checkpoint_async_open(r, err), err)) {
         run_teardown(r);
         return -1;
     }
@@ -66,12 +67,19 @@ static int verdict_step(const run *r, const train_options *opt, int64_t done) {
            (opt->stop_after > 0 && done == opt->stop_after);
 }
 
-/* Every rank calls this at the same step; rank 0 writes (the others wait for it). */
-static int checkpoint(run *r, int64_t step, char *path, size_t path_len) {
+/* Every rank calls this at the same step.  Periodic saves with checkpoint.async: a snapshot,
+ * written in the background (ckpt_async.c).  Otherwise, and for stops and the end of
+ * training (after the save in flight): rank 0 writes, the others wait for it. */
+static int checkpoint(run *r, int64_t step, int periodic, char *path, size_t path_len) {
     comm_watchdog_allow(r->c, r->cfg->ckpt_timeout_s);
+    if (periodic && r->ck.on) return run_checkpoint_async(r, step);
+    double t0 = metrics_now();
     int span = trace_host_begin(r->tr, TRACE_HOST, "checkpoint write", -1);
     int st = run_checkpoint(r, step, path, path_len);
     trace_host_end(r->tr, span);
+    /* the save in flight that run_checkpoint waited for first is not this write's time */
+    double wait = r->ck.drain_s, took = metrics_now() - t0 - wait;
+    if (st == 0) report_checkpoint(r, step, 0, took, wait, took, step, t0);
     return st;
 }
 
@@ -113,13 +121,20 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             trace_host_end(r.tr, span);
         }
         /* One small all-reduce per step: every rank learns of a signal any rank received,
-         * so they all stop after the same step. */
-        int32_t stop = stop_signal ? stop_signal
-                       : (opt->stop_after > 0 && done == opt->stop_after) ? RUN_STOP_AFTER : 0;
-        if (r.world > 1 && comm_allreduce_max_i32(c, &stop, 1, err, sizeof err) != 0)
+         * so they all stop after the same step; and of a background checkpoint write that
+         * failed on rank 0 (checkpoint.async: no collective of its own). */
+        int32_t flags[2] = {stop_signal ? stop_signal
+                            : (opt->stop_after > 0 && done == opt->stop_after) ? RUN_STOP_AFTER : 0,
+                            run_checkpoint_poll(&r, done)};
+        if (r.world > 1 && comm_allreduce_max_i32(c, flags, 2, err, sizeof err) != 0)
             comm_abort(c, 1, err);
-        if ((stop || (cfg->ckpt_every > 0 && done % cfg->ckpt_every == 0)) &&
-            checkpoint(&r, done, ckpt_path, sizeof ckpt_path) != 0) {
+        int32_t stop = flags[0];
+        if (flags[1]) {   /* reported by rank 0 */
+            exit_code = HARNESS_EXIT_ERROR;
+            break;
+        }
+        int periodic = cfg->ckpt_every > 0 && done % cfg->ckpt_every == 0;
+        if ((stop || periodic) && checkpoint(&r, done, !stop, ckpt_path, sizeof ckpt_path) != 0) {
             exit_code = HARNESS_EXIT_ERROR;
             break;
         }
@@ -136,7 +151,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     run_settle_params(&r);   /* the last step's all-gather (zero_stage 1) */
     report_device_work(&r, &L, exit_code);
     if (exit_code == HARNESS_EXIT_OK &&
-        checkpoint(&r, r.total_steps, ckpt_path, sizeof ckpt_path) != 0)
+        checkpoint(&r, r.total_steps, 0, ckpt_path, sizeof ckpt_path) != 0)
         exit_code = HARNESS_EXIT_ERROR;
     /* every rank reaches here (errors in the loop are agreed on, or abort the job) */
     report_trace(&r);

@@ -8,6 +8,7 @@
  *   train_setup.c  opening the backend, comm, data, model and optimizer; memory checks;
  *                  the observers (trace, straggler report); teardown
  *   train_state.c  checkpoints and resume (optimizer shards gathered and scattered)
+ *   ckpt_async.c   checkpoints written by a background thread (checkpoint.async)
  *   train_sync.c   the collectives all of them use (error agreement, broadcasts)
  * The arrows: train.c -> {step.c, report.c, train_setup.c} -> train_state.c -> train_sync.c
  * (setup resumes; every file may use train_sync.c). */
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "ckpt_async.h"
 #include "data.h"
 #include "fsutil.h"
 #include "gpu_peak.h"
@@ -98,6 +100,7 @@ typedef struct {
     trace *tr;                /* log.trace: NULL when off */
     straggler strag;          /* step-time spread across ranks at log intervals */
     run_hooks hooks;
+    ckpt_async ck;            /* checkpoint.async: the snapshot and the save in flight */
 } run;
 
 /* What the step loop carries from one step to the next (train.c, step.c, report.c). */
@@ -169,6 +172,17 @@ void run_teardown(run *r);
 int run_checkpoint(run *r, int64_t step, char *path, size_t path_len);
 int run_n_optim_states(const optim *o);
 int run_resume(run *r, const char *what, char *err);
+/* ckpt_async.c (see ckpt_async.h) */
+int64_t run_checkpoint_bytes(const run *r);
+int64_t run_checkpoint_snapshot_bytes(const config *cfg, int rank, int64_t n_params,
+                                      int optim_states);
+int run_checkpoint_async_open(run *r, char *err);
+int run_checkpoint_async(run *r, int64_t step);             /* collective */
+int run_checkpoint_poll(run *r, int64_t done);
+int run_checkpoint_drain(run *r, int64_t done, char *err);
+void run_checkpoint_async_close(run *r);
+void report_checkpoint(run *r, int64_t step, int async, double copy_s, double wait_s,
+                       double write_s, int64_t done_at, double t_write);
 /* train_sync.c */
 int run_agree(run *r, int status, char *err);
 int run_broadcast_floats(run *r, float *buf, int64_t n, char *err);

@@ -37,19 +37,29 @@ int run_open_backend(run *r, char *err) {
         ko.backend = KERN_CUDA;
     } else if (cfg->device == DEVICE_AUTO) {
         if (gpus > 0) ko.backend = KERN_CUDA;
-        else if (r->rank == 0)
-            fprintf(stderr, "harness: no GPU found, training on the CPU backend "
-                            "(%d rank%s x %d thread%s)\n", r->world, r->world > 1 ? "s" : "",
-                    ko.threads, ko.threads > 1 ? "s" : "");
+    }
+    if (ko.backend == KERN_CPU && r->rank == 0) {
+        char cpu[160];
+        kern_cpu_describe(cpu, sizeof cpu);
+        fprintf(stderr, "harness: %s on the CPU backend (%d rank%s x %d thread%s; cpu: %s)\n",
+                cfg->device == DEVICE_AUTO ? "no GPU found, training" : "training", r->world,
+                r->world > 1 ? "s" : "", ko.threads, ko.threads > 1 ? "s" : "", cpu);
     }
     if (ko.backend == KERN_CUDA && gpus > 0) ko.device = comm_local_rank(r->c) % gpus;
     r->device = ko.device;
-    if (ko.backend == KERN_CPU && cfg->precision != PRECISION_FP32 && r->rank == 0)
-        fprintf(stderr, "harness: run.precision=%s applies to the CUDA backend; the CPU backend "
-                "computes in fp32\n", cfg->precision == PRECISION_BF16 ? "bf16" : "tf32");
+    /* bf16 on the CPU only where it is faster than fp32 (AMX); elsewhere fp32, said once */
+    if (ko.backend == KERN_CPU && cfg->precision == PRECISION_TF32 && r->rank == 0)
+        fprintf(stderr, "harness: run.precision=tf32 applies to the CUDA backend; the CPU "
+                "backend computes in fp32\n");
+    if (ko.backend == KERN_CPU && cfg->precision == PRECISION_BF16 && !kern_cpu_bf16_fast() &&
+        r->rank == 0)
+        fprintf(stderr, "harness: run.precision=bf16: this CPU has no AMX, where bf16 GEMMs "
+                "are slower than fp32; computing in fp32\n");
     if (kern_create(&ko, &r->k, err, ERRLEN) != 0) return -1;
     char name[256];
     if (kern_device_name(r->k, name, sizeof name) == 0) r->peak_flops = gpu_peak_bf16_flops(name);
+    else if (name[0] && r->rank == 0)   /* the CUDA query failed: say so, MFU goes unreported */
+        fprintf(stderr, "harness: warning: the GPU's name is %s; no MFU\n", name);
     return 0;
 }
 
@@ -308,15 +318,20 @@ static int check_memory(run *r, char *err) {
     int64_t need = param_bytes + act_bytes + optim_bytes + data, node = 0;
     int64_t avail = memory_available(&node);
     int local = comm_local_size(r->c);
-    if (avail < 0 || need * local <= avail) return 0;
+    /* checkpoint.async: rank 0's host snapshot of parameters and optimizer state (rank 0's
+     * alone, counted once on every node; report_start shows it) */
+    int64_t snap = run_checkpoint_snapshot_bytes(cfg, 0, n_params, states);
+    if (avail < 0 || need * local + snap <= avail) return 0;
     double g = 1024.0 * 1024.0 * 1024.0;
     snprintf(err, ERRLEN, "this run needs about %.2f GiB of host memory per rank (parameters "
              "and gradients %.2f GiB for %lld parameters, optimizer state %.2f GiB, activations "
-             "%.2f GiB, cached datasets %.2f GiB) x %d rank%s on this node = %.2f GiB, but only "
-             "%.2f GiB is available; reduce the model, train.batch_size or data.cache_mb, or use "
-             "more nodes", (double)need / g, (double)param_bytes / g, (long long)n_params,
+             "%.2f GiB, cached datasets %.2f GiB) x %d rank%s on this node, plus %.2f GiB for "
+             "rank 0's checkpoint.async snapshot = %.2f GiB, but only %.2f GiB is available; "
+             "reduce the model, train.batch_size or data.cache_mb, or use more nodes",
+             (double)need / g, (double)param_bytes / g, (long long)n_params,
              (double)optim_bytes / g, (double)act_bytes / g, (double)data / g, local,
-             local == 1 ? "" : "s", (double)(need * local) / g, (double)avail / g);
+             local == 1 ? "" : "s", (double)snap / g, (double)(need * local + snap) / g,
+             (double)avail / g);
     return -1;
 }
 
@@ -338,6 +353,26 @@ static int set_weight_decay(run *r, char *err) {
     free(decay);
     if (st != 0) snprintf(err, ERRLEN, "out of memory");
     return st;
+}
+
+/* model.init_from (rank 0): the checkpoint's parameters replace the initial ones; the optimizer
+ * and the data start fresh.  A resumed run's checkpoint later replaces them again. */
+static int load_init_from(run *r, char *err) {
+    const char *path = r->cfg->init_from;
+    int64_t vocab = 0;
+    char e[ERRLEN];
+    int has = ckpt_read_vocab_size(path, &vocab, e, sizeof e);
+    if (has < 0) return snprintf(err, ERRLEN, "model.init_from: %s", e), -1;
+    if (has == 0 && r->m.input_desc.tokens && vocab != r->m.n_classes)
+        return snprintf(err, ERRLEN, "model.init_from: %s has a vocabulary of %lld tokens, but "
+                        "data.train %s has %lld", path, (long long)vocab, r->cfg->train_path,
+                        (long long)r->m.n_classes), -1;
+    ckpt_state s;
+    if (ckpt_read(path, &r->m, NULL, &s, e, sizeof e) != CKPT_OK)
+        return snprintf(err, ERRLEN, "model.init_from: %s", e), -1;
+    fprintf(stderr, "harness: parameters from %s (its step %lld); optimizer and data start "
+            "fresh\n", path, (long long)s.step);
+    return 0;
 }
 
 int run_setup(run *r, char *err) {
@@ -393,6 +428,8 @@ int run_setup(run *r, char *err) {
     /* Every rank draws the same weights from the seed; rank 0's are broadcast anyway so that
      * the ranks provably start from identical parameters. */
     model_init_params(&r->m, cfg->init, cfg->seed);
+    if (cfg->init_from[0] && r->rank == 0) st = load_init_from(r, err);
+    if (run_agree(r, st, err)) return -1;
     st = run_broadcast_floats(r, r->m.params, r->m.n_params, err);
     if (st == 0) st = run_broadcast_floats(r, r->m.buffers, r->m.n_buffers, err);
     if (r->world > 1) {
@@ -426,11 +463,14 @@ int run_setup(run *r, char *err) {
         return -1;
     if (r->rank == 0)
         st = metrics_open(&r->met, cfg->run_dir, cfg->progress, r->start_step > 0, err, ERRLEN);
+    if (r->rank == 0 && st == 0 && cfg->tensorboard)
+        st = tb_open(&r->met.tb, cfg->run_dir, r->start_step > 0, err, ERRLEN);
     if (run_agree(r, st, err)) return -1;
     return 0;
 }
 
 void run_teardown(run *r) {
+    run_checkpoint_async_close(r);   /* a save still in flight ends first */
     if (r->rank == 0) metrics_close(&r->met);
     trace_free(r->tr);
     r->m.trace = r->tr = NULL;

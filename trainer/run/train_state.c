@@ -62,6 +62,7 @@ static void serve_optim_shards(run *r, const shard_fetch *staged, int64_t from, 
  * Returns 0 (resumed, or nothing to resume with "auto") or -1 (reported). */
 int run_resume(run *r, const char *what, char *err) {
     int st = 0, found = 0;
+    double t0 = metrics_now();
     ckpt_state s = {0};
     char path[1200] = "";
     /* zero_stage 1: rank 0 reads the full state into host buffers, then scatters the shards */
@@ -152,8 +153,9 @@ int run_resume(run *r, const char *what, char *err) {
     if (run_agree(r, st, err)) return -1;
     if (r->rank == 0)
         fprintf(stderr, "harness: resumed from %s: step %lld, epoch %lld, cursor %lld "
-                "(written by %lld rank%s, now %d)\n", path, (long long)hdr[1], (long long)hdr[2],
-                (long long)hdr[3], (long long)hdr[5], hdr[5] == 1 ? "" : "s", r->world);
+                "(written by %lld rank%s, now %d) in %.2f s\n", path, (long long)hdr[1],
+                (long long)hdr[2], (long long)hdr[3], (long long)hdr[5], hdr[5] == 1 ? "" : "s",
+                r->world, metrics_now() - t0);
     return 0;
 }
 
@@ -168,7 +170,10 @@ int run_checkpoint(run *r, int64_t step, char *path, size_t path_len) {
     shard_fetch fetch = {r, 0, {NULL, NULL}};
     if (r->zero && stage_optim_shards(r, &fetch) != 0)   /* GPU: the shards to the host */
         comm_abort(r->c, 1, "out of memory copying the optimizer state shards to the host");
-    if (r->rank == 0) {
+    /* checkpoint.async: the save in flight first (its failure fails this checkpoint; rank 0
+     * then drains the shard requests below, as after any failed write) */
+    st = run_checkpoint_drain(r, step, err);
+    if (r->rank == 0 && st == 0) {
         ckpt_state s = {0};
         s.step = step;
         data_loader_position(r->train, &s.epoch, &s.cursor);

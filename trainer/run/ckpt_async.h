@@ -1,0 +1,58 @@
+/* ckpt_async: checkpoints written in the background (checkpoint.async, the default).
+ *
+ * At a periodic checkpoint step every rank settles its parameters and rank 0 copies what the
+ * file holds into a host snapshot that is allocated once and reused from save to save
+ * (kern_alloc_host: pinned on CUDA) - with zero_stage 1 the ranks gather the optimizer state
+ * shards into it, one tensor at a time, as the synchronous write does.  That copy is all the
+ * step loop waits for.  Then a thread of rank 0 writes and publishes the file through
+ * ckpt_write_host (temporary name, fsync, rename, directory fsync, keep-K: the guarantees of
+ * checkpoint.h are unchanged) while training goes on.
+ *
+ * At most one save is in flight: the next checkpoint waits for it first (a "checkpoint wait"
+ * span in the trace and wait_s in its metrics record).  Stops (signals, --stop-after) and the
+ * end of training wait for it too, then write their own checkpoint synchronously.
+ *
+ * A failed background write: rank 0 notices it at the first step boundary after the thread
+ * finished and sets a flag in the stop all-reduce that every rank makes at every step already
+ * (train.c), so all ranks learn of it at the same step without an extra collective, stop, and
+ * exit 1; the failed write removed its temporary file, so the previous checkpoint stays the
+ * newest valid one.
+ *
+ * HDF5 from two threads: Debian's libhdf5 is built thread-safe (one lock inside the library);
+ * when a build is not (H5is_library_threadsafe), the writer holds data/'s module lock
+ * (data_hdf5_lock) for the whole write, so the prefetch threads' reads wait for it instead of
+ * racing it. */
+#ifndef HARNESS_CKPT_ASYNC_H
+#define HARNESS_CKPT_ASYNC_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "checkpoint.h"
+
+typedef struct {
+    int on;                   /* checkpoint.async (the writer lives on rank 0 only) */
+    /* the snapshot, rank 0: params[n_params], buffers[n_buffers], state[s][n_params] */
+    float *params, *buffers, *state[2];
+    int64_t bytes;            /* the snapshot's size (what each checkpoint file holds) */
+    /* the save in flight */
+    pthread_t thread;
+    int running;              /* a thread was started and not yet joined */
+    atomic_int finished;      /* the thread has returned (the main thread may join at once) */
+    ckpt_state s;
+    double t_start;           /* when the thread started (metrics_now) */
+    double copy_s, wait_s;    /* what the step loop waited for: the snapshot, the previous save */
+    double drain_s;           /* the last run_checkpoint_drain's wait (0: nothing in flight) */
+    /* the Slurm recipes' --signal lead time (HARNESS_SIGNAL_LEAD_S, seconds; 0: not told),
+     * checked against a step plus what a stop's saves take; warned once */
+    double signal_lead_s, step_s, last_poll_t;
+    int lead_warned;
+    /* the thread's result */
+    int status;
+    double write_s;
+    char path[1200];
+    char err[1024];
+} ckpt_async;
+
+#endif
