@@ -87,6 +87,21 @@ double comm_grads_wait_seconds(comm *c);
  * and stamps nothing).  comm_grads_bucket_times: the stamps of the buckets the last
  * comm_grads_wait finished (their count; 0 when not timing). */
 int comm_grads_time_buckets(comm *c, char *err, size_t errlen);
+
+/* The network check at start (comm_netcheck.c): the gradient all-reduce at `bytes` timed across
+ * all ranks (median of reps rounds, each the slowest rank's time) as bus bandwidth
+ * 2 (n-1)/n x bytes / time, and each node's exchange with rank 0's node (fastest of 2 x reps;
+ * node 0: NAN).  slowest: a node under a tenth of the others' median, else -1 (3 nodes or
+ * more).  Collective; every rank gets the same results.  Free with comm_netcheck_free. */
+typedef struct {
+    size_t bytes;
+    double allreduce_s, bus_gbps;   /* GB/s = 1e9 bytes/s */
+    int nodes, slowest;
+    double *node_gbps;              /* [nodes] */
+    char (*node_host)[64];          /* [nodes] */
+} comm_netcheck;
+int comm_netcheck_run(comm *c, size_t bytes, int reps, comm_netcheck *nc, char *err, size_t errlen);
+void comm_netcheck_free(comm_netcheck *nc);
 int64_t comm_grads_buckets(const comm *c);   /* buckets of the registered buffer */
 int64_t comm_grads_bucket_times(const comm *c, const double **start, const double **end);
 

@@ -23,6 +23,10 @@ if [ "${HARNESS_DEPS:-}" = test ]; then
   pkgs+=(libblis-dev)
   # the tokenizer tests' oracle comes from PyPI (below)
   pkgs+=(python3-pip)
+  # Slurm 22.05 and munge: tests/slurm (one node on loopback) and tests/cluster (a head node
+  # and compute nodes in namespaces) start their own daemons; srun --mpi=pmix needs the PMIx
+  # plugin of slurm-wlm-basic-plugins (a dependency of slurmd)
+  pkgs+=(slurmctld slurmd slurm-client munge)
 fi
 
 # HuggingFace tokenizers is the GPT-2 tokenizer tests' reference implementation, and
@@ -47,6 +51,15 @@ echo "harness: installing ${missing[*]}" >&2
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# The packages' scripts would start their daemons (munged, slurmctld, slurmd) at install: a
+# policy-rc.d that refuses (101) keeps them from it; ours only, removed afterwards.
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  policy=/usr/sbin/policy-rc.d
+  printf '#!/bin/sh\n# launch/deps.sh: no daemon starts during this install\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod 755 "$policy"
+  trap '$sudo rm -f "$policy"' EXIT
+fi
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 pip_test_deps

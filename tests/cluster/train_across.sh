@@ -46,6 +46,14 @@ need = 60 * params * 4
 print(f"n2 eth0: {two_bytes} bytes in the 2-node run (at least {need} needed), {one_bytes} in the 1-node run")
 assert two_bytes >= need, f"too little traffic crossed the nodes: {two_bytes} < {need}"
 assert one_bytes < need / 100, f"the 1-node run sent {one_bytes} bytes over n2's eth0"
+# the network check at start: the all-reduce's bus bandwidth and n2's link to rank 0's n1
+net = [json.loads(l) for l in open(f"{w}/two-nodes/metrics.jsonl") if '"network"' in l]
+assert len(net) == 1, f"{len(net)} network records in the 2-node run"
+n = net[0]
+assert n["ranks"] == 4 and n["rank0_node"] == "n1" and [x["host"] for x in n["nodes"]] == ["n2"], n
+assert n["bus_gb_per_s"] > 0 and n["nodes"][0]["gb_per_s"] > 0 and n["slow_node"] == "", n
+print(f"network check across 2 nodes: all-reduce of {n['bytes'] // 1024} KiB, bus bandwidth "
+      f"{n['bus_gb_per_s']:.3g} GB/s; n2 <-> n1 {n['nodes'][0]['gb_per_s']:.3g} GB/s")
 print("training across nodes: ok")
 PY
 

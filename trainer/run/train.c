@@ -93,6 +93,8 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     /* optimizer state this rank holds: state tensors x its shard (all of it at stage 0) */
     int64_t optim_state_bytes = (int64_t)run_n_optim_states(&r.opt) * r.opt.n * (int64_t)sizeof(float);
     report_start(&r, optim_state_bytes);
+    /* the network check at start (collective): bus bandwidth, each node's link */
+    if (r.world > 1 && run_network_check(&r, err) != 0) comm_abort(c, 1, err);
 
     train_loop L;
     step_loop_init(&r, &L);

@@ -163,6 +163,9 @@ int run_alloc_batch_buffers(run *r, char *err);
 int run_open_backend(run *r, char *err);
 int run_open_data(run *r, int need_train, char *err);
 int run_open_observers(run *r, char *err);
+/* The network check at start (collective; several ranks only): rank 0 prints it and writes a
+ * "network" record to metrics.jsonl. */
+int run_network_check(run *r, char *err);
 int run_setup(run *r, char *err);
 void run_teardown(run *r);
 /* train_state.c */

@@ -504,3 +504,38 @@ int run_open_observers(run *r, char *err) {
     r->m.trace = r->tr;
     return r->world > 1 ? comm_grads_time_buckets(r->c, err, ERRLEN) : 0;
 }
+
+/* The gradient all-reduce at the bucket size (comm.bucket_kb), timed across the job before the
+ * first step, and each node's exchange with rank 0's node: a slow link is named now, not
+ * found in the step times later.  5 and 10 rounds: milliseconds on a real network. */
+int run_network_check(run *r, char *err) {
+    comm_netcheck nc;
+    if (comm_netcheck_run(r->c, (size_t)r->cfg->bucket_kb * 1024, 5, &nc, err, ERRLEN) != 0) return -1;
+    if (r->rank == 0) {
+        char nodes[1024] = "", json[1400];
+        size_t n = 0, j = 0;
+        for (int k = 1; k < nc.nodes && n < sizeof nodes && j < sizeof json; k++) {
+            n += (size_t)snprintf(nodes + n, sizeof nodes - n, "%s%s %.3g GB/s", k > 1 ? ", " : "",
+                                  nc.node_host[k], nc.node_gbps[k]);
+            j += (size_t)snprintf(json + j, sizeof json - j, "%s{\"host\":\"%s\",\"gb_per_s\":%.6g}",
+                                  k > 1 ? "," : "", nc.node_host[k], nc.node_gbps[k]);
+        }
+        fprintf(stderr, "harness: network check: all-reduce of %zu KiB over %d ranks on %d node%s: "
+                "%.3f ms, bus bandwidth %.3g GB/s%s%s%s%s\n", nc.bytes / 1024, r->world, nc.nodes,
+                nc.nodes > 1 ? "s" : "", nc.allreduce_s * 1e3, nc.bus_gbps,
+                nc.nodes > 1 ? "; each node with rank 0's node " : "", nc.nodes > 1 ? nc.node_host[0] : "",
+                nc.nodes > 1 ? ": " : "", nodes);
+        if (nc.slowest > 0)
+            fprintf(stderr, "harness: warning: network: node %s's link is slow: %.3g GB/s, under "
+                    "a tenth of the other nodes' median\n", nc.node_host[nc.slowest], nc.node_gbps[nc.slowest]);
+        char fields[1700];
+        snprintf(fields, sizeof fields, "\"bytes\":%zu,\"ranks\":%d,\"allreduce_s\":%.6g,"
+                 "\"bus_gb_per_s\":%.6g,\"rank0_node\":\"%s\",\"nodes\":[%s],\"slow_node\":\"%s\"",
+                 nc.bytes, r->world, nc.allreduce_s, nc.bus_gbps, nc.node_host[0], nc.nodes > 1 ? json : "",
+                 nc.slowest > 0 ? nc.node_host[nc.slowest] : "");
+        metrics_log_event(&r->met, "network", fields);
+    }
+    comm_netcheck_free(&nc);
+    return 0;
+}
+

@@ -1,0 +1,58 @@
+# The multi-node Slurm recipe for real, on emulated nodes: Slurm 22.05 (slurmctld and munged on
+# a head node n1, a slurmd on each of n2 and n3) runs launch/slurm/harness-multi-node.sbatch
+# with --nodes=2 --ntasks-per-node=2 (4 ranks, 2 per node, TCP between the nodes):
+#   ref   LAUNCHER=srun (srun --mpi=pmix), uninterrupted, 120 steps
+#   A     LAUNCHER=srun, preempted (scontrol requeue) at step 40 - and its launches meet stale
+#         PMIx files on n3 (what a crashed node's killed step leaves: stepd.slurm.pmix.JOB.0
+#         and pmix.JOB.0/ in slurmd's spool, spmix_appdir_0_JOB.0 in its /tmp), which make
+#         srun fail before any rank starts ("Cannot bind() UNIX socket ... Address already in
+#         use", exit 137) - the first run and the requeued one (a requeue reuses the job and
+#         step numbers): the recipe must try again as a new step, never end the job
+#   B     LAUNCHER=mpirun (Open MPI's daemons started by srun), preempted the same way
+# A and B must each end with the parameters and optimizer state of ref, bit for bit.
+source "$(dirname "$0")/common.sh"
+source "$HERE/slurm_common.sh"
+slurm_nodes_up 2 "$WORK/c" || fail "Slurm on the emulated nodes did not come up"
+say "Slurm up: head n1, compute $(slurm_run sinfo -h -o '%D nodes %N %t')"
+cd "$WORK" || fail "no $WORK"
+
+t=$SECONDS
+J=$(submit "$WORK/ref.out" "$RECIPE" "$WORK/job.yaml" --set run.dir="$WORK/ref") || fail "sbatch failed"
+wait_job "$J" "$WORK/ref.out" 120
+say "ref: job $J, srun, uninterrupted: $((SECONDS - t)) s"
+grep -q "on n2,n3, 4 ranks: srun --mpi=pmix" "$WORK/ref.out" || fail "ref did not run 4 ranks on n2,n3 with srun: $(grep -m1 start "$WORK/ref.out")"
+REF=$WORK/ref/checkpoints/step_00000120.h5
+
+# preempt RUN JOB OUT: scontrol requeue JOB past step 40; it must come back and finish
+preempt() {
+  wait_until 90 "job $2 to pass step 40" past_step "$WORK/$1/metrics.jsonl" 40 || fail "job $2 did not reach step 40: $(tail -5 "$3")"
+  slurm_run scontrol requeue "$2" || fail "scontrol requeue $2 failed"
+  say "job $2 requeued at step $(last_step "$WORK/$1/metrics.jsonl")"
+  wait_job "$2" "$3" 120
+  [ "$(job_field "$2" Restarts)" = 1 ] || fail "job $2: $(job_field "$2" Restarts) restarts, expected 1"
+  grep -q "harness: resumed from" "$3" || fail "job $2 did not resume: $(grep harness: "$3" | tail -5)"
+  [ "$(starts "$WORK/$1/metrics.jsonl")" = 2 ] || fail "job $2: $(starts "$WORK/$1/metrics.jsonl") runs of harness, expected 2"
+}
+
+t=$SECONDS
+J=$(submit "$WORK/A.out" --hold "$RECIPE" "$WORK/job.yaml" --set run.dir="$WORK/A") || fail "sbatch failed"
+spool=$SLURM_DIR/spool/n3
+mkdir -p "$spool/pmix.$J.0"
+touch "$spool/stepd.slurm.pmix.$J.0"
+node_run n3 mkdir -p "/tmp/spmix_appdir_0_$J.0"
+slurm_run scontrol release "$J"
+preempt A "$J" "$WORK/A.out"
+say "A: job $J, srun, stale PMIx files on n3, requeued once: $((SECONDS - t)) s"
+grep -q "Cannot bind() UNIX socket $spool/stepd.slurm.pmix.$J.0: Address already in use" "$spool/slurmd.log" ||
+  fail "the stale PMIx file did not make n3's step fail as expected: $(grep -i pmix "$spool/slurmd.log" | tail -3)"
+n=$(grep -c "srun failed (status 137, after [0-9]* s) before any rank started: trying again" "$WORK/A.out")
+[ "$n" = 2 ] || fail "A: $n retried launches, expected 2 (first run and requeued run): $(grep -v '^step' "$WORK/A.out" | head -30)"
+same_params "$REF" "$WORK/A/checkpoints/step_00000120.h5" 0 || fail "A's final parameters differ from ref's"
+
+t=$SECONDS
+J=$(LAUNCHER=mpirun submit "$WORK/B.out" "$RECIPE" "$WORK/job.yaml" --set run.dir="$WORK/B") || fail "sbatch failed"
+preempt B "$J" "$WORK/B.out"
+say "B: job $J, mpirun, requeued once: $((SECONDS - t)) s"
+grep -q "on n2,n3, 4 ranks: mpirun -np 4" "$WORK/B.out" || fail "B did not use mpirun -np 4: $(grep -m1 start "$WORK/B.out")"
+same_params "$REF" "$WORK/B/checkpoints/step_00000120.h5" 0 || fail "B's final parameters differ from ref's"
+say "ok: the multi-node recipe trains across n2 and n3 with srun and mpirun, resumes after a requeue bit for bit, and retries launches that stale PMIx files fail"
