@@ -50,9 +50,19 @@ anchor_script() {
   cat <<'EOF'
 set -e
 node=$1 dir=$2
+shift 2   # then: the folders under /tmp that must stay visible (the checkout, the shared dir)
 hostname "$node"
 mount --make-rprivate /
+# The node's own /tmp hides the host's, and with it a checkout or build that lives under /tmp
+# (CI clones anywhere): hold the host's /tmp on /mnt (this namespace only), mount the private
+# tmpfs, then bind each kept folder back at its own path.
+mount --bind /tmp /mnt
 mount -t tmpfs -o mode=1777 tmpfs /tmp
+for keep in "$@"; do
+  mkdir -p "$keep"
+  mount --bind "/mnt/${keep#/tmp/}" "$keep"
+done
+umount -l /mnt
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 # a /sys of this network namespace (ip netns exec does the same), the host's cgroups in it
 mkdir -p "/tmp/.hostcg"
@@ -74,13 +84,23 @@ cluster_up() {
     for ((i = 1; i <= n; i++)); do echo "$CLUSTER_NET.$i n$i"; done
   } >"$CLUSTER_SHARED/hosts"
   anchor_script >"$CLUSTER_SHARED/anchor.sh"
+  # folders under /tmp the nodes must still see: the top folder under /tmp of the shared dir,
+  # of this checkout and of anything in CLUSTER_KEEP (absolute paths, space-separated)
+  local keep=() p rest top
+  for p in "$(cd "$CLUSTER_SHARED" && pwd -P)" "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)" \
+           ${CLUSTER_KEEP:-}; do
+    case $p in
+      /tmp/?*) rest=${p#/tmp/}; top=/tmp/${rest%%/*}
+               [[ " ${keep[*]} " == *" $top "* ]] || keep+=("$top") ;;
+    esac
+  done
   # the bridge's namespace
   unshare --net sleep 1000000 &
   BRIDGE_PID=$!
   for ((i = 1; i <= n; i++)); do
     node=n$i
     unshare --net --uts --mount bash "$CLUSTER_SHARED/anchor.sh" "$node" "$CLUSTER_SHARED" \
-      >"$CLUSTER_SHARED/nodes/$node.anchor.log" 2>&1 &
+      "${keep[@]}" >"$CLUSTER_SHARED/nodes/$node.anchor.log" 2>&1 &
     NODE_PID[$node]=$!
     CLUSTER_NODES+=("$node")
     echo "${NODE_PID[$node]}" >"$CLUSTER_SHARED/nodes/$node.pid"
