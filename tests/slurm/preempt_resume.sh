@@ -128,18 +128,32 @@ job_state() { job_field "$1" JobState; }
 is_state() { [ "$(job_state "$1")" = "$2" ]; }
 # running_segment N JOB: harness has started its Nth run of the training (N start events in
 # metrics.jsonl, over both jobs) and JOB is running.
-running_segment() { [ "$(starts)" -ge "$1" ] && is_state "$2" RUNNING; }
+running_segment() { [ "$(starts)" -ge "$1" ] && is_state "$2" RUNNING && return 0; ended "$2"; return 1; }
 
 # interrupt JOB AT_STEP HOW...: wait until training passes AT_STEP, then run HOW.
 interrupt() {
   local job=$1 at=$2; shift 2
-  until_true "job $job to pass step $at" past_step "$at"
+  running_past() { past_step "$2" && return 0; ended "$1"; return 1; }
+  until_true "job $job to pass step $at" running_past "$job" "$at"
   say "step >= $(last_step): $*"
   "$@"
 }
 # comes_back JOB RESTARTS SEGMENT: the job is requeued (its RESTARTSth time), runs again and
 # harness starts its SEGMENTth run of the training.
-restarted() { local n; n=$(job_field "$1" Restarts); [ -n "$n" ] && ((n >= $2)); }
+# A job that ended for good (it failed, or the script did not requeue it) cannot come back:
+# fail at once with its output rather than wait out the budget.
+ended() {
+  case $(job_state "$1") in
+    COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE)
+      fail "job $1 ended ($(job_state "$1"), exit code $(job_field "$1" ExitCode)) instead of coming back" ;;
+  esac
+}
+restarted() {
+  local n; n=$(job_field "$1" Restarts)
+  [ -n "$n" ] && ((n >= $2)) && return 0
+  ended "$1"
+  return 1
+}
 comes_back() {
   until_true "job $1 to go back to the queue" restarted "$1" "$2"
   say "job $1 requeued: $(job_state "$1") (reason $(job_field "$1" Reason)), restarts $(job_field "$1" Restarts)"

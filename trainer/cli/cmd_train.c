@@ -3,6 +3,7 @@
  * (config_print_help). */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,8 +146,14 @@ int cmd_train(int argc, char **argv, int is_eval) {
     }
     char err[1024];
     comm *c = NULL;
+    /* before MPI (and any other thread) starts: SIGUSR1/SIGTERM go to one waiting thread */
+    if (stop_signals_start() != 0) {
+        fprintf(stderr, "harness: cannot start the signal thread: %s\n", strerror(errno));
+        return 1;
+    }
     if (comm_init(&argc, &argv, &c, err, sizeof err) != 0) {
         fprintf(stderr, "harness: %s\n", err);
+        stop_signals_end();
         return 1;
     }
     cli_args a;
@@ -167,5 +174,6 @@ int cmd_train(int argc, char **argv, int is_eval) {
         rc = train_run(&cfg, &opt, c);
     }
     comm_finalize(c);
+    stop_signals_end();
     return rc;
 }

@@ -5,22 +5,6 @@
  * comm_abort. */
 #include "train_run.h"
 
-/* Set by SIGUSR1 / SIGTERM; read at step boundaries only. */
-static volatile sig_atomic_t stop_signal = 0;
-static void on_stop_signal(int sig) { stop_signal = sig; }
-
-/* SIGUSR1 (Slurm's warning before the time limit) and SIGTERM (preemption) only set a flag;
- * the ranks agree at the next step boundary and checkpoint the same step. */
-static void catch_stop_signals(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 static void run_init(run *r, const config *cfg, comm *c) {
     memset(r, 0, sizeof *r);
     r->cfg = cfg;
@@ -88,7 +72,10 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     run r;
     run_init(&r, cfg, c);
     r.resume_what = opt->resume;
-    catch_stop_signals();
+    /* SIGUSR1 (Slurm's warning before the time limit) and SIGTERM (preemption) from here on
+     * only set a flag (stop_signals.c, started before MPI); the ranks agree at the next step
+     * boundary and checkpoint the same step. */
+    stop_signals_arm();
     if (start_run(&r, err) != 0) return HARNESS_EXIT_ERROR;
     /* optimizer state this rank holds: state tensors x its shard (all of it at stage 0) */
     int64_t optim_state_bytes = (int64_t)run_n_optim_states(&r.opt) * r.opt.n * (int64_t)sizeof(float);
@@ -102,7 +89,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     char ckpt_path[1200] = "";
     for (int64_t step = r.start_step; step < r.total_steps; step++) {
         int64_t done = step + 1;
-        if (step_run(&r, &L, step, verdict_step(&r, opt, done), stop_signal != 0)) {
+        if (step_run(&r, &L, step, verdict_step(&r, opt, done), stop_signals_received() != 0)) {
             exit_code = HARNESS_EXIT_ERROR;   /* non-finite beyond the limit (reported) */
             break;
         }
@@ -123,7 +110,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         /* One small all-reduce per step: every rank learns of a signal any rank received,
          * so they all stop after the same step; and of a background checkpoint write that
          * failed on rank 0 (checkpoint.async: no collective of its own). */
-        int32_t flags[2] = {stop_signal ? stop_signal
+        int32_t flags[2] = {stop_signals_received() ? stop_signals_received()
                             : (opt->stop_after > 0 && done == opt->stop_after) ? RUN_STOP_AFTER : 0,
                             run_checkpoint_poll(&r, done)};
         if (r.world > 1 && comm_allreduce_max_i32(c, flags, 2, err, sizeof err) != 0)
