@@ -60,7 +60,7 @@ z1=(--set train.zero_stage=1)
 run_ranks 2 train "$CFG" "${common[@]}" "${z1[@]}" --set run.dir="$A/async_z1"
 run_ranks 2 train "$CFG" "${common[@]}" "${z1[@]}" --set run.dir="$A/sync_z1" --set checkpoint.async=false
 mkdir -p "$A/resumed/checkpoints"
-cp "$A/async/checkpoints/step_00000004.h5" "$A/resumed/checkpoints/"
+cp "$A"/async/checkpoints/step_00000004.h5* "$A/resumed/checkpoints/"   # with its parts
 run_ranks 2 train "$CFG" "${common[@]}" --set run.dir="$A/resumed" --resume auto 2>"$A/log"
 grep -q "resumed from .*step_00000004.h5" "$A/log" || { cat "$A/log"; fail "did not resume from step 4"; }
 "$PY" - "$A" <<'PY'

@@ -42,6 +42,10 @@ import sys, h5py
 path = sys.argv[1]
 with h5py.File(path, "r") as f:
     ds = f["params/layers.1.weight"]
+    if ds.is_virtual:   # checkpoint.writers 0: the first part that holds it
+        src = ds.virtual_sources()[0]
+        path = f"{path.rsplit('/', 1)[0]}/{src.file_name}"
+        ds = h5py.File(path, "r")[src.dset_name]
     offset = ds.id.get_offset()
     if offset is None:   # chunked: the first chunk's address
         offset = ds.id.get_chunk_info(0).byte_offset

@@ -138,6 +138,8 @@ typedef struct {
     int ckpt_keep;                 /* checkpoint.keep: newest checkpoints kept (>= 1) */
     float ckpt_timeout_s;          /* checkpoint.timeout_s: how long the other ranks may wait for rank 0's write */
     int ckpt_async;                /* checkpoint.async: periodic saves written by a background thread */
+    int ckpt_writers;              /* checkpoint.writers: 0 = every rank writes its part (with more
+                                    * than one rank), 1 = rank 0 writes the whole file */
 } config;
 
 void config_defaults(config *c);

@@ -179,6 +179,10 @@ const config_key config_keys[] = {
     {.name = "checkpoint.async", .kind = CK_BOOL, FIELD(ckpt_async),
      .def = "true", .help = "periodic saves copied to host memory and written by a background "
                             "thread while training goes on; false: the step loop waits for the write"},
+    {.name = "checkpoint.writers", .kind = CK_INT, FIELD(ckpt_writers), .imin = 0, .imax = 1,
+     .def = "0", .help = "0: every rank writes its slice into a part file of its own and rank 0 "
+                         "a file that maps them (HDF5 virtual datasets; one rank: one plain file); "
+                         "1: rank 0 writes the whole file"},
 };
 const size_t config_n_keys = sizeof config_keys / sizeof config_keys[0];
 _Static_assert(sizeof config_keys / sizeof config_keys[0] <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");

@@ -15,9 +15,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "ckpt_hdf5.h"
+#include "ckpt_parts.h"
 #include "fsutil.h"
-
-#define CHUNK_ELEMS (1 << 20)   /* at most 4 MiB per chunk (HDF5 chunks are limited to 4 GiB) */
 
 static int errorf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -29,110 +29,6 @@ static int errorf(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
-/* ---- small HDF5 helpers (all return <0 on failure) ---- */
-
-static hid_t fapl_v110(void) {
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    /* The 1.10 format puts checksums on the superblock and object headers. */
-    if (fapl >= 0) H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
-    return fapl;
-}
-
-static herr_t attr_write(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
-                         const void *value) {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = (space < 0 || a < 0) ? -1 : H5Awrite(a, mem_type, value);
-    if (a >= 0) H5Aclose(a);
-    if (space >= 0) H5Sclose(space);
-    return rc;
-}
-
-/* Strings are fixed-length attributes: variable-length ones live in HDF5's global heap, which
- * has no checksum and which a damaged file can make the library crash or hang on. */
-#define ATTR_STRING_MAX (1 << 20)
-
-static herr_t attr_write_string(hid_t loc, const char *name, const char *value) {
-    size_t len = strlen(value);
-    if (len + 1 > ATTR_STRING_MAX) return -1;
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, len + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    herr_t rc = attr_write(loc, name, t, t, value);
-    H5Tclose(t);
-    return rc;
-}
-
-static herr_t attr_read(hid_t loc, const char *name, hid_t mem_type, void *value) {
-    if (H5Aexists(loc, name) <= 0) return -1;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    hid_t space = H5Aget_space(a);
-    herr_t rc = (space >= 0 && H5Sget_simple_extent_npoints(space) == 1) ? H5Aread(a, mem_type, value)
-                                                                       : -1;
-    if (space >= 0) H5Sclose(space);
-    H5Aclose(a);
-    return rc;
-}
-
-/* A variable-length string attribute, malloc'd; NULL when absent or of another type. */
-/* A fixed-length string attribute (at most ATTR_STRING_MAX bytes), malloc'd and
- * NUL-terminated; NULL when absent, variable-length or of another type. */
-static char *attr_read_string(hid_t loc, const char *name) {
-    if (H5Aexists(loc, name) <= 0) return NULL;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0) return NULL;
-    char *result = NULL;
-    hid_t ft = H5Aget_type(a), space = H5Aget_space(a);
-    size_t size = ft >= 0 ? H5Tget_size(ft) : 0;
-    if (ft >= 0 && space >= 0 && H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) == 0 &&
-        H5Sget_simple_extent_npoints(space) == 1 && size > 0 && size <= ATTR_STRING_MAX &&
-        H5Aget_storage_size(a) == size && (result = malloc(size + 1))) {
-        hid_t t = H5Tcopy(H5T_C_S1);
-        H5Tset_size(t, size);
-        H5Tset_cset(t, H5Tget_cset(ft));
-        if (H5Aread(a, t, result) >= 0) {
-            result[size] = '\0';
-        } else {
-            free(result);
-            result = NULL;
-        }
-        H5Tclose(t);
-    }
-    if (ft >= 0) H5Tclose(ft);
-    if (space >= 0) H5Sclose(space);
-    H5Aclose(a);
-    return result;
-}
-
-/* float32 dataset with the Fletcher-32 checksum filter; chunks of whole rows of the first
- * dimension, at most CHUNK_ELEMS elements where the rows allow */
-static herr_t write_tensor(hid_t loc, const char *name, const float *data, int ndim,
-                           const int64_t *dims) {
-    hsize_t d[4] = {1, 1, 1, 1}, chunk[4] = {1, 1, 1, 1};
-    hsize_t inner = 1;
-    for (int i = 0; i < ndim; i++) {
-        d[i] = chunk[i] = (hsize_t)dims[i];
-        if (i > 0) inner *= d[i];
-    }
-    hsize_t rows = inner >= CHUNK_ELEMS ? 1 : CHUNK_ELEMS / inner;
-    chunk[0] = rows < d[0] ? rows : d[0];
-    hid_t space = H5Screate_simple(ndim, d, NULL);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    herr_t rc = -1;
-    hid_t ds = -1;
-    if (space >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, ndim, chunk) >= 0 &&
-        H5Pset_fletcher32(dcpl) >= 0) {
-        ds = H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-        if (ds >= 0) rc = H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-    }
-    if (ds >= 0) H5Dclose(ds);
-    if (dcpl >= 0) H5Pclose(dcpl);
-    if (space >= 0) H5Sclose(space);
-    return rc;
-}
-
 static void format_shape(char *buf, size_t n, int ndim, const hsize_t *dims) {
     int used = snprintf(buf, n, "[");
     for (int i = 0; i < ndim && used < (int)n - 24; i++)
@@ -141,43 +37,12 @@ static void format_shape(char *buf, size_t n, int ndim, const hsize_t *dims) {
     snprintf(buf + used, n - (size_t)used, "]");
 }
 
-/* Hostile files (tests/fuzz): 1 when all of the dataset's data is stored in this file.  HDF5
- * 1.10 reads a compact dataset whose stored size disagrees with its shape from a NULL buffer
- * (a crash), chunks missing from the file as fill values, and past the end of a chunk that
- * claims to be larger than a fixed dimension (a crash); external and virtual datasets keep
- * their data in other files.  Checked before every H5Dread of a checkpoint. */
-static int stored_whole(hid_t ds) {
-    hid_t dcpl = H5Dget_create_plist(ds), type = H5Dget_type(ds), space = H5Dget_space(ds);
-    hsize_t dims[H5S_MAX_RANK], maxdims[H5S_MAX_RANK], chunk[H5S_MAX_RANK], need = 1, have = 0;
-    int nd = space >= 0 ? H5Sget_simple_extent_dims(space, dims, maxdims) : -1;
-    hssize_t npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    size_t tsize = type >= 0 ? H5Tget_size(type) : 0;
-    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
-    int ok = nd >= 0 && npoints >= 0 && tsize > 0 && H5Pget_external_count(dcpl) == 0;
-    if (ok && layout == H5D_CHUNKED) {
-        ok = H5Pget_chunk(dcpl, nd, chunk) == nd;
-        for (int i = 0; ok && i < nd; i++) {
-            hsize_t k = chunk[i] ? dims[i] / chunk[i] + (dims[i] % chunk[i] != 0) : 0;
-            ok = chunk[i] > 0 && (k == 0 || need <= (hsize_t)-1 / k) &&
-                 (maxdims[i] == H5S_UNLIMITED || chunk[i] <= maxdims[i]);
-            need *= k;
-        }
-        ok = ok && H5Dget_num_chunks(ds, space, &have) >= 0 && have == need;
-    } else if (ok) {
-        hsize_t stored = H5Dget_storage_size(ds);
-        ok = (layout == H5D_COMPACT || layout == H5D_CONTIGUOUS) && stored % tsize == 0 &&
-             stored / tsize == (hsize_t)npoints;
-    }
-    if (dcpl >= 0) H5Pclose(dcpl);
-    if (type >= 0) H5Tclose(type);
-    if (space >= 0) H5Sclose(space);
-    return ok;
-}
 
 /* Reads dataset `name` under loc into out; its shape must be exactly dims.
  * Returns 0, CKPT_MISMATCH (other shape: message in err) or CKPT_CORRUPT. */
 static int read_tensor(hid_t loc, const char *name, const char *display, float *out, int ndim,
-                       const int64_t *dims, const char *path, char *err, size_t errlen) {
+                       const int64_t *dims, const char *path, ckpt_parts *parts, int64_t offset,
+                       char *err, size_t errlen) {
     if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) {
         errorf(err, errlen, "%s: the model has tensor %s but the checkpoint does not", path,
                display);
@@ -207,7 +72,11 @@ static int read_tensor(hid_t loc, const char *name, const char *display, float *
                "(does the config's model.layers match the run that wrote it?)", path, display,
                have, want);
         rc = CKPT_MISMATCH;
-    } else if (!stored_whole(ds)) {   /* hostile files: see stored_whole */
+    } else if (parts) {   /* a virtual dataset: its slices come from the verified parts */
+        int64_t count = 1;
+        for (int i = 0; i < ndim; i++) count *= dims[i];
+        rc = ckpt_parts_read(parts, display + 1, offset, count, out, err, errlen);
+    } else if (!ckpt_stored_whole(ds)) {   /* hostile files: see ckpt_stored_whole */
         errorf(err, errlen, "%s: %s is damaged (its data is not all stored in the file)", path,
                display);
         rc = CKPT_CORRUPT;
@@ -229,6 +98,9 @@ static uint32_t meta_crc(const ckpt_state *s, const char *optimizer, const char 
                      "|t %" PRId64 "|seed %" PRIu64 "|world %d|%s|%s|", CKPT_FORMAT_VERSION,
                      s->step, s->epoch, s->cursor, s->optimizer_steps, s->seed, s->world_size,
                      optimizer, rng);
+    if (s->parts > 0)   /* written by every rank (ckpt_parts.h) */
+        n += snprintf(head + n, sizeof head - (size_t)n, "parts %d|id %" PRIx64 "|", s->parts,
+                      s->parts_id);
     uLong crc = crc32(0L, Z_NULL, 0);
     crc = crc32(crc, (const Bytef *)head, (uInt)n);
     crc = crc32(crc, (const Bytef *)config_yaml, (uInt)strlen(config_yaml));
@@ -241,7 +113,7 @@ static const char *optimizer_name(const optim *o) {
 }
 
 /* State tensors of the optimizer: names and buffers (NULL-terminated lists of 2). */
-static int optim_states(const optim *o, const char **names, float **bufs) {
+int ckpt_optim_states(const optim *o, const char **names, float **bufs) {
     if (!o) return 0;
     if (o->type == OPT_ADAMW) {
         names[0] = "exp_avg"; bufs[0] = o->m;
@@ -255,12 +127,40 @@ static int optim_states(const optim *o, const char **names, float **bufs) {
 static const char *RNG_NOTE =
     "philox4x32-10, stateless: init from (seed, tensor index), dropout from (seed, step, sample)";
 
+/* /meta of the open file f; 0 or -1. */
+int ckpt_write_meta(hid_t f, const model *m, const optim *o, const ckpt_state *state,
+                    const char *config_yaml) {
+    hid_t g = H5Gcreate2(f, "meta", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int32_t version = CKPT_FORMAT_VERSION, world = state->world_size, parts = state->parts;
+    uint32_t crc = meta_crc(state, optimizer_name(o), RNG_NOTE, config_yaml);
+    int64_t vocab = m->n_classes;   /* a language model's vocabulary before padding */
+    int rc = g >= 0 &&
+        ckpt_attr_write(g, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version) >= 0 &&
+        ckpt_attr_write(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &state->step) >= 0 &&
+        ckpt_attr_write(g, "epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, &state->epoch) >= 0 &&
+        ckpt_attr_write(g, "cursor", H5T_STD_I64LE, H5T_NATIVE_INT64, &state->cursor) >= 0 &&
+        ckpt_attr_write(g, "optimizer_steps", H5T_STD_I64LE, H5T_NATIVE_INT64, &state->optimizer_steps) >= 0 &&
+        ckpt_attr_write(g, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &state->seed) >= 0 &&
+        ckpt_attr_write(g, "world_size", H5T_STD_I32LE, H5T_NATIVE_INT32, &world) >= 0 &&
+        ckpt_attr_write_string(g, "optimizer", optimizer_name(o)) >= 0 &&
+        ckpt_attr_write_string(g, "rng", RNG_NOTE) >= 0 &&
+        ckpt_attr_write_string(g, "config", config_yaml) >= 0 &&
+        ckpt_attr_write(g, "meta_crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc) >= 0 &&
+        (!m->input_desc.tokens ||
+         ckpt_attr_write(g, "vocab_size", H5T_STD_I64LE, H5T_NATIVE_INT64, &vocab) >= 0) &&
+        (parts == 0 ||
+         (ckpt_attr_write(g, "parts", H5T_STD_I32LE, H5T_NATIVE_INT32, &parts) >= 0 &&
+          ckpt_attr_write(g, "parts_id", H5T_STD_U64LE, H5T_NATIVE_UINT64, &state->parts_id) >= 0));
+    if (g >= 0) H5Gclose(g);
+    return rc ? 0 : -1;
+}
+
 /* ckpt_set_test_pause's pause (ms; 0: none). */
 static long test_pause_ms = 0;
 
 void ckpt_set_test_pause(long ms) { test_pause_ms = ms; }
 
-static void fault_pause(void) {
+void ckpt_fault_pause(void) {
     long v = test_pause_ms;
     if (v > 0) {
         struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
@@ -268,7 +168,7 @@ static void fault_pause(void) {
     }
 }
 
-static void prune(const char *dir, int keep) {
+void ckpt_prune(const char *dir, int keep) {
     static char paths[4096][1200];
     int n = ckpt_list(dir, paths, 4096);
     for (int i = keep; i < n; i++) unlink(paths[i]);
@@ -285,6 +185,7 @@ static void prune(const char *dir, int keep) {
         }
     }
     closedir(d);
+    ckpt_parts_prune(dir);   /* the parts of deleted checkpoints, and orphans */
 }
 
 static int write_path(const char *final, const model *m, const optim *o, const ckpt_state *state,
@@ -303,7 +204,7 @@ static int write_file(const char *dir, const model *m, const optim *o, const ckp
     snprintf(final, sizeof final, "%s/step_%08" PRId64 ".h5", dir, state->step);
     if (write_path(final, m, o, state, config_yaml, fetch, fetch_user, src, err, errlen) != 0)
         return -1;
-    prune(dir, keep);
+    ckpt_prune(dir, keep);
     if (path_out) snprintf(path_out, path_len, "%s", final);
     return 0;
 }
@@ -326,7 +227,7 @@ static int write_path(const char *final, const model *m, const optim *o, const c
     int nt = m->n_tensors;
     const char *snames[2];
     float *sbufs[2];
-    int ns = optim_states(o, snames, sbufs);
+    int ns = ckpt_optim_states(o, snames, sbufs);
     int64_t largest = 1;
     for (int i = 0; i < nt; i++)
         if (t[i].count > largest) largest = t[i].count;
@@ -335,33 +236,13 @@ static int write_path(const char *final, const model *m, const optim *o, const c
         return errorf(err, errlen, "%s: out of memory staging %lld bytes", final,
                       (long long)largest * 4);
     const char *what = "creating the file";
-    hid_t fapl = fapl_v110();
+    hid_t fapl = ckpt_fapl_v110();
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    hid_t g = -1, gp = -1, go = -1, gt = -1, gb = -1;
+    hid_t gp = -1, go = -1, gt = -1, gb = -1;
     if (f < 0) goto fail;
 
     what = "writing /meta";
-    g = H5Gcreate2(f, "meta", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int32_t version = CKPT_FORMAT_VERSION, world = state->world_size;
-    uint32_t crc = meta_crc(state, optimizer_name(o), RNG_NOTE, config_yaml);
-    if (g < 0 ||
-        attr_write(g, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version) < 0 ||
-        attr_write(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &state->step) < 0 ||
-        attr_write(g, "epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, &state->epoch) < 0 ||
-        attr_write(g, "cursor", H5T_STD_I64LE, H5T_NATIVE_INT64, &state->cursor) < 0 ||
-        attr_write(g, "optimizer_steps", H5T_STD_I64LE, H5T_NATIVE_INT64, &state->optimizer_steps) < 0 ||
-        attr_write(g, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &state->seed) < 0 ||
-        attr_write(g, "world_size", H5T_STD_I32LE, H5T_NATIVE_INT32, &world) < 0 ||
-        attr_write_string(g, "optimizer", optimizer_name(o)) < 0 ||
-        attr_write_string(g, "rng", RNG_NOTE) < 0 ||
-        attr_write_string(g, "config", config_yaml) < 0 ||
-        attr_write(g, "meta_crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc) < 0)
-        goto fail;
-    /* a language model's vocabulary before padding: the rows export keeps */
-    int64_t vocab = m->n_classes;
-    if (m->input_desc.tokens &&
-        attr_write(g, "vocab_size", H5T_STD_I64LE, H5T_NATIVE_INT64, &vocab) < 0)
-        goto fail;
+    if (ckpt_write_meta(f, m, o, state, config_yaml) != 0) goto fail;
 
     what = "writing /params";
     gp = H5Gcreate2(f, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -370,7 +251,7 @@ static int write_path(const char *final, const model *m, const optim *o, const c
         if (t[i].is_buffer) continue;
         const float *p = src ? src->params + t[i].offset : host;
         if (!src) kern_to_host(m->k, host, m->params + t[i].offset, (size_t)t[i].count * sizeof(float));
-        if (write_tensor(gp, t[i].name, p, t[i].ndim, t[i].dims) < 0) goto fail;
+        if (ckpt_write_tensor(gp, t[i].name, p, t[i].ndim, t[i].dims) < 0) goto fail;
     }
 
     what = "writing /buffers";
@@ -380,7 +261,7 @@ static int write_path(const char *final, const model *m, const optim *o, const c
         if (!t[i].is_buffer) continue;
         const float *p = src ? src->buffers + t[i].offset : host;
         if (!src) kern_to_host(m->k, host, m->buffers + t[i].offset, (size_t)t[i].count * sizeof(float));
-        if (write_tensor(gb, t[i].name, p, t[i].ndim, t[i].dims) < 0) goto fail;
+        if (ckpt_write_tensor(gb, t[i].name, p, t[i].ndim, t[i].dims) < 0) goto fail;
     }
 
     what = "writing /optim";
@@ -401,7 +282,7 @@ static int write_path(const char *final, const model *m, const optim *o, const c
             } else {
                 kern_to_host(m->k, host, sbufs[s] + t[i].offset, (size_t)t[i].count * sizeof(float));
             }
-            if (write_tensor(gt, snames[s], p, t[i].ndim, t[i].dims) < 0) goto fail;
+            if (ckpt_write_tensor(gt, snames[s], p, t[i].ndim, t[i].dims) < 0) goto fail;
         }
         H5Gclose(gt);
         gt = -1;
@@ -411,7 +292,6 @@ static int write_path(const char *final, const model *m, const optim *o, const c
     H5Gclose(gb); gb = -1;
     H5Gclose(go); go = -1;
     H5Gclose(gp); gp = -1;
-    H5Gclose(g); g = -1;
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) goto fail;
     herr_t closed = H5Fclose(f);
     f = -1;
@@ -425,7 +305,7 @@ static int write_path(const char *final, const model *m, const optim *o, const c
         what = "fsync";
         goto fail_errno;
     }
-    fault_pause();
+    ckpt_fault_pause();
     if (rename(tmp, final) != 0) {
         what = "rename";
         goto fail_errno;
@@ -443,7 +323,6 @@ fail:
     if (gt >= 0) H5Gclose(gt);
     if (go >= 0) H5Gclose(go);
     if (gp >= 0) H5Gclose(gp);
-    if (g >= 0) H5Gclose(g);
     if (f >= 0) H5Fclose(f);
     if (fapl >= 0) H5Pclose(fapl);
     free(host);
@@ -495,20 +374,25 @@ static int read_meta(hid_t f, const char *path, ckpt_state *s, char **optimizer,
         return errorf(err, errlen, "%s: no /meta group: not a harness checkpoint", path), CKPT_CORRUPT;
     hid_t g = H5Gopen2(f, "meta", H5P_DEFAULT);
     if (g < 0) return errorf(err, errlen, "%s: cannot open /meta", path), CKPT_CORRUPT;
-    int32_t version = 0, world = 0;
+    int32_t version = 0, world = 0, parts = 0;
     uint32_t crc = 0;
     char *rng = NULL;
     int rc = CKPT_OK;
-    if (attr_read(g, "format_version", H5T_NATIVE_INT32, &version) < 0 ||
-        attr_read(g, "step", H5T_NATIVE_INT64, &s->step) < 0 ||
-        attr_read(g, "epoch", H5T_NATIVE_INT64, &s->epoch) < 0 ||
-        attr_read(g, "cursor", H5T_NATIVE_INT64, &s->cursor) < 0 ||
-        attr_read(g, "optimizer_steps", H5T_NATIVE_INT64, &s->optimizer_steps) < 0 ||
-        attr_read(g, "seed", H5T_NATIVE_UINT64, &s->seed) < 0 ||
-        attr_read(g, "world_size", H5T_NATIVE_INT32, &world) < 0 ||
-        attr_read(g, "meta_crc32", H5T_NATIVE_UINT32, &crc) < 0 ||
-        !(*optimizer = attr_read_string(g, "optimizer")) || !(rng = attr_read_string(g, "rng")) ||
-        !(*config = attr_read_string(g, "config"))) {
+    s->parts_id = 0;
+    int has_parts = H5Aexists(g, "parts") > 0;   /* written by every rank (ckpt_parts.h) */
+    if ((has_parts && (ckpt_attr_read(g, "parts", H5T_NATIVE_INT32, &parts) < 0 ||
+                       ckpt_attr_read(g, "parts_id", H5T_NATIVE_UINT64, &s->parts_id) < 0 ||
+                       parts < 1 || parts > (1 << 20))) ||
+        ckpt_attr_read(g, "format_version", H5T_NATIVE_INT32, &version) < 0 ||
+        ckpt_attr_read(g, "step", H5T_NATIVE_INT64, &s->step) < 0 ||
+        ckpt_attr_read(g, "epoch", H5T_NATIVE_INT64, &s->epoch) < 0 ||
+        ckpt_attr_read(g, "cursor", H5T_NATIVE_INT64, &s->cursor) < 0 ||
+        ckpt_attr_read(g, "optimizer_steps", H5T_NATIVE_INT64, &s->optimizer_steps) < 0 ||
+        ckpt_attr_read(g, "seed", H5T_NATIVE_UINT64, &s->seed) < 0 ||
+        ckpt_attr_read(g, "world_size", H5T_NATIVE_INT32, &world) < 0 ||
+        ckpt_attr_read(g, "meta_crc32", H5T_NATIVE_UINT32, &crc) < 0 ||
+        !(*optimizer = ckpt_attr_read_string(g, "optimizer")) || !(rng = ckpt_attr_read_string(g, "rng")) ||
+        !(*config = ckpt_attr_read_string(g, "config"))) {
         rc = CKPT_CORRUPT;
         errorf(err, errlen, "%s: /meta attributes are missing or unreadable", path);
     } else if (version != CKPT_FORMAT_VERSION) {
@@ -517,6 +401,7 @@ static int read_meta(hid_t f, const char *path, ckpt_state *s, char **optimizer,
                path, version, CKPT_FORMAT_VERSION);
     } else {
         s->world_size = world;
+        s->parts = parts;
         if (meta_crc(s, *optimizer, rng, *config) != crc) {
             rc = CKPT_CORRUPT;
             errorf(err, errlen, "%s: /meta fails its CRC-32 checksum", path);
@@ -542,12 +427,13 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
     char *opt_name = NULL, *config = NULL;
     int rc = read_meta(f, path, &s, &opt_name, &config, err, errlen);
     float *host = NULL;
+    ckpt_parts *parts = NULL;
     hid_t gp = -1, go = -1, gb = -1;
     const model_tensor *t = m->tensors;
     int nt = m->n_tensors;
     const char *snames[2];
     float *sbufs[2];
-    int ns = o ? optim_states(o, snames, sbufs) : 0;
+    int ns = o ? ckpt_optim_states(o, snames, sbufs) : 0;
     if (rc != CKPT_OK) goto done;
     if (o && !strcmp(opt_name, "none")) {
         rc = CKPT_MISMATCH;
@@ -561,6 +447,10 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
                opt_name, optimizer_name(o));
         goto done;
     }
+    /* the parts' slices are checked tensor by tensor: another model's is a mismatch named by
+     * its first differing tensor, as for a whole file */
+    if (s.parts > 0 && (rc = ckpt_parts_open(path, &s, -1, &parts, err, errlen)) != CKPT_OK)
+        goto done;
     size_t bytes = (size_t)m->n_params * sizeof(float);
     size_t bbytes = (size_t)m->n_buffers * sizeof(float);
     host = malloc(bytes * (size_t)(1 + ns) + bbytes + 1);
@@ -591,7 +481,7 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
         }
         rc = read_tensor(t[i].is_buffer ? gb : gp, t[i].name, display,
                          (t[i].is_buffer ? host_buffers : host) + t[i].offset, t[i].ndim,
-                         t[i].dims, path, err, errlen);
+                         t[i].dims, path, t[i].is_buffer ? NULL : parts, t[i].offset, err, errlen);
         if (rc != CKPT_OK) goto done;
     }
     H5G_info_t info;
@@ -634,7 +524,7 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
                     goto done;
                 }
                 rc = read_tensor(go, rel, display, host + (size_t)(j + 1) * m->n_params + t[i].offset,
-                                 t[i].ndim, t[i].dims, path, err, errlen);
+                                 t[i].ndim, t[i].dims, path, parts, t[i].offset, err, errlen);
                 if (rc != CKPT_OK) goto done;
             }
         }
@@ -654,6 +544,7 @@ done:
     if (gb >= 0) H5Gclose(gb);
     if (go >= 0) H5Gclose(go);
     if (gp >= 0) H5Gclose(gp);
+    ckpt_parts_close(parts);
     H5Fclose(f);
     free(host);
     free(opt_name);
@@ -683,7 +574,7 @@ int ckpt_read_vocab_size(const char *path, int64_t *vocab, char *err, size_t err
     *vocab = 0;
     hid_t g = H5Lexists(f, "meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "meta", H5P_DEFAULT) : -1;
     if (g >= 0 && H5Aexists(g, "vocab_size") > 0)
-        rc = attr_read(g, "vocab_size", H5T_NATIVE_INT64, vocab) < 0 || *vocab < 1 ? -1 : 0;
+        rc = ckpt_attr_read(g, "vocab_size", H5T_NATIVE_INT64, vocab) < 0 || *vocab < 1 ? -1 : 0;
     if (rc < 0) errorf(err, errlen, "%s: /meta/vocab_size is unreadable", path);
     if (g >= 0) H5Gclose(g);
     H5Fclose(f);
@@ -697,7 +588,8 @@ int ckpt_list(const char *dir, char (*paths)[1200], int max) {
     struct dirent *e;
     while ((e = readdir(d)) && n < max) {
         size_t len = strlen(e->d_name);
-        if (len < 9 || strncmp(e->d_name, "step_", 5) != 0 || strcmp(e->d_name + len - 3, ".h5") != 0)
+        if (len < 9 || strncmp(e->d_name, "step_", 5) != 0 || strcmp(e->d_name + len - 3, ".h5") != 0 ||
+            strspn(e->d_name + 5, "0123456789") != len - 8)   /* not a part (ckpt_parts.h) */
             continue;
         snprintf(paths[n++], 1200, "%s/%s", dir, e->d_name);
     }
@@ -713,6 +605,8 @@ typedef struct {
     const char *prefix;
     int depth;        /* groups below /params or /optim; bounded: links may form a cycle */
     long *left;       /* entries still to show (hostile files: a cycle of many links) */
+    int parts_ok;     /* the parts of a checkpoint written by every rank are all there and
+                       * carry its id: its virtual datasets read through them */
 } walk_ctx;
 
 static herr_t print_dataset(hid_t loc, const char *name, const H5L_info_t *info, void *user) {
@@ -729,7 +623,7 @@ static herr_t print_dataset(hid_t loc, const char *name, const H5L_info_t *info,
         hid_t g = H5Gopen2(loc, name, H5P_DEFAULT);
         char prefix[512];
         snprintf(prefix, sizeof prefix, "%s%s/", w->prefix, name);
-        walk_ctx sub = {w->out, prefix, w->depth + 1, w->left};
+        walk_ctx sub = {w->out, prefix, w->depth + 1, w->left, w->parts_ok};
         H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, print_dataset, &sub);
         H5Gclose(g);
         return 0;
@@ -744,7 +638,11 @@ static herr_t print_dataset(hid_t loc, const char *name, const H5L_info_t *info,
     format_shape(shape, sizeof shape, nd, dims);
     char full[600];
     snprintf(full, sizeof full, "%s%s", w->prefix, name);
-    float *buf = n > 0 && stored_whole(ds) ? malloc((size_t)n * sizeof(float)) : NULL;
+    hid_t dcpl = H5Dget_create_plist(ds);
+    int virtual_ok = w->parts_ok && dcpl >= 0 && H5Pget_layout(dcpl) == H5D_VIRTUAL;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    float *buf = n > 0 && (virtual_ok || ckpt_stored_whole(ds)) ? malloc((size_t)n * sizeof(float))
+                                                               : NULL;
     if (buf && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0) {
         double ss = 0;
         for (hssize_t i = 0; i < n; i++) ss += (double)buf[i] * buf[i];
@@ -764,7 +662,12 @@ int ckpt_inspect(const char *path, FILE *out, char *err, size_t errlen) {
     ckpt_state s;
     char *opt_name = NULL, *config = NULL;
     int rc = read_meta(f, path, &s, &opt_name, &config, err, errlen);
+    ckpt_parts *parts = NULL;
+    if (rc == CKPT_OK && s.parts > 0) rc = ckpt_parts_open(path, &s, -1, &parts, err, errlen);
+    ckpt_parts_close(parts);
     if (rc != CKPT_OK) {
+        free(opt_name);
+        free(config);
         H5Fclose(f);
         return -1;
     }
@@ -772,13 +675,14 @@ int ckpt_inspect(const char *path, FILE *out, char *err, size_t errlen) {
             ", optimizer %s (%" PRId64 " steps), seed %" PRIu64 ", written by %d rank%s\n",
             path, CKPT_FORMAT_VERSION, s.step, s.epoch, s.cursor, opt_name, s.optimizer_steps,
             s.seed, s.world_size, s.world_size == 1 ? "" : "s");
+    if (s.parts > 0) fprintf(out, "  written in %d parts, one per rank (HDF5 virtual datasets)\n", s.parts);
     static const char *groups[3] = {"params", "buffers", "optim"};
     for (int i = 0; i < 3; i++) {
         if (H5Lexists(f, groups[i], H5P_DEFAULT) <= 0) continue;
         fprintf(out, "/%s:\n", groups[i]);
         hid_t g = H5Gopen2(f, groups[i], H5P_DEFAULT);
         long left = 100000;
-        walk_ctx w = {out, "", 0, &left};
+        walk_ctx w = {out, "", 0, &left, s.parts > 0};
         H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, print_dataset, &w);
         H5Gclose(g);
     }

@@ -13,6 +13,9 @@
  * 1.10 format so that HDF5's own metadata carries checksums too: a flipped byte anywhere
  * that matters makes the file fail verification.
  *
+ * With checkpoint.writers 0 every rank writes a part file and /params, /optim are HDF5 virtual
+ * datasets that map onto them (ckpt_parts.h); h5py reads the file the same way.
+ *
  * Writing (rank 0 only; with sharded optimizer state the other ranks serve their shards, see
  * ckpt_state_fetch): DIR/step_NNNNNNNN.h5.tmp, flushed, closed, fsynced, renamed to
  * DIR/step_NNNNNNNN.h5, directory fsynced; then all but the newest `keep` are deleted.  A
@@ -37,6 +40,10 @@ typedef struct {
     int64_t optimizer_steps;  /* optim.t */
     uint64_t seed;
     int world_size;
+    /* checkpoint.writers 0 (ckpt_parts.h): the number of part files and the id they all
+     * carry; 0 for a checkpoint written whole by rank 0 */
+    int parts;
+    uint64_t parts_id;
 } ckpt_state;
 
 /* Where ckpt_write gets optimizer state tensor `state` (0: exp_avg or momentum_buffer, 1:

@@ -11,12 +11,35 @@ int64_t run_checkpoint_bytes(const run *r) {
     return floats * (int64_t)sizeof(float);
 }
 
-/* Host memory checkpoint.async adds on rank 0 (the snapshot; 0 when saves are synchronous or
- * only at the end).  Counted in the start-up estimate (train_setup.c). */
-int64_t run_checkpoint_snapshot_bytes(const config *cfg, int rank, int64_t n_params,
+/* Host memory checkpoint.async adds on one node of `local` ranks out of `world` (the snapshot:
+ * rank 0's whole, or with every rank writing each rank's slice; 0 when saves are synchronous
+ * or only at the end).  Counted in the start-up estimate (train_setup.c). */
+int64_t run_checkpoint_snapshot_bytes(const config *cfg, int world, int local, int64_t n_params,
                                       int optim_states) {
-    if (!cfg->ckpt_async || cfg->ckpt_every <= 0 || rank != 0) return 0;
-    return n_params * (1 + optim_states) * (int64_t)sizeof(float);
+    if (!cfg->ckpt_async || cfg->ckpt_every <= 0) return 0;
+    int64_t per = n_params * (1 + optim_states) * (int64_t)sizeof(float);
+    if (cfg->ckpt_writers == 0 && world > 1) return (per / world + 64) * local;
+    return per;
+}
+
+/* What the checkpoint of `step` records (every rank; the data position is the same on all). */
+void run_checkpoint_state(run *r, int64_t step, ckpt_state *s) {
+    memset(s, 0, sizeof *s);
+    s->step = step;
+    data_loader_position(r->train, &s->epoch, &s->cursor);
+    s->optimizer_steps = r->opt.t;
+    s->seed = r->cfg->seed;
+    s->world_size = r->world;
+    if (r->ck.every_rank) {
+        s->parts = r->world;
+        /* one id per save: a part left by another save of the same step never passes */
+        s->parts_id = r->ck.nonce ^ ((uint64_t)step * 0x9E3779B97F4A7C15ull);
+    }
+}
+
+/* This rank's slice of the flat buffers: [lo, hi). */
+static void my_slice(const run *r, int64_t *lo, int64_t *hi) {
+    ckpt_part_bounds(r->m.n_params, r->rank, r->world, lo, hi);
 }
 
 /* Allocates the snapshot once (rank 0) and, on GPU backends with zero_stage 1, the host
@@ -25,15 +48,30 @@ int run_checkpoint_async_open(run *r, char *err) {
     ckpt_async *a = &r->ck;
     memset(a, 0, sizeof *a);
     atomic_init(&a->finished, 0);
+    atomic_init(&a->part_done, 0);
+    atomic_init(&a->publish, 0);
     const char *lead = getenv("HARNESS_SIGNAL_LEAD_S");   /* set by launch/slurm's recipes */
     a->signal_lead_s = lead ? strtod(lead, NULL) : 0;
+    a->every_rank = r->cfg->ckpt_writers == 0 && r->world > 1;
+    if (a->every_rank) {   /* collective: every rank calls this at start */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        a->nonce = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^
+                   ((uint64_t)getpid() << 32);
+        if (comm_broadcast(r->c, &a->nonce, sizeof a->nonce, 0, err, ERRLEN) != 0) return -1;
+    }
     if (!r->cfg->ckpt_async || r->cfg->ckpt_every <= 0) return 0;
     a->on = 1;
     a->bytes = run_checkpoint_bytes(r);
     int ns = run_n_optim_states(&r->opt);
     size_t pbytes = (size_t)r->m.n_params * sizeof(float);
     int ok = 1;
-    if (r->rank == 0) {
+    if (a->every_rank) {   /* each rank its slice; rank 0 the buffers too */
+        int64_t lo, hi;
+        my_slice(r, &lo, &hi);
+        pbytes = (size_t)(hi - lo) * sizeof(float);
+    }
+    if (r->rank == 0 || a->every_rank) {
         ok = (a->params = kern_alloc_host(r->k, pbytes + sizeof(float))) != NULL &&
              (a->buffers = kern_alloc_host(r->k, (size_t)r->m.n_buffers * sizeof(float) + sizeof(float))) != NULL;
         for (int s = 0; s < ns && ok; s++)
@@ -56,10 +94,27 @@ static void *writer_main(void *arg) {
     if (!threadsafe) data_hdf5_lock();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* this thread's errors go into a->err */
     double t0 = metrics_now();
-    ckpt_host_src src = {a->params, a->buffers, {a->state[0], a->state[1]}};
-    a->status = ckpt_write_host(r->ckpt_dir, &r->m, &r->opt, &a->s, r->config_yaml,
-                                r->cfg->ckpt_keep, &src, a->path, sizeof a->path, a->err,
-                                sizeof a->err);
+    if (a->every_rank) {
+        ckpt_part_src part = {a->params, {a->state[0], a->state[1]}, NULL};
+        a->status = ckpt_part_write(r->ckpt_dir, &r->m, &r->opt, &a->s, r->rank, &part, a->err,
+                                    sizeof a->err);
+        a->part_ok = a->status == 0;
+        atomic_store(&a->part_done, 1);
+        /* rank 0: every part durable (the step loop's all-reduce), then the file mapping them */
+        while (r->rank == 0 && a->part_ok && atomic_load(&a->publish) == 0) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        if (r->rank == 0 && a->part_ok && atomic_load(&a->publish) > 0)
+            a->status = ckpt_parts_publish(r->ckpt_dir, &r->m, &r->opt, &a->s, r->config_yaml,
+                                           r->cfg->ckpt_keep, a->buffers, a->path,
+                                           sizeof a->path, a->err, sizeof a->err);
+    } else {
+        ckpt_host_src src = {a->params, a->buffers, {a->state[0], a->state[1]}};
+        a->status = ckpt_write_host(r->ckpt_dir, &r->m, &r->opt, &a->s, r->config_yaml,
+                                    r->cfg->ckpt_keep, &src, a->path, sizeof a->path, a->err,
+                                    sizeof a->err);
+    }
     a->write_s = metrics_now() - t0;
     if (!threadsafe) data_hdf5_unlock();
     atomic_store(&a->finished, 1);
@@ -108,11 +163,14 @@ void report_checkpoint(run *r, int64_t step, int async, double copy_s, double wa
     }
 }
 
-/* Rank 0: joins the finished thread and reports it.  0, or -1 with the write's error. */
+/* Rank 0 (every rank with every_rank): joins the finished thread and reports it.  0, or -1
+ * with the write's error. */
 static int collect(run *r, int64_t done, char *err) {
     ckpt_async *a = &r->ck;
     pthread_join(a->thread, NULL);
     a->running = 0;
+    if (a->every_rank && r->rank == 0 && a->part_ok && atomic_load(&a->publish) < 0)
+        return 0;   /* another rank's part failed: that rank reports it */
     if (a->status != 0) {
         snprintf(err, ERRLEN, "background checkpoint write of step %lld failed: %s (the previous "
                  "checkpoint is still the newest valid one)", (long long)a->s.step, a->err);
@@ -122,11 +180,12 @@ static int collect(run *r, int64_t done, char *err) {
     return 0;
 }
 
-/* Rank 0, every step: 1 when the save in flight has just finished and failed (reported
- * here); otherwise 0.  Never blocks.  The flag travels in train.c's stop all-reduce. */
+/* Rank 0 (every rank with every_rank), every step: 1 when the save in flight has just finished
+ * and failed (reported here); otherwise 0.  Never blocks.  The flag travels in train.c's stop
+ * all-reduce. */
 int run_checkpoint_poll(run *r, int64_t done) {
     char err[ERRLEN];
-    if (r->rank != 0) return 0;
+    if (r->rank != 0 && !r->ck.every_rank) return 0;
     double now = metrics_now();   /* one step since the last call (the lead-time check) */
     if (r->ck.last_poll_t > 0) r->ck.step_s = now - r->ck.last_poll_t;
     r->ck.last_poll_t = now;
@@ -136,13 +195,50 @@ int run_checkpoint_poll(run *r, int64_t done) {
     return 1;
 }
 
-/* Rank 0: waits for the save in flight, if any.  0, or -1 with err (the write failed). */
+/* every_rank, every step: 1 while this rank's part of the save in flight is not written. */
+int run_checkpoint_part_pending(const run *r) {
+    const ckpt_async *a = &r->ck;
+    return a->every_rank && a->running && !atomic_load(&a->part_done);
+}
+
+/* every_rank, every step after the all-reduce: no part pending anywhere (any_pending 0) and
+ * none failed - rank 0's thread may publish. */
+void run_checkpoint_parts_agreed(run *r, int any_pending) {
+    ckpt_async *a = &r->ck;
+    if (r->rank == 0 && a->every_rank && a->running && !any_pending &&
+        atomic_load(&a->part_done) && atomic_load(&a->publish) == 0)
+        atomic_store(&a->publish, 1);
+}
+
+/* every_rank: the save in flight completed on every rank (collective).  0, or -1 with err. */
+static int drain_parts(run *r, int64_t done, char *err) {
+    ckpt_async *a = &r->ck;
+    int st = 0;
+    int32_t bad = 0;
+    if (a->running) {
+        while (!atomic_load(&a->part_done)) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        bad = !a->part_ok;
+        if (r->rank != 0 || bad) st = collect(r, done, err);
+    }
+    if (comm_allreduce_max_i32(r->c, &bad, 1, err, ERRLEN) != 0) comm_abort(r->c, 1, err);
+    if (r->rank == 0 && a->running) {
+        atomic_store(&a->publish, bad ? -1 : 1);
+        st = collect(r, done, err);
+    }
+    return st;
+}
+
+/* Rank 0 (every rank with every_rank: collective): waits for the save in flight, if any.  0,
+ * or -1 with err (the write failed). */
 int run_checkpoint_drain(run *r, int64_t done, char *err) {
     r->ck.drain_s = 0;
-    if (r->rank != 0 || !r->ck.running) return 0;
+    if (!r->ck.every_rank && (r->rank != 0 || !r->ck.running)) return 0;
     double t0 = metrics_now();
     int span = trace_host_begin(r->tr, TRACE_HOST, "checkpoint wait (save in flight)", -1);
-    int st = collect(r, done, err);
+    int st = r->ck.every_rank ? drain_parts(r, done, err) : collect(r, done, err);
     trace_host_end(r->tr, span);
     r->ck.drain_s = metrics_now() - t0;
     return st;
@@ -187,21 +283,26 @@ int run_checkpoint_async(run *r, int64_t step) {
     run_sync_buffers(r);
     optim_verdict v;
     optim_read(&r->opt, &v);   /* brings opt.t up to date (skipped steps excluded) */
-    if (r->zero && gather_state(r, err) != 0) comm_abort(r->c, 1, err);
-    if (r->rank == 0) {
+    if (r->zero && !a->every_rank && gather_state(r, err) != 0) comm_abort(r->c, 1, err);
+    float *full[2] = {r->opt.m, r->opt.v};
+    if (a->every_rank) {   /* this rank's slice; with zero_stage 1 its shard is that slice */
+        int64_t lo, hi;
+        my_slice(r, &lo, &hi);
+        size_t bytes = (size_t)(hi - lo) * sizeof(float);
+        kern_to_host(r->k, a->params, r->m.params + lo, bytes);
+        for (int s = 0; s < run_n_optim_states(&r->opt); s++)
+            kern_to_host(r->k, a->state[s], r->zero ? full[s] : full[s] + lo, bytes);
+        atomic_store(&a->part_done, 0);
+        atomic_store(&a->publish, 0);
+    }
+    if (r->rank == 0 || a->every_rank) {
         size_t pbytes = (size_t)r->m.n_params * sizeof(float);
-        kern_to_host(r->k, a->params, r->m.params, pbytes);
-        if (r->m.n_buffers)
+        if (!a->every_rank) kern_to_host(r->k, a->params, r->m.params, pbytes);
+        if (r->m.n_buffers && r->rank == 0)
             kern_to_host(r->k, a->buffers, r->m.buffers, (size_t)r->m.n_buffers * sizeof(float));
-        float *full[2] = {r->opt.m, r->opt.v};
-        for (int s = 0; s < run_n_optim_states(&r->opt) && !r->zero; s++)
+        for (int s = 0; s < run_n_optim_states(&r->opt) && !r->zero && !a->every_rank; s++)
             kern_to_host(r->k, a->state[s], full[s], pbytes);
-        memset(&a->s, 0, sizeof a->s);
-        a->s.step = step;
-        data_loader_position(r->train, &a->s.epoch, &a->s.cursor);
-        a->s.optimizer_steps = r->opt.t;
-        a->s.seed = r->cfg->seed;
-        a->s.world_size = r->world;
+        run_checkpoint_state(r, step, &a->s);
         a->wait_s = t1 - t0;
         a->copy_s = metrics_now() - t1;
         a->t_start = metrics_now();
@@ -226,6 +327,7 @@ int run_checkpoint_async(run *r, int64_t step) {
 void run_checkpoint_async_close(run *r) {
     ckpt_async *a = &r->ck;
     if (a->running) {
+        if (atomic_load(&a->publish) == 0) atomic_store(&a->publish, -1);   /* an error exit */
         pthread_join(a->thread, NULL);
         a->running = 0;
     }

@@ -18,6 +18,14 @@
  * exit 1; the failed write removed its temporary file, so the previous checkpoint stays the
  * newest valid one.
  *
+ * checkpoint.writers 0 (every rank writes, ckpt_parts.h): each rank copies its own slice (with
+ * zero_stage 1 the shard it holds: no gather) and its own thread writes its part file.  The
+ * stop all-reduce carries two more flags: "my part is not durable yet" and "my part failed".
+ * When no part is pending, rank 0 tells its thread (waiting after its own part) to publish:
+ * check the parts, write the file of virtual datasets, rename, keep-K.  A failed part stops
+ * every rank at that step, like a failed write.  Waiting for the save in flight is then
+ * collective (every rank's part, then rank 0's publication).
+ *
  * HDF5 from two threads: Debian's libhdf5 is built thread-safe (one lock inside the library);
  * when a build is not (H5is_library_threadsafe), the writer holds data/'s module lock
  * (data_hdf5_lock) for the whole write, so the prefetch threads' reads wait for it instead of
@@ -32,8 +40,14 @@
 #include "checkpoint.h"
 
 typedef struct {
-    int on;                   /* checkpoint.async (the writer lives on rank 0 only) */
-    /* the snapshot, rank 0: params[n_params], buffers[n_buffers], state[s][n_params] */
+    int on;                   /* checkpoint.async (the writer lives on rank 0 only, or on every
+                               * rank with every_rank) */
+    /* checkpoint.writers 0 with more than one rank: every rank writes its part (ckpt_parts.h),
+     * rank 0 publishes; the saves' ids derive from nonce (rank 0's, broadcast at start) */
+    int every_rank;
+    uint64_t nonce;
+    /* the snapshot, rank 0: params[n_params], buffers[n_buffers], state[s][n_params];
+     * every_rank: each rank its slice params[hi - lo], state[s][hi - lo], rank 0 buffers too */
     float *params, *buffers, *state[2];
     int64_t bytes;            /* the snapshot's size (what each checkpoint file holds) */
     /* the save in flight */
@@ -48,6 +62,10 @@ typedef struct {
      * checked against a step plus what a stop's saves take; warned once */
     double signal_lead_s, step_s, last_poll_t;
     int lead_warned;
+    /* every_rank, rank 0's thread: its part is written (part_ok: without error), then it waits
+     * for publish: 1 every part is durable (the step loop's all-reduce said so), -1 give up */
+    atomic_int part_done, publish;
+    int part_ok;
     /* the thread's result */
     int status;
     double write_s;

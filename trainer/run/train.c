@@ -109,12 +109,14 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
         }
         /* One small all-reduce per step: every rank learns of a signal any rank received,
          * so they all stop after the same step; and of a background checkpoint write that
-         * failed on rank 0 (checkpoint.async: no collective of its own). */
-        int32_t flags[2] = {stop_signals_received() ? stop_signals_received()
+         * failed on rank 0 (checkpoint.async: no collective of its own) - or, every rank
+         * writing its part, whether a part failed or is still being written. */
+        int32_t flags[3] = {stop_signals_received() ? stop_signals_received()
                             : (opt->stop_after > 0 && done == opt->stop_after) ? RUN_STOP_AFTER : 0,
-                            run_checkpoint_poll(&r, done)};
-        if (r.world > 1 && comm_allreduce_max_i32(c, flags, 2, err, sizeof err) != 0)
+                            run_checkpoint_poll(&r, done), run_checkpoint_part_pending(&r)};
+        if (r.world > 1 && comm_allreduce_max_i32(c, flags, 3, err, sizeof err) != 0)
             comm_abort(c, 1, err);
+        if (!flags[1]) run_checkpoint_parts_agreed(&r, flags[2]);   /* every rank writing */
         int32_t stop = flags[0];
         if (flags[1]) {   /* reported by rank 0 */
             exit_code = HARNESS_EXIT_ERROR;

@@ -30,6 +30,7 @@
 
 #include "checkpoint.h"
 #include "ckpt_async.h"
+#include "ckpt_parts.h"
 #include "data.h"
 #include "fsutil.h"
 #include "gpu_peak.h"
@@ -174,8 +175,11 @@ int run_n_optim_states(const optim *o);
 int run_resume(run *r, const char *what, char *err);
 /* ckpt_async.c (see ckpt_async.h) */
 int64_t run_checkpoint_bytes(const run *r);
-int64_t run_checkpoint_snapshot_bytes(const config *cfg, int rank, int64_t n_params,
+int64_t run_checkpoint_snapshot_bytes(const config *cfg, int world, int local, int64_t n_params,
                                       int optim_states);
+void run_checkpoint_state(run *r, int64_t step, ckpt_state *s);
+int run_checkpoint_part_pending(const run *r);
+void run_checkpoint_parts_agreed(run *r, int any_pending);
 int run_checkpoint_async_open(run *r, char *err);
 int run_checkpoint_async(run *r, int64_t step);             /* collective */
 int run_checkpoint_poll(run *r, int64_t done);

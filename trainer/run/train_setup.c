@@ -318,9 +318,9 @@ static int check_memory(run *r, char *err) {
     int64_t need = param_bytes + act_bytes + optim_bytes + data, node = 0;
     int64_t avail = memory_available(&node);
     int local = comm_local_size(r->c);
-    /* checkpoint.async: rank 0's host snapshot of parameters and optimizer state (rank 0's
-     * alone, counted once on every node; report_start shows it) */
-    int64_t snap = run_checkpoint_snapshot_bytes(cfg, 0, n_params, states);
+    /* checkpoint.async: the host snapshot of parameters and optimizer state (rank 0's alone,
+     * counted once on every node, or every rank's slice; report_start shows it) */
+    int64_t snap = run_checkpoint_snapshot_bytes(cfg, r->world, local, n_params, states);
     if (avail < 0 || need * local + snap <= avail) return 0;
     double g = 1024.0 * 1024.0 * 1024.0;
     snprintf(err, ERRLEN, "this run needs about %.2f GiB of host memory per rank (parameters "

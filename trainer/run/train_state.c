@@ -159,7 +159,30 @@ int run_resume(run *r, const char *what, char *err) {
     return 0;
 }
 
-/* Every rank calls this at the same step; rank 0 writes.  0, or -1 (reported). */
+/* checkpoint.writers 0: every rank writes its part from backend memory (with zero_stage 1 the
+ * shard it holds), then rank 0 publishes the file that maps them.  0, or -1 (reported). */
+static int checkpoint_parts(run *r, int64_t step, char *path, size_t path_len) {
+    char err[ERRLEN] = "";
+    int st = run_checkpoint_drain(r, step, err);   /* collective: the save in flight first */
+    if (run_agree(r, st, err)) return -1;
+    ckpt_state s;
+    run_checkpoint_state(r, step, &s);
+    int64_t lo, hi;
+    ckpt_part_bounds(r->m.n_params, r->rank, r->world, &lo, &hi);
+    float *state[2] = {r->opt.m, r->opt.v};
+    ckpt_part_src src = {r->m.params + lo, {NULL, NULL}, r->k};
+    for (int k = 0; k < run_n_optim_states(&r->opt); k++)
+        src.state[k] = r->zero ? state[k] : state[k] + lo;
+    st = ckpt_part_write(r->ckpt_dir, &r->m, &r->opt, &s, r->rank, &src, err, ERRLEN);
+    if (run_agree(r, st, err)) return -1;
+    if (r->rank == 0)
+        st = ckpt_parts_publish(r->ckpt_dir, &r->m, &r->opt, &s, r->config_yaml, r->cfg->ckpt_keep,
+                                NULL, path, path_len, err, ERRLEN);
+    return run_agree(r, st, err);
+}
+
+/* Every rank calls this at the same step; rank 0 writes (or every rank its part).  0, or -1
+ * (reported). */
 int run_checkpoint(run *r, int64_t step, char *path, size_t path_len) {
     char err[ERRLEN];
     int st = 0;
@@ -167,6 +190,7 @@ int run_checkpoint(run *r, int64_t step, char *path, size_t path_len) {
     run_sync_buffers(r);
     optim_verdict v;
     optim_read(&r->opt, &v);   /* brings opt.t up to date (skipped steps excluded) */
+    if (r->ck.every_rank) return checkpoint_parts(r, step, path, path_len);
     shard_fetch fetch = {r, 0, {NULL, NULL}};
     if (r->zero && stage_optim_shards(r, &fetch) != 0)   /* GPU: the shards to the host */
         comm_abort(r->c, 1, "out of memory copying the optimizer state shards to the host");
@@ -174,12 +198,8 @@ int run_checkpoint(run *r, int64_t step, char *path, size_t path_len) {
      * then drains the shard requests below, as after any failed write) */
     st = run_checkpoint_drain(r, step, err);
     if (r->rank == 0 && st == 0) {
-        ckpt_state s = {0};
-        s.step = step;
-        data_loader_position(r->train, &s.epoch, &s.cursor);
-        s.optimizer_steps = r->opt.t;
-        s.seed = r->cfg->seed;
-        s.world_size = r->world;
+        ckpt_state s;
+        run_checkpoint_state(r, step, &s);
         st = ckpt_write(r->ckpt_dir, &r->m, &r->opt, &s, r->config_yaml, r->cfg->ckpt_keep,
                         r->zero ? fetch_optim_shard : NULL, &fetch, path, path_len, err, ERRLEN);
     }
