@@ -22,7 +22,11 @@ void report_start(run *r, int64_t optim_state_bytes) {
             "train.zero_stage=%d%s)\n", (long long)optim_state_bytes,
             (long long)(r->shard_hi - r->shard_lo), (long long)r->m.n_params, cfg->zero_stage,
             r->zero ? ", sharded over the ranks" : "");
-    if (r->ck.on)
+    if (r->ck.on && r->ck.every_rank)
+        fprintf(stderr, "harness: checkpoint.async: every rank holds a %.1f MiB host snapshot of "
+                "its slice and writes its own part (checkpoint.writers 0; in the host memory "
+                "check)\n", (double)r->ck.bytes / r->world / mib);
+    else if (r->ck.on)
         fprintf(stderr, "harness: checkpoint.async: rank 0 holds a %.1f MiB host snapshot for "
                 "background checkpoint writes (in the host memory check)\n",
                 (double)r->ck.bytes / mib);
