@@ -5,9 +5,11 @@ set -euo pipefail
 pkgs=(cmake make gcc pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
       libopenblas-dev libdnnl-dev libyaml-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist
       libpcre2-dev libjansson-dev fortunes libcairo2-dev
-      fonts-dejavu-core libjpeg62-turbo-dev libpng-dev)
+      fonts-dejavu-core libjpeg62-turbo-dev libpng-dev libhdf5-openmpi-dev)
 # libdnnl-dev: oneDNN, the CPU backend's GEMMs (kernels/cpu/cpu_gemm.c; picks its kernels by
 # CPU features, AVX2 to AMX); libopenblas-dev stays for a build with -DHARNESS_DNNL=OFF
+# libhdf5-openmpi-dev: only tests/perf/ckpt_write_bench.sh (parallel HDF5, measured against
+# the part files); harness itself links the serial libhdf5 (CMake's FindHDF5 still picks it)
 # libpcre2-dev, libjansson-dev: the GPT-2 tokenizer (its pattern, encoder.json); fortunes: the
 # default text corpus (launch/corpus.sh); libcairo2-dev: `harness plot` draws its PNG with cairo
 # (fonts-dejavu-core: the font of its labels); libjpeg62-turbo-dev, libpng-dev: `harness convert

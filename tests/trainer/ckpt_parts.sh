@@ -154,4 +154,19 @@ mkdir "$P/stale"; cp -r "$P/moved2" "$P/stale/checkpoints"   # 2 ranks, steps 10
 cp "$P/sync/checkpoints/step_00000020.h5.part_0001_of_0002" "$P/stale/checkpoints/"
 resume_from stale 15
 grep -q "belongs to another save" "$P/log" || { cat "$P/log"; fail "stale part not detected"; }
+# 4. a part that fails in the background (rank 1's final name taken by a directory): every rank
+#    stops at the next step with exit 1, rank 1 names the part, step 5 stays the newest valid
+mkdir -p "$P/failed/checkpoints/step_00000010.h5.part_0001_of_0002/taken"
+rc=0
+run_ranks 2 train "$CFG" "${common[@]}" --set train.steps=200 --set run.dir="$P/failed" \
+  2>"$P/failed.log" || rc=$?
+[ $rc -eq 1 ] || { cat "$P/failed.log"; fail "failed part: exit $rc, want 1"; }
+grep -q "error on rank 1: background checkpoint write of step 10 failed: .*step_00000010.h5.part_0001_of_0002: rename" \
+  "$P/failed.log" || grep -q "harness: error: background checkpoint write of step 10 failed: .*part_0001_of_0002: rename" \
+  "$P/failed.log" || { cat "$P/failed.log"; fail "the failed part is not named"; }
+last=$(grep -o '"event":"train","step":[0-9]*' "$P/failed/metrics.jsonl" | tail -1 | grep -o '[0-9]*$')
+[ "$last" -lt 20 ] || fail "training went on to step $last after a part failed"
+[ -e "$P/failed/checkpoints/step_00000010.h5" ] && fail "a checkpoint with a failed part was published"
+ls "$P"/failed/checkpoints/*.tmp.* >/dev/null 2>&1 && fail "temporary file left behind"
+"$HARNESS" inspect "$P/failed/checkpoints/step_00000005.h5" >/dev/null || fail "step 5 damaged"
 echo "ckpt_parts: all checks passed"
