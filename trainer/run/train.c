@@ -121,9 +121,14 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             break;
         }
         int periodic = cfg->ckpt_every > 0 && done % cfg->ckpt_every == 0;
-        if ((stop || periodic) && checkpoint(&r, done, !stop, ckpt_path, sizeof ckpt_path) != 0) {
-            exit_code = HARNESS_EXIT_ERROR;
-            break;
+        if (stop || periodic) {
+            double tc = metrics_now();
+            if (checkpoint(&r, done, !stop, ckpt_path, sizeof ckpt_path) != 0) {
+                exit_code = HARNESS_EXIT_ERROR;
+                break;
+            }
+            L.iv_ckpt_step = done;
+            L.iv_ckpt_s += metrics_now() - tc;
         }
         if (stop) {
             report_stop(&r, stop, done, ckpt_path);
