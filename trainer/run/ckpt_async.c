@@ -59,6 +59,13 @@ int run_checkpoint_async_open(run *r, char *err) {
         a->nonce = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^
                    ((uint64_t)getpid() << 32);
         if (comm_broadcast(r->c, &a->nonce, sizeof a->nonce, 0, err, ERRLEN) != 0) return -1;
+        int64_t lo, hi;
+        my_slice(r, &lo, &hi);
+        if (r->zero && (r->opt.shard_lo != lo || r->opt.n != hi - lo))   /* the same cut, by design */
+            return snprintf(err, ERRLEN, "checkpoint.writers 0: this rank's optimizer shard [%lld, "
+                            "%lld) is not its checkpoint slice [%lld, %lld)",
+                            (long long)r->opt.shard_lo, (long long)(r->opt.shard_lo + r->opt.n),
+                            (long long)lo, (long long)hi), -1;
     }
     if (!r->cfg->ckpt_async || r->cfg->ckpt_every <= 0) return 0;
     a->on = 1;
