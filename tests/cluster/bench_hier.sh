@@ -1,0 +1,52 @@
+# Hierarchical vs plain MPI gradient averaging across emulated nodes (tests/cluster): 2 nodes x 2
+# ranks under mpirun, the MLP (fashion-mnist) and a small GPT (4 layers, dim 128, context 64,
+# byte tokens of the project's own text), comm.hierarchical=true and false alternating, REPS
+# times each.  Per run: ms per step, ms per step blocked in the gradient exchange
+# (step_comm_wait_s), its achieved bus bandwidth (bus_gb_per_s), and the bytes n2's eth0
+# carried per step (received + sent).  Needs root and namespaces, like the cluster tests.
+#   bash tests/cluster/bench_hier.sh build/trainer/harness [mpirun] [python3] [WORKDIR]
+#   REPS=3 STEPS=200 ...
+set -euo pipefail
+set -- "${1:?usage: bench_hier.sh HARNESS [MPIRUN] [PYTHON] [WORKDIR]}" "${2:-mpirun}" \
+  "${3:-python3}" "${4:-/tmp/harness-bench-hier}"
+source "$(dirname "$0")/common.sh"
+REPS=${REPS:-3} STEPS=${STEPS:-200}
+cluster_up "$WORK/cluster" 2 || fail "the emulated nodes did not come up"
+REPO=$(cd "$HERE/../.." && pwd)
+[ -f "$WORK/text/train.h5" ] || cat "$REPO"/README.md "$REPO"/comm/*.c "$REPO"/trainer/run/*.c >"$WORK/text.txt"
+[ -f "$WORK/text/train.h5" ] || "$HARNESS" convert text "$WORK/text.txt" --out "$WORK/text" >/dev/null
+mlp=(--set data.train="$WORK/fashion-mnist/train.h5" --set train.batch_size=64)
+gpt=(--set data.train="$WORK/text/train.h5" --set model.gpt.layers=4 --set model.gpt.heads=4
+     --set model.gpt.dim=128 --set model.gpt.context=64 --set train.batch_size=16)
+common=(--set data.test="" --set train.steps="$STEPS" --set log.every=$((STEPS / 4))
+        --set log.progress=false --set checkpoint.every=0 --set train.lr=0.001)
+one() {   # one MODEL HIER -> "ms_per_step wait_ms bus_gbps bytes_per_step"
+  local dir=$WORK/$1-$2 before after
+  local -n model=$1
+  rm -rf "$dir"
+  before=$(node_bytes n2)
+  # shellcheck disable=SC2046
+  node_run n1 "$MPIRUN" $(mpi_args) --host n1:2,n2:2 -np 4 "$HARNESS" train "${model[@]}" \
+    "${common[@]}" --set comm.hierarchical="$2" --set run.dir="$dir" >"$dir.log" 2>&1 ||
+    { tail -20 "$dir.log" >&2; fail "$1 hierarchical=$2 failed"; }
+  after=$(node_bytes n2)
+  "$PY" - "$dir/metrics.jsonl" $((after - before)) "$STEPS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+train = [r for r in rows if r["event"] == "train"][1:]   # the first interval warms up
+s = [r for r in rows if r["event"] == "summary"][0]
+wait = sum(r["step_comm_wait_s"] for r in train) / len(train)
+bus = sum(r["bus_gb_per_s"] for r in train) / len(train)
+print(f"{1e3 * s['train_seconds'] / s['steps']:.3f} {1e3 * wait:.3f} {bus:.3g} {int(sys.argv[2]) // int(sys.argv[3])}")
+PY
+}
+for m in mlp gpt; do
+  for rep in $(seq "$REPS"); do
+    for h in true false; do
+      read -r ms wait bus bytes < <(one "$m" "$h")
+      [ "$h" = true ] && grep -h "gradient averaging" "$WORK/$m-$h.log" | head -1 >&2
+      printf '%s hierarchical=%-5s rep %d: %8s ms/step, %8s ms/step exchange wait, bus %8s GB/s, n2 eth0 %10s bytes/step\n' \
+        "$m" "$h" "$rep" "$ms" "$wait" "$bus" "$bytes"
+    done
+  done
+done
