@@ -40,6 +40,7 @@ bus = sum(r["bus_gb_per_s"] for r in train) / len(train)
 print(f"{1e3 * s['train_seconds'] / s['steps']:.3f} {1e3 * wait:.3f} {bus:.3g} {int(sys.argv[2]) // int(sys.argv[3])}")
 PY
 }
+: >"$WORK/results.txt"
 for m in mlp gpt; do
   for rep in $(seq "$REPS"); do
     for h in true false; do
@@ -47,6 +48,17 @@ for m in mlp gpt; do
       [ "$h" = true ] && grep -h "gradient averaging" "$WORK/$m-$h.log" | head -1 >&2
       printf '%s hierarchical=%-5s rep %d: %8s ms/step, %8s ms/step exchange wait, bus %8s GB/s, n2 eth0 %10s bytes/step\n' \
         "$m" "$h" "$rep" "$ms" "$wait" "$bus" "$bytes"
+      echo "$m $h $ms $wait $bus $bytes" >>"$WORK/results.txt"
     done
   done
 done
+"$PY" - "$WORK/results.txt" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+for m in ("mlp", "gpt"):
+    for h in ("true", "false"):
+        r = [list(map(float, x[2:])) for x in rows if x[0] == m and x[1] == h]
+        med = [statistics.median(c) for c in zip(*r)]
+        print(f"median of {len(r)}: {m} hierarchical={h:5s} {med[0]:8.3f} ms/step, {med[1]:8.3f} ms "
+              f"exchange wait/step, bus {med[2]:.3g} GB/s, n2 eth0 {med[3] / 1e6:.3f} MB/step")
+PY
