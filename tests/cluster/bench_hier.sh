@@ -3,14 +3,17 @@
 # byte tokens of the project's own text), comm.hierarchical=true and false alternating, REPS
 # times each.  Per run: ms per step, ms per step blocked in the gradient exchange
 # (step_comm_wait_s), its achieved bus bandwidth (bus_gb_per_s), and the bytes n2's eth0
-# carried per step (received + sent).  Needs root and namespaces, like the cluster tests.
+# carried per step (received + sent).  Then the exchange alone at each model's gradient size
+# (tests/perf/bench_exchange.c, built next to harness: median step of ROUNDS x 20, plain and
+# hierarchical alternating).  Needs root and namespaces, like the cluster tests.
 #   bash tests/cluster/bench_hier.sh build/trainer/harness [mpirun] [python3] [WORKDIR]
-#   REPS=3 STEPS=200 ...
+#   REPS=3 STEPS=200 ROUNDS=5 ...   (REPS=0: the exchange alone)
 set -euo pipefail
 set -- "${1:?usage: bench_hier.sh HARNESS [MPIRUN] [PYTHON] [WORKDIR]}" "${2:-mpirun}" \
   "${3:-python3}" "${4:-/tmp/harness-bench-hier}"
 source "$(dirname "$0")/common.sh"
-REPS=${REPS:-3} STEPS=${STEPS:-200}
+REPS=${REPS:-3} STEPS=${STEPS:-200} ROUNDS=${ROUNDS:-5}
+EXCHANGE=$(dirname "$HARNESS")/../tests/perf/bench_exchange
 cluster_up "$WORK/cluster" 2 || fail "the emulated nodes did not come up"
 REPO=$(cd "$HERE/../.." && pwd)
 [ -f "$WORK/text/train.h5" ] || cat "$REPO"/README.md "$REPO"/comm/*.c "$REPO"/trainer/run/*.c >"$WORK/text.txt"
@@ -58,7 +61,19 @@ rows = [l.split() for l in open(sys.argv[1])]
 for m in ("mlp", "gpt"):
     for h in ("true", "false"):
         r = [list(map(float, x[2:])) for x in rows if x[0] == m and x[1] == h]
+        if not r:
+            continue
         med = [statistics.median(c) for c in zip(*r)]
         print(f"median of {len(r)}: {m} hierarchical={h:5s} {med[0]:8.3f} ms/step, {med[1]:8.3f} ms "
               f"exchange wait/step, bus {med[2]:.3g} GB/s, n2 eth0 {med[3] / 1e6:.3f} MB/step")
 PY
+for m in mlp gpt; do
+  unset -n model 2>/dev/null || true
+  declare -n model=$m
+  rm -rf "$WORK/$m-size"
+  "$HARNESS" train "${model[@]}" "${common[@]}" --set train.steps=1 --set run.dir="$WORK/$m-size" >/dev/null 2>&1
+  n=$("$PY" -c 'import json,sys; print([json.loads(l) for l in open(sys.argv[1])][0]["params"])' "$WORK/$m-size/metrics.jsonl")
+  # shellcheck disable=SC2046
+  node_run n1 "$MPIRUN" $(mpi_args) --host n1:2,n2:2 -np 4 "$EXCHANGE" "$n" "$ROUNDS" 20 |
+    sed "s/^/$m: /"
+done
