@@ -69,9 +69,10 @@ ls "$RUN"/checkpoints/step_*.h5 >/dev/null || fail "no checkpoint written"
 echo "SIGTERM: stopped after step $(last_step) with exit 75"
 
 # 2. SIGUSR1 to one rank: harness exits 75, the script restarts it, it finishes.
+first_last=$(last_step)   # metrics.jsonl holds the first run's steps: wait for new ones
 bash "$RESUBMIT" "$S/job.yaml" --set run.dir="$RUN" >"$S/second.log" 2>&1 &
 WRAPPER_PID=$!
-wait_step 150
+wait_step $((first_last + 10))
 mapfile -t ranks < <(harness_pids)
 [ ${#ranks[@]} -eq 2 ] || fail "expected 2 harness ranks, found: ${ranks[*]}"
 kill -USR1 "${ranks[0]}"

@@ -46,6 +46,10 @@ print(f"step 4: copy {r4['copy_s']:.4f} s, background write {r4['write_s']:.2f} 
 PY
 grep -q "checkpoint of step 4: .* written in .* in the background" "$A/slow.log" \
   || { cat "$A/slow.log"; fail "no notice of the background write"; }
+# the progress line after a save says what it cost the step loop (log.every=1: the next line)
+grep -qE "^step +5/12 .* \| ckpt 4 \+[0-9.]+ (ms|s) \|" "$A/slow.log" \
+  || { cat "$A/slow.log"; fail "step 5's line does not show step 4's checkpoint"; }
+grep -E "^step +(3|6)/12 .*\| ckpt" "$A/slow.log" && fail "a line without a checkpoint before it shows one"
 # the Slurm lead time (2 s here) cannot hold a step, the save in flight and a stop's own save
 n=$(grep -c "warning: a stop needs about .* more than the 2 s between Slurm's SIGUSR1" "$A/slow.log" || true)
 [ "$n" -eq 1 ] || { cat "$A/slow.log"; fail "want one lead-time warning, got $n"; }

@@ -94,9 +94,9 @@ import json, sys
 from PIL import Image
 R = sys.argv[1]
 
-def records(path):
+def records(path, with_ckpt=False):
     """train/eval points as plot should see them: a start event cuts what it replays."""
-    train, ev = {}, {}
+    train, ev, ck = {}, {}, {}
     for line in open(path):
         if not line.endswith("\n"):
             break
@@ -105,11 +105,14 @@ def records(path):
             s = r["start_step"]
             train = {k: v for k, v in train.items() if k <= s}
             ev = {k: v for k, v in ev.items() if k <= s}
+            ck = {k: v for k, v in ck.items() if k <= s}
         elif r["event"] == "train":
             train[r["step"]] = r
         elif r["event"] == "eval":
             ev[r["step"]] = r
-    return train, ev
+        elif r["event"] == "checkpoint":
+            ck[r["step"]] = r
+    return (train, ev, ck) if with_ckpt else (train, ev)
 
 def check(png, geo, runs, size):
     img = Image.open(png)
@@ -163,6 +166,16 @@ def check(png, geo, runs, size):
         for step, r in sorted(ev.items()):
             px, py = to_px(panels["loss"], step, r["loss"])
             assert near(px, py, panels["loss"]["colors"][i], 4), f"{png}: eval loss of {path} at step {step} missing"
+    # checkpoint marks: a triangle on the throughput panel's bottom edge at each checkpoint's
+    # step, in the run's colour (a later run's mark on the same step covers it)
+    g = panels["throughput"]
+    want = [[i, s] for i, p in enumerate(runs) for s in sorted(records(p, True)[2])]
+    assert g.get("checkpoints") == want, (png, g.get("checkpoints"), want)
+    for i, step in want:
+        if any(j > i and s == step for j, s in want):
+            continue
+        px, _ = to_px(g, step, 0)
+        assert near(px, g["py0"] - 5, g["colors"][i], 1), f"{png}: no checkpoint mark of run {i} at step {step}"
     return len(runs)
 
 check(f"{R}/done_cli.png", f"{R}/done.geo", [f"{R}/done/metrics.jsonl"], (1600, 1000))
@@ -171,6 +184,8 @@ check(f"{R}/running.png", f"{R}/running.geo", [f"{R}/running.snapshot.jsonl"], (
 # the resumed run logged steps 61-70 twice; the plot keeps the resumed run's
 train, _ = records(f"{R}/resumed/metrics.jsonl")
 assert sorted(train) == list(range(10, 121, 10)), sorted(train)
+# its checkpoints: 30 and 60 (70, from --stop-after, was replayed), 90 and the final 120
+assert sorted(records(f"{R}/resumed/metrics.jsonl", True)[2]) == [30, 60, 90, 120]
 print("plot: ok")
 PY
 

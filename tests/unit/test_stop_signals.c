@@ -69,8 +69,7 @@ static void gemm_under_signal_storm(void **state) {
         sa.sa_flags = SA_RESTART;
         sigaction(SIGUSR1, &sa, NULL);
     } else {
-        assert_int_equal(stop_signals_start(), 0);
-        stop_signals_arm();
+        assert_int_equal(stop_signals_start(1), 0);
     }
     /* two GEMM threads, created after the signal thread: they inherit the blocked mask */
     kern_options ko = {.backend = KERN_CPU, .threads = 2, .device = 0};
@@ -114,7 +113,9 @@ static void gemm_under_signal_storm(void **state) {
     if (!plain) stop_signals_end();
 }
 
-/* fork a child that runs body, then waits; the parent signals it when it says "ready" */
+/* A child that starts the signal thread (arm 0: not armed, 1: armed at start, 2: armed
+ * after), optionally takes a stop signal and ends the thread (end_first), then says "ready"
+ * and sleeps 1 s; the parent sends sig.  Returns the exit status, or -signal. */
 static int child_exit(int arm, int end_first, int sig) {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -122,8 +123,8 @@ static int child_exit(int arm, int end_first, int sig) {
     assert_true(pid >= 0);
     if (pid == 0) {
         close(fds[0]);
-        if (stop_signals_start() != 0) _exit(3);
-        if (arm) stop_signals_arm();
+        if (stop_signals_start(arm == 1) != 0) _exit(3);
+        if (arm == 2) stop_signals_arm();
         if (end_first) {
             /* a stop signal first: the flag, then the thread ended */
             kill(getpid(), SIGUSR1);   /* to the process: taken by the signal thread */
@@ -161,8 +162,10 @@ static void unarmed_signal_ends(void **state) {
 
 static void armed_signal_is_a_flag(void **state) {
     (void)state;
-    /* armed: SIGTERM neither kills nor stops the sleep; after end: still exit 0 */
+    /* armed (at start, or later): SIGTERM neither kills nor stops the sleep; after end:
+     * still exit 0 */
     assert_int_equal(child_exit(1, 0, SIGTERM), 0);
+    assert_int_equal(child_exit(2, 0, SIGTERM), 0);
     assert_int_equal(child_exit(1, 1, SIGTERM), 0);
 }
 

@@ -146,8 +146,10 @@ int cmd_train(int argc, char **argv, int is_eval) {
     }
     char err[1024];
     comm *c = NULL;
-    /* before MPI (and any other thread) starts: SIGUSR1/SIGTERM go to one waiting thread */
-    if (stop_signals_start() != 0) {
+    /* before MPI (and any other thread) starts: SIGUSR1/SIGTERM go to one waiting thread;
+     * train stops on them at a step boundary (even when they come during start-up), eval
+     * ends at once */
+    if (stop_signals_start(!is_eval) != 0) {
         fprintf(stderr, "harness: cannot start the signal thread: %s\n", strerror(errno));
         return 1;
     }

@@ -57,8 +57,13 @@ void metrics_log_train(metrics *m, const metrics_train *t) {
     format_duration(el, sizeof el, t->elapsed_s);
     int width = snprintf(NULL, 0, "%lld", (long long)t->total_steps);
     if (m->in_place) fputs("\r\033[K", stderr);
-    char mfu[32] = "";
-    if (t->mfu >= 0) snprintf(mfu, sizeof mfu, " | MFU %.1f%%", 100.0 * t->mfu);
+    char mfu[96] = "";
+    int at = 0;
+    if (t->mfu >= 0) at = snprintf(mfu, sizeof mfu, " | MFU %.1f%%", 100.0 * t->mfu);
+    if (t->ckpt_step > 0)   /* saves are not in the throughput: say what they cost the loop */
+        snprintf(mfu + at, sizeof mfu - (size_t)at, t->ckpt_s < 1 ? " | ckpt %lld +%.0f ms"
+                 : " | ckpt %lld +%.1f s", (long long)t->ckpt_step,
+                 t->ckpt_s < 1 ? 1e3 * t->ckpt_s : t->ckpt_s);
     if (t->lm)
         fprintf(stderr,
                 "step %*lld/%lld | epoch %lld | loss %.4f | ppl %.2f | lr %.2e | %.0f tokens/s"

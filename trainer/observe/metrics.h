@@ -30,6 +30,8 @@ typedef struct {
     int spread;           /* the step-time spread across ranks below is set (straggler.h) */
     double step_min_s, step_median_s, step_max_s;   /* busy seconds per step across ranks */
     int slowest_rank;
+    int64_t ckpt_step;    /* the newest checkpoint since the last line (0: none), and the */
+    double ckpt_s;        /* seconds the step loop lost to checkpoints meanwhile */
 } metrics_train;
 
 double metrics_now(void);   /* monotonic seconds */

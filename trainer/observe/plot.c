@@ -23,7 +23,8 @@ typedef struct {
     double *x, *y;
 } series;
 
-enum { S_TRAIN_LOSS, S_EVAL_LOSS, S_TRAIN_ACC, S_EVAL_ACC, S_LR, S_RATE, S_COUNT };
+/* S_CKPT: the checkpoints (step, seconds the step loop lost to the save), drawn as marks */
+enum { S_TRAIN_LOSS, S_EVAL_LOSS, S_TRAIN_ACC, S_EVAL_ACC, S_LR, S_RATE, S_CKPT, S_COUNT };
 
 typedef struct {
     char name[256];          /* the legend: the run directory as given */
@@ -125,6 +126,11 @@ static int read_run(const char *dir, run_data *r, char *err, size_t errlen) {
             double sps = num(o, "samples_per_s", &ok2);
             if (r->lm && ok2 && sps > 0) r->tokens_per_sample = tps / sps;
             records++;
+        } else if (!strcmp(ev, "checkpoint") && ok) {
+            /* what the loop lost: the copy and the wait for the save in flight (async), or
+             * the whole write */
+            double copy = num(o, "copy_s", &ok2), wait = ok2 ? num(o, "wait_s", &ok2) : 0;
+            status |= series_add(&r->s[S_CKPT], step, ok2 ? copy + wait : 0);
         } else if (!strcmp(ev, "eval") && ok) {
             double v = num(o, "loss", &ok2);
             status |= ok2 ? series_add(&r->s[S_EVAL_LOSS], step, v) : 0;
@@ -305,6 +311,40 @@ static void draw_series(cairo_t *cr, const panel *p, const series *s, const doub
     cairo_restore(cr);
 }
 
+/* The key of the marks, right-aligned above the panel (beside its title). */
+static void draw_checkpoint_key(cairo_t *cr, const panel *p) {
+    const char *label = "checkpoint";
+    cairo_set_font_size(cr, 13);
+    cairo_text_extents_t te;
+    cairo_text_extents(cr, label, &te);
+    double x = p->px1 - te.x_advance - 20, y = p->py1 - 12;
+    cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+    cairo_move_to(cr, x, y - 6);
+    cairo_line_to(cr, x - 6, y + 5);
+    cairo_line_to(cr, x + 6, y + 5);
+    cairo_close_path(cr);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    text_at(cr, label, x + 12, y, 0.0, 0.5);
+}
+
+/* A checkpoint: a small triangle on the panel's bottom edge at its step. */
+static void draw_checkpoints(cairo_t *cr, const panel *p, const series *s, const double *rgb) {
+    cairo_save(cr);
+    cairo_rectangle(cr, p->px0, p->py1, p->px1 - p->px0, p->py0 - p->py1);
+    cairo_clip(cr);
+    cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+    for (int i = 0; i < s->n; i++) {
+        double x = map_x(p, s->x[i]);
+        cairo_move_to(cr, x, p->py0 - 12);
+        cairo_line_to(cr, x - 6, p->py0 - 1);
+        cairo_line_to(cr, x + 6, p->py0 - 1);
+        cairo_close_path(cr);
+        cairo_fill(cr);
+    }
+    cairo_restore(cr);
+}
+
 static void draw_legend(cairo_t *cr, double x, double y, run_data *runs, int n_runs,
                         int show_eval) {
     cairo_set_font_size(cr, 13);
@@ -336,7 +376,7 @@ static void draw_legend(cairo_t *cr, double x, double y, run_data *runs, int n_r
 }
 
 static void write_geometry(FILE *g, const char *name, const panel *p, run_data *runs,
-                           int n_runs) {
+                           int n_runs, int with_ckpt) {
     fprintf(g, "{\"panel\":\"%s\",\"px0\":%.3f,\"px1\":%.3f,\"py0\":%.3f,\"py1\":%.3f,"
             "\"xmin\":%.9g,\"xmax\":%.9g,\"ymin\":%.9g,\"ymax\":%.9g,\"colors\":[", name, p->px0,
             p->px1, p->py0, p->py1, p->xmin, p->xmax, p->ymin, p->ymax);
@@ -345,7 +385,16 @@ static void write_geometry(FILE *g, const char *name, const panel *p, run_data *
         fprintf(g, "%s[%d,%d,%d]", r ? "," : "", (int)lround(255 * c[0]), (int)lround(255 * c[1]),
                 (int)lround(255 * c[2]));
     }
-    fputs("]}\n", g);
+    fputs("]", g);
+    if (with_ckpt) {   /* the checkpoint marks drawn: [run, step] */
+        fputs(",\"checkpoints\":[", g);
+        int first = 1;
+        for (int r = 0; r < n_runs; r++)
+            for (int i = 0; i < runs[r].s[S_CKPT].n; i++, first = 0)
+                fprintf(g, "%s[%d,%.0f]", first ? "" : ",", r, runs[r].s[S_CKPT].x[i]);
+        fputs("]", g);
+    }
+    fputs("}\n", g);
 }
 
 int plot_runs(const char *const *run_dirs, int n_runs, const char *png, int width, int height,
@@ -400,8 +449,11 @@ int plot_runs(const char *const *run_dirs, int n_runs, const char *png, int widt
         static const char *keys[4] = {"loss", "accuracy", "lr", "throughput"};
         int which[4][2] = {{S_TRAIN_LOSS, S_EVAL_LOSS}, {S_TRAIN_ACC, S_EVAL_ACC}, {S_LR, -1},
                            {S_RATE, -1}};
-        int any_eval = 0;
-        for (int r = 0; r < read; r++) any_eval |= runs[r].s[S_EVAL_LOSS].n > 0;
+        int any_eval = 0, any_ckpt = 0;
+        for (int r = 0; r < read; r++) {
+            any_eval |= runs[r].s[S_EVAL_LOSS].n > 0;
+            any_ckpt |= runs[r].s[S_CKPT].n > 0;
+        }
         for (int k = 0; k < 4; k++) {
             panel p;
             p.px0 = left + (k % 2) * (pw + gapx);
@@ -414,8 +466,10 @@ int plot_runs(const char *const *run_dirs, int n_runs, const char *png, int widt
             for (int r = 0; r < read; r++) {
                 draw_series(cr, &p, &runs[r].s[which[k][0]], palette[r % 8], 0);
                 if (nw == 2) draw_series(cr, &p, &runs[r].s[which[k][1]], palette[r % 8], 1);
+                if (k == 3) draw_checkpoints(cr, &p, &runs[r].s[S_CKPT], palette[r % 8]);
             }
-            if (geo) write_geometry(geo, lm && k == 1 ? "perplexity" : keys[k], &p, runs, read);
+            if (k == 3 && any_ckpt) draw_checkpoint_key(cr, &p);
+            if (geo) write_geometry(geo, lm && k == 1 ? "perplexity" : keys[k], &p, runs, read, k == 3);
         }
         /* the legend above the panels, right-aligned */
         cairo_set_font_size(cr, 13);
@@ -444,8 +498,8 @@ static const char *usage_plot =
     "\n"
     "Draws the training curves of one or more runs (their metrics.jsonl) into one PNG: loss\n"
     "(training solid, evaluation dashed), accuracy or perplexity, learning rate and throughput\n"
-    "against the step (and samples or tokens), one colour per run.  Works on a run still going\n"
-    "and on resumed runs.\n"
+    "against the step (and samples or tokens), one colour per run; a triangle on the throughput\n"
+    "panel's axis marks each checkpoint.  Works on a run still going and on resumed runs.\n"
     "  --out FILE.png   where to write it (default: RUN_DIR/metrics.png of the first run)\n"
     "  --size WxH       pixels (default 1600x1000)\n"
     "  --geometry FILE  also write each panel's pixel box and data ranges (JSON lines; tests)\n";

@@ -104,11 +104,15 @@ void report_interval(run *r, train_loop *L, int64_t done) {
         t.comm_wait_s = L->iv_comm / steps;
         t.data_wait_s = L->iv_data / steps;
         t.compute_s = (L->iv_compute - L->iv_comm - L->iv_data) / steps;
+        t.ckpt_step = L->iv_ckpt_step;
+        t.ckpt_s = L->iv_ckpt_s;
         metrics_log_train(&r->met, &t);
         if (sr.warn) report_straggler(r, done, &sr);
     }
     L->iv_compute = L->iv_comm = L->iv_data = 0;
     L->iv_rows = L->iv_steps = 0;
+    L->iv_ckpt_step = 0;
+    L->iv_ckpt_s = 0;
     L->t_interval = metrics_now();
 }
 

@@ -10,10 +10,12 @@
  * starts (MPI's, OpenMP's, oneDNN's, the loader's all inherit the mask) and this file's
  * thread takes them with sigwait: no signal frame is pushed on any other thread's stack.
  *
- * Once armed (train_run, from its start to the process's exit), a signal sets the stop flag
- * the step loop reads at its step boundaries; after the loop it changes nothing (a SIGTERM
- * that follows a stop must not turn exit status 75 into a kill).  Before (start-up, and
- * `harness eval` throughout) the signal does what it does by default: the process ends. */
+ * Armed (`harness train`, from before MPI starts to the process's exit), a signal sets the
+ * stop flag the step loop reads at its step boundaries: one during start-up stops the run
+ * after its first step (checkpointed, exit 75 - a preemption agent cannot know when a rank
+ * is ready), and one after the loop changes nothing (a SIGTERM that follows a stop must not
+ * turn exit status 75 into a kill).  Not armed (`harness eval`), the signal does what it
+ * does by default: the process ends. */
 #include "train.h"
 
 #include <errno.h>
@@ -55,8 +57,9 @@ static void *waiter_main(void *arg) {
     }
 }
 
-int stop_signals_start(void) {
+int stop_signals_start(int arm) {
     if (started) return 0;
+    atomic_store(&armed, arm ? 1 : 0);
     sigemptyset(&stop_set);
     sigaddset(&stop_set, SIGUSR1);
     sigaddset(&stop_set, SIGTERM);

@@ -72,9 +72,9 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     run r;
     run_init(&r, cfg, c);
     r.resume_what = opt->resume;
-    /* SIGUSR1 (Slurm's warning before the time limit) and SIGTERM (preemption) from here on
-     * only set a flag (stop_signals.c, started before MPI); the ranks agree at the next step
-     * boundary and checkpoint the same step. */
+    /* SIGUSR1 (Slurm's warning before the time limit) and SIGTERM (preemption) only set a
+     * flag (stop_signals.c, started and armed before MPI by cmd_train); the ranks agree at the
+     * next step boundary and checkpoint the same step. */
     stop_signals_arm();
     if (start_run(&r, err) != 0) return HARNESS_EXIT_ERROR;
     /* optimizer state this rank holds: state tensors x its shard (all of it at stage 0) */
@@ -121,9 +121,14 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
             break;
         }
         int periodic = cfg->ckpt_every > 0 && done % cfg->ckpt_every == 0;
-        if ((stop || periodic) && checkpoint(&r, done, !stop, ckpt_path, sizeof ckpt_path) != 0) {
-            exit_code = HARNESS_EXIT_ERROR;
-            break;
+        if (stop || periodic) {
+            double tc = metrics_now();
+            if (checkpoint(&r, done, !stop, ckpt_path, sizeof ckpt_path) != 0) {
+                exit_code = HARNESS_EXIT_ERROR;
+                break;
+            }
+            L.iv_ckpt_step = done;
+            L.iv_ckpt_s += metrics_now() - tc;
         }
         if (stop) {
             report_stop(&r, stop, done, ckpt_path);

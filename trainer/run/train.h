@@ -31,11 +31,11 @@ int eval_run(const config *cfg, const char *ckpt, comm *c);
 
 /* SIGUSR1 and SIGTERM (stop_signals.c).  stop_signals_start, before any other thread of the
  * process starts (before comm_init): blocks both on every thread and takes them on one thread
- * of its own with sigwait, so no handler ever interrupts a compute kernel.  Until
- * stop_signals_arm, a signal ends the process as by default; after, it only sets what
- * stop_signals_received returns (the signal number; 0: none yet).  stop_signals_end: the
+ * of its own with sigwait, so no handler ever interrupts a compute kernel.  Until armed (arm
+ * here, or stop_signals_arm), a signal ends the process as by default; after, it only sets
+ * what stop_signals_received returns (the signal number; 0: none yet).  stop_signals_end: the
  * thread joined, before the process exits.  0 or -1. */
-int stop_signals_start(void);
+int stop_signals_start(int arm);
 void stop_signals_arm(void);
 int stop_signals_received(void);
 void stop_signals_end(void);

@@ -112,6 +112,10 @@ typedef struct {
      * exchange and for data; loss rows (samples, or tokens) and steps */
     double iv_compute, iv_comm, iv_data;
     int64_t iv_rows, iv_steps;
+    /* checkpoints since the last log line: the newest one's step (0: none), and the seconds
+     * the step loop lost to them (copies and waits, or whole synchronous writes) */
+    int64_t iv_ckpt_step;
+    double iv_ckpt_s;
     double t_interval;        /* the interval's start (moved on by the time evaluation and
                                * checkpoints took) */
     double t_train, t_excluded;   /* training's start; time since spent evaluating and
