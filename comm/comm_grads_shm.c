@@ -47,6 +47,7 @@ void comm_shm_grads_close(comm *c) {
 int comm_grads_use_node_memory(comm *c, size_t max_bytes, char *err, size_t errlen) {
     if (c->grads_on_device || c->world_size < 2 || c->local_size != c->world_size || c->grads_n == 0)
         return 0;
+    /* errors return -1 (comm_error and comm_mpi_error return 1), as comm.h says */
     if (c->started > c->completed)
         return -comm_error(err, errlen, "comm_grads_use_node_memory: buckets in flight");
     comm_shm_grads_close(c);
