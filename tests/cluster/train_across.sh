@@ -3,7 +3,8 @@
 # mpirun on node n1: all 4 ranks on n1 (--host n1:4), then 2 ranks on each of n1 and n2
 # (--host n1:2,n2:2, TCP between the nodes) with hierarchical averaging (comm.hierarchical,
 # the default: each node sums through shared memory, one slice per local rank crosses) and
-# with plain MPI.  Every step's loss must agree within float rounding; every rank must end
+# with plain MPI, and with ZeRO-1 (which keeps plain MPI and says so).  Every step's loss must
+# agree within float rounding; every rank must end
 # with the same parameters, bit for bit (HARNESS_TEST_PARAMS_OUT); eth0 of n2 must carry at
 # least a full exchange (the gradient out and in) per step in the 2-node runs, less with the
 # hierarchy than without (and next to nothing in the 1-node run); each node's ranks run with
@@ -35,11 +36,17 @@ say "two nodes (n1:2,n2:2), hierarchical: $((SECONDS - t)) s, n2's eth0 moved $t
 t=$SECONDS
 plain=$(run_on n1:2,n2:2 two-plain --set comm.hierarchical=false)
 say "two nodes (n1:2,n2:2), plain MPI: $((SECONDS - t)) s, n2's eth0 moved $plain bytes"
+# ZeRO-1 keeps plain MPI's reduce-scatter across the nodes, and says so once
+t=$SECONDS
+run_on n1:2,n2:2 two-zero1 --set train.zero_stage=1 >/dev/null
+say "two nodes (n1:2,n2:2), zero_stage 1: $((SECONDS - t)) s"
+[ "$(grep -c "gradient averaging across nodes: plain MPI (not with a sharded exchange" "$WORK/two-zero1.log")" = 1 ] ||
+  fail "zero_stage 1 across nodes: $(grep 'gradient averaging' "$WORK/two-zero1.log")"
 grep -q "gradient averaging across 2 nodes: hierarchical" "$WORK/two-nodes.log" ||
   fail "the 2-node run did not average hierarchically: $(grep -m1 'gradient averaging' "$WORK/two-nodes.log")"
 grep -q "gradient averaging across nodes: plain MPI (comm.hierarchical is false)" "$WORK/two-plain.log" ||
   fail "comm.hierarchical=false: $(grep -m1 'gradient averaging' "$WORK/two-plain.log")"
-for run in one-node two-nodes two-plain; do
+for run in one-node two-nodes two-plain two-zero1; do
   for r in 1 2 3; do
     cmp -s "$WORK/$run/params.rank0" "$WORK/$run/params.rank$r" ||
       fail "$run: rank $r's parameters differ from rank 0's"
@@ -57,7 +64,7 @@ def losses(run):
 ref, params = losses("one-node")
 assert len(ref) == 60, len(ref)
 assert ref[-1] < ref[0] * 0.6, f"loss did not fall: {ref[0]} -> {ref[-1]}"
-for run, how in (("two-nodes", "hierarchical"), ("two-plain", "plain MPI")):
+for run, how in (("two-nodes", "hierarchical"), ("two-plain", "plain MPI"), ("two-zero1", "ZeRO-1")):
     got, _ = losses(run)
     assert len(got) == 60, (run, len(got))
     worst = max(abs(a - b) / max(abs(a), 1e-6) for a, b in zip(ref, got))
