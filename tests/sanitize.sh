@@ -12,6 +12,10 @@
 #                          under the sanitizers in comm_zero_np* and trainer_zero1_*)
 #   label perf            (benchmarks), label gpu (no GPU code in this build), label slurm
 #                          (a real Slurm cluster, and launch_mpirun_resubmit: long trainings)
+#   cluster_slurm_*       (the Slurm recipes on emulated nodes: Slurm and the scripts are what
+#                          they test; harness's part - the heartbeat, exit 76, resume on fewer
+#                          ranks - runs under the sanitizers in cluster_node_lost and
+#                          cluster_train_across, which stay)
 # Everything else runs: kernels, data, comm (mpirun, 1-4 ranks), config, the trainer's
 # end-to-end scripts (CLI, convert, data-parallel equivalence, bad input, resume, checkpoint
 # faults, non-finite, rank faults) and the fuzz regression replays (tests/fuzz).  The list:
@@ -54,7 +58,7 @@ rc=0
 # One test at a time: several end-to-end tests check that no process of theirs is left
 # behind (by name) and that an abort ends a job within seconds.
 (cd "$B" && ctest --output-on-failure --timeout 600 \
-   -LE 'perf|gpu|slurm' -E 'trainer_mlp_accuracy|trainer_bf16_grads' "$@") || rc=$?
+   -LE 'perf|gpu|slurm' -E 'trainer_mlp_accuracy|trainer_bf16_grads|cluster_slurm_' "$@") || rc=$?
 t2=$(date +%s)
 
 # A file with only a warning (e.g. the symbolizer killed along with an aborted MPI job) is no

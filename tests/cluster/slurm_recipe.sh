@@ -9,7 +9,11 @@
 #         use", exit 137) - the first run and the requeued one (a requeue reuses the job and
 #         step numbers): the recipe must try again as a new step, never end the job
 #   B     LAUNCHER=mpirun (Open MPI's daemons started by srun), preempted the same way
-# A and B must each end with the parameters and optimizer state of ref, bit for bit.
+#   C     LAUNCHER=srun, HARNESS_LAUNCH_RETRIES=1, stale PMIx files on n3 for the first launch
+#         and its retry: the recipe must go on without n3 (srun's errors name the tasks; the
+#         recipe maps them to the node) - 2 ranks on n2, the same global batches
+# A and B must each end with the parameters and optimizer state of ref, bit for bit; C within
+# rounding (2 ranks sum the gradients in another order than 4).
 source "$(dirname "$0")/common.sh"
 source "$HERE/slurm_common.sh"
 slurm_nodes_up 2 "$WORK/c" || fail "Slurm on the emulated nodes did not come up"
@@ -55,4 +59,23 @@ preempt B "$J" "$WORK/B.out"
 say "B: job $J, mpirun, requeued once: $((SECONDS - t)) s"
 grep -q "on n2,n3, 4 ranks: mpirun -np 4" "$WORK/B.out" || fail "B did not use mpirun -np 4: $(grep -m1 start "$WORK/B.out")"
 same_params "$REF" "$WORK/B/checkpoints/step_00000120.h5" 0 || fail "B's final parameters differ from ref's"
-say "ok: the multi-node recipe trains across n2 and n3 with srun and mpirun, resumes after a requeue bit for bit, and retries launches that stale PMIx files fail"
+t=$SECONDS
+J=$(HARNESS_LAUNCH_RETRIES=1 submit "$WORK/C.out" --hold "$RECIPE" "$WORK/job.yaml" --set run.dir="$WORK/C") || fail "sbatch failed"
+for step in 0 1; do   # the first launch and its retry, a new step
+  mkdir -p "$spool/pmix.$J.$step"
+  touch "$spool/stepd.slurm.pmix.$J.$step"
+  node_run n3 mkdir -p "/tmp/spmix_appdir_0_$J.$step"
+done
+slurm_run scontrol release "$J"
+wait_job "$J" "$WORK/C.out" 150
+say "C: job $J, srun, launches failing on n3 beyond the retries: $((SECONDS - t)) s"
+n=$(grep -c "srun failed (status [0-9]*, after [0-9]* s) before any rank started: trying again (1 of 1)" "$WORK/C.out")
+[ "$n" = 1 ] || fail "C: $n retried launches, expected 1: $(grep -v '^step' "$WORK/C.out" | head -30)"
+grep -q "srun failed 2 times before any rank started, with the task launches on n3 failing: going on without n3" "$WORK/C.out" ||
+  fail "C did not go on without n3: $(grep -v '^step' "$WORK/C.out" | head -30)"
+grep -q "start (restart 0) on n2, 2 ranks: srun .*--nodelist=n2 --ntasks=2" "$WORK/C.out" ||
+  fail "C was not relaunched on n2 with 2 ranks: $(grep 'start (' "$WORK/C.out")"
+[ "$(job_field "$J" Restarts)" = 0 ] || fail "job $J: $(job_field "$J" Restarts) restarts, expected 0 (relaunched in place)"
+# within 1e-4 of the largest |parameter| of ref (measured on the lost-node test: about 1e-6)
+same_params "$REF" "$WORK/C/checkpoints/step_00000120.h5" 1e-4 || fail "C's final parameters are not those of ref"
+say "ok: the multi-node recipe trains across n2 and n3 with srun and mpirun, resumes after a requeue bit for bit, retries launches that stale PMIx files fail, and goes on without a node whose launches keep failing"
