@@ -79,6 +79,26 @@ int comm_grads_wait(comm *c, char *err, size_t errlen);
  * Returns 1 (in use), 0 (not applicable: one rank, several nodes, device buffer, too big)
  * or -1.  Registering again goes back to MPI until this is called again. */
 int comm_grads_use_node_memory(comm *c, size_t max_bytes, char *err, size_t errlen);
+/* Collective, after register, for jobs across nodes: average the host buffer hierarchically
+ * (comm_grads_hier.c) - the ranks of each node sum through an MPI-3 shared window of
+ * 2 x local_size x n floats (if at most max_bytes), each local rank all-reduces its 1/local_size
+ * slice of the node's sum with the same local rank of the other nodes over MPI, and the node
+ * gathers the slices back.  Same results on every rank; buckets keep their sequence numbers
+ * and the watchdog.  Returns 1 (in use), 0 (not applicable: one rank or one node, device
+ * buffer, a sharded or bf16 exchange, nodes with different numbers of ranks or a single rank,
+ * too big: why says which when there is a reason worth telling) or -1 (err).  Registering
+ * again goes back to MPI until this is called again.  comm_grads_hier_nodes: the nodes it
+ * spans while in use, else 0. */
+int comm_grads_use_hierarchy(comm *c, size_t max_bytes, char *why, size_t whylen, char *err,
+                             size_t errlen);
+int comm_grads_hier_nodes(const comm *c);
+/* The gradient exchanges finished since the last call (host buffers; 0 and 0 on devices and
+ * with one rank): their bus bytes, nccl-tests' convention - an all-reduce of S bytes over W
+ * ranks counts 2 (W-1)/W x S, a reduce-scatter (ZeRO-1) (W-1)/W x S, S in the wire's type -
+ * and the seconds they were in flight: from the first bucket's start to the end of the wait
+ * (on the shared-memory paths from the start of the wait, where their exchange begins; the
+ * buckets are only copied during backward).  Bus bandwidth = bus_bytes / seconds.  Resets. */
+void comm_grads_bus_stats(comm *c, double *bus_bytes, double *seconds);
 /* Seconds spent blocked in comm_grads_wait since the last call (step time breakdown). */
 double comm_grads_wait_seconds(comm *c);
 /* Traces: from now on stamp each host-memory bucket's start (MPI_Iallreduce) and completion

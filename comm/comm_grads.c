@@ -50,6 +50,7 @@ int comm_grads_plan(comm *c, int64_t n, size_t bucket_bytes, const char *who, ch
     free(c->bucket_t1);
     c->bucket_t0 = c->bucket_t1 = NULL;
     comm_shm_grads_close(c);
+    comm_hier_grads_close(c);
     c->grads_n = n;
     c->buckets = buckets;
     c->requests = requests;
@@ -80,11 +81,22 @@ static int use_shm(const comm *c) {
     return c->shm && !c->shard && c->grad_dtype == COMM_GRAD_FP32;
 }
 
+/* Across nodes, the same per node plus MPI between nodes (comm_grads_hier.c). */
+static int use_hier(const comm *c) {
+    return c->hier && !c->shard && c->grad_dtype == COMM_GRAD_FP32;
+}
+
+/* Either of the two: buckets are only copied during backward, the exchange runs in the wait. */
+static int use_node_memory(const comm *c) { return use_shm(c) || use_hier(c); }
+
 /* Start buckets started..k-1, where bucket k is the first one reaching below offset. */
 static int start_buckets(comm *c, int64_t offset, char *err, size_t errlen) {
     while (c->started < c->num_buckets && c->buckets[c->started].start >= offset) {
         comm_bucket b = c->buckets[c->started];
-        if (c->started == 0) c->bucket_seq0 = c->sequence + 1;
+        if (c->started == 0) {
+            c->bucket_seq0 = c->sequence + 1;
+            c->xchg_t0 = now_seconds();
+        }
         /* With fingerprint checking on, a mismatch skips this bucket on every rank. */
         comm_op op = c->shard ? COMM_OP_GRADS_SHARD : COMM_OP_GRADS_BUCKET;
         comm_type type = c->grad_dtype == COMM_GRAD_BF16 ? COMM_TYPE_BF16 : COMM_TYPE_F32;
@@ -95,6 +107,8 @@ static int start_buckets(comm *c, int64_t offset, char *err, size_t errlen) {
             if (comm_zero_start_bucket(c, c->started, err, errlen)) return 1;
         } else if (use_shm(c)) {
             comm_shm_grads_bucket(c, b.start, b.count);
+        } else if (use_hier(c)) {
+            comm_hier_grads_bucket(c, b.start, b.count);
         } else if (c->world_size > 1) {
             int rc = MPI_Iallreduce(MPI_IN_PLACE, c->grads + b.start, b.count, MPI_FLOAT, MPI_SUM,
                                     c->world, &c->requests[c->started]);
@@ -113,7 +127,7 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
     if (c->grads_on_device) return comm_gpu_grads_ready(c, offset, err, errlen);
     int64_t before = c->started;
     if (start_buckets(c, offset, err, errlen)) return 1;
-    if (c->world_size == 1 || use_shm(c)) {   /* shared memory: nothing in flight until the wait */
+    if (c->world_size == 1 || use_node_memory(c)) {   /* nothing in flight until the wait */
         c->completed = c->started;
         return 0;
     }
@@ -132,6 +146,23 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
     return 0;
 }
 
+/* A step's exchange has finished at t1, in flight since `from`: its bus bytes (nccl-tests'
+ * convention: an all-reduce of S bytes over W ranks moves 2 (W-1)/W x S per rank, a
+ * reduce-scatter (W-1)/W x S; S in the wire's type) and seconds. */
+static void add_bus_stats(comm *c, double from, double t1) {
+    double W = (double)c->world_size;
+    double wire = c->grad_dtype == COMM_GRAD_BF16 ? 2.0 : 4.0;
+    double factor = (c->shard ? 1.0 : 2.0) * (W - 1.0) / W;
+    c->xchg_bus_bytes += factor * wire * (double)c->grads_n;
+    c->xchg_seconds += t1 - from;
+}
+
+void comm_grads_bus_stats(comm *c, double *bus_bytes, double *seconds) {
+    *bus_bytes = c->xchg_bus_bytes;
+    *seconds = c->xchg_seconds;
+    c->xchg_bus_bytes = c->xchg_seconds = 0.0;
+}
+
 /* Buckets not yet started (ready never reached offset 0) are started here first, so the
  * whole buffer is averaged on return. */
 int comm_grads_wait(comm *c, char *err, size_t errlen) {
@@ -139,13 +170,14 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
     if (c->grads_on_device) return comm_gpu_grads_wait(c, err, errlen);
     double t0 = now_seconds();
     int status = start_buckets(c, 0, err, errlen);
-    if (status == 0 && use_shm(c)) {
+    if (status == 0 && use_node_memory(c)) {
         if (c->started > 0) {   /* the watchdog times the wait as bucket 0's */
             comm_fingerprint fp = {c->bucket_seq0, COMM_OP_GRADS_BUCKET, COMM_TYPE_F32,
                                    c->buckets[0].count, 0};
             comm_wait_begin(c, &fp);
         }
-        status = comm_shm_grads_finish(c, err, errlen);   /* averaged on return */
+        status = use_hier(c) ? comm_hier_grads_finish(c, err, errlen)   /* averaged on return */
+                             : comm_shm_grads_finish(c, err, errlen);
         comm_collective_end(c);
         for (int64_t i = 0; c->bucket_t1 && i < c->started; i++) c->bucket_t1[i] = now_seconds();
     } else if (status == 0 && c->world_size > 1) {
@@ -178,10 +210,13 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
          * the shard (zero_stage 1) or the whole buffer; widened from bf16 first if need be. */
         if (status == 0) comm_zero_finish(c);
     }
+    double t1 = now_seconds();
+    if (status == 0 && c->world_size > 1 && c->started > 0)
+        add_bus_stats(c, use_node_memory(c) ? t0 : c->xchg_t0, t1);
     c->bucket_timed = c->started;
     c->started = 0;
     c->completed = 0;
-    c->wait_seconds += now_seconds() - t0;
+    c->wait_seconds += t1 - t0;
     return status;
 }
 

@@ -47,20 +47,22 @@ void comm_shm_grads_close(comm *c) {
 int comm_grads_use_node_memory(comm *c, size_t max_bytes, char *err, size_t errlen) {
     if (c->grads_on_device || c->world_size < 2 || c->local_size != c->world_size || c->grads_n == 0)
         return 0;
+    /* errors return -1 (comm_error and comm_mpi_error return 1), as comm.h says */
     if (c->started > c->completed)
-        return comm_error(err, errlen, "comm_grads_use_node_memory: buckets in flight");
+        return -comm_error(err, errlen, "comm_grads_use_node_memory: buckets in flight");
     comm_shm_grads_close(c);
+    comm_hier_grads_close(c);
     size_t bytes = 2 * (size_t)c->world_size * (size_t)c->grads_n * sizeof(float);
     if (bytes > max_bytes) return 0;
     struct comm_shm_grads *s = calloc(1, sizeof *s);
-    if (!s) return comm_error(err, errlen, "comm_grads_use_node_memory: out of memory");
+    if (!s) return -comm_error(err, errlen, "comm_grads_use_node_memory: out of memory");
     /* all of it from rank 0's allocation (contiguous); the others ask for none */
     float *base = NULL;
     int rc = MPI_Win_allocate_shared(c->rank == 0 ? (MPI_Aint)bytes : 0, sizeof(float),
                                      MPI_INFO_NULL, c->world, &base, &s->win);
     if (rc != MPI_SUCCESS) {
         free(s);
-        return comm_mpi_error(c, rc, "MPI_Win_allocate_shared (gradients)", err, errlen);
+        return -comm_mpi_error(c, rc, "MPI_Win_allocate_shared (gradients)", err, errlen);
     }
     MPI_Aint size;
     int disp;
@@ -68,7 +70,7 @@ int comm_grads_use_node_memory(comm *c, size_t max_bytes, char *err, size_t errl
     if (rc != MPI_SUCCESS || !base) {
         MPI_Win_free(&s->win);
         free(s);
-        return comm_mpi_error(c, rc, "MPI_Win_shared_query (gradients)", err, errlen);
+        return -comm_mpi_error(c, rc, "MPI_Win_shared_query (gradients)", err, errlen);
     }
     s->set[0] = base;
     s->set[1] = base + (size_t)c->world_size * (size_t)c->grads_n;

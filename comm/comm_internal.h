@@ -143,6 +143,10 @@ struct comm {
     int64_t bucket_timed;   /* buckets the last comm_grads_wait finished */
     double *bucket_t0, *bucket_t1;   /* [num_buckets] when timing buckets (traces), else NULL */
     struct comm_shm_grads *shm;      /* averaging through node shared memory (comm_grads_shm.c) */
+    struct comm_hier_grads *hier;    /* across nodes: node memory + MPI (comm_grads_hier.c) */
+    /* Bus bandwidth (comm_grads_bus_stats): when this step's exchange began, and the bus bytes
+     * and in-flight seconds of the exchanges finished since the last read. */
+    double xchg_t0, xchg_bus_bytes, xchg_seconds;
 
     /* How gradients travel (comm_grads_set_exchange; comm_zero.c), applied at register. */
     int shard;                  /* 1: reduce-scatter into shard_grads (ZeRO-1), 0: all-reduce */
@@ -247,6 +251,10 @@ void comm_collective_end(comm *c);
 void comm_shm_grads_bucket(comm *c, int64_t start, int64_t count);
 int comm_shm_grads_finish(comm *c, char *err, size_t errlen);
 void comm_shm_grads_close(comm *c);
+/* comm_grads_hier.c: the same per node, with an MPI all-reduce of each slice across nodes. */
+void comm_hier_grads_bucket(comm *c, int64_t start, int64_t count);
+int comm_hier_grads_finish(comm *c, char *err, size_t errlen);
+void comm_hier_grads_close(comm *c);
 /* A non-blocking collective (gradient bucket) starts: as above, but this rank does not wait. */
 int comm_collective_join(comm *c, comm_op op, comm_type type, int64_t count, int32_t root,
                          char *err, size_t errlen);

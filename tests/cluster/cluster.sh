@@ -199,7 +199,7 @@ node_power_off() {
 }
 
 node_bytes() {
-  node_run "$1" awk '$1 == "eth0:" {print $2 + $10}' /proc/net/dev
+  node_run "$1" awk '$1 == "eth0:" {printf "%.0f\n", $2 + $10}' /proc/net/dev
 }
 
 cluster_down() {

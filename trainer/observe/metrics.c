@@ -78,6 +78,7 @@ void metrics_log_train(metrics *m, const metrics_train *t) {
                 width, (long long)t->step, (long long)t->total_steps, (long long)t->epoch,
                 t->loss, t->accuracy, t->lr, t->samples_per_s, t->flops_per_s * 1e-9, mfu, el,
                 eta);
+    if (t->bus_gbps >= 0) fprintf(stderr, " | bus %.3g GB/s", t->bus_gbps);
     if (m->in_place) m->line_open = 1;
     else fputc('\n', stderr);
     fflush(stderr);
@@ -94,6 +95,7 @@ void metrics_log_train(metrics *m, const metrics_train *t) {
             fprintf(m->jsonl, ",\"perplexity\":%.6g,\"tokens_per_s\":%.1f", exp(t->loss),
                     t->tokens_per_s);
         if (t->mfu >= 0) fprintf(m->jsonl, ",\"mfu\":%.4f", t->mfu);
+        if (t->bus_gbps >= 0) fprintf(m->jsonl, ",\"bus_gb_per_s\":%.6g", t->bus_gbps);
         if (t->spread)
             fprintf(m->jsonl, ",\"rank_step_min_s\":%.6g,\"rank_step_median_s\":%.6g,"
                     "\"rank_step_max_s\":%.6g,\"slowest_rank\":%d", t->step_min_s,

@@ -26,6 +26,7 @@ typedef struct {
     double compute_s, comm_wait_s, data_wait_s;   /* per step, averaged over the interval */
     double tokens_per_s;  /* language models */
     double mfu;           /* model FLOP utilisation against the GPU's dense bf16 peak; < 0: none */
+    double bus_gbps;      /* the gradient exchange's achieved bus bandwidth, GB/s; < 0: none */
     int spread;           /* the step-time spread across ranks below is set (straggler.h) */
     double step_min_s, step_median_s, step_max_s;   /* busy seconds per step across ranks */
     int slowest_rank;

@@ -20,4 +20,20 @@ void run_hooks_read(run_hooks *h, int rank) {
     h->graph_body = getenv("HARNESS_TEST_GRAPH_BODY") != NULL;
     h->ckpt_sleep_ms = env_long("HARNESS_FAULT_CKPT_SLEEP_MS");
     h->upload_delay_ms = (int)env_long("HARNESS_FAULT_UPLOAD_DELAY_MS");
+    h->params_out = getenv("HARNESS_TEST_PARAMS_OUT");
+}
+
+void run_hooks_write_params(run *r) {
+    if (!r->hooks.params_out) return;
+    size_t bytes = (size_t)r->m.n_params * sizeof(float);
+    float *host = malloc(bytes ? bytes : 1);
+    char path[CFG_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s.rank%d", r->hooks.params_out, r->rank);
+    FILE *f = host ? fopen(path, "wb") : NULL;
+    if (f) kern_to_host(r->k, host, r->m.params, bytes);
+    int ok = f && fwrite(host, 1, bytes, f) == bytes;
+    if (f && fclose(f) != 0) ok = 0;
+    if (!ok)
+        fprintf(stderr, "harness: warning: HARNESS_TEST_PARAMS_OUT: cannot write %s\n", path);
+    free(host);
 }

@@ -81,8 +81,11 @@ void report_interval(run *r, train_loop *L, int64_t done) {
     if (straggler_interval(&r->strag, r->c, (L->iv_compute - L->iv_comm) / steps, &sr, err,
                            sizeof err) != 0)
         comm_abort(r->c, 1, err);
+    double bus_bytes = 0.0, bus_s = 0.0;   /* the gradient exchange over this interval */
+    if (r->world > 1) comm_grads_bus_stats(r->c, &bus_bytes, &bus_s);
     if (r->rank == 0) {
         metrics_train t = {0};
+        t.bus_gbps = bus_s > 0.0 && bus_bytes > 0.0 ? bus_bytes / bus_s * 1e-9 : -1.0;
         t.lm = model_is_lm(&r->m);
         t.spread = r->world > 1;
         t.step_min_s = sr.min_s;

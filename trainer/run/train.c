@@ -143,6 +143,7 @@ int train_run(const config *cfg, const train_options *opt, comm *c) {
     }
     double train_s = metrics_now() - L.t_train - L.t_excluded;
     run_settle_params(&r);   /* the last step's all-gather (zero_stage 1) */
+    run_hooks_write_params(&r);
     report_device_work(&r, &L, exit_code);
     if (exit_code == HARNESS_EXIT_OK &&
         checkpoint(&r, r.total_steps, 0, ckpt_path, sizeof ckpt_path) != 0)

@@ -66,6 +66,9 @@ typedef struct {
                                * rename (ckpt_set_test_pause) */
     int upload_delay_ms;      /* HARNESS_FAULT_UPLOAD_DELAY_MS: the CUDA copy stream starts
                                * each upload late (kern_options.upload_delay_ms) */
+    const char *params_out;   /* HARNESS_TEST_PARAMS_OUT=PREFIX: each rank writes its final
+                               * parameters to PREFIX.rankR (raw float32): the tests compare
+                               * the ranks' copies bit for bit */
 } run_hooks;
 
 /* One process's training run: its config, backend, comm, data, model, optimizer, metrics. */
@@ -139,6 +142,7 @@ typedef struct {
 
 /* hooks.c */
 void run_hooks_read(run_hooks *h, int rank);
+void run_hooks_write_params(run *r);   /* HARNESS_TEST_PARAMS_OUT; a warning on failure */
 /* step.c */
 /* Before the first step: the loop's state, the parameters' all-gather hook (zero_stage 1)
  * and whether the step runs from a CUDA graph (said once). */

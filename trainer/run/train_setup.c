@@ -375,6 +375,27 @@ static int load_init_from(run *r, char *err) {
     return 0;
 }
 
+/* Across nodes (comm.hierarchical): each node's ranks sum through shared memory and only
+ * slices of the node's sum cross the network (comm_grads_hier.c).  Rank 0 says once which
+ * averaging the job uses, and why not hierarchical where it does not apply.  Collective. */
+static int use_hierarchy(run *r, char *err) {
+    if (r->world < 2 || comm_local_size(r->c) == r->world ||
+        comm_gpu_backend_in_use(r->c) != COMM_GPU_NONE)
+        return 0;
+    char why[256] = "";
+    int st = r->cfg->hierarchical ? comm_grads_use_hierarchy(r->c, (size_t)1 << 30, why,
+                                                             sizeof why, err, ERRLEN) : 0;
+    if (st < 0) return -1;
+    if (r->rank == 0 && st == 1)
+        fprintf(stderr, "harness: gradient averaging across %d nodes: hierarchical (shared memory "
+                "inside each node, MPI between the nodes; comm.hierarchical)\n",
+                comm_grads_hier_nodes(r->c));
+    else if (r->rank == 0)
+        fprintf(stderr, "harness: gradient averaging across nodes: plain MPI (%s)\n",
+                !r->cfg->hierarchical ? "comm.hierarchical is false" : why[0] ? why : "not applicable");
+    return 0;
+}
+
 int run_setup(run *r, char *err) {
     const config *cfg = r->cfg;
     int st = 0;
@@ -424,6 +445,7 @@ int run_setup(run *r, char *err) {
         cfg->grad_dtype == GRAD_DTYPE_FP32 &&
         run_agree(r, comm_grads_use_node_memory(r->c, (size_t)1 << 30, err, ERRLEN) < 0 ? -1 : 0, err))
         return -1;
+    if (run_agree(r, use_hierarchy(r, err), err)) return -1;
 
     /* Every rank draws the same weights from the seed; rank 0's are broadcast anyway so that
      * the ranks provably start from identical parameters. */
