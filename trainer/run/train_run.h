@@ -1,5 +1,7 @@
 /* train_run.h: what the files of a training run share (internal to trainer/run/).
- *   train.c        train_run and eval_run: the loop read top to bottom, signals
+ *   train.c        train_run and eval_run: the loop read top to bottom
+ *   stop_signals.c SIGUSR1/SIGTERM taken by a sigwait thread (never a handler on a computing
+ *                  thread), the stop flag the loop reads
  *   step.c         the batch path and one optimizer step: micro-steps, the CUDA-graph step,
  *                  the gradient exchange, the optimizer, its verdict; the evaluation pass
  *   report.c       what rank 0 shows: the start banner, log intervals, non-finite steps,
@@ -9,6 +11,9 @@
  *                  the observers (trace, straggler report); teardown
  *   train_state.c  checkpoints and resume (optimizer shards gathered and scattered)
  *   ckpt_async.c   checkpoints written by a background thread (checkpoint.async)
+ *   ckpt_parts.c   checkpoints written by every rank: its part file, and rank 0's file of
+ *                  virtual datasets over them (checkpoint.writers 0); ckpt_hdf5.c the HDF5
+ *                  helpers it shares with checkpoint.c
  *   train_sync.c   the collectives all of them use (error agreement, broadcasts)
  * The arrows: train.c -> {step.c, report.c, train_setup.c} -> train_state.c -> train_sync.c
  * (setup resumes; every file may use train_sync.c). */
