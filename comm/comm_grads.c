@@ -50,7 +50,6 @@ int comm_grads_plan(comm *c, int64_t n, size_t bucket_bytes, const char *who, ch
     free(c->bucket_t1);
     c->bucket_t0 = c->bucket_t1 = NULL;
     comm_shm_grads_close(c);
-    comm_hier_grads_close(c);
     c->grads_n = n;
     c->buckets = buckets;
     c->requests = requests;
@@ -75,19 +74,12 @@ int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
     return comm_zero_plan(c, err, errlen);   /* shard layout and bf16 buffers (comm_zero.c) */
 }
 
-/* Node shared memory averages fp32 gradients of the whole buffer; sharded or bf16 exchanges
- * go through comm_zero.c's collectives. */
-static int use_shm(const comm *c) {
+/* Node shared memory (with MPI between nodes, across nodes) averages fp32 gradients of the
+ * whole buffer; sharded or bf16 exchanges go through comm_zero.c's collectives.  Buckets are
+ * only copied during backward, the exchange runs in the wait. */
+static int use_node_memory(const comm *c) {
     return c->shm && !c->shard && c->grad_dtype == COMM_GRAD_FP32;
 }
-
-/* Across nodes, the same per node plus MPI between nodes (comm_grads_hier.c). */
-static int use_hier(const comm *c) {
-    return c->hier && !c->shard && c->grad_dtype == COMM_GRAD_FP32;
-}
-
-/* Either of the two: buckets are only copied during backward, the exchange runs in the wait. */
-static int use_node_memory(const comm *c) { return use_shm(c) || use_hier(c); }
 
 /* Start buckets started..k-1, where bucket k is the first one reaching below offset. */
 static int start_buckets(comm *c, int64_t offset, char *err, size_t errlen) {
@@ -105,10 +97,8 @@ static int start_buckets(comm *c, int64_t offset, char *err, size_t errlen) {
         if (c->bucket_t0) c->bucket_t0[c->started] = c->bucket_t1[c->started] = now_seconds();
         if (c->world_size > 1 && (c->shard || c->grad_dtype != COMM_GRAD_FP32)) {
             if (comm_zero_start_bucket(c, c->started, err, errlen)) return 1;
-        } else if (use_shm(c)) {
+        } else if (use_node_memory(c)) {
             comm_shm_grads_bucket(c, b.start, b.count);
-        } else if (use_hier(c)) {
-            comm_hier_grads_bucket(c, b.start, b.count);
         } else if (c->world_size > 1) {
             int rc = MPI_Iallreduce(MPI_IN_PLACE, c->grads + b.start, b.count, MPI_FLOAT, MPI_SUM,
                                     c->world, &c->requests[c->started]);
@@ -176,8 +166,7 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
                                    c->buckets[0].count, 0};
             comm_wait_begin(c, &fp);
         }
-        status = use_hier(c) ? comm_hier_grads_finish(c, err, errlen)   /* averaged on return */
-                             : comm_shm_grads_finish(c, err, errlen);
+        status = comm_shm_grads_finish(c, err, errlen);   /* averaged on return */
         comm_collective_end(c);
         for (int64_t i = 0; c->bucket_t1 && i < c->started; i++) c->bucket_t1[i] = now_seconds();
     } else if (status == 0 && c->world_size > 1) {

@@ -18,30 +18,73 @@
  *
  * Results: every element is summed once, in rank order, by its owner, and copied: the same
  * bits on every rank, and for two ranks the same bits as MPI's a + b.  Then / world, as on
- * the MPI path. */
+ * the MPI path.
+ *
+ * Across nodes (comm_grads_hier.c chooses it) the same runs on each node's window - the node's
+ * L ranks in place of the world's, local rank l owning segment l - and between the sum of a
+ * slice and its division each local rank all-reduces its slice over `cross`, the ranks of its
+ * local rank on the other nodes (MPI): n / L floats per rank cross the network.  That
+ * all-reduce gives the same result on every member, so again the same bits on every rank. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "comm_internal.h"
 
-struct comm_shm_grads {
-    MPI_Win win;
-    float *set[2];          /* [world * n] each: set p, segment s at set[p] + s * n */
-    int parity;
-};
-
-/* Slice s of n over world ranks: [lo, hi). */
-static void slice(int64_t n, int world, int s, int64_t *lo, int64_t *hi) {
-    *lo = n * s / world;
-    *hi = n * (s + 1) / world;
+/* Slice s of n over parts: [lo, hi). */
+static void slice(int64_t n, int parts, int s, int64_t *lo, int64_t *hi) {
+    *lo = n * s / parts;
+    *hi = n * (s + 1) / parts;
 }
 
 void comm_shm_grads_close(comm *c) {
-    if (!c->shm) return;
-    MPI_Win_unlock_all(c->shm->win);
-    MPI_Win_free(&c->shm->win);
-    free(c->shm);
+    struct comm_shm_grads *s = c->shm;
+    if (!s) return;
+    MPI_Win_unlock_all(s->win);
+    MPI_Win_free(&s->win);
+    if (s->cross != MPI_COMM_NULL) MPI_Comm_free(&s->cross);
+    if (s->node != c->world) MPI_Comm_free(&s->node);
+    free(s);
     c->shm = NULL;
+}
+
+int comm_shm_grads_open(comm *c, MPI_Comm node, MPI_Comm cross, char *err, size_t errlen) {
+    struct comm_shm_grads *s = calloc(1, sizeof *s);
+    int ok = s != NULL;   /* agree before any collective, so that no rank waits alone */
+    int rc = MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, c->world);
+    if (rc == MPI_SUCCESS && !ok) rc = MPI_ERR_NO_MEM;
+    if (rc == MPI_SUCCESS) {
+        s->node = node;
+        s->cross = cross;
+        s->nodes = 1;
+        rc = MPI_Comm_rank(node, &s->me);
+        if (rc == MPI_SUCCESS) rc = MPI_Comm_size(node, &s->segs);
+        if (rc == MPI_SUCCESS && cross != MPI_COMM_NULL) rc = MPI_Comm_size(cross, &s->nodes);
+    }
+    /* all of it from the node leader's allocation (contiguous); the others ask for none */
+    size_t bytes = 2 * (size_t)(s ? s->segs : 0) * (size_t)c->grads_n * sizeof(float);
+    float *base = NULL;
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Win_allocate_shared(s->me == 0 ? (MPI_Aint)bytes : 0, sizeof(float),
+                                     MPI_INFO_NULL, node, &base, &s->win);
+    if (rc == MPI_SUCCESS) {
+        MPI_Aint size;
+        int disp;
+        rc = MPI_Win_shared_query(s->win, 0, &size, &disp, &base);
+        if (rc == MPI_SUCCESS && !base) rc = MPI_ERR_NO_MEM;
+        if (rc != MPI_SUCCESS) MPI_Win_free(&s->win);
+    }
+    if (rc != MPI_SUCCESS) {
+        free(s);
+        if (cross != MPI_COMM_NULL) MPI_Comm_free(&cross);
+        if (node != c->world) MPI_Comm_free(&node);
+        return comm_mpi_error(c, rc, "the gradient window (MPI_Win_allocate_shared)", err, errlen);
+    }
+    s->set[0] = base;
+    s->set[1] = base + (size_t)s->segs * (size_t)c->grads_n;
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
+    c->shm = s;
+    return 0;
 }
 
 int comm_grads_use_node_memory(comm *c, size_t max_bytes, char *err, size_t errlen) {
@@ -51,73 +94,65 @@ int comm_grads_use_node_memory(comm *c, size_t max_bytes, char *err, size_t errl
     if (c->started > c->completed)
         return -comm_error(err, errlen, "comm_grads_use_node_memory: buckets in flight");
     comm_shm_grads_close(c);
-    comm_hier_grads_close(c);
     size_t bytes = 2 * (size_t)c->world_size * (size_t)c->grads_n * sizeof(float);
     if (bytes > max_bytes) return 0;
-    struct comm_shm_grads *s = calloc(1, sizeof *s);
-    if (!s) return -comm_error(err, errlen, "comm_grads_use_node_memory: out of memory");
-    /* all of it from rank 0's allocation (contiguous); the others ask for none */
-    float *base = NULL;
-    int rc = MPI_Win_allocate_shared(c->rank == 0 ? (MPI_Aint)bytes : 0, sizeof(float),
-                                     MPI_INFO_NULL, c->world, &base, &s->win);
-    if (rc != MPI_SUCCESS) {
-        free(s);
-        return -comm_mpi_error(c, rc, "MPI_Win_allocate_shared (gradients)", err, errlen);
-    }
-    MPI_Aint size;
-    int disp;
-    rc = MPI_Win_shared_query(s->win, 0, &size, &disp, &base);
-    if (rc != MPI_SUCCESS || !base) {
-        MPI_Win_free(&s->win);
-        free(s);
-        return -comm_mpi_error(c, rc, "MPI_Win_shared_query (gradients)", err, errlen);
-    }
-    s->set[0] = base;
-    s->set[1] = base + (size_t)c->world_size * (size_t)c->grads_n;
-    MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
-    c->shm = s;
-    return 1;
+    return comm_shm_grads_open(c, c->world, MPI_COMM_NULL, err, errlen) ? -1 : 1;
 }
 
-/* Backward has finished bucket b: into this rank's segment of this step's set. */
+/* Backward has finished a bucket: into this rank's segment of this step's set. */
 void comm_shm_grads_bucket(comm *c, int64_t start, int64_t count) {
-    float *mine = c->shm->set[c->shm->parity] + (size_t)c->rank * (size_t)c->grads_n;
+    float *mine = c->shm->set[c->shm->parity] + (size_t)c->shm->me * (size_t)c->grads_n;
     memcpy(mine + start, c->grads + start, (size_t)count * sizeof(float));
 }
 
-/* Every rank's stores to the window are visible to every other rank after this. */
-static int sync_all(comm *c, char *err, size_t errlen) {
+/* Every rank's stores to the window are visible to the node's other ranks after this. */
+static int sync_node(comm *c, char *err, size_t errlen) {
     MPI_Win_sync(c->shm->win);
-    int rc = MPI_Barrier(c->world);
+    int rc = MPI_Barrier(c->shm->node);
     MPI_Win_sync(c->shm->win);
     return rc == MPI_SUCCESS ? 0 : comm_mpi_error(c, rc, "MPI_Barrier (gradients)", err, errlen);
 }
 
-/* All buckets are in the segments: reduce-scatter, all-gather, average.  0 or an error. */
+/* All buckets are in the segments: reduce-scatter on the node, the all-reduce of each slice
+ * across nodes (if any), average, all-gather on the node.  0 or an error. */
 int comm_shm_grads_finish(comm *c, char *err, size_t errlen) {
-    const int W = c->world_size;
+    struct comm_shm_grads *sh = c->shm;
+    const int L = sh->segs, me = sh->me;
     const int64_t n = c->grads_n;
-    float *set = c->shm->set[c->shm->parity];
-    c->shm->parity ^= 1;
-    if (sync_all(c, err, errlen)) return 1;
+    float *set = sh->set[sh->parity];
+    sh->parity ^= 1;
+    if (sync_node(c, err, errlen)) return 1;
     int64_t lo, hi;
-    slice(n, W, c->rank, &lo, &hi);
-    const float world = (float)W;
-    float *g = c->grads, *mine = set + (size_t)c->rank * (size_t)n;
-    /* in blocks, so that each block of the W segments is read once while it is in cache */
+    slice(n, L, me, &lo, &hi);
+    const float world = (float)c->world_size;
+    const int across = sh->cross != MPI_COMM_NULL;
+    float *g = c->grads, *mine = set + (size_t)me * (size_t)n;
+    /* in blocks, so that each block of the L segments is read once while it is in cache */
     for (int64_t b = lo; b < hi; b += 4096) {
         int64_t e = b + 4096 < hi ? b + 4096 : hi;
         for (int64_t i = b; i < e; i++) g[i] = set[i];
-        for (int s = 1; s < W; s++) {
+        for (int s = 1; s < L; s++) {
             const float *seg = set + (size_t)s * (size_t)n;
             for (int64_t i = b; i < e; i++) g[i] += seg[i];
         }
-        for (int64_t i = b; i < e; i++) mine[i] = g[i] = g[i] / world;
+        if (!across)
+            for (int64_t i = b; i < e; i++) mine[i] = g[i] = g[i] / world;
     }
-    if (sync_all(c, err, errlen)) return 1;
-    for (int s = 0; s < W; s++) {
-        if (s == c->rank) continue;
-        slice(n, W, s, &lo, &hi);
+    if (across) {
+        /* the node's sums of this slice, across the nodes; int counts, so in INT_MAX pieces */
+        for (int64_t at = lo; at < hi;) {
+            int count = hi - at < INT_MAX ? (int)(hi - at) : INT_MAX;
+            int rc = MPI_Allreduce(MPI_IN_PLACE, g + at, count, MPI_FLOAT, MPI_SUM, sh->cross);
+            if (rc != MPI_SUCCESS)
+                return comm_mpi_error(c, rc, "MPI_Allreduce (gradients across nodes)", err, errlen);
+            at += count;
+        }
+        for (int64_t i = lo; i < hi; i++) mine[i] = g[i] = g[i] / world;
+    }
+    if (sync_node(c, err, errlen)) return 1;
+    for (int s = 0; s < L; s++) {
+        if (s == me) continue;
+        slice(n, L, s, &lo, &hi);
         memcpy(g + lo, set + (size_t)s * (size_t)n + lo, (size_t)(hi - lo) * sizeof(float));
     }
     return 0;

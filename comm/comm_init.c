@@ -96,8 +96,7 @@ void comm_finalize(comm *c) {
     comm_zero_free(c);          /* shard buffers and the bf16 MPI op (before MPI_Finalize) */
     int finalized = 0;
     MPI_Finalized(&finalized);  /* a program that owns MPI may have finalised it already */
-    if (!finalized) comm_shm_grads_close(c);   /* the gradient window (collective) */
-    if (!finalized) comm_hier_grads_close(c);  /* the node windows and communicators */
+    if (!finalized) comm_shm_grads_close(c);   /* the gradient window(s), communicators */
     if (!finalized && c->check != MPI_COMM_NULL) MPI_Comm_free(&c->check);
     if (!finalized && c->world != MPI_COMM_NULL) MPI_Comm_free(&c->world);
     if (!finalized && c->owns_mpi) MPI_Finalize();

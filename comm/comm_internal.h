@@ -142,8 +142,8 @@ struct comm {
     double wait_seconds;    /* blocked in comm_grads_wait since last read */
     int64_t bucket_timed;   /* buckets the last comm_grads_wait finished */
     double *bucket_t0, *bucket_t1;   /* [num_buckets] when timing buckets (traces), else NULL */
-    struct comm_shm_grads *shm;      /* averaging through node shared memory (comm_grads_shm.c) */
-    struct comm_hier_grads *hier;    /* across nodes: node memory + MPI (comm_grads_hier.c) */
+    struct comm_shm_grads *shm;      /* averaging through node shared memory (comm_grads_shm.c),
+                                      * across nodes with MPI between them (comm_grads_hier.c) */
     /* Bus bandwidth (comm_grads_bus_stats): when this step's exchange began, and the bus bytes
      * and in-flight seconds of the exchanges finished since the last read. */
     double xchg_t0, xchg_bus_bytes, xchg_seconds;
@@ -246,15 +246,23 @@ int comm_collective_begin(comm *c, comm_op op, comm_type type, int64_t count, in
                           char *err, size_t errlen);
 /* The collective has completed (or failed) here: not waiting, done up to the sequence number. */
 void comm_collective_end(comm *c);
-/* comm_grads_shm.c: a finished bucket into this rank's segment; the reduction at the wait
- * (scaled by 1/world); freeing the window (collective). */
+/* comm_grads_shm.c: the gradient window of a node - two sets of `segs` segments of grads_n
+ * floats, segment `me` this rank's - and, across nodes, `cross` (MPI_COMM_NULL on one node):
+ * the ranks with this local rank, one per node. */
+struct comm_shm_grads {
+    MPI_Comm node, cross;   /* node: c->world on one node (not owned), else owned */
+    int me, segs, nodes;
+    MPI_Win win;
+    float *set[2];          /* [segs * n] each: set p, segment s at set[p] + s * n */
+    int parity;
+};
+/* Collective: the window on node, owning node (unless c->world) and cross; 0, or 1 with err
+ * (both communicators freed). */
+int comm_shm_grads_open(comm *c, MPI_Comm node, MPI_Comm cross, char *err, size_t errlen);
+/* a finished bucket into this rank's segment; the reduction at the wait (0 or 1 with err) */
 void comm_shm_grads_bucket(comm *c, int64_t start, int64_t count);
 int comm_shm_grads_finish(comm *c, char *err, size_t errlen);
 void comm_shm_grads_close(comm *c);
-/* comm_grads_hier.c: the same per node, with an MPI all-reduce of each slice across nodes. */
-void comm_hier_grads_bucket(comm *c, int64_t start, int64_t count);
-int comm_hier_grads_finish(comm *c, char *err, size_t errlen);
-void comm_hier_grads_close(comm *c);
 /* A non-blocking collective (gradient bucket) starts: as above, but this rank does not wait. */
 int comm_collective_join(comm *c, comm_op op, comm_type type, int64_t count, int32_t root,
                          char *err, size_t errlen);
