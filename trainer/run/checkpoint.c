@@ -7,7 +7,6 @@
 #include <hdf5.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,16 +17,6 @@
 #include "ckpt_hdf5.h"
 #include "ckpt_parts.h"
 #include "fsutil.h"
-
-static int errorf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int errorf(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static void format_shape(char *buf, size_t n, int ndim, const hsize_t *dims) {
     int used = snprintf(buf, n, "[");
@@ -44,13 +33,13 @@ static int read_tensor(hid_t loc, const char *name, const char *display, float *
                        const int64_t *dims, const char *path, ckpt_parts *parts, int64_t offset,
                        char *err, size_t errlen) {
     if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) {
-        errorf(err, errlen, "%s: the model has tensor %s but the checkpoint does not", path,
+        ckpt_errorf(err, errlen, "%s: the model has tensor %s but the checkpoint does not", path,
                display);
         return CKPT_MISMATCH;
     }
     hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
     if (ds < 0) {
-        errorf(err, errlen, "%s: cannot open %s", path, display);
+        ckpt_errorf(err, errlen, "%s: cannot open %s", path, display);
         return CKPT_CORRUPT;
     }
     int rc = CKPT_OK;
@@ -60,7 +49,7 @@ static int read_tensor(hid_t loc, const char *name, const char *display, float *
     int same = got_nd == ndim;
     for (int i = 0; same && i < ndim; i++) same = got[i] == (hsize_t)dims[i];
     if (got_nd < 0) {
-        errorf(err, errlen, "%s: %s has an unreadable shape", path, display);
+        ckpt_errorf(err, errlen, "%s: %s has an unreadable shape", path, display);
         rc = CKPT_CORRUPT;
     } else if (!same) {
         char want[96], have[128];
@@ -68,7 +57,7 @@ static int read_tensor(hid_t loc, const char *name, const char *display, float *
         for (int i = 0; i < ndim; i++) wd[i] = (hsize_t)dims[i];
         format_shape(want, sizeof want, ndim, wd);
         format_shape(have, sizeof have, got_nd, got);
-        errorf(err, errlen, "%s: tensor %s has shape %s in the checkpoint but %s in the model "
+        ckpt_errorf(err, errlen, "%s: tensor %s has shape %s in the checkpoint but %s in the model "
                "(does the config's model.layers match the run that wrote it?)", path, display,
                have, want);
         rc = CKPT_MISMATCH;
@@ -77,11 +66,11 @@ static int read_tensor(hid_t loc, const char *name, const char *display, float *
         for (int i = 0; i < ndim; i++) count *= dims[i];
         rc = ckpt_parts_read(parts, display + 1, offset, count, out, err, errlen);
     } else if (!ckpt_stored_whole(ds)) {   /* hostile files: see ckpt_stored_whole */
-        errorf(err, errlen, "%s: %s is damaged (its data is not all stored in the file)", path,
+        ckpt_errorf(err, errlen, "%s: %s is damaged (its data is not all stored in the file)", path,
                display);
         rc = CKPT_CORRUPT;
     } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-        errorf(err, errlen, "%s: %s fails its checksum or cannot be read", path, display);
+        ckpt_errorf(err, errlen, "%s: %s fails its checksum or cannot be read", path, display);
         rc = CKPT_CORRUPT;
     }
     if (space >= 0) H5Sclose(space);
@@ -199,7 +188,7 @@ static int write_file(const char *dir, const model *m, const optim *o, const ckp
                       const ckpt_host_src *src, char *path_out, size_t path_len, char *err,
                       size_t errlen) {
     if (make_dirs(dir) != 0)
-        return errorf(err, errlen, "checkpoint.dir: cannot create %s: %s", dir, strerror(errno));
+        return ckpt_errorf(err, errlen, "checkpoint.dir: cannot create %s: %s", dir, strerror(errno));
     char final[1200];
     snprintf(final, sizeof final, "%s/step_%08" PRId64 ".h5", dir, state->step);
     if (write_path(final, m, o, state, config_yaml, fetch, fetch_user, src, err, errlen) != 0)
@@ -233,7 +222,7 @@ static int write_path(const char *final, const model *m, const optim *o, const c
         if (t[i].count > largest) largest = t[i].count;
     float *host = src ? NULL : malloc((size_t)largest * sizeof(float));
     if (!src && !host)
-        return errorf(err, errlen, "%s: out of memory staging %lld bytes", final,
+        return ckpt_errorf(err, errlen, "%s: out of memory staging %lld bytes", final,
                       (long long)largest * 4);
     const char *what = "creating the file";
     hid_t fapl = ckpt_fapl_v110();
@@ -316,7 +305,7 @@ static int write_path(const char *final, const model *m, const optim *o, const c
 fail_errno: {
     int e = errno;
     unlink(tmp);
-    return errorf(err, errlen, "%s: %s failed: %s", final, what, strerror(e));
+    return ckpt_errorf(err, errlen, "%s: %s failed: %s", final, what, strerror(e));
 }
 fail:
     if (gb >= 0) H5Gclose(gb);
@@ -327,7 +316,7 @@ fail:
     if (fapl >= 0) H5Pclose(fapl);
     free(host);
     unlink(tmp);
-    return errorf(err, errlen, "%s: %s failed (disk full or not writable?)", final, what);
+    return ckpt_errorf(err, errlen, "%s: %s failed (disk full or not writable?)", final, what);
 }
 
 int ckpt_write_file(const char *path, const model *m, const optim *o, const ckpt_state *state,
@@ -355,15 +344,15 @@ static hid_t open_ro(const char *path, char *err, size_t errlen) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     struct stat st;
     if (stat(path, &st) != 0) {
-        errorf(err, errlen, "%s: %s", path, strerror(errno));
+        ckpt_errorf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     if (H5Fis_hdf5(path) <= 0) {
-        errorf(err, errlen, "%s: not a readable HDF5 file (truncated or damaged?)", path);
+        ckpt_errorf(err, errlen, "%s: not a readable HDF5 file (truncated or damaged?)", path);
         return -1;
     }
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) errorf(err, errlen, "%s: cannot open as HDF5 (damaged?)", path);
+    if (f < 0) ckpt_errorf(err, errlen, "%s: cannot open as HDF5 (damaged?)", path);
     return f;
 }
 
@@ -371,9 +360,9 @@ static int read_meta(hid_t f, const char *path, ckpt_state *s, char **optimizer,
                      char *err, size_t errlen) {
     *optimizer = *config = NULL;
     if (H5Lexists(f, "meta", H5P_DEFAULT) <= 0)
-        return errorf(err, errlen, "%s: no /meta group: not a harness checkpoint", path), CKPT_CORRUPT;
+        return ckpt_errorf(err, errlen, "%s: no /meta group: not a harness checkpoint", path), CKPT_CORRUPT;
     hid_t g = H5Gopen2(f, "meta", H5P_DEFAULT);
-    if (g < 0) return errorf(err, errlen, "%s: cannot open /meta", path), CKPT_CORRUPT;
+    if (g < 0) return ckpt_errorf(err, errlen, "%s: cannot open /meta", path), CKPT_CORRUPT;
     int32_t version = 0, world = 0, parts = 0;
     uint32_t crc = 0;
     char *rng = NULL;
@@ -394,20 +383,20 @@ static int read_meta(hid_t f, const char *path, ckpt_state *s, char **optimizer,
         !(*optimizer = ckpt_attr_read_string(g, "optimizer")) || !(rng = ckpt_attr_read_string(g, "rng")) ||
         !(*config = ckpt_attr_read_string(g, "config"))) {
         rc = CKPT_CORRUPT;
-        errorf(err, errlen, "%s: /meta attributes are missing or unreadable", path);
+        ckpt_errorf(err, errlen, "%s: /meta attributes are missing or unreadable", path);
     } else if (version != CKPT_FORMAT_VERSION) {
         rc = CKPT_MISMATCH;
-        errorf(err, errlen, "%s: checkpoint format version %d, this harness reads version %d",
+        ckpt_errorf(err, errlen, "%s: checkpoint format version %d, this harness reads version %d",
                path, version, CKPT_FORMAT_VERSION);
     } else {
         s->world_size = world;
         s->parts = parts;
         if (meta_crc(s, *optimizer, rng, *config) != crc) {
             rc = CKPT_CORRUPT;
-            errorf(err, errlen, "%s: /meta fails its CRC-32 checksum", path);
+            ckpt_errorf(err, errlen, "%s: /meta fails its CRC-32 checksum", path);
         } else if (s->step < 0 || s->epoch < 0 || s->cursor < 0 || s->optimizer_steps < 0) {
             rc = CKPT_CORRUPT;
-            errorf(err, errlen, "%s: /meta holds negative positions", path);
+            ckpt_errorf(err, errlen, "%s: /meta holds negative positions", path);
         }
     }
     free(rng);
@@ -437,13 +426,13 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
     if (rc != CKPT_OK) goto done;
     if (o && !strcmp(opt_name, "none")) {
         rc = CKPT_MISMATCH;
-        errorf(err, errlen, "%s holds parameters only (an imported model, no optimizer state): "
+        ckpt_errorf(err, errlen, "%s holds parameters only (an imported model, no optimizer state): "
                "start a run from it with model.init_from, not --resume", path);
         goto done;
     }
     if (o && strcmp(opt_name, optimizer_name(o)) != 0) {
         rc = CKPT_MISMATCH;
-        errorf(err, errlen, "%s: written with train.optimizer=%s, but this run uses %s", path,
+        ckpt_errorf(err, errlen, "%s: written with train.optimizer=%s, but this run uses %s", path,
                opt_name, optimizer_name(o));
         goto done;
     }
@@ -457,14 +446,14 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
     float *host_buffers = host ? host + (size_t)(1 + ns) * m->n_params : NULL;
     if (!host) {
         rc = CKPT_CORRUPT;
-        errorf(err, errlen, "%s: out of memory", path);
+        ckpt_errorf(err, errlen, "%s: out of memory", path);
         goto done;
     }
     /* the model's tensors in order (the first mismatch is the one named), then anything extra */
     gp = H5Lexists(f, "params", H5P_DEFAULT) > 0 ? H5Gopen2(f, "params", H5P_DEFAULT) : -1;
     if (gp < 0) {
         rc = CKPT_CORRUPT;
-        errorf(err, errlen, "%s: no /params group", path);
+        ckpt_errorf(err, errlen, "%s: no /params group", path);
         goto done;
     }
     gb = m->n_buffers && H5Lexists(f, "buffers", H5P_DEFAULT) > 0
@@ -475,7 +464,7 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
                  t[i].name);
         if (t[i].is_buffer && gb < 0) {
             rc = CKPT_MISMATCH;
-            errorf(err, errlen, "%s: the model has buffer %s but the checkpoint has no /buffers "
+            ckpt_errorf(err, errlen, "%s: the model has buffer %s but the checkpoint has no /buffers "
                    "(written for a model without batch norm?)", path, display);
             goto done;
         }
@@ -487,7 +476,7 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
     H5G_info_t info;
     if (H5Gget_info(gp, &info) < 0) {
         rc = CKPT_CORRUPT;
-        errorf(err, errlen, "%s: /params is unreadable", path);
+        ckpt_errorf(err, errlen, "%s: /params is unreadable", path);
         goto done;
     }
     for (hsize_t i = 0; i < info.nlinks; i++) {
@@ -499,7 +488,7 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
         for (int j = 0; j < nt && !known; j++) known = !t[j].is_buffer && strcmp(name, t[j].name) == 0;
         if (!known) {
             rc = CKPT_MISMATCH;
-            errorf(err, errlen, "%s: the checkpoint has tensor %s, which the model lacks "
+            ckpt_errorf(err, errlen, "%s: the checkpoint has tensor %s, which the model lacks "
                    "(does the config's model.layers match the run that wrote it?)", path, name);
             goto done;
         }
@@ -508,7 +497,7 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
         go = H5Lexists(f, "optim", H5P_DEFAULT) > 0 ? H5Gopen2(f, "optim", H5P_DEFAULT) : -1;
         if (go < 0) {
             rc = CKPT_CORRUPT;
-            errorf(err, errlen, "%s: no /optim group", path);
+            ckpt_errorf(err, errlen, "%s: no /optim group", path);
             goto done;
         }
         for (int i = 0; i < nt; i++) {
@@ -519,7 +508,7 @@ int ckpt_read(const char *path, model *m, optim *o, ckpt_state *state, char *err
                 snprintf(display, sizeof display, "/optim/%s", rel);
                 if (H5Lexists(go, t[i].name, H5P_DEFAULT) <= 0) {
                     rc = CKPT_MISMATCH;
-                    errorf(err, errlen, "%s: no optimizer state %s (written with other "
+                    ckpt_errorf(err, errlen, "%s: no optimizer state %s (written with other "
                            "optimizer settings?)", path, display);
                     goto done;
                 }
@@ -575,7 +564,7 @@ int ckpt_read_vocab_size(const char *path, int64_t *vocab, char *err, size_t err
     hid_t g = H5Lexists(f, "meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "meta", H5P_DEFAULT) : -1;
     if (g >= 0 && H5Aexists(g, "vocab_size") > 0)
         rc = ckpt_attr_read(g, "vocab_size", H5T_NATIVE_INT64, vocab) < 0 || *vocab < 1 ? -1 : 0;
-    if (rc < 0) errorf(err, errlen, "%s: /meta/vocab_size is unreadable", path);
+    if (rc < 0) ckpt_errorf(err, errlen, "%s: /meta/vocab_size is unreadable", path);
     if (g >= 0) H5Gclose(g);
     H5Fclose(f);
     return rc;

@@ -2,10 +2,20 @@
  * ckpt_parts.c): attributes, checksummed float32 datasets, the hostile-file check. */
 #include "ckpt_hdf5.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define CHUNK_ELEMS (1 << 20)   /* at most 4 MiB per chunk (HDF5 chunks are limited to 4 GiB) */
+
+int ckpt_errorf(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
 
 hid_t ckpt_fapl_v110(void) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);

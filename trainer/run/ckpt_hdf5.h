@@ -4,8 +4,11 @@
 #define HARNESS_CKPT_HDF5_H
 
 #include <hdf5.h>
+#include <stddef.h>
 #include <stdint.h>
 
+/* The message into err (errlen bytes); returns -1, for `return ckpt_errorf(...)`. */
+int ckpt_errorf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* File access with the 1.10 format: checksums on the superblock and object headers. */
 hid_t ckpt_fapl_v110(void);
 /* A scalar attribute. */

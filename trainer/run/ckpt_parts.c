@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,16 +14,6 @@
 
 #include "ckpt_hdf5.h"
 #include "fsutil.h"
-
-static int errorf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int errorf(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 void ckpt_part_bounds(int64_t n, int part, int parts, int64_t *lo, int64_t *hi) {
     /* n * parts stays far below 2^63 for any model a host can hold */
@@ -99,7 +88,7 @@ static int write_slices(hid_t f, const model *m, const optim *o, int64_t lo, int
 int ckpt_part_write(const char *dir, const model *m, const optim *o, const ckpt_state *state,
                     int part, const ckpt_part_src *src, char *err, size_t errlen) {
     if (make_dirs(dir) != 0)
-        return errorf(err, errlen, "checkpoint.dir: cannot create %s: %s", dir, strerror(errno));
+        return ckpt_errorf(err, errlen, "checkpoint.dir: cannot create %s: %s", dir, strerror(errno));
     char name[128], final[1400], tmp[1500];
     part_name(name, sizeof name, state->step, part, state->parts);
     snprintf(final, sizeof final, "%s/%s", dir, name);
@@ -109,7 +98,7 @@ int ckpt_part_write(const char *dir, const model *m, const optim *o, const ckpt_
     for (int i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].count > largest) largest = m->tensors[i].count;
     float *stage = src->k ? malloc((size_t)largest * sizeof(float)) : NULL;
-    if (src->k && !stage) return errorf(err, errlen, "%s: out of memory staging a tensor", final);
+    if (src->k && !stage) return ckpt_errorf(err, errlen, "%s: out of memory staging a tensor", final);
     const char *what = "writing";
     hid_t fapl = ckpt_fapl_v110();
     hid_t f = fapl >= 0 ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
@@ -131,13 +120,13 @@ int ckpt_part_write(const char *dir, const model *m, const optim *o, const ckpt_
     if (fapl >= 0) H5Pclose(fapl);
     if (rc != 0) {
         unlink(tmp);
-        return errorf(err, errlen, "%s: writing the part failed (disk full or not writable?)", final);
+        return ckpt_errorf(err, errlen, "%s: writing the part failed (disk full or not writable?)", final);
     }
     what = fsync_path(tmp, 0) != 0 ? "fsync" : rename(tmp, final) != 0 ? "rename" : NULL;
     if (what) {
         int e = errno;
         unlink(tmp);
-        return errorf(err, errlen, "%s: %s failed: %s", final, what, strerror(e));
+        return ckpt_errorf(err, errlen, "%s: %s failed: %s", final, what, strerror(e));
     }
     fsync_path(dir, 1);
     return 0;
@@ -288,7 +277,7 @@ int ckpt_parts_publish(const char *dir, const model *m, const optim *o, const ck
     for (int i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].count > largest) largest = m->tensors[i].count;
     float *stage = buffers ? NULL : malloc((size_t)largest * sizeof(float));
-    if (!buffers && !stage) return errorf(err, errlen, "%s: out of memory", final);
+    if (!buffers && !stage) return ckpt_errorf(err, errlen, "%s: out of memory", final);
     hid_t fapl = ckpt_fapl_v110();
     hid_t f = fapl >= 0 ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
     int rc = f >= 0 && ckpt_write_meta(f, m, o, state, config_yaml) == 0 ? 0 : -1;
@@ -299,7 +288,7 @@ int ckpt_parts_publish(const char *dir, const model *m, const optim *o, const ck
     if (fapl >= 0) H5Pclose(fapl);
     if (rc != 0) {
         unlink(tmp);
-        return errorf(err, errlen, "%s: writing the file that maps the parts failed (disk full "
+        return ckpt_errorf(err, errlen, "%s: writing the file that maps the parts failed (disk full "
                       "or not writable?)", final);
     }
     const char *what = fsync_path(tmp, 0) != 0 ? "fsync" : NULL;
@@ -310,7 +299,7 @@ int ckpt_parts_publish(const char *dir, const model *m, const optim *o, const ck
     if (what) {
         int e = errno;
         unlink(tmp);
-        return errorf(err, errlen, "%s: %s failed: %s", final, what, strerror(e));
+        return ckpt_errorf(err, errlen, "%s: %s failed: %s", final, what, strerror(e));
     }
     fsync_path(dir, 1);
     ckpt_prune(dir, keep);
@@ -353,7 +342,7 @@ int ckpt_parts_open(const char *path, const ckpt_state *s, int64_t n, ckpt_parts
     if (!p || s->parts < 1 || !(p->lo = calloc((size_t)s->parts, 8)) ||
         !(p->hi = calloc((size_t)s->parts, 8))) {
         ckpt_parts_close(p);
-        return errorf(err, errlen, "%s: out of memory", path), CKPT_CORRUPT;
+        return ckpt_errorf(err, errlen, "%s: out of memory", path), CKPT_CORRUPT;
     }
     p->f = -1;
     p->open_part = -1;
@@ -370,7 +359,7 @@ int ckpt_parts_open(const char *path, const ckpt_state *s, int64_t n, ckpt_parts
         hid_t f = open_part(p, i, ppath, sizeof ppath);
         if (f < 0) {
             ckpt_parts_close(p);
-            return errorf(err, errlen, "%s: its part %s is missing, truncated or not HDF5",
+            return ckpt_errorf(err, errlen, "%s: its part %s is missing, truncated or not HDF5",
                           path, ppath), CKPT_CORRUPT;
         }
         hid_t g = H5Lexists(f, "part", H5P_DEFAULT) > 0 ? H5Gopen2(f, "part", H5P_DEFAULT) : -1;
@@ -397,7 +386,7 @@ int ckpt_parts_open(const char *path, const ckpt_state *s, int64_t n, ckpt_parts
                               : NULL;
         if (why) {
             ckpt_parts_close(p);
-            return errorf(err, errlen, "%s: its part %s %s", path, ppath, why), CKPT_CORRUPT;
+            return ckpt_errorf(err, errlen, "%s: its part %s %s", path, ppath, why), CKPT_CORRUPT;
         }
     }
     *out = p;
@@ -428,10 +417,10 @@ static int read_slice(ckpt_parts *p, int i, const char *rel, int64_t a, int64_t 
              ckpt_stored_whole(ds);
     int rc = CKPT_OK;
     if (!ok) {
-        errorf(err, errlen, "%s: /%s is missing or damaged in its part %s", p->main, rel, path);
+        ckpt_errorf(err, errlen, "%s: /%s is missing or damaged in its part %s", p->main, rel, path);
         rc = CKPT_CORRUPT;
     } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-        errorf(err, errlen, "%s: /%s fails its checksum or cannot be read (in its part %s)",
+        ckpt_errorf(err, errlen, "%s: /%s fails its checksum or cannot be read (in its part %s)",
                p->main, rel, path);
         rc = CKPT_CORRUPT;
     }
@@ -451,7 +440,7 @@ int ckpt_parts_read(ckpt_parts *p, const char *rel, int64_t offset, int64_t coun
         covered += b - a;
     }
     if (covered != count)   /* the parts tile [0, hi of the last) without gaps (ckpt_parts_open) */
-        return errorf(err, errlen, "%s: its parts hold %lld of the %lld elements of /%s", p->main,
+        return ckpt_errorf(err, errlen, "%s: its parts hold %lld of the %lld elements of /%s", p->main,
                       (long long)covered, (long long)count, rel), CKPT_CORRUPT;
     return CKPT_OK;
 }
