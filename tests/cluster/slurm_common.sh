@@ -79,3 +79,18 @@ with h5py.File(ref_path, "r") as ref, h5py.File(got_path, "r") as got:
           ("bit-identical" if tol == 0 else f"within {worst:.2e} of max |ref| (tolerance {tol})"))
 PY
 }
+
+# slurm_up_with_ref COMPUTE_NODES: Slurm on n1 + COMPUTE_NODES compute nodes, then the
+# uninterrupted reference run of the recipe (4 ranks on n2,n3, job.yaml); sets REF to its
+# final checkpoint and works in $WORK.
+slurm_up_with_ref() {
+  local t J
+  slurm_nodes_up "$1" "$WORK/c" || fail "Slurm on the emulated nodes did not come up"
+  say "Slurm up: head n1, compute $(slurm_run sinfo -h -o '%D nodes %N %t')"
+  cd "$WORK" || fail "no $WORK"
+  t=$SECONDS
+  J=$(submit "$WORK/ref.out" "$RECIPE" "$WORK/job.yaml" --set run.dir="$WORK/ref") || fail "sbatch failed"
+  wait_job "$J" "$WORK/ref.out" 120
+  say "ref: job $J, 4 ranks on n2,n3, uninterrupted: $((SECONDS - t)) s"
+  REF=$WORK/ref/checkpoints/step_00000120.h5
+}

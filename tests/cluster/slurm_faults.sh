@@ -14,16 +14,8 @@
 #                 first; else the recipe must go on without n3 (2 ranks on n2, within rounding).
 source "$(dirname "$0")/common.sh"
 source "$HERE/slurm_common.sh"
-slurm_nodes_up 2 "$WORK/c" || fail "Slurm on the emulated nodes did not come up"
-say "Slurm up: head n1, compute $(slurm_run sinfo -h -o '%D nodes %N %t')"
-cd "$WORK" || fail "no $WORK"
 TOL=1e-4
-
-t=$SECONDS
-J=$(submit "$WORK/ref.out" "$RECIPE" "$WORK/job.yaml" --set run.dir="$WORK/ref") || fail "sbatch failed"
-wait_job "$J" "$WORK/ref.out" 120
-say "ref: job $J, 4 ranks on n2,n3, uninterrupted: $((SECONDS - t)) s"
-REF=$WORK/ref/checkpoints/step_00000120.h5
+slurm_up_with_ref 2
 
 # --- partition
 R=$WORK/cut out=$WORK/cut.out
@@ -38,7 +30,16 @@ d=$(echo "$t_detect - $t_fault" | bc)
 (($(echo "$d <= 10" | bc))) || fail "the ranks on n2 named n3 $d s after the cut (more than 10 s)"
 # n3's ranks are cut off with it: they must end too, by themselves (their output cannot reach
 # the batch script, so look for the processes)
-n3_ranks() { node_run n3 pgrep -f "harness train $WORK/job.yaml" >/dev/null; }
+# (by network namespace: the nodes share one process table, and the relaunch's ranks on n2
+# run the same command line)
+n3_ranks() {
+  local pid ns
+  ns=$(readlink "/proc/${NODE_PID[n3]}/ns/net")
+  for pid in $(netns_pids "$ns" "${NODE_PID[n3]}"); do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = harness ] && return 0
+  done
+  return 1
+}
 wait_until 15 "n3's ranks to end" eval '! n3_ranks' || fail "n3's ranks are still running 15 s after the cut"
 t_n3=$(now)
 wait_until 30 "the relaunch" starts_are "$R/metrics.jsonl" 2 || fail "job $J did not relaunch: $(grep -v '^step' "$out" | tail -8)"

@@ -15,18 +15,10 @@
 # job cannot exclude nodes itself), and the job completes on n2 and n4.
 source "$(dirname "$0")/common.sh"
 source "$HERE/slurm_common.sh"
-slurm_nodes_up 3 "$WORK/c" || fail "Slurm on the emulated nodes did not come up"
-say "Slurm up: head n1, compute $(slurm_run sinfo -h -o '%D nodes %N %t')"
-cd "$WORK" || fail "no $WORK"
 # parameters after 80 steps of 2 ranks resumed from 4: within this fraction of the largest
 # |parameter| of the uninterrupted run (float rounding: measured about 1e-6)
 TOL=1e-4
-
-t=$SECONDS
-J=$(submit "$WORK/ref.out" "$RECIPE" "$WORK/job.yaml" --set run.dir="$WORK/ref") || fail "sbatch failed"
-wait_job "$J" "$WORK/ref.out" 120
-say "ref: job $J, 4 ranks on n2,n3, uninterrupted: $((SECONDS - t)) s"
-REF=$WORK/ref/checkpoints/step_00000120.h5
+slurm_up_with_ref 3
 
 # n2_ranks_exited_76 OUT: ranks 0 and 1 (tasks 0-1 of the step, on n2) ended with exit status 76.
 # srun says so in one line ("tasks 0-1") or one per task when they end apart.  Under load srun

@@ -16,16 +16,8 @@
 # rounding (2 ranks sum the gradients in another order than 4).
 source "$(dirname "$0")/common.sh"
 source "$HERE/slurm_common.sh"
-slurm_nodes_up 2 "$WORK/c" || fail "Slurm on the emulated nodes did not come up"
-say "Slurm up: head n1, compute $(slurm_run sinfo -h -o '%D nodes %N %t')"
-cd "$WORK" || fail "no $WORK"
-
-t=$SECONDS
-J=$(submit "$WORK/ref.out" "$RECIPE" "$WORK/job.yaml" --set run.dir="$WORK/ref") || fail "sbatch failed"
-wait_job "$J" "$WORK/ref.out" 120
-say "ref: job $J, srun, uninterrupted: $((SECONDS - t)) s"
+slurm_up_with_ref 2
 grep -q "on n2,n3, 4 ranks: srun --mpi=pmix" "$WORK/ref.out" || fail "ref did not run 4 ranks on n2,n3 with srun: $(grep -m1 start "$WORK/ref.out")"
-REF=$WORK/ref/checkpoints/step_00000120.h5
 
 # preempt RUN JOB OUT: scontrol requeue JOB past step 40; it must come back and finish
 preempt() {
