@@ -74,11 +74,12 @@ int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
     return comm_zero_plan(c, err, errlen);   /* shard layout and bf16 buffers (comm_zero.c) */
 }
 
-/* Node shared memory (with MPI between nodes, across nodes) averages fp32 gradients of the
- * whole buffer; sharded or bf16 exchanges go through comm_zero.c's collectives.  Buckets are
- * only copied during backward, the exchange runs in the wait. */
-static int use_node_memory(const comm *c) {
-    return c->shm && !c->shard && c->grad_dtype == COMM_GRAD_FP32;
+/* Node shared memory (with MPI between nodes, across nodes) averages fp32 gradients, of the
+ * whole buffer or, sharded on one node, of each rank's shard; bf16 exchanges and sharded ones
+ * across nodes go through comm_zero.c's collectives.  Buckets are only copied during
+ * backward, the exchange runs in the wait. */
+int comm_grads_node_memory(const comm *c) {
+    return c->shm && c->grad_dtype == COMM_GRAD_FP32 && (!c->shard || c->shm->cross == MPI_COMM_NULL);
 }
 
 /* Start buckets started..k-1, where bucket k is the first one reaching below offset. */
@@ -95,10 +96,10 @@ static int start_buckets(comm *c, int64_t offset, char *err, size_t errlen) {
         if (comm_collective_join(c, op, type, b.count, 0, err, errlen))
             return 1;
         if (c->bucket_t0) c->bucket_t0[c->started] = c->bucket_t1[c->started] = now_seconds();
-        if (c->world_size > 1 && (c->shard || c->grad_dtype != COMM_GRAD_FP32)) {
-            if (comm_zero_start_bucket(c, c->started, err, errlen)) return 1;
-        } else if (use_node_memory(c)) {
+        if (comm_grads_node_memory(c)) {
             comm_shm_grads_bucket(c, b.start, b.count);
+        } else if (c->world_size > 1 && (c->shard || c->grad_dtype != COMM_GRAD_FP32)) {
+            if (comm_zero_start_bucket(c, c->started, err, errlen)) return 1;
         } else if (c->world_size > 1) {
             int rc = MPI_Iallreduce(MPI_IN_PLACE, c->grads + b.start, b.count, MPI_FLOAT, MPI_SUM,
                                     c->world, &c->requests[c->started]);
@@ -117,7 +118,7 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen) {
     if (c->grads_on_device) return comm_gpu_grads_ready(c, offset, err, errlen);
     int64_t before = c->started;
     if (start_buckets(c, offset, err, errlen)) return 1;
-    if (c->world_size == 1 || use_node_memory(c)) {   /* nothing in flight until the wait */
+    if (c->world_size == 1 || comm_grads_node_memory(c)) {   /* nothing in flight until the wait */
         c->completed = c->started;
         return 0;
     }
@@ -160,10 +161,10 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
     if (c->grads_on_device) return comm_gpu_grads_wait(c, err, errlen);
     double t0 = now_seconds();
     int status = start_buckets(c, 0, err, errlen);
-    if (status == 0 && use_node_memory(c)) {
+    if (status == 0 && comm_grads_node_memory(c)) {
         if (c->started > 0) {   /* the watchdog times the wait as bucket 0's */
-            comm_fingerprint fp = {c->bucket_seq0, COMM_OP_GRADS_BUCKET, COMM_TYPE_F32,
-                                   c->buckets[0].count, 0};
+            comm_fingerprint fp = {c->bucket_seq0, c->shard ? COMM_OP_GRADS_SHARD : COMM_OP_GRADS_BUCKET,
+                                   COMM_TYPE_F32, c->buckets[0].count, 0};
             comm_wait_begin(c, &fp);
         }
         status = comm_shm_grads_finish(c, err, errlen);   /* averaged on return */
@@ -201,7 +202,7 @@ int comm_grads_wait(comm *c, char *err, size_t errlen) {
     }
     double t1 = now_seconds();
     if (status == 0 && c->world_size > 1 && c->started > 0)
-        add_bus_stats(c, use_node_memory(c) ? t0 : c->xchg_t0, t1);
+        add_bus_stats(c, comm_grads_node_memory(c) ? t0 : c->xchg_t0, t1);
     c->bucket_timed = c->started;
     c->started = 0;
     c->completed = 0;

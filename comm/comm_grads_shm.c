@@ -24,7 +24,17 @@
  * L ranks in place of the world's, local rank l owning segment l - and between the sum of a
  * slice and its division each local rank all-reduces its slice over `cross`, the ranks of its
  * local rank on the other nodes (MPI): n / L floats per rank cross the network.  That
- * all-reduce gives the same result on every member, so again the same bits on every rank. */
+ * all-reduce gives the same result on every member, so again the same bits on every rank.
+ *
+ * Sharded (train.zero_stage 1, one node): rank r's slice is its shard (both are floor(n r /
+ * world) boundaries), so the reduce-scatter is the first half alone - the averaged slice goes
+ * into the shard's gradients and nothing is copied back.  After the optimizer has updated its
+ * shard, the parameters travel the same way (comm_shm_params_gather): rank r writes its
+ * shard into slice r of its segment of the set just reduced (no other rank reads that slice
+ * of that segment), barrier, each rank copies the other slices.  That set is written again
+ * only two steps later, after the next reduction's barrier, which every rank reaches only once
+ * it has copied: still no third barrier per step.  The gradient sums are the stage-0 sums, so
+ * stage 1 on this path takes the same steps as stage 0 (the tests compare them). */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +100,7 @@ int comm_shm_grads_open(comm *c, MPI_Comm node, MPI_Comm cross, char *err, size_
 int comm_grads_use_node_memory(comm *c, size_t max_bytes, char *err, size_t errlen) {
     if (c->grads_on_device || c->world_size < 2 || c->local_size != c->world_size || c->grads_n == 0)
         return 0;
+    if (c->grad_dtype != COMM_GRAD_FP32) return 0;   /* bf16 buckets: comm_zero.c's MPI path */
     /* errors return -1 (comm_error and comm_mpi_error return 1), as comm.h says */
     if (c->started > c->completed)
         return -comm_error(err, errlen, "comm_grads_use_node_memory: buckets in flight");
@@ -120,24 +131,32 @@ int comm_shm_grads_finish(comm *c, char *err, size_t errlen) {
     const int L = sh->segs, me = sh->me;
     const int64_t n = c->grads_n;
     float *set = sh->set[sh->parity];
+    sh->last = set;
     sh->parity ^= 1;
     if (sync_node(c, err, errlen)) return 1;
     int64_t lo, hi;
     slice(n, L, me, &lo, &hi);
     const float world = (float)c->world_size;
     const int across = sh->cross != MPI_COMM_NULL;
+    /* sharded: the slice is the shard, averaged into shard_grads */
+    const int shard = c->shard && !across;
     float *g = c->grads, *mine = set + (size_t)me * (size_t)n;
+    float *out = shard ? c->shard_grads : g + lo;   /* element i of the slice at out[i - lo] */
     /* in blocks, so that each block of the L segments is read once while it is in cache */
-    for (int64_t b = lo; b < hi; b += 4096) {
-        int64_t e = b + 4096 < hi ? b + 4096 : hi;
-        for (int64_t i = b; i < e; i++) g[i] = set[i];
+    for (int64_t b = 0; b < hi - lo; b += 4096) {
+        int64_t e = b + 4096 < hi - lo ? b + 4096 : hi - lo;
+        const float *first = set + lo;
+        for (int64_t i = b; i < e; i++) out[i] = first[i];
         for (int s = 1; s < L; s++) {
-            const float *seg = set + (size_t)s * (size_t)n;
-            for (int64_t i = b; i < e; i++) g[i] += seg[i];
+            const float *seg = set + (size_t)s * (size_t)n + lo;
+            for (int64_t i = b; i < e; i++) out[i] += seg[i];
         }
-        if (!across)
-            for (int64_t i = b; i < e; i++) mine[i] = g[i] = g[i] / world;
+        if (shard)
+            for (int64_t i = b; i < e; i++) out[i] = out[i] / world;
+        else if (!across)
+            for (int64_t i = b; i < e; i++) mine[lo + i] = out[i] = out[i] / world;
     }
+    if (shard) return 0;   /* the parameters are gathered after the optimizer instead */
     if (across) {
         /* the node's sums of this slice, across the nodes; int counts, so in INT_MAX pieces */
         for (int64_t at = lo; at < hi;) {
@@ -154,6 +173,23 @@ int comm_shm_grads_finish(comm *c, char *err, size_t errlen) {
         if (s == me) continue;
         slice(n, L, s, &lo, &hi);
         memcpy(g + lo, set + (size_t)s * (size_t)n + lo, (size_t)(hi - lo) * sizeof(float));
+    }
+    return 0;
+}
+
+int comm_shm_params_gather(comm *c, float *buf, char *err, size_t errlen) {
+    struct comm_shm_grads *sh = c->shm;
+    const int L = sh->segs, me = sh->me;
+    const int64_t n = c->grads_n;
+    float *set = sh->last;
+    int64_t lo, hi;
+    slice(n, L, me, &lo, &hi);
+    memcpy(set + (size_t)me * (size_t)n + lo, buf + lo, (size_t)(hi - lo) * sizeof(float));
+    if (sync_node(c, err, errlen)) return 1;
+    for (int s = 0; s < L; s++) {
+        if (s == me) continue;
+        slice(n, L, s, &lo, &hi);
+        memcpy(buf + lo, set + (size_t)s * (size_t)n + lo, (size_t)(hi - lo) * sizeof(float));
     }
     return 0;
 }

@@ -255,6 +255,7 @@ struct comm_shm_grads {
     MPI_Win win;
     float *set[2];          /* [segs * n] each: set p, segment s at set[p] + s * n */
     int parity;
+    float *last;            /* the set the last finish reduced (ZeRO-1: the parameters' gather) */
 };
 /* Collective: the window on node, owning node (unless c->world) and cross; 0, or 1 with err
  * (both communicators freed). */
@@ -262,6 +263,10 @@ int comm_shm_grads_open(comm *c, MPI_Comm node, MPI_Comm cross, char *err, size_
 /* a finished bucket into this rank's segment; the reduction at the wait (0 or 1 with err) */
 void comm_shm_grads_bucket(comm *c, int64_t start, int64_t count);
 int comm_shm_grads_finish(comm *c, char *err, size_t errlen);
+/* 1: this exchange runs through the node's window (comm_grads.c) */
+int comm_grads_node_memory(const comm *c);
+/* ZeRO-1 on one node: buf's slice [shard_lo, shard_hi) to every rank's buf (0 or 1 with err) */
+int comm_shm_params_gather(comm *c, float *buf, char *err, size_t errlen);
 void comm_shm_grads_close(comm *c);
 /* A non-blocking collective (gradient bucket) starts: as above, but this rank does not wait. */
 int comm_collective_join(comm *c, comm_op op, comm_type type, int64_t count, int32_t root,

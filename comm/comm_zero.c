@@ -231,6 +231,13 @@ int comm_shards_allgather_start(comm *c, float *buf, char *err, size_t errlen) {
     for (int64_t i = 0; i < c->num_buckets; i++) c->gather_done[i] = 0;
     c->gather_left = c->num_buckets;
     c->gather_seq0 = c->sequence + 1;
+    if (comm_grads_node_memory(c)) {   /* one node: through the window, done on return */
+        int status = comm_collective_begin(c, COMM_OP_PARAMS_ALLGATHER, COMM_TYPE_F32, c->grads_n,
+                                           0, err, errlen);
+        if (status == 0) status = comm_shm_params_gather(c, buf, err, errlen);
+        comm_collective_end(c);
+        return status;
+    }
     if (c->grads_on_device) {
         c->gather_buf = buf;
         int status = comm_gpu_shards_allgather_start(c, buf, err, errlen);

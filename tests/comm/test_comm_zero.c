@@ -10,12 +10,17 @@
  *     range by range, finish), with a blocking collective in flight and settled by the next
  *     step's gradient exchange;
  *   - shard gather (to rank 0) of ranges inside, across and at the ends of shards, empty too,
- *     and shard scatter from rank 0: exact.
+ *     and shard scatter from rank 0: exact;
+ *   - through node shared memory (comm_grads_use_node_memory with a sharded exchange): each
+ *     shard is the rank-order float sum / world (the stage-0 window's bits), the parameters'
+ *     all-gather is complete when start returns (one collective), over five steps that reuse
+ *     both window sets with the ranks out of step; bf16 buckets keep the MPI path.
  * Usage: mpirun -np N test_comm_zero */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "comm_buckets.h"
 #include "comm_test_util.h"
@@ -250,6 +255,61 @@ static void test_allgather_overlapped(void **state) {
     check_allgather_overlapped(1);
 }
 
+/* ZeRO-1 through the node's window: sizes smaller than the world up to many buckets. */
+static void pause_20ms(void) {
+    struct timespec t = {0, 20 * 1000 * 1000};
+    nanosleep(&t, NULL);
+}
+
+static void check_node_memory(int64_t n, size_t bucket_bytes) {
+    comm *c = g_comm;
+    char err[256];
+    int rank = comm_rank(c), world = comm_world(c);
+    float *g = malloc((size_t)n * sizeof(float) + 4), *buf = malloc((size_t)n * sizeof(float) + 4);
+    assert_true(g && buf);
+    assert_int_equal(comm_grads_set_exchange(c, 1, COMM_GRAD_FP32, err, sizeof err), 0);
+    assert_int_equal(comm_grads_register(c, g, n, bucket_bytes, err, sizeof err), 0);
+    int used = comm_grads_use_node_memory(c, (size_t)1 << 30, err, sizeof err);
+    assert_int_equal(used, world > 1 ? 1 : 0);
+    int64_t lo, hi;
+    comm_grads_shard_range(c, &lo, &hi);
+    for (int step = 0; step < 5; step++) {
+        for (int64_t i = 0; i < n; i++) g[i] = value(rank, step, i);
+        int64_t offs[3] = {n - n / 3, n / 2, 0};
+        for (int k = 0; k < 3; k++) assert_int_equal(comm_grads_ready(c, offs[k], err, sizeof err), 0);
+        if (rank == step % world) pause_20ms();   /* one rank late into the reduction */
+        assert_int_equal(comm_grads_wait(c, err, sizeof err), 0);
+        const float *out = comm_grads_shard(c);
+        for (int64_t i = lo; i < hi; i++) {
+            float sum = value(0, step, i);
+            for (int r = 1; r < world; r++) sum += value(r, step, i);
+            assert_true(out[i - lo] == sum / (float)world);
+        }
+        for (int64_t i = 0; i < n; i++) assert_true(g[i] == value(rank, step, i));
+        /* the "optimizer" wrote this rank's shard; the rest is stale */
+        for (int64_t i = 0; i < n; i++) buf[i] = i >= lo && i < hi ? value(50, step, i) : -1.0f - rank;
+        if (rank == (step + 1) % world) pause_20ms();   /* one rank late into the gather */
+        uint64_t seq0 = comm_sequence(c);
+        assert_int_equal(comm_shards_allgather_start(c, buf, err, sizeof err), 0);
+        if (world > 1) assert_true(comm_sequence(c) == seq0 + 1);
+        for (int64_t i = 0; i < n; i++) assert_true(buf[i] == value(50, step, i));
+        assert_int_equal(comm_shards_allgather_finish(c, err, sizeof err), 0);   /* nothing left */
+    }
+    /* bf16 buckets: the window is not used (comm_zero.c's MPI path) */
+    assert_int_equal(comm_grads_set_exchange(c, 1, COMM_GRAD_BF16, err, sizeof err), 0);
+    assert_int_equal(comm_grads_register(c, g, n, bucket_bytes, err, sizeof err), 0);
+    assert_int_equal(comm_grads_use_node_memory(c, (size_t)1 << 30, err, sizeof err), 0);
+    assert_int_equal(comm_grads_set_exchange(c, 0, COMM_GRAD_FP32, err, sizeof err), 0);
+    assert_int_equal(comm_grads_register(c, g, 0, 4, err, sizeof err), 0);
+    free(g);
+    free(buf);
+}
+
+static void test_node_memory(void **state) {
+    (void)state;
+    for (size_t a = 0; a < 4; a++) check_node_memory(SIZES[a], BUCKETS[a == 3 ? 2 : 1]);
+}
+
 static void test_bad_arguments(void **state) {
     (void)state;
     char err[256];
@@ -270,6 +330,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_allgather_gather_scatter),
         cmocka_unit_test(test_allgather_overlapped),
+        cmocka_unit_test(test_node_memory),
         cmocka_unit_test(test_bad_arguments),
     };
     int failed = comm_test_run_group(g_comm, "comm_zero", tests, sizeof tests / sizeof tests[0]);

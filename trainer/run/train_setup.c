@@ -440,8 +440,9 @@ int run_setup(run *r, char *err) {
     }
     if (st == 0) st = set_weight_decay(r, err);
     if (run_agree(r, st, err)) return -1;
-    /* ranks of one node average host gradients through shared memory, not MPI messages */
-    if (cfg->shared_memory && comm_gpu_backend_in_use(r->c) == COMM_GPU_NONE && !r->zero &&
+    /* ranks of one node average host gradients (ZeRO-1: reduce-scatter them, and all-gather
+     * the parameters) through shared memory, not MPI messages */
+    if (cfg->shared_memory && comm_gpu_backend_in_use(r->c) == COMM_GPU_NONE &&
         cfg->grad_dtype == GRAD_DTYPE_FP32 &&
         run_agree(r, comm_grads_use_node_memory(r->c, (size_t)1 << 30, err, ERRLEN) < 0 ? -1 : 0, err))
         return -1;
