@@ -124,6 +124,21 @@ static int sync_node(comm *c, char *err, size_t errlen) {
     return rc == MPI_SUCCESS ? 0 : comm_mpi_error(c, rc, "MPI_Barrier (gradients)", err, errlen);
 }
 
+/* Every segment's own slice of set is written: after a barrier, the other slices into dst
+ * (each rank has its own already).  0 or an error. */
+static int gather_slices(comm *c, float *dst, const float *set, char *err, size_t errlen) {
+    const int L = c->shm->segs, me = c->shm->me;
+    const int64_t n = c->grads_n;
+    if (sync_node(c, err, errlen)) return 1;
+    for (int s = 0; s < L; s++) {
+        if (s == me) continue;
+        int64_t lo, hi;
+        slice(n, L, s, &lo, &hi);
+        memcpy(dst + lo, set + (size_t)s * (size_t)n + lo, (size_t)(hi - lo) * sizeof(float));
+    }
+    return 0;
+}
+
 /* All buckets are in the segments: reduce-scatter on the node, the all-reduce of each slice
  * across nodes (if any), average, all-gather on the node.  0 or an error. */
 int comm_shm_grads_finish(comm *c, char *err, size_t errlen) {
@@ -168,13 +183,7 @@ int comm_shm_grads_finish(comm *c, char *err, size_t errlen) {
         }
         for (int64_t i = lo; i < hi; i++) mine[i] = g[i] = g[i] / world;
     }
-    if (sync_node(c, err, errlen)) return 1;
-    for (int s = 0; s < L; s++) {
-        if (s == me) continue;
-        slice(n, L, s, &lo, &hi);
-        memcpy(g + lo, set + (size_t)s * (size_t)n + lo, (size_t)(hi - lo) * sizeof(float));
-    }
-    return 0;
+    return gather_slices(c, g, set, err, errlen);
 }
 
 int comm_shm_params_gather(comm *c, float *buf, char *err, size_t errlen) {
@@ -185,11 +194,5 @@ int comm_shm_params_gather(comm *c, float *buf, char *err, size_t errlen) {
     int64_t lo, hi;
     slice(n, L, me, &lo, &hi);
     memcpy(set + (size_t)me * (size_t)n + lo, buf + lo, (size_t)(hi - lo) * sizeof(float));
-    if (sync_node(c, err, errlen)) return 1;
-    for (int s = 0; s < L; s++) {
-        if (s == me) continue;
-        slice(n, L, s, &lo, &hi);
-        memcpy(buf + lo, set + (size_t)s * (size_t)n + lo, (size_t)(hi - lo) * sizeof(float));
-    }
-    return 0;
+    return gather_slices(c, buf, set, err, errlen);
 }
