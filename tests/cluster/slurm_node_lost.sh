@@ -11,8 +11,8 @@
 #   - n3 comes back (cable in, slurmd restarted): the next job uses it again.
 # CLUSTER_FAULT_REPS times (default 1, to keep the label quick; 3 for the medians printed).
 # Then once with HARNESS_MIN_NODES=2 - on n2 and n3 again, so n3 is used once it is back: one
-# node is too few, so the recipe requeues the job; Slurm has declared n3 down by then (a running
-# job cannot exclude nodes itself), and the job completes on n2 and n4.
+# node is too few, so the recipe requeues the job with n3 in its ExcNodeList (set on the pending
+# job, right after the requeue), and the job completes on n2 and n4.
 source "$(dirname "$0")/common.sh"
 source "$HERE/slurm_common.sh"
 # parameters after 80 steps of 2 ranks resumed from 4: within this fraction of the largest
@@ -85,6 +85,10 @@ node_power_off n3
 wait_job "$J" "$out" 120
 grep -q "a node was lost, 1 nodes remain (HARNESS_MIN_NODES 2); requeued" "$out" ||
   fail "job $J was not requeued: $(grep -v '^step' "$out" | tail -8)"
+grep -q "a node was lost, 1 nodes remain (HARNESS_MIN_NODES 2); requeued: .*, and excludes n3$" "$out" ||
+  fail "job $J was requeued without excluding n3: $(grep 'requeued' "$out")"
+exc=$(job_field "$J" ExcNodeList)
+[ "$exc" = n3 ] || fail "job $J's ExcNodeList is '$exc', not n3"
 grep -q "start (restart 1) on n2,n4, 4 ranks" "$out" || fail "the requeued job did not run on n2,n4: $(grep 'start (' "$out")"
 same_params "$REF" "$R/checkpoints/step_00000120.h5" 0 || fail "job $J's final parameters (4 ranks throughout) differ from ref's"
-say "HARNESS_MIN_NODES=2: on n2,n3 (n3 back in use), requeued, completed on n2,n4, bit-identical to ref: $((SECONDS - t)) s"
+say "HARNESS_MIN_NODES=2: on n2,n3 (n3 back in use), requeued excluding n3, completed on n2,n4, bit-identical to ref: $((SECONDS - t)) s"
