@@ -37,6 +37,9 @@ typedef int kern_upload_reserve_fn(void *be, size_t bytes, char *err, size_t err
 typedef void kern_upload_fn(void *be, int n, void *const dst[], const void *const host_src[],
                             const size_t bytes[]);
 typedef void kern_upload_settle_fn(void *be);
+typedef void kern_download_fn(void *be, int n, void *const host_dst[], const void *const src[],
+                              const size_t bytes[]);
+typedef void kern_download_fence_fn(void *be);
 typedef int kern_sync_fn(void *be, char *err, size_t errlen);
 typedef void kern_get_counters_fn(void *be, kern_counters *out);
 typedef int kern_graph_begin_fn(void *be, char *err, size_t errlen);
@@ -193,6 +196,9 @@ typedef struct {
     kern_upload_reserve_fn *upload_reserve; /* NULL: [nothing to reserve, 0] */
     kern_upload_fn *upload;
     kern_upload_settle_fn *upload_settle;   /* NULL: [nothing to wait for] */
+    kern_download_fn *download;
+    kern_download_fence_fn *download_fence; /* NULL: [nothing to order] */
+    kern_sync_fn *download_wait;            /* NULL: [0 at once]; any thread */
     kern_sync_fn *sync;
     kern_sync_fn *check;
     kern_get_counters_fn *get_counters;     /* NULL: [all zero] */

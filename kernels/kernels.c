@@ -126,6 +126,19 @@ void kern_upload_settle(kern_ctx *k) {
     if (k->ops->upload_settle) k->ops->upload_settle(k->be);
 }
 
+void kern_download(kern_ctx *k, int n, void *const host_dst[], const void *const src[],
+                   const size_t bytes[]) {
+    k->ops->download(k->be, n, host_dst, src, bytes);
+}
+
+void kern_download_fence(kern_ctx *k) {
+    if (k->ops->download_fence) k->ops->download_fence(k->be);
+}
+
+int kern_download_wait(kern_ctx *k, char *err, size_t errlen) {
+    return k->ops->download_wait ? k->ops->download_wait(k->be, err, errlen) : 0;
+}
+
 int kern_sync(kern_ctx *k, char *err, size_t errlen) { return k->ops->sync(k->be, err, errlen); }
 int kern_check(kern_ctx *k, char *err, size_t errlen) { return k->ops->check(k->be, err, errlen); }
 

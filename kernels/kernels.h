@@ -43,6 +43,10 @@ typedef struct {
                                  * long before each kern_upload's copies, so the transfer
                                  * starts late; 0 = none (the caller reads its own settings:
                                  * the kernels read no environment) */
+    int download_delay_ms;      /* fault-injection tests: each kern_download's copies start
+                                 * this late (CUDA: the download stream pauses; CPU: the copy
+                                 * is deferred to kern_download_fence / kern_download_wait,
+                                 * as if the transfer had not run yet); 0 = none */
 } kern_options;
 
 /* Work the backend has queued since it was created, for per-step counts.  CUDA: kernel
@@ -145,6 +149,23 @@ int kern_upload_reserve(kern_ctx *k, size_t bytes, char *err, size_t errlen);
 void kern_upload(kern_ctx *k, int n, void *const dst[], const void *const host_src[],
                  const size_t bytes[]);
 void kern_upload_settle(kern_ctx *k);
+/* Snapshot downloads, for checkpoints written in the background: kern_download queues copies
+ * of the n parts src[i][bytes[i]] (backend memory) into host_dst[i] (kern_alloc_host memory),
+ * ordered after all work queued so far, and returns without waiting for them.  CUDA: on a
+ * download stream of its own, behind an event on the compute stream, so the next step's
+ * kernels run while the data crosses to the host.  Until the transfer is done, host_dst must
+ * not be read (kern_download_wait) and src must not be written: kern_download_fence queues
+ * the compute stream behind the transfer (it never makes the host wait), and a caller calls it
+ * before the first op that overwrites src (the optimizer's update).  kern_download_wait
+ * returns once host_dst holds the data: 0, or -1 with a reason in err (the failure is the
+ * caller's to report; it is not kept for kern_check).  It is the one entry here that another
+ * thread may call (the checkpoint writer), concurrently with the step's ops.  At most one
+ * download at a time: a kern_download waits for the previous one.  CPU: plain copies (fence
+ * and wait return at once), unless kern_options.download_delay_ms defers them (above). */
+void kern_download(kern_ctx *k, int n, void *const host_dst[], const void *const src[],
+                   const size_t bytes[]);
+void kern_download_fence(kern_ctx *k);
+int kern_download_wait(kern_ctx *k, char *err, size_t errlen);
 /* Timestamps on the compute queue, for tracing (the trainer's trace.json).  A marks set holds
  * n slots, allocated once (kern_marks_create, at start-up); kern_mark(i) stamps slot i when the
  * work queued before it has run: CPU, the host's monotonic clock at the call (the CPU backend

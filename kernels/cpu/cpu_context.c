@@ -6,10 +6,13 @@
 #include <cblas.h>
 #endif
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define KCPU_DOWNLOAD_PARTS 8
 
 typedef struct {
     int threads;
@@ -20,6 +23,13 @@ typedef struct {
     int capturing, recorded;
     char error[160];
     kcpu_gemm_lib *gemm;   /* NULL in a build without oneDNN */
+    /* kern_download deferred by download_delay_ms (a transfer that has not run yet): the
+     * copies still to make, under dl_lock (kern_download_wait comes from another thread) */
+    int dl_delay_ms, dl_n;
+    pthread_mutex_t dl_lock;
+    void *dl_dst[KCPU_DOWNLOAD_PARTS];
+    const void *dl_src[KCPU_DOWNLOAD_PARTS];
+    size_t dl_bytes[KCPU_DOWNLOAD_PARTS];
 } kcpu_ctx;
 
 static void graph_clear_values(kcpu_ctx *c);
@@ -36,6 +46,8 @@ int kcpu_create(const kern_options *opt, void **out, char *err, size_t errlen) {
         return -1;
     }
     c->threads = opt->threads;
+    c->dl_delay_ms = opt->download_delay_ms;
+    pthread_mutex_init(&c->dl_lock, NULL);
     graph_clear_values(c);
     /* bf16 GEMM inputs only where they are faster than fp32 (AMX); the caller has said so */
     int bf16 = opt->precision == KERN_BF16 && kcpu_gemm_bf16_fast();
@@ -52,6 +64,7 @@ void kcpu_destroy(void *ctx) {
     kcpu_ctx *c = ctx;
     if (!c) return;
     kcpu_gemm_destroy(c->gemm);
+    pthread_mutex_destroy(&c->dl_lock);
     free(c);
 }
 
@@ -79,6 +92,54 @@ void kcpu_to_host(void *c, void *host_dst, const void *src, size_t bytes) {
 void kcpu_upload(void *c, int n, void *const dst[], const void *const host_src[],
                  const size_t bytes[]) {
     for (int i = 0; i < n; i++) kcpu_to_device(c, dst[i], host_src[i], bytes[i]);
+}
+
+/* Snapshot downloads (kernels.h): plain copies, or with download_delay_ms kept until the fence
+ * or the wait asks for them - so a caller that writes the source before its fence, or reads
+ * the copy before its wait, gets the wrong bits on the CPU too. */
+static void download_settle(kcpu_ctx *c) {   /* under dl_lock */
+    for (int i = 0; i < c->dl_n; i++) kcpu_to_host(c, c->dl_dst[i], c->dl_src[i], c->dl_bytes[i]);
+    c->dl_n = 0;
+}
+
+void kcpu_download(void *be, int n, void *const host_dst[], const void *const src[],
+                   const size_t bytes[]) {
+    kcpu_ctx *c = be;
+    pthread_mutex_lock(&c->dl_lock);
+    download_settle(c);   /* at most one download at a time */
+    if (c->dl_delay_ms <= 0 || n > KCPU_DOWNLOAD_PARTS) {
+        for (int i = 0; i < n; i++) kcpu_to_host(c, host_dst[i], src[i], bytes[i]);
+    } else {
+        for (int i = 0; i < n; i++) {
+            c->dl_dst[i] = host_dst[i];
+            c->dl_src[i] = src[i];
+            c->dl_bytes[i] = bytes[i];
+        }
+        c->dl_n = n;
+    }
+    pthread_mutex_unlock(&c->dl_lock);
+}
+
+void kcpu_download_fence(void *be) {
+    kcpu_ctx *c = be;
+    pthread_mutex_lock(&c->dl_lock);
+    download_settle(c);
+    pthread_mutex_unlock(&c->dl_lock);
+}
+
+int kcpu_download_wait(void *be, char *err, size_t errlen) {
+    kcpu_ctx *c = be;
+    (void)err;
+    (void)errlen;
+    pthread_mutex_lock(&c->dl_lock);
+    int pending = c->dl_n > 0;
+    pthread_mutex_unlock(&c->dl_lock);
+    if (pending) {   /* the transfer's delay, while the step loop goes on */
+        struct timespec ts = {c->dl_delay_ms / 1000, (c->dl_delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    kcpu_download_fence(c);
+    return 0;
 }
 
 int kcpu_sync(void *c, char *err, size_t errlen) { return kcpu_check(c, err, errlen); }

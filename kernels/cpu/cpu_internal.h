@@ -18,6 +18,9 @@ kern_free_fn kcpu_free;
 kern_to_device_fn kcpu_to_device;
 kern_to_host_fn kcpu_to_host;
 kern_upload_fn kcpu_upload;
+kern_download_fn kcpu_download;
+kern_download_fence_fn kcpu_download_fence;
+kern_sync_fn kcpu_download_wait;
 kern_sync_fn kcpu_sync;
 kern_sync_fn kcpu_check;
 /* the CUDA graph's contract emulated (cpu_context.c): ops queued between begin and end run at

@@ -208,6 +208,7 @@ int kcuda_create(const kern_options *opt, void **out, char *err, size_t errlen) 
     c->conv_math = conv_math_type(opt->precision);
     c->separate_epilogues = opt->separate_epilogues;
     c->upload_delay_ms = opt->upload_delay_ms;
+    c->download_delay_ms = opt->download_delay_ms;
     if (!KCUDA_CALL(c, cudaSetDevice(c->device))) return create_failed(c, err, errlen);
     if (!KCUDA_CALL(c, cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount,
                                               c->device)))

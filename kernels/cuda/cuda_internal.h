@@ -104,6 +104,10 @@ kern_batchnorm_backward_fn kcuda_batchnorm_backward;
 kern_upload_reserve_fn kcuda_upload_reserve;
 kern_upload_fn kcuda_upload;
 kern_upload_settle_fn kcuda_upload_settle;
+/* snapshot downloads (cuda_step.cu): a stream of their own */
+kern_download_fn kcuda_download;
+kern_download_fence_fn kcuda_download_fence;
+kern_sync_fn kcuda_download_wait;
 kern_dropout_forward_rows_fn kcuda_dropout_forward_rows;
 kern_grad_stats_fn kcuda_grad_stats;
 kern_sumsq_to_fn kcuda_sumsq_to;
@@ -218,6 +222,15 @@ struct kcuda_ctx {
     int upload_delay_ms;         /* kern_options.upload_delay_ms (fault-injection tests) */
     int upload_pending;          /* 1 + the staging buffer whose H2D copy kcuda_upload_settle
                                   * has not yet seen complete; 0: none */
+    /* snapshot downloads (cuda_step.cu, kern_download): their own stream, so that a
+     * checkpoint's D2H copy neither waits behind nor holds up the batch uploads; the events
+     * "the work queued before it is done" (compute stream) and "the copy is done" (download
+     * stream); created at the first kcuda_download */
+    cudaStream_t dl_stream;
+    cudaEvent_t dl_queued, dl_done;
+    int dl_active;               /* a download was queued and not yet waited for */
+    int dl_fence_pending;        /* the compute stream is not yet queued behind dl_done */
+    int download_delay_ms;       /* kern_options.download_delay_ms (fault-injection tests) */
     /* cuBLASLt (cuda_lt.cu): handle and the plans of the GEMMs with epilogues, per shape */
     cublasLtHandle_t lt;
     struct kcuda_lt_cache *lt_cache;

@@ -4,6 +4,9 @@
  *                  buffers used in turn (kernels.h, kern_upload); kern_upload_settle, just
  *                  before the pinned slot goes back to the loader, waits for its transfer
  *                  (done by then unless the device is two batches behind)
+ *   downloads      a checkpoint's snapshot goes to pinned host memory on a stream of its own
+ *                  (kern_download), while the next step runs; the optimizer's update waits
+ *                  for it on the device (kern_download_fence), the writer thread on the host
  *   dropout rows   one launch for a whole batch, each row its own Philox stream
  *   grad stats     norm, clip factor and the skip/stop verdict in ONE launch (the last block
  *                  to finish sums the per-block partials, in the fixed order of
@@ -61,6 +64,12 @@ int kcuda_upload_reserve(void *ctx, size_t bytes, char *err, size_t errlen) {
 }
 
 void kcuda_step_destroy(kcuda_ctx *c) {
+    if (c->dl_stream) (void)cudaStreamSynchronize(c->dl_stream);
+    if (c->dl_queued) (void)cudaEventDestroy(c->dl_queued);
+    if (c->dl_done) (void)cudaEventDestroy(c->dl_done);
+    if (c->dl_stream) (void)cudaStreamDestroy(c->dl_stream);
+    c->dl_stream = NULL;
+    c->dl_queued = c->dl_done = NULL;
     if (c->copy_stream) (void)cudaStreamSynchronize(c->copy_stream);
     for (int i = 0; i < 2; i++) {
         if (c->staging[i]) (void)cudaFree(c->staging[i]);
@@ -134,6 +143,57 @@ void kcuda_upload_settle(void *ctx) {
         return;
     }
     KCUDA_CALL(c, e);
+}
+
+/* ---- snapshot downloads ---- */
+
+void kcuda_download(void *ctx, int n, void *const host_dst[], const void *const src[],
+                    const size_t bytes[]) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
+    if (!c->dl_stream &&
+        (!KCUDA_CALL(c, cudaStreamCreateWithFlags(&c->dl_stream, cudaStreamNonBlocking)) ||
+         !KCUDA_CALL(c, cudaEventCreateWithFlags(&c->dl_queued, cudaEventDisableTiming)) ||
+         !KCUDA_CALL(c, cudaEventCreateWithFlags(&c->dl_done, cudaEventDisableTiming))))
+        return;
+    if (c->dl_active && !KCUDA_WAIT(c, cudaEventSynchronize(c->dl_done))) return;
+    c->dl_active = 0;
+    /* the copies start once everything queued so far on the compute stream has run */
+    if (!KCUDA_CALL(c, cudaEventRecord(c->dl_queued, c->stream)) ||
+        !KCUDA_CALL(c, cudaStreamWaitEvent(c->dl_stream, c->dl_queued, 0)))
+        return;
+    if (c->download_delay_ms > 0 &&
+        !KCUDA_CALL(c, cudaLaunchHostFunc(c->dl_stream, upload_delay,
+                                          (void *)(intptr_t)c->download_delay_ms)))
+        return;
+    for (int i = 0; i < n; i++)
+        if (bytes[i] && !KCUDA_OP(c, cudaMemcpyAsync(host_dst[i], src[i], bytes[i],
+                                                       cudaMemcpyDeviceToHost, c->dl_stream)))
+            return;
+    if (!KCUDA_CALL(c, cudaEventRecord(c->dl_done, c->dl_stream))) return;
+    c->dl_active = 1;
+    c->dl_fence_pending = 1;
+}
+
+/* The compute stream waits for the copy (the host does not).  Outside a capture only: the
+ * trainer fences before it records or launches a step's graph. */
+void kcuda_download_fence(void *ctx) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
+    if (!c->dl_fence_pending || c->capturing) return;
+    c->dl_fence_pending = 0;
+    KCUDA_CALL(c, cudaStreamWaitEvent(c->stream, c->dl_done, 0));
+}
+
+/* From the checkpoint writer's thread: only the event is touched, and errors go to the caller
+ * (the context's first-error record belongs to the step loop's thread). */
+int kcuda_download_wait(void *ctx, char *err, size_t errlen) {
+    kcuda_ctx *c = (kcuda_ctx *)ctx;
+    if (!c->dl_done) return 0;
+    cudaError_t e = cudaSetDevice(c->device);   /* this thread's current device */
+    if (e == cudaSuccess) e = cudaEventSynchronize(c->dl_done);
+    if (e == cudaSuccess) return 0;
+    snprintf(err, errlen, "CUDA backend: the snapshot's device-to-host copy failed: %s (%s)",
+             cudaGetErrorString(e), cudaGetErrorName(e));
+    return -1;
 }
 
 /* ---- dropout over rows ---- */

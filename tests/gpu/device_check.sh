@@ -11,7 +11,7 @@
 # (tarred into $OUT/logs.tgz, since only files two folders down come back).
 #   bash tests/gpu/device_check.sh [--bundle TGZ|DIR] [--budget SECONDS] [--out DIR]
 #                                  [--only REGEX] [--dry-run]
-# Defaults: --bundle .gpubundle/gpubundle.tgz, --budget $DEVICE_CHECK_BUDGET_S or 420 (the
+# Defaults: --bundle .gpubundle/gpubundle.tgz, --budget $DEVICE_CHECK_BUDGET_S or 435 (the
 # estimates add up to it; with a machine's start that leaves about 6 of the 15 minutes for a
 # rerun of what failed), --out $OUT or ./device-check-out.  A check is started only when its
 # estimate fits in what is left, and is killed at three times its estimate or at the end of
@@ -24,7 +24,7 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BUNDLE=$ROOT/.gpubundle/gpubundle.tgz
-BUDGET=${DEVICE_CHECK_BUDGET_S:-420}
+BUDGET=${DEVICE_CHECK_BUDGET_S:-435}
 OUTDIR=${OUT:-$PWD/device-check-out}
 ONLY=. DRY=0
 while [ $# -gt 0 ]; do
@@ -46,7 +46,7 @@ CHECKS=(
   "versions|5|gpu_versions: driver, CUDA runtime, cuBLAS, cuDNN, NCCL versions and files"
   "unit_kernels|25|test_gpu_kernels: every kernel vs the CPU reference, the epilogue probes"
   "unit_cnn|25|test_gpu_cnn: conv2d (cuDNN), pooling, batch norm vs the CPU"
-  "unit_step|10|test_gpu_step: uploads with a delayed copy, dropout rows, optimizer verdict, graph"
+  "unit_step|10|test_gpu_step: uploads and snapshot downloads with a delayed copy, dropout rows, optimizer verdict, graph"
   "unit_gpt|20|test_gpu_gpt: GPT kernels vs the CPU"
   "comm_nccl_1rank|8|mpirun -np 1 test_gpu_comm nccl"
   "comm_staged_2ranks|10|mpirun -np 2 test_gpu_comm staged --share"
@@ -62,6 +62,7 @@ CHECKS=(
   "train_cnn_fp32|20|launch/cnn.yaml, 5 epochs, fp32: test accuracy >= 0.90"
   "train_cnn_bf16|20|launch/cnn.yaml, 5 epochs, bf16: test accuracy >= 0.90"
   "train_gpt|20|launch/gpt.yaml 300 steps, bf16 (the bundle's corpus)"
+  "ckpt_async|15|ckpt_async.sh: background checkpoints, the D2H copy 300 ms late: bit-identical to sync"
   "train_zero1|25|zero1.sh: zero_stage 1 vs 0 on the GPU (1 rank; 2 ranks MPI staged), resume"
   "train_2ranks_share_gpu|15|shared_gpu.sh: 2 ranks on one GPU (MPI staged) == 1 rank, 1e-4"
   "bench_mlp|15|bench_gpu.sh MODEL=mlp, fp32 + bf16, batch 1024, vs PyTorch"
@@ -190,6 +191,8 @@ run_check() {  # run_check NAME -> the body of each check; stdout/stderr go to i
       bash "$B/tests/gpu/shared_gpu.sh" "$H" "$MPIRUN" "$PY" "$WORK/share" "$DATA" ;;
     train_zero1)
       bash "$B/tests/gpu/zero1.sh" "$H" "$MPIRUN" "$PY" "$WORK/zero1" "$DATA" ;;
+    ckpt_async)
+      bash "$B/tests/gpu/ckpt_async.sh" "$H" "$MPIRUN" "$PY" "$WORK/ckpt" "$DATA" ;;
     train_gpu_vs_cpu)
       SKIP_ACCURACY=1 bash "$B/tests/gpu/train_vs_cpu.sh" "$H" "$MPIRUN" "$PY" "$WORK/vs" "$DATA" ;;
     train_gpt)
@@ -220,6 +223,7 @@ numbers() {  # numbers NAME LOG
     unit_*|comm_*) grep -E '\[  PASSED  \]|\[  FAILED  \]|PASS|FAIL|SKIP' "$2" | tail -2 | tr '\n' ' ' ;;
     train_mlp_*|train_cnn_*) grep 'test accuracy' "$2" | tail -1 ;;
     train_2ranks*|train_gpu_vs*|train_zero1) grep -E 'max relative|ok$' "$2" | tr '\n' ' ' ;;
+    ckpt_async) grep -E '^(graph1|eager1|async2):' "$2" | sed -E 's/ at steps 4, 8, 12//' | tr '\n' ' ' ;;
     step_modes) grep -E 'graph vs eager|graph:|eager:' "$2" | tr '\n' ' ' | cut -c1-390 ;;
     train_gpt) grep -E 'harness: done|val loss' "$2" | tail -1 ;;
     bench_gpt) grep -E '^(harness|PyTorch)' "$2" | awk '{printf "%s; ", $0}' | tr -s ' ' ;;

@@ -5,6 +5,9 @@
  *     device must still hold the old batch (it would not if settle returned before the
  *     transfer ended);
  *     and two batches in a row keep their own staging;
+ *   - kern_download with the copy held back (kern_options.download_delay_ms): it returns at
+ *     once; an op queued after kern_download_fence that overwrites the source does not reach
+ *     the copy; kern_download_wait from another thread returns once the host holds the data;
  *   - kern_dropout_forward_rows: the CPU's masks and outputs bit for bit;
  *   - kern_grad_stats: the norm (as CPU within 1e-12 relative), clip factor, skip / stop flags;
  *   - kern_adamw/sgd_update_guarded: as the CPU within 1e-6, skipped steps change nothing;
@@ -16,9 +19,11 @@
  *     values of the first replay are set BEFORE the recording, as the trainer does;
  *   - a recording begun after an unreported error keeps that error for kern_check. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gpu_compare.h"
 #include "gpu_gate.h"
@@ -72,6 +77,66 @@ static void test_upload(void) {
     kern_free(G, dx); kern_free(G, dy);
     kern_free_host(G, hx); kern_free_host(G, hy);
     free(want); free(got);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+    int rc;
+    char err[512];
+    double done_s;
+} wait_result;
+
+static void *download_waiter(void *arg) {   /* the checkpoint writer's side */
+    wait_result *w = arg;
+    w->rc = kern_download_wait(G, w->err, sizeof w->err);
+    w->done_s = now_s();
+    return NULL;
+}
+
+static void test_download(void) {
+    const int64_t n = 4 << 20;   /* 16 MiB */
+    const size_t bytes = (size_t)n * sizeof(float);
+    float *d = kern_alloc(G, bytes), *d2 = kern_alloc(G, 256 * sizeof(float));
+    float *h = kern_alloc_host(G, bytes), *h2 = kern_alloc_host(G, 256 * sizeof(float));
+    float *back = malloc(bytes);
+    memset(h, 0, bytes);
+    kern_fill(G, d, 1.0f, n);
+    kern_fill(G, d2, 3.0f, 256);
+    void *dst[2] = {h, h2};
+    const void *src[2] = {d, d2};
+    size_t nb[2] = {bytes, 256 * sizeof(float)};
+    double t0 = now_s();
+    kern_download(G, 2, dst, src, nb);
+    double queued = now_s() - t0;
+    CHECK(queued < 0.1, "kern_download waited %.3f s for a copy held back 200 ms", queued);
+    kern_download_fence(G);
+    kern_fill(G, d, 2.0f, n);   /* the optimizer's update, after the fence */
+    wait_result w = {0};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, download_waiter, &w) == 0, "thread");
+    pthread_join(th, NULL);
+    CHECK(w.rc == 0, "kern_download_wait: %s", w.err);
+    CHECK(w.done_s - t0 >= 0.19, "kern_download_wait returned %.3f s after a copy held back 200 ms",
+          w.done_s - t0);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += h[i] != 1.0f;
+    for (int i = 0; i < 256; i++) bad += h2[i] != 3.0f;
+    CHECK(bad == 0, "%lld snapshot values are not what the source held at kern_download",
+          (long long)bad);
+    kern_to_host(G, back, d, bytes);
+    bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += back[i] != 2.0f;
+    CHECK(bad == 0, "%lld source values lost the update queued after the fence", (long long)bad);
+    char err[512];
+    CHECK(kern_check(G, err, sizeof err) == 0, "download: %s", err);
+    kern_free(G, d); kern_free(G, d2);
+    kern_free_host(G, h); kern_free_host(G, h2);
+    free(back);
 }
 
 static void test_dropout_rows(void) {
@@ -265,13 +330,15 @@ int main(void) {
     if (gate != 0) return gate;
     char err[512];
     /* the copies held back 200 ms (kern_options.upload_delay_ms) */
-    kern_options go = {.backend = KERN_CUDA, .threads = 1, .device = 0, .upload_delay_ms = 200};
+    kern_options go = {.backend = KERN_CUDA, .threads = 1, .device = 0, .upload_delay_ms = 200,
+                       .download_delay_ms = 200};
     kern_options co = {.backend = KERN_CPU, .threads = 1, .device = 0};
     if (kern_create(&go, &G, err, sizeof err) != 0 || kern_create(&co, &C, err, sizeof err) != 0) {
         fprintf(stderr, "FAIL: %s\n", err);
         return 1;
     }
     test_upload();
+    test_download();
     test_dropout_rows();
     test_optimizer(1);
     test_optimizer(0);

@@ -4,7 +4,11 @@
 #    write; the step loop's own wait per save (copy_s) is a small part of the write time.
 # 2. The async files equal the synchronous ones (checkpoint.async: false) bit for bit (also at
 #    zero_stage 1, where the shards are gathered into the snapshot), and a
-#    run resumed from an async checkpoint ends bit-identical to the straight run.
+#    run resumed from an async checkpoint ends bit-identical to the straight run.  Also when
+#    the snapshot's copy completes 300 ms late (HARNESS_FAULT_DOWNLOAD_DELAY_MS: as a GPU's
+#    device-to-host copy on its own stream, while the next steps run): the next update waits
+#    for it (kern_download_fence) and the writer reads it only once done - every rank writing
+#    its slice, and rank 0 writing the whole (checkpoint.writers 1, zero_stage 1).
 # 3. kill -9 while the background write is paused before its rename, with steps logged after
 #    the checkpoint step: no file takes the final name, --resume auto picks the previous one.
 #    SIGUSR1 during a background write: step 4's save completes and the stop writes its own.
@@ -63,6 +67,9 @@ records sync | grep -q '"async":true' && fail "checkpoint.async=false wrote in t
 z1=(--set train.zero_stage=1)
 run_ranks 2 train "$CFG" "${common[@]}" "${z1[@]}" --set run.dir="$A/async_z1"
 run_ranks 2 train "$CFG" "${common[@]}" "${z1[@]}" --set run.dir="$A/sync_z1" --set checkpoint.async=false
+HARNESS_FAULT_DOWNLOAD_DELAY_MS=300 run_ranks 2 train "$CFG" "${common[@]}" --set run.dir="$A/async_late"
+HARNESS_FAULT_DOWNLOAD_DELAY_MS=300 run_ranks 2 train "$CFG" "${common[@]}" "${z1[@]}" \
+  --set checkpoint.writers=1 --set run.dir="$A/async_late_w1"
 mkdir -p "$A/resumed/checkpoints"
 cp "$A"/async/checkpoints/step_00000004.h5* "$A/resumed/checkpoints/"   # with its parts
 run_ranks 2 train "$CFG" "${common[@]}" --set run.dir="$A/resumed" --resume auto 2>"$A/log"
@@ -82,6 +89,8 @@ def same(p, q):
 for s in (4, 8, 12):
     same(f"{a}/async/checkpoints/step_{s:08d}.h5", f"{a}/sync/checkpoints/step_{s:08d}.h5")
     same(f"{a}/async_z1/checkpoints/step_{s:08d}.h5", f"{a}/sync_z1/checkpoints/step_{s:08d}.h5")
+    same(f"{a}/async_late/checkpoints/step_{s:08d}.h5", f"{a}/sync/checkpoints/step_{s:08d}.h5")
+    same(f"{a}/async_late_w1/checkpoints/step_{s:08d}.h5", f"{a}/sync_z1/checkpoints/step_{s:08d}.h5")
 same(f"{a}/resumed/checkpoints/step_00000012.h5", f"{a}/sync/checkpoints/step_00000012.h5")
 print("async checkpoints bit-identical to synchronous ones; resumed run bit-identical")
 PY

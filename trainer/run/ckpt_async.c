@@ -91,20 +91,24 @@ int run_checkpoint_async_open(run *r, char *err) {
     return 0;
 }
 
-/* The thread: writes and publishes the snapshot.  It makes no backend call and touches only
- * what the step loop does not change (the tensor table, the optimizer's type, the paths). */
+/* The thread: waits for the snapshot's copy (on GPUs still crossing to the host while the
+ * step loop goes on), then writes and publishes it.  Its one backend call is
+ * kern_download_wait; it touches only what the step loop does not change (the tensor table,
+ * the optimizer's type, the paths). */
 static void *writer_main(void *arg) {
     run *r = arg;
     ckpt_async *a = &r->ck;
+    double t0 = metrics_now();
+    int copied = kern_download_wait(r->k, a->err, sizeof a->err) == 0;
     hbool_t threadsafe = 0;
     H5is_library_threadsafe(&threadsafe);
     if (!threadsafe) data_hdf5_lock();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* this thread's errors go into a->err */
-    double t0 = metrics_now();
     if (a->every_rank) {
         ckpt_part_src part = {a->params, {a->state[0], a->state[1]}, NULL};
-        a->status = ckpt_part_write(r->ckpt_dir, &r->m, &r->opt, &a->s, r->rank, &part, a->err,
-                                    sizeof a->err);
+        a->status = !copied ? -1
+                            : ckpt_part_write(r->ckpt_dir, &r->m, &r->opt, &a->s, r->rank,
+                                              &part, a->err, sizeof a->err);
         a->part_ok = a->status == 0;
         atomic_store(&a->part_done, 1);
         /* rank 0: every part durable (the step loop's all-reduce), then the file mapping them */
@@ -118,7 +122,7 @@ static void *writer_main(void *arg) {
                                            sizeof a->path, a->err, sizeof a->err);
     } else {
         ckpt_host_src src = {a->params, a->buffers, {a->state[0], a->state[1]}};
-        a->status = ckpt_write_host(r->ckpt_dir, &r->m, &r->opt, &a->s, r->config_yaml,
+        a->status = !copied ? -1 : ckpt_write_host(r->ckpt_dir, &r->m, &r->opt, &a->s, r->config_yaml,
                                     r->cfg->ckpt_keep, &src, a->path, sizeof a->path, a->err,
                                     sizeof a->err);
     }
@@ -291,24 +295,33 @@ int run_checkpoint_async(run *r, int64_t step) {
     optim_verdict v;
     optim_read(&r->opt, &v);   /* brings opt.t up to date (skipped steps excluded) */
     if (r->zero && !a->every_rank && gather_state(r, err) != 0) comm_abort(r->c, 1, err);
+    /* Parameters and optimizer state: queued to the snapshot (kern_download; on GPUs a stream
+     * of its own, the writer thread waits for it, the next update for it on the device).
+     * Buffers (batch norm's running statistics, which the next forward updates): copied now. */
     float *full[2] = {r->opt.m, r->opt.v};
+    int ns = run_n_optim_states(&r->opt), n = 0;
+    void *dst[3];
+    const void *src[3];
+    size_t nb[3];
     if (a->every_rank) {   /* this rank's slice; with zero_stage 1 its shard is that slice */
         int64_t lo, hi;
         my_slice(r, &lo, &hi);
         size_t bytes = (size_t)(hi - lo) * sizeof(float);
-        kern_to_host(r->k, a->params, r->m.params + lo, bytes);
-        for (int s = 0; s < run_n_optim_states(&r->opt); s++)
-            kern_to_host(r->k, a->state[s], r->zero ? full[s] : full[s] + lo, bytes);
+        dst[n] = a->params, src[n] = r->m.params + lo, nb[n++] = bytes;
+        for (int s = 0; s < ns; s++)
+            dst[n] = a->state[s], src[n] = r->zero ? full[s] : full[s] + lo, nb[n++] = bytes;
         atomic_store(&a->part_done, 0);
         atomic_store(&a->publish, 0);
-    }
-    if (r->rank == 0 || a->every_rank) {
+    } else if (r->rank == 0) {   /* the whole; with zero_stage 1 the state was gathered above */
         size_t pbytes = (size_t)r->m.n_params * sizeof(float);
-        if (!a->every_rank) kern_to_host(r->k, a->params, r->m.params, pbytes);
+        dst[n] = a->params, src[n] = r->m.params, nb[n++] = pbytes;
+        for (int s = 0; s < ns && !r->zero; s++)
+            dst[n] = a->state[s], src[n] = full[s], nb[n++] = pbytes;
+    }
+    if (n > 0) kern_download(r->k, n, dst, src, nb);
+    if (r->rank == 0 || a->every_rank) {
         if (r->m.n_buffers && r->rank == 0)
             kern_to_host(r->k, a->buffers, r->m.buffers, (size_t)r->m.n_buffers * sizeof(float));
-        for (int s = 0; s < run_n_optim_states(&r->opt) && !r->zero && !a->every_rank; s++)
-            kern_to_host(r->k, a->state[s], full[s], pbytes);
         run_checkpoint_state(r, step, &a->s);
         a->wait_s = t1 - t0;
         a->copy_s = metrics_now() - t1;
@@ -339,6 +352,8 @@ void run_checkpoint_async_close(run *r) {
         a->running = 0;
     }
     if (r->k) {
+        char err[ERRLEN];
+        (void)kern_download_wait(r->k, err, sizeof err);   /* a copy whose writer never started */
         kern_free_host(r->k, a->params);
         kern_free_host(r->k, a->buffers);
         kern_free_host(r->k, a->state[0]);

@@ -3,8 +3,13 @@
  * At a periodic checkpoint step every rank settles its parameters and rank 0 copies what the
  * file holds into a host snapshot that is allocated once and reused from save to save
  * (kern_alloc_host: pinned on CUDA) - with zero_stage 1 the ranks gather the optimizer state
- * shards into it, one tensor at a time, as the synchronous write does.  That copy is all the
- * step loop waits for.  Then a thread of rank 0 writes and publishes the file through
+ * shards into it, one tensor at a time, as the synchronous write does.  Parameters and
+ * optimizer state go through kern_download: on GPUs a device-to-host copy on a stream of its
+ * own that the step loop does not wait for - the next optimizer update waits for it on the
+ * device (kern_download_fence, step.c), the writer thread on the host (kern_download_wait,
+ * its one backend call).  So the step loop waits only for queueing the copy (and for the
+ * small buffers: batch norm's running statistics, which the next forward changes).  Then a
+ * thread of rank 0 writes and publishes the file through
  * ckpt_write_host (temporary name, fsync, rename, directory fsync, keep-K: the guarantees of
  * checkpoint.h are unchanged) while training goes on.
  *

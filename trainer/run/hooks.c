@@ -20,6 +20,7 @@ void run_hooks_read(run_hooks *h, int rank) {
     h->graph_body = getenv("HARNESS_TEST_GRAPH_BODY") != NULL;
     h->ckpt_sleep_ms = env_long("HARNESS_FAULT_CKPT_SLEEP_MS");
     h->upload_delay_ms = (int)env_long("HARNESS_FAULT_UPLOAD_DELAY_MS");
+    h->download_delay_ms = (int)env_long("HARNESS_FAULT_DOWNLOAD_DELAY_MS");
     h->params_out = getenv("HARNESS_TEST_PARAMS_OUT");
 }
 

@@ -274,7 +274,10 @@ static void exchange_and_update(run *r, train_loop *L, int64_t step, int graphed
     }
     const float *step_grads = r->zero ? comm_grads_shard(c) : r->m.grads;
     span = trace_compute_begin(r->tr, "optimizer", NULL, -1);
-    if (!graphed) optim_device_step(&r->opt, r->m.params + r->shard_lo, step_grads, L->lr, step);
+    if (!graphed) {
+        kern_download_fence(r->k);   /* a checkpoint's snapshot copy reads what this updates */
+        optim_device_step(&r->opt, r->m.params + r->shard_lo, step_grads, L->lr, step);
+    }
     trace_compute_end(r->tr, span);
     if (comm_zero_active(c)) {   /* finished by the next forward, layer by layer */
         double tg = metrics_now();
@@ -318,7 +321,10 @@ int step_run(run *r, train_loop *L, int64_t step, int read_verdict_now, int sign
     double data_before = data_loader_wait_seconds(r->train);
     int graphed = L->graph_on && step > r->start_step;
     L->lr = optim_lr(&r->opt, step);   /* this step's, also for its log line */
-    if (graphed) graph_step(r, L, step);
+    if (graphed) {
+        kern_download_fence(r->k);   /* the graph updates what a snapshot copy may still read */
+        graph_step(r, L, step);
+    }
     else micro_steps(r, L, step);
     exchange_and_update(r, L, step, graphed);
     /* a failed cuBLAS/cuDNN call or kernel leaves wrong numbers behind: once per step */

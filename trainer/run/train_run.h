@@ -71,6 +71,8 @@ typedef struct {
                                * rename (ckpt_set_test_pause) */
     int upload_delay_ms;      /* HARNESS_FAULT_UPLOAD_DELAY_MS: the CUDA copy stream starts
                                * each upload late (kern_options.upload_delay_ms) */
+    int download_delay_ms;    /* HARNESS_FAULT_DOWNLOAD_DELAY_MS: a checkpoint's snapshot
+                               * copy completes this late (kern_options.download_delay_ms) */
     const char *params_out;   /* HARNESS_TEST_PARAMS_OUT=PREFIX: each rank writes its final
                                * parameters to PREFIX.rankR (raw float32): the tests compare
                                * the ranks' copies bit for bit */

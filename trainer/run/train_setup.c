@@ -27,6 +27,7 @@ int run_open_backend(run *r, char *err) {
                    : cfg->precision == PRECISION_TF32 ? KERN_TF32 : KERN_FP32;
     ko.separate_epilogues = cfg->gemm_epilogues == 1;
     ko.upload_delay_ms = r->hooks.upload_delay_ms;
+    ko.download_delay_ms = r->hooks.download_delay_ms;
     int gpus = kern_cuda_device_count();
     if (cfg->device == DEVICE_CUDA) {
         if (gpus <= 0) {
