@@ -37,7 +37,11 @@ int kern_cuda_device_status(char *why, size_t len) {
 }
 
 const char *kern_blas_coretype_hint(void) { return kcpu_blas_coretype_hint(); }
-void kern_cpu_describe(char *buf, size_t len) { kcpu_gemm_describe(buf, len); }
+void kern_cpu_describe(char *buf, size_t len) {
+    kcpu_gemm_describe(buf, len);
+    size_t n = strlen(buf);
+    if (n < len) snprintf(buf + n, len - n, ", %s", kcpu_simd_level());
+}
 int kern_cpu_bf16_fast(void) { return kcpu_gemm_bf16_fast(); }
 
 /* The table of a backend, or NULL (err says why). */

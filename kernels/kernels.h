@@ -97,8 +97,9 @@ kern_backend kern_get_backend(const kern_ctx *k);
  * always in a build with oneDNN, which does the GEMMs then and picks kernels by CPU features.
  * Only effective for a process that sets it before it starts (see harness's main). */
 const char *kern_blas_coretype_hint(void);
-/* The CPU backend's GEMM library and the instruction set it dispatches to on this CPU, for
- * the start-up line and `harness devices`, e.g. "avx512_core_amx, oneDNN 2.6.3 (bf16 on AMX)". */
+/* The CPU backend's GEMM library and the instruction set it dispatches to on this CPU, and
+ * the clone of harness's own element-wise loops that runs, for the start-up line and `harness
+ * devices`, e.g. "avx512_core_amx, oneDNN 2.6.3 (bf16 on AMX), loops x86-64-v4 (AVX-512)". */
 void kern_cpu_describe(char *buf, size_t len);
 /* 1 where bf16 GEMM inputs are faster than fp32 on this CPU (AMX tiles), so that
  * run.precision=bf16 applies to the CPU backend; 0 where it would be slower (fp32 is used). */

@@ -42,7 +42,7 @@ size_t kcpu_gpt_workspace(void *c, int B, int T, int C, int NH, int V) {
 
 /* row[0:n) = softmax(row[0:n) * scale) in place (n >= 1), then row[n:end) = 0; returns the
  * row's logsumexp, log sum_s exp(row[s] * scale) */
-static float softmax_row(float *restrict row, int n, int end, float scale) {
+KCPU_SIMD static float softmax_row(float *restrict row, int n, int end, float scale) {
     float m = kcpu_row_max(row, n);
     int s;
     for (s = 0; s < n; s++) row[s] = kern_exp_nonpos((row[s] - m) * scale);
@@ -53,7 +53,7 @@ static float softmax_row(float *restrict row, int n, int end, float scale) {
     return (float)((double)m * scale + log(sum));
 }
 
-void kcpu_attention_forward(void *c, float *out, float *lse, const float *qkv, int B,
+KCPU_SIMD void kcpu_attention_forward(void *c, float *out, float *lse, const float *qkv, int B,
                             int T, int C, int NH, void *workspace) {
     const int HS = C / NH, ld = 3 * C;
     const float scale = 1.0f / sqrtf((float)HS);
@@ -79,7 +79,7 @@ void kcpu_attention_forward(void *c, float *out, float *lse, const float *qkv, i
 
 /* Rows [r0, r1) of P (from the scores in p and lse) and of dS (from dP in ds, in place):
  * P = exp(S * scale - lse), dS = P * (dP - D) * scale, both 0 for s > t. */
-static void block_probs_and_grads(float *restrict p, float *restrict ds, const float *restrict l,
+KCPU_SIMD static void block_probs_and_grads(float *restrict p, float *restrict ds, const float *restrict l,
                                   const float *g, const float *o, int r0, int r1, int T, int C,
                                   int HS, float scale) {
     for (int t = r0; t < r1; t++) {
@@ -96,7 +96,7 @@ static void block_probs_and_grads(float *restrict p, float *restrict ds, const f
     }
 }
 
-void kcpu_attention_backward(void *c, float *dqkv, const float *dout, const float *qkv,
+KCPU_SIMD void kcpu_attention_backward(void *c, float *dqkv, const float *dout, const float *qkv,
                              const float *out, const float *lse, int B, int T, int C, int NH,
                              void *workspace) {
     const int HS = C / NH, ld = 3 * C;

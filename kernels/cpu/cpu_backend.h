@@ -17,6 +17,9 @@ extern const kern_backend_ops kcpu_ops;
 const char *kcpu_blas_coretype_hint(void);
 /* kern_cpu_describe and kern_cpu_bf16_fast (kernels.h), from cpu_gemm.c */
 void kcpu_gemm_describe(char *buf, size_t len);
+/* Which clone of the element-wise loops this CPU runs (KCPU_SIMD, cpu_internal.h), e.g.
+ * "loops x86-64-v4 (AVX-512)"; from cpu_elementwise.c */
+const char *kcpu_simd_level(void);
 int kcpu_gemm_bf16_fast(void);
 
 #endif

@@ -13,7 +13,7 @@
 #include <math.h>
 
 /* sum of row[n] and of row[n]^2 in double */
-static void row_sums(const float *restrict row, int n, double *sum, double *sumsq) {
+KCPU_SIMD static void row_sums(const float *restrict row, int n, double *sum, double *sumsq) {
     double s[8] = {0}, q[8] = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
@@ -34,7 +34,7 @@ static void row_sums(const float *restrict row, int n, double *sum, double *sums
 }
 
 /* sum of dy[n] and of dy[n]*(x[n] - mean) in double */
-static void row_dsums(const float *restrict dy, const float *restrict x, double mean, int n,
+KCPU_SIMD static void row_dsums(const float *restrict dy, const float *restrict x, double mean, int n,
                       double *sum, double *sumdx) {
     double s[8] = {0}, d[8] = {0};
     int i = 0;

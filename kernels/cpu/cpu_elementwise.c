@@ -22,7 +22,19 @@ void kcpu_scale(void *c, float *restrict x, float alpha, int64_t n) {
 }
 
 /* y += alpha*x; y == x is allowed (then y *= 1 + alpha). */
-void kcpu_axpy(void *c, float *y, float alpha, const float *x, int64_t n) {
+const char *kcpu_simd_level(void) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    /* the order and the tests of the clones' resolver (KCPU_SIMD) */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return "loops x86-64-v4 (AVX-512)";
+    if (__builtin_cpu_supports("x86-64-v3")) return "loops x86-64-v3 (AVX2)";
+    return "loops x86-64";
+#else
+    return "loops as compiled";
+#endif
+}
+
+KCPU_SIMD void kcpu_axpy(void *c, float *y, float alpha, const float *x, int64_t n) {
     if (y == x) {
         kcpu_scale(c, y, 1.0f + alpha, n);
         return;
@@ -32,16 +44,16 @@ void kcpu_axpy(void *c, float *y, float alpha, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) yr[i] += alpha * xr[i];
 }
 
-void kcpu_u8_to_f32(void *c, float *restrict dst, const uint8_t *restrict src, int64_t n,
+KCPU_SIMD void kcpu_u8_to_f32(void *c, float *restrict dst, const uint8_t *restrict src, int64_t n,
                     float in_scale, float mean, float std) {
     for (int64_t i = 0; i < n; i++) dst[i] = ((float)src[i] * in_scale - mean) / std;
 }
 
-static void normalize_inplace(float *restrict x, int64_t n, float mean, float std) {
+KCPU_SIMD static void normalize_inplace(float *restrict x, int64_t n, float mean, float std) {
     for (int64_t i = 0; i < n; i++) x[i] = (x[i] - mean) / std;
 }
 
-void kcpu_f32_normalize(void *c, float *dst, const float *src, int64_t n, float mean,
+KCPU_SIMD void kcpu_f32_normalize(void *c, float *dst, const float *src, int64_t n, float mean,
                         float std) {
     if (dst == src) {
         normalize_inplace(dst, n, mean, std);
@@ -54,11 +66,11 @@ void kcpu_f32_normalize(void *c, float *dst, const float *src, int64_t n, float 
 
 /* ---- ReLU ---- */
 
-static void relu_forward_inplace(float *restrict x, int64_t n) {
+KCPU_SIMD static void relu_forward_inplace(float *restrict x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = x[i] < 0.0f ? 0.0f : x[i];   /* NaN propagates, as in PyTorch */
 }
 
-void kcpu_relu_forward(void *c, float *out, const float *in, int64_t n) {
+KCPU_SIMD void kcpu_relu_forward(void *c, float *out, const float *in, int64_t n) {
     if (out == in) {
         relu_forward_inplace(out, n);
         return;
@@ -68,14 +80,14 @@ void kcpu_relu_forward(void *c, float *out, const float *in, int64_t n) {
     for (int64_t i = 0; i < n; i++) o[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
-static void relu_backward_inplace(float *restrict d, const float *restrict in, int64_t n) {
+KCPU_SIMD static void relu_backward_inplace(float *restrict d, const float *restrict in, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float g = d[i];
         d[i] = in[i] > 0.0f ? g : 0.0f;
     }
 }
 
-void kcpu_relu_backward(void *c, float *din, const float *dout, const float *in, int64_t n) {
+KCPU_SIMD void kcpu_relu_backward(void *c, float *din, const float *dout, const float *in, int64_t n) {
     if (din == dout) {
         relu_backward_inplace(din, in, n);
         return;
@@ -91,11 +103,11 @@ void kcpu_relu_backward(void *c, float *din, const float *dout, const float *in,
 
 /* ---- GELU (tanh approximation) ---- */
 
-static void gelu_forward_inplace(float *restrict x, int64_t n) {
+KCPU_SIMD static void gelu_forward_inplace(float *restrict x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = kern_gelu(x[i]);
 }
 
-void kcpu_gelu_forward(void *c, float *out, const float *in, int64_t n) {
+KCPU_SIMD void kcpu_gelu_forward(void *c, float *out, const float *in, int64_t n) {
     if (out == in) {
         gelu_forward_inplace(out, n);
         return;
@@ -105,11 +117,11 @@ void kcpu_gelu_forward(void *c, float *out, const float *in, int64_t n) {
     for (int64_t i = 0; i < n; i++) o[i] = kern_gelu(x[i]);
 }
 
-static void gelu_backward_inplace(float *restrict d, const float *restrict in, int64_t n) {
+KCPU_SIMD static void gelu_backward_inplace(float *restrict d, const float *restrict in, int64_t n) {
     for (int64_t i = 0; i < n; i++) d[i] *= kern_gelu_grad(in[i]);
 }
 
-void kcpu_gelu_backward(void *c, float *din, const float *dout, const float *in, int64_t n) {
+KCPU_SIMD void kcpu_gelu_backward(void *c, float *din, const float *dout, const float *in, int64_t n) {
     if (din == dout) {
         gelu_backward_inplace(din, in, n);
         return;

@@ -10,6 +10,20 @@
 
 #include "cpu_backend.h"
 
+/* KCPU_SIMD on a hot element-wise loop: gcc compiles it three times - for AVX-512
+ * (x86-64-v4), AVX2 (x86-64-v3) and the x86-64 baseline - and the loader picks one by the
+ * CPU's features (function multiversioning, an ifunc): the loops run as wide as the CPU
+ * allows without a -march that would exclude older CPUs, and without a table of CPU models.
+ * Every clone computes the same bits: kernels/CMakeLists.txt builds with -ffp-contract=off
+ * (no fma contraction) and without reassociation (reductions keep the order written), so the
+ * vector width changes only how many elements go at once.  Other compilers (clang builds the
+ * sanitizer and fuzzing targets) and other architectures get the plain function. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define KCPU_SIMD __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define KCPU_SIMD
+#endif
+
 /* context, memory, copies, trace marks (cpu_context.c) */
 kern_create_fn kcpu_create;
 kern_destroy_fn kcpu_destroy;

@@ -6,7 +6,7 @@
 
 #include "cpu_rows.h"
 
-void kcpu_layernorm_forward(void *c, float *out, float *mean_rstd, const float *x,
+KCPU_SIMD void kcpu_layernorm_forward(void *c, float *out, float *mean_rstd, const float *x,
                             const float *w, const float *b, int N, int C, float eps) {
     for (int r = 0; r < N; r++) {
         const float *restrict xr = x + (size_t)r * C;
@@ -27,7 +27,7 @@ void kcpu_layernorm_forward(void *c, float *out, float *mean_rstd, const float *
  *   din = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
  *   dw += sum_rows dout * xhat,  db += sum_rows dout     (rows in order)
  * The workspace holds one row's xhat and dxhat (2C floats). */
-void kcpu_layernorm_backward(void *c, float *din, float *dw, float *db, const float *dout,
+KCPU_SIMD void kcpu_layernorm_backward(void *c, float *din, float *dw, float *db, const float *dout,
                              const float *x, const float *mean_rstd, const float *w, int N,
                              int C, void *workspace) {
     float *restrict xhat = workspace, *restrict dxhat = xhat + C;

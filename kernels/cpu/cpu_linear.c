@@ -40,7 +40,7 @@ void kcpu_linear_act_forward(void *c, float *pre, float *out, const float *in,
     else if (z != out) kcpu_copy(c, out, z, n);
 }
 
-void kcpu_linear_backward_ex(void *c, float *restrict din, float *restrict dw,
+KCPU_SIMD void kcpu_linear_backward_ex(void *c, float *restrict din, float *restrict dw,
                              float *restrict db, const float *restrict dout,
                              const float *restrict in, const float *restrict w, int B, int I,
                              int O, int overwrite) {

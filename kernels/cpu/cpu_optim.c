@@ -9,7 +9,7 @@
 
 /* Eight independent double accumulators: the vectoriser can use them as SIMD lanes without
  * reassociating anything, so the result is the same for a given n on every run. */
-double kcpu_sumsq(void *c, const float *restrict x, int64_t n) {
+KCPU_SIMD double kcpu_sumsq(void *c, const float *restrict x, int64_t n) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -29,7 +29,7 @@ int kcpu_has_nonfinite(void *c, const float *restrict x, int64_t n) {
     return bad != 0;
 }
 
-void kcpu_sgd_update(void *c, float *restrict param, float *restrict buf,
+KCPU_SIMD void kcpu_sgd_update(void *c, float *restrict param, float *restrict buf,
                      const float *restrict grad, int64_t n, float lr, float momentum,
                      float weight_decay, int nesterov, int first) {
     if (momentum == 0.0f) {
@@ -42,7 +42,7 @@ void kcpu_sgd_update(void *c, float *restrict param, float *restrict buf,
                                      nesterov, first);
 }
 
-void kcpu_adamw_update(void *c, float *restrict param, float *restrict m, float *restrict v,
+KCPU_SIMD void kcpu_adamw_update(void *c, float *restrict param, float *restrict m, float *restrict v,
                        const float *restrict grad, int64_t n, float lr, float beta1, float beta2,
                        float eps, float weight_decay, int64_t t) {
     /* per-step scalars in double, as PyTorch computes them in Python */

@@ -11,7 +11,7 @@
 #define CHUNK 1024   /* elements per chunk, a multiple of 4: 4 KiB of random words on the stack */
 
 /* words[0 .. 4*nblocks) = blocks first_block .. first_block+nblocks-1 of the stream */
-static void philox_words(uint32_t *restrict words, uint64_t seed, uint64_t stream_id,
+KCPU_SIMD static void philox_words(uint32_t *restrict words, uint64_t seed, uint64_t stream_id,
                          uint64_t first_block, int64_t nblocks) {
     for (int64_t b = 0; b < nblocks; b++) {
         kern_philox_block r = kern_philox_stream_block(seed, stream_id, first_block + (uint64_t)b);
@@ -23,7 +23,7 @@ static void philox_words(uint32_t *restrict words, uint64_t seed, uint64_t strea
 }
 
 /* The random words for elements [start, start+len) of the stream, start a multiple of 4. */
-static void chunk_words(uint32_t words[CHUNK], uint64_t seed, uint64_t stream_id, int64_t start,
+KCPU_SIMD static void chunk_words(uint32_t words[CHUNK], uint64_t seed, uint64_t stream_id, int64_t start,
                         int64_t len) {
     philox_words(words, seed, stream_id, (uint64_t)(start / 4), (len + 3) / 4);
 }
@@ -59,7 +59,7 @@ void kcpu_init_normal(void *c, float *x, int64_t n, float mean, float std, uint6
 }
 
 /* keep element j when its uniform is >= p: drops with probability p */
-static void dropout_apply(float *restrict out, uint8_t *restrict mask, const float *restrict in,
+KCPU_SIMD static void dropout_apply(float *restrict out, uint8_t *restrict mask, const float *restrict in,
                           const uint32_t *restrict words, int64_t len, float p, float scale) {
     for (int64_t j = 0; j < len; j++) {
         uint8_t keep = kern_u32_to_uniform01(words[j]) >= p;
@@ -69,7 +69,7 @@ static void dropout_apply(float *restrict out, uint8_t *restrict mask, const flo
     }
 }
 
-static void dropout_apply_inplace(float *restrict x, uint8_t *restrict mask,
+KCPU_SIMD static void dropout_apply_inplace(float *restrict x, uint8_t *restrict mask,
                                   const uint32_t *restrict words, int64_t len, float p,
                                   float scale) {
     for (int64_t j = 0; j < len; j++) {
@@ -80,7 +80,7 @@ static void dropout_apply_inplace(float *restrict x, uint8_t *restrict mask,
     }
 }
 
-void kcpu_dropout_forward(void *c, float *out, uint8_t *mask, const float *in, int64_t n,
+KCPU_SIMD void kcpu_dropout_forward(void *c, float *out, uint8_t *mask, const float *in, int64_t n,
                           float p, uint64_t seed, uint64_t stream_id) {
     if (p <= 0.0f) {
         for (int64_t i = 0; i < n; i++) mask[i] = 1;
@@ -104,7 +104,7 @@ void kcpu_dropout_forward(void *c, float *out, uint8_t *mask, const float *in, i
     }
 }
 
-static void dropout_backward_inplace(float *restrict d, const uint8_t *restrict mask, int64_t n,
+KCPU_SIMD static void dropout_backward_inplace(float *restrict d, const uint8_t *restrict mask, int64_t n,
                                      float scale) {
     for (int64_t i = 0; i < n; i++) {
         float g = d[i];
@@ -112,7 +112,7 @@ static void dropout_backward_inplace(float *restrict d, const uint8_t *restrict 
     }
 }
 
-void kcpu_dropout_backward(void *c, float *din, const float *dout, const uint8_t *mask,
+KCPU_SIMD void kcpu_dropout_backward(void *c, float *din, const float *dout, const uint8_t *mask,
                            int64_t n, float p) {
     if (p >= 1.0f) {
         kcpu_fill(c, din, 0.0f, n);

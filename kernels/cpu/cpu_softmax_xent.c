@@ -22,7 +22,7 @@
  * then eight independent accumulators (no reassociation needed to vectorise them).
  * kern_exp_nonpos turns NaN into a tiny number, so NaN and Inf logits are carried into the
  * sum separately as z - z (0 when finite, NaN otherwise): the loss must not hide them. */
-static double sum_exp(const float *restrict z, int C, float zmax) {
+KCPU_SIMD static double sum_exp(const float *restrict z, int C, float zmax) {
     float e[CHUNK];
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     float poison = 0.0f;
@@ -42,18 +42,18 @@ static double sum_exp(const float *restrict z, int C, float zmax) {
            poison;
 }
 
-static void write_grad(float *restrict d, const float *restrict z, int C, float zmax,
+KCPU_SIMD static void write_grad(float *restrict d, const float *restrict z, int C, float zmax,
                        float inv) {
     for (int j = 0; j < C; j++) d[j] = kern_exp_nonpos(z[j] - zmax) * inv;
 }
 
-static void write_grad_inplace(float *restrict z, int C, float zmax, float inv) {
+KCPU_SIMD static void write_grad_inplace(float *restrict z, int C, float zmax, float inv) {
     for (int j = 0; j < C; j++) z[j] = kern_exp_nonpos(z[j] - zmax) * inv;
 }
 
 /* One row: returns its loss (NaN for a label outside [0,C)), writes d[0:C) when d is not
  * NULL (d may be z), and adds 1 to *right when the first argmax is the label. */
-static float xent_row(float *d, int64_t *right, const float *z, int label, int C,
+KCPU_SIMD static float xent_row(float *d, int64_t *right, const float *z, int label, int C,
                       float grad_scale) {
     if (label < 0 || label >= C) {
         if (d)
@@ -80,7 +80,7 @@ static float xent_row(float *d, int64_t *right, const float *z, int label, int C
 }
 
 /* rows of ld >= C floats; the padding columns [C, ld) of dlogits get 0 */
-static double xent_rows(float *losses, float *dlogits, int64_t *correct, const float *logits,
+KCPU_SIMD static double xent_rows(float *losses, float *dlogits, int64_t *correct, const float *logits,
                         const int32_t *labels, int B, int C, int ld, float grad_scale) {
     double total = 0.0;
     int64_t right = 0;

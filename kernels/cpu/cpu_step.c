@@ -9,7 +9,7 @@
 
 #include "elementwise.h"
 
-void kcpu_dropout_forward_rows(void *c, float *out, uint8_t *mask, const float *in,
+KCPU_SIMD void kcpu_dropout_forward_rows(void *c, float *out, uint8_t *mask, const float *in,
                                int64_t rows, int64_t row_elems, float p, uint64_t seed,
                                uint64_t step_id, int64_t first_row, int layer) {
     const kern_step_values *sv = kcpu_step_values(c);
@@ -40,7 +40,7 @@ void kcpu_grad_verdict_from(void *c, double *gs, const double *sumsq, float clip
     kern_grad_verdict(gs, sqrt(*sumsq), clip_norm, max_run, step);
 }
 
-void kcpu_sgd_update_guarded(void *c, float *restrict param, float *restrict buf,
+KCPU_SIMD void kcpu_sgd_update_guarded(void *c, float *restrict param, float *restrict buf,
                              const float *restrict grad, int64_t n, float lr, float momentum,
                              float weight_decay, int nesterov, const double *gs, int64_t t_plus) {
     if (gs[KERN_GS_SKIP] != 0.0) return;
@@ -66,7 +66,7 @@ void kcpu_sgd_update_guarded(void *c, float *restrict param, float *restrict buf
                                      weight_decay, nesterov, first);
 }
 
-void kcpu_adamw_update_guarded(void *c, float *restrict param, float *restrict m,
+KCPU_SIMD void kcpu_adamw_update_guarded(void *c, float *restrict param, float *restrict m,
                                float *restrict v, const float *restrict grad, int64_t n,
                                float lr, float beta1, float beta2, float eps,
                                float weight_decay, const double *gs, int64_t t_plus) {

@@ -120,7 +120,8 @@ torch_run() {  # torch_run LABEL ARGS...
       --data "$DATA/train.h5" --layers "$LAYERS" --heads "$HEADS" --dim "$DIM" \
       --context "$CONTEXT" --batch "$BATCH" --steps "$STEPS" --warmup "$WARMUP" "$@" \
       >"$log" 2>&1 || { tail -20 "$log"; fail "$label"; }
-    vals+=("$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["tokens_per_s"])' "$log")")
+    # the result line (JSON); with DDP another process's warnings may come after it
+    vals+=("$("$PY" -c 'import json,sys; print(json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])["tokens_per_s"])' "$log")")
   done
   printf '%s\t%s\t-\t-\t-\t-\n' "$label" "$(best_of "${vals[@]}")" >>"$RESULTS"
 }
