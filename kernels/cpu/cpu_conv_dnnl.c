@@ -58,8 +58,7 @@ typedef struct {
     kern_conv_shape key;
     int ok;   /* 0: oneDNN has no JIT kernel for a pass (or creation failed): use im2col */
     dnnl_primitive_t fwd, bwd_data, bwd_weights;
-    /* caller layouts: in[n,C,H,W], out[n,K,P,Q], w (oihw / goihw), b[K] */
-    dnnl_memory_t src_u, dst_u, wei_u, bias_u, dsrc_u, ddst_u, dwei_u, dbias_u;
+    dnnl_memory_t bias;   /* b[K] (or zero_bias) as the forward pass reads it */
     /* forward */
     conv_tensor f_src, f_wei, f_dst, f_scratch;
     conv_reorder f_src_in, f_wei_in, f_dst_out;
@@ -122,10 +121,7 @@ static void set_destroy(conv_set *e) {
     dnnl_primitive_t prims[] = {e->fwd, e->bwd_data, e->bwd_weights};
     for (int i = 0; i < 3; i++)
         if (prims[i]) dnnl_primitive_destroy(prims[i]);
-    dnnl_memory_t mems[] = {e->src_u, e->dst_u,  e->wei_u,  e->bias_u,
-                            e->dsrc_u, e->ddst_u, e->dwei_u, e->dbias_u};
-    for (int i = 0; i < 8; i++)
-        if (mems[i]) dnnl_memory_destroy(mems[i]);
+    if (e->bias) dnnl_memory_destroy(e->bias);
     conv_tensor *ts[] = {&e->f_src,  &e->f_wei,        &e->f_dst,   &e->f_scratch,
                          &e->w_src,  &e->w_ddst,       &e->w_dwei,  &e->w_dwei_plain,
                          &e->w_dbias, &e->w_scratch,   &e->d_ddst,  &e->d_wei,
@@ -309,10 +305,7 @@ static void set_create(conv_set *e, kcpu_conv_lib *l, const kern_conv_shape *s) 
          tensor_init(&e->d_scratch, dpd, dnnl_query_scratchpad_md, 0, NULL, 0, eng, &dcur) == 0;
 
     /* the caller's tensors and the reorders between them and the primitives' layouts */
-    ok = ok && memory_new(&e->src_u, &src_u, eng) == 0 && memory_new(&e->dst_u, &dst_u, eng) == 0 &&
-         memory_new(&e->wei_u, &wei_u, eng) == 0 && memory_new(&e->bias_u, &bias_u, eng) == 0 &&
-         memory_new(&e->dsrc_u, &src_u, eng) == 0 && memory_new(&e->ddst_u, &dst_u, eng) == 0 &&
-         memory_new(&e->dwei_u, &wei_u, eng) == 0 && memory_new(&e->dbias_u, &bias_u, eng) == 0 &&
+    ok = ok && memory_new(&e->bias, &bias_u, eng) == 0 &&
          reorder_init(&e->f_src_in, l, &src_u, &e->f_src.md) == 0 &&
          reorder_init(&e->f_wei_in, l, &wei_u, &e->f_wei.md) == 0 &&
          reorder_init(&e->f_dst_out, l, &e->f_dst.md, &dst_u) == 0 &&
@@ -448,7 +441,7 @@ static void forward_chunk(kcpu_conv_lib *l, conv_set *e, float *out, const float
     dnnl_exec_arg_t args[5] = {
         {DNNL_ARG_SRC, bind(e->f_src.mem, src)},
         {DNNL_ARG_WEIGHTS, bind(e->f_wei.mem, wei)},
-        {DNNL_ARG_BIAS, bind(e->bias_u, b ? (void *)b : e->zero_bias)},
+        {DNNL_ARG_BIAS, bind(e->bias, b ? (void *)b : e->zero_bias)},
         {DNNL_ARG_DST, bind(e->f_dst.mem, dst)},
         {DNNL_ARG_SCRATCHPAD, bind(e->f_scratch.mem, at(ws, &e->f_scratch))}};
     run(l, e->fwd, 5, args);
