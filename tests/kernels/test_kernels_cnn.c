@@ -421,13 +421,13 @@ static kern_ctx *cpu_context(int threads, kern_cpu_conv mode) {
 
 /* Shapes that the default rule sends to oneDNN's convolution primitives (cpu_conv_dnnl.c):
  * 16-channel groups or depthwise, kernels larger than 1x1; batches of more than one chunk
- * (16 images) with a remainder; stride, uneven padding, groups.  (Dilated convolutions stay
+ * (8 images) with a remainder; stride, uneven padding, groups.  (Dilated convolutions stay
  * with im2col: oneDNN 2.6 has no JIT kernel for all three of their passes.) */
 static const kern_conv_shape *dnnl_shapes(int *n) {
     static kern_conv_shape shapes[7];
-    shapes[0] = conv(19, 16, 9, 9, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1);     /* chunks 16 + 3 */
+    shapes[0] = conv(19, 16, 9, 9, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1);     /* chunks 8 + 8 + 3 */
     shapes[1] = conv(3, 32, 11, 10, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1);    /* stride 2, odd */
-    shapes[2] = conv(16, 16, 6, 6, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1);     /* one whole chunk */
+    shapes[2] = conv(8, 16, 6, 6, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1);     /* one whole chunk */
     shapes[3] = conv(2, 32, 8, 8, 32, 3, 3, 1, 1, 1, 1, 1, 1, 2);      /* groups of 16 */
     shapes[4] = conv(3, 24, 9, 7, 24, 3, 3, 2, 2, 1, 1, 1, 1, 24);     /* depthwise, stride 2 */
     shapes[5] = conv(2, 16, 10, 10, 16, 5, 5, 1, 1, 0, 0, 1, 1, 1);    /* 5x5, no padding */
@@ -479,12 +479,11 @@ static void conv_pass(kern_ctx *k, const kern_conv_shape *s, float *res[4], uint
 }
 
 /* Determinism: the oneDNN path gives the same bits on two runs of the same shape, with 1
- * thread and with 2 (backward-weights sums over the batch across threads), and - where the
- * batch is split in chunks - whatever the chunk; each run has contexts of its own (kept
- * primitives created afresh). */
+ * thread and with 2 (backward-weights sums over a chunk's images across threads); each run
+ * has contexts of its own (kept primitives created afresh). */
 static void test_conv_dnnl_repeats(void **state) {
     kern_conv_shape shapes[] = {
-        conv(37, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1),    /* cnn.yaml's conv2, 3 chunks */
+        conv(37, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1),    /* cnn.yaml's conv2, 5 chunks */
         conv(8, 64, 10, 10, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64),    /* depthwise */
     };
     for (int threads = 1; threads <= 2; threads++)
