@@ -20,10 +20,11 @@
  * promised for the geometry; a chunk whose kept set would need more than was promised (a
  * batch size nobody asked about) runs with im2col, whose workspace every answer covers.
  *
- * The rule (kcpu_conv_dnnl_workspace's `wanted`) comes from tests/perf/bench_conv.sh; a
- * shape also needs a JIT (CPU-feature dispatched) kernel for all three passes, else oneDNN's
- * own im2col/reference fallback would be slower than ours.  Results repeat bit for bit for a
- * given shape and thread count (test_kernels_cnn). */
+ * The rule (`wanted` below) comes from tests/perf/bench_conv.sh; a shape also needs a JIT
+ * (CPU-feature dispatched) kernel for all three passes, else oneDNN's own im2col/reference
+ * fallback would run it (dilated convolutions, for one, have none in oneDNN 2.6 and stay with
+ * im2col).  All three passes of a shape take the same path.  Results repeat bit for bit for
+ * a given shape and thread count (test_kernels_cnn; the trainer's resume on launch/cnn.yaml). */
 #include "cpu_internal.h"
 
 #include <oneapi/dnnl/dnnl.h>

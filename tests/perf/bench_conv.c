@@ -1,5 +1,5 @@
 /* bench_conv.c: CPU convolution, im2col + GEMM against oneDNN's convolution primitives
- * (kernels/cpu/cpu_conv_dnnl.c), per pass, on one thread.  Two CPU contexts run the same
+ * (kernels/cpu/cpu_conv_dnnl.c), per pass, on one thread (or THREADS).  Two CPU contexts run the same
  * shape, one with kern_options.cpu_conv = KERN_CONV_IM2COL, one with KERN_CONV_DNNL (oneDNN
  * wherever it has a JIT kernel, whatever the rule says), and a third with the default rule
  * (KERN_CONV_AUTO) says which path the trainer would take.  Times are thread CPU time (a busy
@@ -7,7 +7,8 @@
  * REPS runs, alternating the two paths; oneDNN's times include its reorders.
  * ratio = im2col / oneDNN: above 1 oneDNN is faster.
  *
- *   bench_conv REPS   (tests/perf/bench_conv.sh builds and runs it) */
+ *   bench_conv REPS [THREADS]   (tests/perf/bench_conv.sh builds and runs it; with THREADS > 1
+ *                               the times are wall-clock, so a busy machine skews them) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +17,12 @@
 
 #include "kernels.h"
 
+static int threads = 1;
+
+/* thread CPU time on one thread; wall time with more (the OpenMP team's work) */
 static double cpu_seconds(void) {
     struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    clock_gettime(threads > 1 ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -33,7 +37,7 @@ static float *random_buffer(kern_ctx *k, size_t n, unsigned *seed) {
 }
 
 static kern_ctx *context(kern_cpu_conv mode) {
-    kern_options o = {.backend = KERN_CPU, .threads = 1, .cpu_conv = mode};
+    kern_options o = {.backend = KERN_CPU, .threads = threads, .cpu_conv = mode};
     kern_ctx *k = NULL;
     char err[256];
     if (kern_create(&o, &k, err, sizeof err) != 0) {
@@ -63,6 +67,8 @@ static double rel_diff(const float *a, const float *b, size_t n) {
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 10;
     if (reps < 1) reps = 1;
+    threads = argc > 2 ? atoi(argv[2]) : 1;
+    if (threads < 1) threads = 1;
     const bench_shape shapes[] = {
         {"cnn.yaml conv1 1->32 3x3 28x28 b64", SHAPE(64, 1, 28, 28, 32, 3, 1, 1, 1)},
         {"cnn.yaml conv2 32->64 3x3 14x14 b64", SHAPE(64, 32, 14, 14, 64, 3, 1, 1, 1)},
