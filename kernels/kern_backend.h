@@ -119,6 +119,7 @@ typedef void kern_adamw_update_guarded_fn(void *be, float *param, float *m, floa
 
 /* convolution and pooling */
 typedef size_t kern_conv2d_workspace_fn(void *be, const kern_conv_shape *s);
+typedef int kern_conv2d_library_fn(void *be, const kern_conv_shape *s);
 typedef void kern_conv2d_forward_fn(void *be, float *out, const float *in, const float *w,
                                     const float *b, const kern_conv_shape *s, void *workspace);
 typedef void kern_conv2d_backward_fn(void *be, float *din, float *dw, float *db,
@@ -249,6 +250,7 @@ typedef struct {
     kern_adamw_update_guarded_fn *adamw_update_guarded;
 
     kern_conv2d_workspace_fn *conv2d_workspace;
+    kern_conv2d_library_fn *conv2d_library;   /* NULL: always the library's (cuDNN) */
     kern_conv2d_forward_fn *conv2d_forward;
     kern_conv2d_backward_fn *conv2d_backward;
     kern_maxpool2d_forward_fn *maxpool2d_forward;

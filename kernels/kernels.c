@@ -372,6 +372,10 @@ size_t kern_conv2d_workspace(kern_ctx *k, const kern_conv_shape *s) {
     return k->ops->conv2d_workspace(k->be, s);
 }
 
+int kern_conv2d_library(kern_ctx *k, const kern_conv_shape *s) {
+    return k->ops->conv2d_library ? k->ops->conv2d_library(k->be, s) : 1;
+}
+
 void kern_conv2d_forward(kern_ctx *k, float *out, const float *in, const float *w,
                          const float *b, const kern_conv_shape *s, void *workspace) {
     k->ops->conv2d_forward(k->be, out, in, w, b, s, workspace);

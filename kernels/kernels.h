@@ -30,6 +30,12 @@ typedef struct kern_ctx kern_ctx;
  * of linear layers and convolutions where kern_cpu_bf16_fast() says so, fp32 otherwise. */
 typedef enum { KERN_FP32 = 0, KERN_TF32 = 1, KERN_BF16 = 2 } kern_precision;
 
+/* CPU convolutions: AUTO picks per shape (oneDNN's own convolution where it was measured
+ * faster, im2col + GEMM elsewhere: kernels/cpu/cpu_conv_dnnl.c); IM2COL and DNNL force one
+ * path for tests and benchmarks (DNNL still falls back to im2col where oneDNN has no
+ * optimised kernel for the shape or a build has no oneDNN). */
+typedef enum { KERN_CONV_AUTO = 0, KERN_CONV_IM2COL = 1, KERN_CONV_DNNL = 2 } kern_cpu_conv;
+
 typedef struct {
     kern_backend backend;
     int threads;      /* CPU: BLAS/worker threads for this process (>= 1) */
@@ -47,6 +53,8 @@ typedef struct {
                                  * this late (CUDA: the download stream pauses; CPU: the copy
                                  * is deferred to kern_download_fence / kern_download_wait,
                                  * as if the transfer had not run yet); 0 = none */
+    kern_cpu_conv cpu_conv;     /* CPU: how convolutions run; KERN_CONV_AUTO (0) everywhere
+                                 * but tests and benchmarks, which compare the paths */
 } kern_options;
 
 /* Work the backend has queued since it was created, for per-step counts.  CUDA: kernel
@@ -342,9 +350,15 @@ void kern_adamw_update_guarded(kern_ctx *k, float *param, float *m, float *v,
 /* Scratch bytes the backend needs for this shape (e.g. an im2col buffer); the caller passes
  * at least that much workspace to the conv ops, allocated once at start-up. */
 size_t kern_conv2d_workspace(kern_ctx *k, const kern_conv_shape *s);
+/* 1 when the shape runs through a library's own convolution (CUDA: cuDNN, always; CPU:
+ * oneDNN's primitives where the measured rule or kern_options.cpu_conv says so), 0 when the
+ * CPU runs it as im2col + GEMM.  Asked after kern_conv2d_workspace for the shape, as the
+ * passes are; for tests and benchmarks. */
+int kern_conv2d_library(kern_ctx *k, const kern_conv_shape *s);
 void kern_conv2d_forward(kern_ctx *k, float *out, const float *in, const float *w,
                          const float *b, const kern_conv_shape *s, void *workspace);
-/* din[B,C,H,W] overwritten (skipped when NULL); dw and db (may be NULL) ACCUMULATED. */
+/* din[B,C,H,W] overwritten (skipped when NULL); dw and db (may be NULL) ACCUMULATED.
+ * (dw NULL: the CPU backend only, for benchmarks of the data gradient alone.) */
 void kern_conv2d_backward(kern_ctx *k, float *din, float *dw, float *db, const float *dout,
                           const float *in, const float *w, const kern_conv_shape *s,
                           void *workspace);

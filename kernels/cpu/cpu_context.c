@@ -23,6 +23,7 @@ typedef struct {
     int capturing, recorded;
     char error[160];
     kcpu_gemm_lib *gemm;   /* NULL in a build without oneDNN */
+    kcpu_conv_lib *conv;   /* oneDNN convolutions; NULL in a build without oneDNN */
     /* kern_download deferred by download_delay_ms (a transfer that has not run yet): the
      * copies still to make, under dl_lock (kern_download_wait comes from another thread) */
     int dl_delay_ms, dl_n;
@@ -56,6 +57,13 @@ int kcpu_create(const kern_options *opt, void **out, char *err, size_t errlen) {
         free(c);
         return -1;
     }
+#ifdef HARNESS_HAVE_DNNL
+    if (kcpu_conv_lib_create(&c->conv, opt->cpu_conv, bf16, err, errlen) != 0) {
+        kcpu_gemm_destroy(c->gemm);
+        free(c);
+        return -1;
+    }
+#endif
     *out = c;
     return 0;
 }
@@ -63,12 +71,17 @@ int kcpu_create(const kern_options *opt, void **out, char *err, size_t errlen) {
 void kcpu_destroy(void *ctx) {
     kcpu_ctx *c = ctx;
     if (!c) return;
+#ifdef HARNESS_HAVE_DNNL
+    kcpu_conv_lib_destroy(c->conv);
+#endif
     kcpu_gemm_destroy(c->gemm);
     pthread_mutex_destroy(&c->dl_lock);
     free(c);
 }
 
 kcpu_gemm_lib *kcpu_gemm_state(void *c) { return ((kcpu_ctx *)c)->gemm; }
+
+kcpu_conv_lib *kcpu_conv_state(void *c) { return c ? ((kcpu_ctx *)c)->conv : NULL; }
 
 void *kcpu_alloc(void *c, size_t bytes) {
     void *p = NULL;

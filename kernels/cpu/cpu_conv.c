@@ -1,4 +1,6 @@
-/* cpu_conv.c: 2-D convolution on the CPU as im2col + one GEMM (kcpu_gemm) per image and group.
+/* cpu_conv.c: 2-D convolution on the CPU as im2col + one GEMM (kcpu_gemm) per image and group,
+ * except the shapes that oneDNN's own convolution runs faster (cpu_conv_dnnl.c decides and
+ * runs them; the workspace then covers its blocked copies as well).
  *
  * Shapes (NCHW, row-major), with Cg = C/groups, Kg = K/groups, PQ = P*Q, CRSg = Cg*R*S:
  *   in[B,C,H,W]  w[K,Cg,R,S] = groups x [Kg, CRSg] matrices  b[K]  out[B,K,P,Q]
@@ -27,7 +29,13 @@ static int is_pointwise(const kern_conv_shape *s) {
 size_t kcpu_conv2d_workspace(void *c, const kern_conv_shape *s) {
     int P = kern_conv_out_h(s), Q = kern_conv_out_w(s);
     if (P <= 0 || Q <= 0) return 0;
-    return (size_t)s->C * s->R * s->S * (size_t)P * Q * sizeof(float);
+    size_t im2col = (size_t)s->C * s->R * s->S * (size_t)P * Q * sizeof(float);
+#ifdef HARNESS_HAVE_DNNL
+    /* the shapes oneDNN runs (cpu_conv_dnnl.c) need room for their blocked copies too */
+    return kcpu_conv_dnnl_workspace(kcpu_conv_state(c), s, im2col);
+#else
+    return im2col;
+#endif
 }
 
 /* The outputs q in [*q0, *q1) whose input q*stride + off lies inside [0, W), for a kernel
@@ -160,11 +168,22 @@ static float sum_f32(const float *restrict x, int n) {
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + tail;
 }
 
+int kcpu_conv2d_library(void *c, const kern_conv_shape *s) {
+#ifdef HARNESS_HAVE_DNNL
+    return kcpu_conv_dnnl_routes(kcpu_conv_state(c), s);
+#else
+    return 0;
+#endif
+}
+
 void kcpu_conv2d_forward(void *ctx, float *restrict out, const float *restrict in,
                          const float *restrict w, const float *restrict b,
                          const kern_conv_shape *s, void *workspace) {
     const int P = kern_conv_out_h(s), Q = kern_conv_out_w(s);
     if (s->B <= 0 || s->K <= 0 || P <= 0 || Q <= 0) return;
+#ifdef HARNESS_HAVE_DNNL
+    if (kcpu_conv_dnnl_forward(kcpu_conv_state(ctx), out, in, w, b, s, workspace) == 0) return;
+#endif
     const int G = s->groups, Kg = s->K / G, Cg = s->C / G, PQ = P * Q;
     const int CRSg = Cg * s->R * s->S;
     const int pointwise = is_pointwise(s);
@@ -210,6 +229,10 @@ void kcpu_conv2d_backward(void *ctx, float *restrict din, float *restrict dw,
         if (din) memset(din, 0, (size_t)s->B * CHW * sizeof(float));
         return;
     }
+#ifdef HARNESS_HAVE_DNNL
+    if (kcpu_conv_dnnl_backward(kcpu_conv_state(ctx), din, dw, db, dout, in, w, s, workspace) == 0)
+        return;
+#endif
     const int G = s->groups, Kg = s->K / G, Cg = s->C / G, PQ = P * Q;
     const int CRSg = Cg * s->R * s->S;
     const int pointwise = is_pointwise(s);
@@ -222,15 +245,18 @@ void kcpu_conv2d_backward(void *ctx, float *restrict din, float *restrict dw,
             for (int k = 0; k < s->K; k++) db[k] += sum_f32(dy + (size_t)k * PQ, PQ);
         if (CRSg == 0) continue;
 
-        /* dw_g[Kg,CRSg] += dy_g[Kg,PQ] @ cols_g[CRSg,PQ]^T */
-        const float *xcols = x;
-        if (!pointwise) {
-            im2col(cols, x, s, P, Q);
-            xcols = cols;
+        /* dw_g[Kg,CRSg] += dy_g[Kg,PQ] @ cols_g[CRSg,PQ]^T (dw NULL: din only, benchmarks) */
+        if (dw) {
+            const float *xcols = x;
+            if (!pointwise) {
+                im2col(cols, x, s, P, Q);
+                xcols = cols;
+            }
+            for (int g = 0; g < G; g++)
+                kcpu_gemm(ctx, 0, 1, Kg, CRSg, PQ, dy + (size_t)g * Kg * PQ, PQ,
+                          xcols + (size_t)g * CRSg * PQ, PQ, 1.0f, dw + (size_t)g * Kg * CRSg,
+                          CRSg);
         }
-        for (int g = 0; g < G; g++)
-            kcpu_gemm(ctx, 0, 1, Kg, CRSg, PQ, dy + (size_t)g * Kg * PQ, PQ,
-                      xcols + (size_t)g * CRSg * PQ, PQ, 1.0f, dw + (size_t)g * Kg * CRSg, CRSg);
         if (!dx) continue;
 
         /* dcols_g[CRSg,PQ] = w_g[Kg,CRSg]^T @ dy_g[Kg,PQ]; pointwise: dcols is dx itself */

@@ -85,10 +85,29 @@ kern_has_nonfinite_fn kcpu_has_nonfinite;
 kern_sgd_update_fn kcpu_sgd_update;
 kern_adamw_update_fn kcpu_adamw_update;
 
-/* convolution: im2col + GEMM per image and group (cpu_conv.c) */
+/* convolution: im2col + GEMM per image and group, or oneDNN's convolution (cpu_conv.c) */
 kern_conv2d_workspace_fn kcpu_conv2d_workspace;
+kern_conv2d_library_fn kcpu_conv2d_library;
 kern_conv2d_forward_fn kcpu_conv2d_forward;
 kern_conv2d_backward_fn kcpu_conv2d_backward;
+
+/* convolution through oneDNN's convolution primitives where they are faster than im2col
+ * (cpu_conv_dnnl.c, builds with oneDNN only).  The state (engine, the primitives kept per
+ * shape, the workspace promised per geometry) belongs to the context.  cpu_conv.c asks first:
+ * kcpu_conv_dnnl_workspace answers the bytes for s (at least `im2col`), the passes return 0
+ * when they ran the shape, -1 when it is im2col's. */
+typedef struct kcpu_conv_lib kcpu_conv_lib;
+int kcpu_conv_lib_create(kcpu_conv_lib **out, kern_cpu_conv mode, int bf16, char *err,
+                         size_t errlen);
+void kcpu_conv_lib_destroy(kcpu_conv_lib *l);
+kcpu_conv_lib *kcpu_conv_state(void *c);
+size_t kcpu_conv_dnnl_workspace(kcpu_conv_lib *l, const kern_conv_shape *s, size_t im2col);
+int kcpu_conv_dnnl_routes(kcpu_conv_lib *l, const kern_conv_shape *s);   /* 1: oneDNN runs s */
+int kcpu_conv_dnnl_forward(kcpu_conv_lib *l, float *out, const float *in, const float *w,
+                           const float *b, const kern_conv_shape *s, void *workspace);
+int kcpu_conv_dnnl_backward(kcpu_conv_lib *l, float *din, float *dw, float *db,
+                            const float *dout, const float *in, const float *w,
+                            const kern_conv_shape *s, void *workspace);
 
 /* max and average pooling (cpu_pool.c) */
 kern_maxpool2d_forward_fn kcpu_maxpool2d_forward;

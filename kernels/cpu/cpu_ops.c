@@ -65,6 +65,7 @@ const kern_backend_ops kcpu_ops = {
     .adamw_update_guarded = kcpu_adamw_update_guarded,
 
     .conv2d_workspace = kcpu_conv2d_workspace,
+    .conv2d_library = kcpu_conv2d_library,
     .conv2d_forward = kcpu_conv2d_forward,
     .conv2d_backward = kcpu_conv2d_backward,
     .maxpool2d_forward = kcpu_maxpool2d_forward,

@@ -68,6 +68,7 @@ extern "C" const kern_backend_ops kcuda_ops = {
     .adamw_update_guarded = kcuda_adamw_update_guarded,
 
     .conv2d_workspace = kcuda_conv2d_workspace,
+    .conv2d_library = NULL,   /* cuDNN runs every shape */
     .conv2d_forward = kcuda_conv2d_forward,
     .conv2d_backward = kcuda_conv2d_backward,
     .maxpool2d_forward = kcuda_maxpool2d_forward,

@@ -6,7 +6,9 @@
  *              stats -> forward -> backward_reduce -> backward.
  *   ops        the float32 kern_* ops (CPU backend) against the float64 reference, with the
  *              API's semantics: dw/db accumulated, din and out overwritten (prefilled with
- *              NaN), NULL din/db/bias, the 1x1 fast path against the generic path.
+ *              NaN), NULL din/db/bias, the 1x1 fast path against the generic path; the
+ *              shapes routed to oneDNN's convolution primitives (cpu_conv_dnnl.c) the same
+ *              way, and their results repeating bit for bit (1 and 2 threads).
  *   sync       synchronised batch norm: a batch of 8 split into 2 or 4 "ranks" whose sums are
  *              added between the steps gives what the whole batch gives.
  * Each loss is L = sum(G * forward(x)) for a fixed random G, so dL/dout = G. */
@@ -407,6 +409,107 @@ static void test_conv_vs_reference(void **state) {
     }
 }
 
+/* A CPU context of its own (threads, convolution path); the thread count is process-wide,
+ * so the last context created sets it (kernels.h). */
+static kern_ctx *cpu_context(int threads, kern_cpu_conv mode) {
+    kern_options opt = {.backend = KERN_CPU, .threads = threads, .cpu_conv = mode};
+    kern_ctx *k = NULL;
+    char err[256];
+    if (kern_create(&opt, &k, err, sizeof(err)) != 0) fail_msg("kern_create: %s", err);
+    return k;
+}
+
+/* Shapes that the default rule sends to oneDNN's convolution primitives (cpu_conv_dnnl.c):
+ * 16-channel groups or depthwise, kernels larger than 1x1; batches of more than one chunk
+ * (8 images) with a remainder; stride, uneven padding, groups.  (Dilated convolutions stay
+ * with im2col: oneDNN 2.6 has no JIT kernel for all three of their passes.) */
+static const kern_conv_shape *dnnl_shapes(int *n) {
+    static kern_conv_shape shapes[7];
+    shapes[0] = conv(19, 16, 9, 9, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1);     /* chunks 8 + 8 + 3 */
+    shapes[1] = conv(3, 32, 11, 10, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1);    /* stride 2, odd */
+    shapes[2] = conv(8, 16, 6, 6, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1);     /* one whole chunk */
+    shapes[3] = conv(2, 32, 8, 8, 32, 3, 3, 1, 1, 1, 1, 1, 1, 2);      /* groups of 16 */
+    shapes[4] = conv(3, 24, 9, 7, 24, 3, 3, 2, 2, 1, 1, 1, 1, 24);     /* depthwise, stride 2 */
+    shapes[5] = conv(2, 16, 10, 10, 16, 5, 5, 1, 1, 0, 0, 1, 1, 1);    /* 5x5, no padding */
+    shapes[6] = conv(2, 16, 9, 8, 32, 3, 3, 1, 1, 0, 2, 1, 1, 1);      /* pad 0 x 2 */
+    *n = 7;
+    return shapes;
+}
+
+/* The oneDNN path against the float64 reference at the same tolerance as im2col (forward,
+ * din, dw and db accumulated, NULL din/db/bias); each shape must take that path. */
+static void test_conv_dnnl_vs_reference(void **state) {
+    int n;
+    const kern_conv_shape *shapes = dnnl_shapes(&n);
+    for (int i = 0; i < n; i++) {
+        kern_conv2d_workspace(K, &shapes[i]);
+        if (!kern_conv2d_library(K, &shapes[i])) {
+            char what[128];
+            describe(what, sizeof what, "conv", &shapes[i], "");
+            fail_msg("%s: not routed to oneDNN", what);
+        }
+        check_conv(&shapes[i], 1, 1, 1, 700 + i);
+        check_conv(&shapes[i], 0, i % 2, (i + 1) % 2, 800 + i);
+    }
+}
+
+/* One forward and backward pass (with din, bias and db) of s on context k; results in
+ * out[4] = {out, din, dw, db} (dw, db accumulated onto the same start values). */
+static void conv_pass(kern_ctx *k, const kern_conv_shape *s, float *res[4], uint64_t seed) {
+    int64_t ni = in_n(s), nw = w_n(s), no = out_n(s);
+    double *x = dalloc(ni + nw + s->K + no);
+    tu_fill_uniform(x, ni + nw + s->K + no, &seed, -1, 1);
+    float *f = kern_alloc(k, (size_t)(ni + nw + s->K + no) * sizeof(float));
+    tu_to_float(f, x, ni + nw + s->K + no);
+    float *in = f, *w = f + ni, *b = w + nw, *dy = b + s->K;
+    void *ws = kern_alloc(k, kern_conv2d_workspace(k, s) + 1);
+    res[0] = kern_alloc(k, (size_t)no * sizeof(float));
+    res[1] = kern_alloc(k, (size_t)ni * sizeof(float));
+    res[2] = kern_alloc(k, (size_t)nw * sizeof(float));
+    res[3] = kern_alloc(k, (size_t)s->K * sizeof(float));
+    for (int64_t i = 0; i < nw; i++) res[2][i] = 0.25f;
+    for (int i = 0; i < s->K; i++) res[3][i] = -0.5f;
+    for (int step = 0; step < 2; step++) {   /* dw, db accumulate over two steps */
+        kern_conv2d_forward(k, res[0], in, w, b, s, ws);
+        kern_conv2d_backward(k, res[1], res[2], res[3], dy, in, w, s, ws);
+    }
+    free(x);
+    kern_free(k, f);
+    kern_free(k, ws);
+}
+
+/* Determinism: the oneDNN path gives the same bits on two runs of the same shape, with 1
+ * thread and with 2 (backward-weights sums over a chunk's images across threads); each run
+ * has contexts of its own (kept primitives created afresh). */
+static void test_conv_dnnl_repeats(void **state) {
+    kern_conv_shape shapes[] = {
+        conv(37, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1),    /* cnn.yaml's conv2, 5 chunks */
+        conv(8, 64, 10, 10, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64),    /* depthwise */
+    };
+    for (int threads = 1; threads <= 2; threads++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            const kern_conv_shape *s = &shapes[si];
+            int64_t len[4] = {out_n(s), in_n(s), w_n(s), s->K};
+            float *a[4], *b[4];
+            kern_ctx *k1 = cpu_context(threads, KERN_CONV_AUTO);
+            conv_pass(k1, s, a, 900 + si);
+            kern_ctx *k2 = cpu_context(threads, KERN_CONV_AUTO);
+            conv_pass(k2, s, b, 900 + si);
+            const char *names[4] = {"out", "din", "dw", "db"};
+            for (int t = 0; t < 4; t++) {
+                if (memcmp(a[t], b[t], (size_t)len[t] * sizeof(float)) != 0)
+                    fail_msg("oneDNN conv %s differs between two runs (%d threads, shape %zu)",
+                             names[t], threads, si);
+                kern_free(k1, a[t]);
+                kern_free(k2, b[t]);
+            }
+            kern_destroy(k1);
+            kern_destroy(k2);
+        }
+    /* the later tests run on one thread again (the thread count is process-wide) */
+    kern_destroy(cpu_context(1, KERN_CONV_AUTO));
+}
+
 /* The 1x1 fast path (no im2col) and the generic path agree: a 1x1 convolution with padding 1
  * is the same convolution with a ring of bias-only outputs around it, the same dw and db, and
  * the same din. */
@@ -769,6 +872,8 @@ int main(void) {
         cmocka_unit_test(test_batchnorm_gradcheck),
         cmocka_unit_test(test_conv_vs_reference),
         cmocka_unit_test(test_conv_pointwise_vs_generic),
+        cmocka_unit_test(test_conv_dnnl_vs_reference),
+        cmocka_unit_test(test_conv_dnnl_repeats),
         cmocka_unit_test(test_pool_vs_reference),
         cmocka_unit_test(test_batchnorm_vs_reference),
         cmocka_unit_test(test_batchnorm_synced),

@@ -102,10 +102,26 @@ static void check_conv(const char *name) {
     kern_free(K, dx), kern_free(K, dw), kern_free(K, db), kern_free(K, ws);
 }
 
+static const char *conv_names[] = {"conv0", "conv1", "conv2", "conv3",
+                                   "conv4", "conv5", "conv6", "conv7"};
+
 static void test_conv2d(void **state) {
-    const char *names[] = {"conv0", "conv1", "conv2", "conv3", "conv4", "conv5", "conv6",
-                           "conv7"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) check_conv(names[i]);
+    for (size_t i = 0; i < sizeof conv_names / sizeof conv_names[0]; i++)
+        check_conv(conv_names[i]);
+}
+
+/* The same cases with every shape that oneDNN has a JIT kernel for sent to its convolution
+ * primitives (kern_options.cpu_conv = KERN_CONV_DNNL; the default rule takes conv3 and the
+ * depthwise conv6 there anyway), at the same tolerances. */
+static void test_conv2d_dnnl(void **state) {
+    kern_options opt = {.backend = KERN_CPU, .threads = 1, .cpu_conv = KERN_CONV_DNNL};
+    kern_ctx *saved = K;
+    char err[256];
+    if (kern_create(&opt, &K, err, sizeof err) != 0) fail_msg("kern_create: %s", err);
+    for (size_t i = 0; i < sizeof conv_names / sizeof conv_names[0]; i++)
+        check_conv(conv_names[i]);
+    kern_destroy(K);
+    K = saved;
 }
 
 /* ---- pooling ---- */
@@ -229,6 +245,7 @@ int main(int argc, char **argv) {
     if (rc != 0) return rc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_conv2d_dnnl),
         cmocka_unit_test(test_pools),
         cmocka_unit_test(test_global_avg_pool),
         cmocka_unit_test(test_batchnorm),
