@@ -86,7 +86,7 @@ harness_run() {  # harness_run LABEL RANKS THREADS PRECISION
     dir=$WORK/runs/h-$ranks-$threads-$prec-$rep
     rm -rf "$dir"
     OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads \
-      "$MPIRUN" --oversubscribe -np "$ranks" -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS \
+      "$MPIRUN" --oversubscribe -np "$ranks" $( ((threads > 1)) && echo --bind-to none ) -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS \
       "$HARNESS" train --set run.dir="$dir" --set run.threads="$threads" \
         --set run.device="$DEVICE" --set run.precision="$prec" \
         --set data.train="$DATA/train.h5" --set data.test= --set data.cache_mb=4096 \

@@ -115,7 +115,7 @@ harness_run() {
     rm -rf "$dir"
     local every=$((STEPS < 100 ? STEPS : 100))
     if ! OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads \
-        "$MPIRUN" --oversubscribe -np "$ranks" -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS \
+        "$MPIRUN" --oversubscribe -np "$ranks" $( ((threads > 1)) && echo --bind-to none ) -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS \
         "$HARNESS" train "$CONFIG" \
           --set run.dir="$dir" --set run.threads="$threads" \
           --set data.train="$DATA/train.h5" --set data.test= \

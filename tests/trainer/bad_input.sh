@@ -64,4 +64,17 @@ expect nan_input     "NaN"                  --set data.train="$B/nan_images.h5" 
                                             --set data.shuffle=false --set train.steps=3
 expect too_big       "GiB is available"    --set data.train="$B/good.h5" $D \
                   --set "model.layers=[{type: flatten}, {type: linear, out: 4000000}, {type: relu}, {type: linear, out: 10}]"
+# run.threads beyond the cores the rank may use (one core here, as mpirun's default binding
+# gives 1-2 ranks): a warning naming both numbers and the mpirun option; none with two cores
+thr=(train /dev/stdin --set data.train="$DATA/train.h5" --set data.test= --set train.steps=2
+     --set train.warmup_steps=0 --set run.threads=2 --set log.progress=false)
+cfg='model: {layers: [{type: flatten}, {type: linear, out: 10}]}'
+taskset -c 0 "$HARNESS" "${thr[@]}" --set run.dir="$B/thr1" <<<"$cfg" 2>"$B/thr1.log" ||
+  { cat "$B/thr1.log"; fail "run.threads=2 on one core failed"; }
+grep -q "warning: run.threads=2, but this rank may run on 1 core .*--bind-to none" "$B/thr1.log" ||
+  { cat "$B/thr1.log"; fail "no warning for run.threads=2 on one core"; }
+if [ "$(nproc)" -ge 2 ]; then
+  taskset -c 0,1 "$HARNESS" "${thr[@]}" --set run.dir="$B/thr2" <<<"$cfg" 2>"$B/thr2.log"
+  grep -q "warning: run.threads" "$B/thr2.log" && { cat "$B/thr2.log"; fail "warned with two cores"; }
+fi
 echo "bad input: ok"

@@ -46,6 +46,17 @@ int run_open_backend(run *r, char *err) {
                 cfg->device == DEVICE_AUTO ? "no GPU found, training" : "training", r->world,
                 r->world > 1 ? "s" : "", ko.threads, ko.threads > 1 ? "s" : "", cpu);
     }
+    /* run.threads beyond the cores this process may run on (mpirun binds each rank to one
+     * core by default up to 2 ranks): the threads would share them and gain nothing */
+    cpu_set_t allowed;
+    if (ko.backend == KERN_CPU && cfg->threads > 1 && r->rank == 0 &&
+        sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) > 0 &&
+        CPU_COUNT(&allowed) < cfg->threads)
+        fprintf(stderr, "harness: warning: run.threads=%d, but this rank may run on %d core%s "
+                "(its CPU affinity; mpirun binds each rank to a core by default): the threads "
+                "share %s. Launch with mpirun --bind-to none, or --map-by slot:PE=%d\n",
+                cfg->threads, CPU_COUNT(&allowed), CPU_COUNT(&allowed) > 1 ? "s" : "",
+                CPU_COUNT(&allowed) > 1 ? "them" : "it", cfg->threads);
     if (ko.backend == KERN_CUDA && gpus > 0) ko.device = comm_local_rank(r->c) % gpus;
     r->device = ko.device;
     /* bf16 on the CPU only where it is faster than fp32 (AMX); elsewhere fp32, said once */
