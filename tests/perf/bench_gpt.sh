@@ -60,7 +60,9 @@ RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 
 # --- data ---------------------------------------------------------------------------------
-DATA=$WORK/data
+# one folder per kind of token file: GPT-2's vocabulary (random tokens) or the corpus's, so a
+# run never picks up the other kind's file from an earlier run in the same WORKDIR
+if [[ $DEVICE == cuda || $MODEL == gpt2 ]]; then DATA=$WORK/data-gpt2; else DATA=$WORK/data; fi
 mkdir -p "$DATA"
 if [[ $DEVICE == cuda || $MODEL == gpt2 ]]; then
   [[ -s $DATA/train.h5 ]] || "$PY" - "$DATA/train.h5" <<'EOF'
