@@ -112,6 +112,8 @@ int kcpu_conv_lib_create(kcpu_conv_lib **out, kern_cpu_conv mode, int bf16, char
 
 static void reorder_destroy(conv_reorder *r) {
     if (r->prim) dnnl_primitive_destroy(r->prim);
+    if (r->from) dnnl_memory_destroy(r->from);
+    if (r->to) dnnl_memory_destroy(r->to);
 }
 
 static void tensor_destroy(conv_tensor *t) {
