@@ -34,6 +34,9 @@ export HARNESS MPIRUN RANKS=2 RETRY_DELAY=1
 "$MPIRUN" --oversubscribe -np 2 "$HARNESS" train "$S/job.yaml" --set run.dir="$S/ref" >"$S/ref.log" 2>&1 ||
   fail "reference run failed: $(tail -5 "$S/ref.log")"
 
+# The runs below are slowed to 20 ms a step (the bits do not change): unslowed, the 400 steps
+# took under a second, and the resumed run could finish before the test's SIGUSR1 reached it.
+export HARNESS_FAULT_STEP_SLEEP_MS=20
 RUN=$S/run
 last_step() { [ -f "$RUN/metrics.jsonl" ] && sed -n 's/.*"event":"train","step":\([0-9]*\).*/\1/p' "$RUN/metrics.jsonl" | tail -1; }
 wait_step() {   # wait_step N: training has logged step N or later (60 s at most)
