@@ -130,6 +130,12 @@ def check(png, geo, runs, size):
         py = g["py0"] - (y - g["ymin"]) / (g["ymax"] - g["ymin"]) * (g["py0"] - g["py1"])
         return px, py
 
+    def seg_dist(px, py, a, b):
+        (ax, ay), (bx, by) = a, b
+        dx, dy = bx - ax, by - ay
+        t = 0.0 if dx == dy == 0 else max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy)))
+        return ((ax + t * dx - px) ** 2 + (ay + t * dy - py) ** 2) ** 0.5
+
     def near(px, py, color, r=2):
         for dx in range(-r, r + 1):
             for dy in range(-r, r + 1):
@@ -147,16 +153,21 @@ def check(png, geo, runs, size):
                            ("throughput", "samples_per_s")):
             g = panels[key]
             color = g["colors"][i]
-            # runs are drawn in order: a later run's point on the same pixel hides this one
-            later = [to_px(g, s, r[field]) for d in data[i + 1:] for s, r in d[0].items()]
+            # runs are drawn in order: a later run's curve (its points and the 2.5 px line
+            # between them) passing over this point hides it
+            later = []
+            for d in data[i + 1:]:
+                pts = [to_px(g, s, r[field]) for s, r in sorted(d[0].items())]
+                later += list(zip(pts, pts[1:])) or [(q, q) for q in pts]
             checked = 0
             for step, r in sorted(train.items()):
                 px, py = to_px(g, step, r[field])
-                if any(abs(px - x) < 4 and abs(py - y) < 4 for x, y in later):
+                if any(seg_dist(px, py, a, b) < 4 for a, b in later):
                     continue
                 checked += 1
                 assert near(px, py, color), f"{png}: {key} of {path} at step {step} ({r[field]}) not drawn at ({px:.0f},{py:.0f})"
             assert checked > 0 or key == "lr", f"{png}: {key} of {path}: every point hidden"
+            print(f"{png.rsplit('/', 1)[-1]} {key} run {i}: {checked} of {len(train)} points checked")
             # a point mirrored about the panel's middle is (for these curves) not on the curve
             step, r = sorted(train.items())[0]
             px, py = to_px(g, step, r[field])
