@@ -47,6 +47,49 @@ static void slice(int64_t n, int parts, int s, int64_t *lo, int64_t *hi) {
     *hi = n * (s + 1) / parts;
 }
 
+/* The hot loop below is compiled for AVX-512, AVX2 and the baseline, and the loader picks
+ * one by the CPU's features (as KCPU_SIMD in kernels/cpu/cpu_internal.h): adds and divides
+ * only, in the order written, so every clone gives the same bits. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define COMM_SIMD __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define COMM_SIMD
+#endif
+
+/* out[i] = (seg_0[i] + seg_1[i] + ... + seg_{L-1}[i]) / world for i < m, summed in rank
+ * order, where seg_s = first + s stride (L >= 2); world 0: no division; mirror (when not
+ * NULL; it may be one of the segments) gets out's values too.  In blocks, so that each block
+ * of the L segments is read once while it is in cache; with two segments, one pass. */
+static COMM_SIMD void sum_segments(float *restrict out, float *mirror, const float *first,
+                                   size_t stride, int L, int64_t m, float world) {
+    for (int64_t b = 0; b < m; b += 4096) {
+        const int64_t e = b + 4096 < m ? b + 4096 : m;
+        const float *s0 = first, *s1 = first + stride;
+        if (L == 2) {
+            if (world != 0.0f) {
+                if (mirror)
+                    for (int64_t i = b; i < e; i++) mirror[i] = out[i] = (s0[i] + s1[i]) / world;
+                else
+                    for (int64_t i = b; i < e; i++) out[i] = (s0[i] + s1[i]) / world;
+            } else {
+                for (int64_t i = b; i < e; i++) out[i] = s0[i] + s1[i];
+            }
+            continue;
+        }
+        for (int64_t i = b; i < e; i++) out[i] = s0[i] + s1[i];
+        for (int s = 2; s < L; s++) {
+            const float *seg = first + (size_t)s * stride;
+            for (int64_t i = b; i < e; i++) out[i] += seg[i];
+        }
+        if (world != 0.0f) {
+            if (mirror)
+                for (int64_t i = b; i < e; i++) mirror[i] = out[i] = out[i] / world;
+            else
+                for (int64_t i = b; i < e; i++) out[i] = out[i] / world;
+        }
+    }
+}
+
 void comm_shm_grads_close(comm *c) {
     struct comm_shm_grads *s = c->shm;
     if (!s) return;
@@ -157,20 +200,8 @@ int comm_shm_grads_finish(comm *c, char *err, size_t errlen) {
     const int shard = c->shard && !across;
     float *g = c->grads, *mine = set + (size_t)me * (size_t)n;
     float *out = shard ? c->shard_grads : g + lo;   /* element i of the slice at out[i - lo] */
-    /* in blocks, so that each block of the L segments is read once while it is in cache */
-    for (int64_t b = 0; b < hi - lo; b += 4096) {
-        int64_t e = b + 4096 < hi - lo ? b + 4096 : hi - lo;
-        const float *first = set + lo;
-        for (int64_t i = b; i < e; i++) out[i] = first[i];
-        for (int s = 1; s < L; s++) {
-            const float *seg = set + (size_t)s * (size_t)n + lo;
-            for (int64_t i = b; i < e; i++) out[i] += seg[i];
-        }
-        if (shard)
-            for (int64_t i = b; i < e; i++) out[i] = out[i] / world;
-        else if (!across)
-            for (int64_t i = b; i < e; i++) mine[lo + i] = out[i] = out[i] / world;
-    }
+    sum_segments(out, shard || across ? NULL : mine + lo, set + lo, (size_t)n, L, hi - lo,
+                 across ? 0.0f : world);
     if (shard) return 0;   /* the parameters are gathered after the optimizer instead */
     if (across) {
         /* the node's sums of this slice, across the nodes; int counts, so in INT_MAX pieces */

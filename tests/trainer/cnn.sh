@@ -14,10 +14,11 @@ with h5py.File(sys.argv[1], "r") as f, h5py.File(sys.argv[2], "w") as g:
     for k, v in f.attrs.items():
         g.attrs[k] = v
 PY
-small_cnn() {  # small_cnn SYNC
-  echo "[{type: conv2d, out: 8, kernel: 3, padding: 1}, {type: batchnorm2d, sync: $1}, {type: relu},
+small_cnn() {  # small_cnn SYNC [WIDTH]: WIDTH (default 8) and 2 WIDTH channels
+  local w=${2:-8}
+  echo "[{type: conv2d, out: $w, kernel: 3, padding: 1}, {type: batchnorm2d, sync: $1}, {type: relu},
         {type: maxpool2d, kernel: 2}, {type: residual_start},
-        {type: conv2d, out: 16, kernel: 3, stride: 2, padding: 1, bias: false},
+        {type: conv2d, out: $((2 * w)), kernel: 3, stride: 2, padding: 1, bias: false},
         {type: batchnorm2d, sync: $1}, {type: relu}, {type: residual_end, project: true},
         {type: avgpool2d, kernel: 2}, {type: global_avgpool}, {type: linear, out: 10}]"
 }
@@ -56,8 +57,10 @@ run_ranks 1 train "${common[@]}" "${tm[@]}" --set run.dir="$C/torch" --resume au
 "$PY" "$(dirname "$0")/torch_model.py" "$C/torch" "$C/torch/checkpoints/step_00000003.h5" \
   "$C/torch/checkpoints/step_00000008.h5" "$C/small.h5" 5 0.05
 
-# (3) exact resume with running statistics, 2 ranks
-rs=(--set train.steps=24 --set "model.layers=$(small_cnn false)" --set checkpoint.every=5)
+# (3) exact resume with running statistics, 2 ranks; 16 and 32 channels, so that the 3x3
+# 16->32 convolution runs on oneDNN's blocked kernels (cpu_conv_dnnl.c's rule: channels per
+# group multiples of 16) and the others on im2col + GEMM
+rs=(--set train.steps=24 --set "model.layers=$(small_cnn false 16)" --set checkpoint.every=5)
 run_ranks 2 train "${common[@]}" "${rs[@]}" --set run.dir="$C/straight"
 run_ranks 2 train "${common[@]}" "${rs[@]}" --set run.dir="$C/resumed" --stop-after 11 || [ $? -eq 75 ]
 run_ranks 2 train "${common[@]}" "${rs[@]}" --set run.dir="$C/resumed" --resume auto
