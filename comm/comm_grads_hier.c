@@ -61,10 +61,10 @@ int comm_grads_use_hierarchy(comm *c, size_t max_bytes, char *why, size_t whylen
                    "they hold %d to %d", sizes[0], -sizes[1]);
         return 0;
     }
-    size_t bytes = 2 * (size_t)c->local_size * (size_t)c->grads_n * sizeof(float);
-    if (bytes > max_bytes) {
-        comm_error(why, whylen, "its window (%zu MiB per node) is over the limit of %zu MiB",
-                   bytes >> 20, max_bytes >> 20);
+    int64_t chunk = comm_shm_chunk(c->grads_n, c->local_size, max_bytes);
+    if (chunk < 0) {
+        comm_error(why, whylen, "a window of %zu MiB per node is too small for %d ranks",
+                   max_bytes >> 20, c->local_size);
         return 0;
     }
     comm_shm_grads_close(c);
@@ -80,5 +80,5 @@ int comm_grads_use_hierarchy(comm *c, size_t max_bytes, char *why, size_t whylen
         comm_mpi_error(c, rc, "MPI_Comm_split (hierarchical gradients)", err, errlen);
         return -1;
     }
-    return comm_shm_grads_open(c, node, cross, err, errlen) ? -1 : 1;
+    return comm_shm_grads_open(c, node, cross, chunk, err, errlen) ? -1 : 1;
 }

@@ -34,7 +34,20 @@
  * of that segment), barrier, each rank copies the other slices.  That set is written again
  * only two steps later, after the next reduction's barrier, which every rank reaches only once
  * it has copied: still no third barrier per step.  The gradient sums are the stage-0 sums, so
- * stage 1 on this path takes the same steps as stage 0 (the tests compare them). */
+ * stage 1 on this path takes the same steps as stage 0 (the tests compare them).
+ *
+ * Large buffers (chunk > 0): the window above needs 2 L n floats per node - 2 GB for GPT-2
+ * 124M on two ranks, and on a node of 64 ranks a 2M-parameter model already fills 1 GiB.
+ * Over the window's limit (comm_shm_chunk) the exchange goes in rounds instead: round k takes
+ * piece k (C floats) of every slice - slice s's floats [lo_s + k C, lo_s + (k + 1) C) - so that
+ * a segment holds L pieces of C floats (piece s at s C) and the window 2 L L C floats,
+ * whatever n.  Each round is the scheme above on those pieces: at the wait each rank copies
+ * its pieces into its segment of the round's set (not during backward: the window is too
+ * small to hold a whole step), barrier, sums its own piece, barrier, copies the others'
+ * pieces; ZeRO-1's parameter gather goes in rounds of its own.  The set alternates per round,
+ * and the argument above holds per round: a rank writes a set again two rounds later, after
+ * the next round's first barrier, which the others reach only once they have read it.  The
+ * same sums in the same order: the same bits as the whole-buffer exchange. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +114,24 @@ void comm_shm_grads_close(comm *c) {
     c->shm = NULL;
 }
 
-int comm_shm_grads_open(comm *c, MPI_Comm node, MPI_Comm cross, char *err, size_t errlen) {
+/* Round k's piece of slice s: [a, b), empty once the slice is exhausted. */
+static void piece(int64_t n, int L, int s, int64_t k, int64_t C, int64_t *a, int64_t *b) {
+    int64_t lo, hi;
+    slice(n, L, s, &lo, &hi);
+    *a = lo + k * C < hi ? lo + k * C : hi;
+    *b = *a + C < hi ? *a + C : hi;
+}
+
+int64_t comm_shm_chunk(int64_t n, int L, size_t max_bytes) {
+    const size_t f = sizeof(float);
+    if (L < 1 || n < 0) return -1;
+    if ((size_t)n <= max_bytes / (2 * (size_t)L * f)) return 0;
+    size_t C = max_bytes / (2 * (size_t)L * (size_t)L * f);
+    return C >= 1024 ? (int64_t)C : -1;
+}
+
+int comm_shm_grads_open(comm *c, MPI_Comm node, MPI_Comm cross, int64_t chunk, char *err,
+                        size_t errlen) {
     struct comm_shm_grads *s = calloc(1, sizeof *s);
     int ok = s != NULL;   /* agree before any collective, so that no rank waits alone */
     int rc = MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, c->world);
@@ -113,9 +143,11 @@ int comm_shm_grads_open(comm *c, MPI_Comm node, MPI_Comm cross, char *err, size_
         rc = MPI_Comm_rank(node, &s->me);
         if (rc == MPI_SUCCESS) rc = MPI_Comm_size(node, &s->segs);
         if (rc == MPI_SUCCESS && cross != MPI_COMM_NULL) rc = MPI_Comm_size(cross, &s->nodes);
+        s->chunk = chunk > 0 ? chunk : 0;
+        s->seg = chunk > 0 ? (int64_t)s->segs * chunk : c->grads_n;
     }
     /* all of it from the node leader's allocation (contiguous); the others ask for none */
-    size_t bytes = 2 * (size_t)(s ? s->segs : 0) * (size_t)c->grads_n * sizeof(float);
+    size_t bytes = 2 * (size_t)(s ? s->segs : 0) * (size_t)(s ? s->seg : 0) * sizeof(float);
     float *base = NULL;
     if (rc == MPI_SUCCESS)
         rc = MPI_Win_allocate_shared(s->me == 0 ? (MPI_Aint)bytes : 0, sizeof(float),
@@ -134,7 +166,7 @@ int comm_shm_grads_open(comm *c, MPI_Comm node, MPI_Comm cross, char *err, size_
         return comm_mpi_error(c, rc, "the gradient window (MPI_Win_allocate_shared)", err, errlen);
     }
     s->set[0] = base;
-    s->set[1] = base + (size_t)s->segs * (size_t)c->grads_n;
+    s->set[1] = base + (size_t)s->segs * (size_t)s->seg;
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
     c->shm = s;
     return 0;
@@ -148,13 +180,14 @@ int comm_grads_use_node_memory(comm *c, size_t max_bytes, char *err, size_t errl
     if (c->started > c->completed)
         return -comm_error(err, errlen, "comm_grads_use_node_memory: buckets in flight");
     comm_shm_grads_close(c);
-    size_t bytes = 2 * (size_t)c->world_size * (size_t)c->grads_n * sizeof(float);
-    if (bytes > max_bytes) return 0;
-    return comm_shm_grads_open(c, c->world, MPI_COMM_NULL, err, errlen) ? -1 : 1;
+    int64_t chunk = comm_shm_chunk(c->grads_n, c->world_size, max_bytes);
+    if (chunk < 0) return 0;
+    return comm_shm_grads_open(c, c->world, MPI_COMM_NULL, chunk, err, errlen) ? -1 : 1;
 }
 
 /* Backward has finished a bucket: into this rank's segment of this step's set. */
 void comm_shm_grads_bucket(comm *c, int64_t start, int64_t count) {
+    if (c->shm->chunk) return;   /* in rounds: copied piece by piece at the wait */
     float *mine = c->shm->set[c->shm->parity] + (size_t)c->shm->me * (size_t)c->grads_n;
     memcpy(mine + start, c->grads + start, (size_t)count * sizeof(float));
 }
@@ -182,10 +215,66 @@ static int gather_slices(comm *c, float *dst, const float *set, char *err, size_
     return 0;
 }
 
+/* The node's sums of out[0, m) across the nodes (c->shm->cross); int counts, so in INT_MAX
+ * pieces.  0 or an error. */
+static int sum_across(comm *c, float *out, int64_t m, char *err, size_t errlen) {
+    for (int64_t at = 0; at < m;) {
+        int count = m - at < INT_MAX ? (int)(m - at) : INT_MAX;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, out + at, count, MPI_FLOAT, MPI_SUM, c->shm->cross);
+        if (rc != MPI_SUCCESS)
+            return comm_mpi_error(c, rc, "MPI_Allreduce (gradients across nodes)", err, errlen);
+        at += count;
+    }
+    return 0;
+}
+
+/* comm_shm_grads_finish in rounds (chunk > 0; the header comment). */
+static int finish_rounds(comm *c, char *err, size_t errlen) {
+    struct comm_shm_grads *sh = c->shm;
+    const int L = sh->segs, me = sh->me;
+    const int64_t n = c->grads_n, C = sh->chunk, seg = sh->seg;
+    const float world = (float)c->world_size;
+    const int across = sh->cross != MPI_COMM_NULL;
+    const int shard = c->shard && !across;
+    int64_t lo, hi;
+    slice(n, L, me, &lo, &hi);
+    for (int64_t k = 0; k * C < (n + L - 1) / L; k++) {
+        float *set = sh->set[sh->parity];
+        float *mine = set + (size_t)me * (size_t)seg;
+        sh->parity ^= 1;
+        int64_t a, b;
+        for (int s = 0; s < L; s++) {
+            piece(n, L, s, k, C, &a, &b);
+            if (b > a) memcpy(mine + (size_t)s * C, c->grads + a, (size_t)(b - a) * sizeof(float));
+        }
+        if (sync_node(c, err, errlen)) return 1;
+        piece(n, L, me, k, C, &a, &b);
+        float *out = shard ? c->shard_grads + (a - lo) : c->grads + a;
+        float *own = mine + (size_t)me * C;   /* this round's piece of this rank's slice */
+        sum_segments(out, shard || across ? NULL : own, set + (size_t)me * C, (size_t)seg, L,
+                     b - a, across ? 0.0f : world);
+        if (across) {   /* every member of cross has the same pieces: the same calls */
+            if (sum_across(c, out, b - a, err, errlen)) return 1;
+            for (int64_t i = 0; i < b - a; i++) own[i] = out[i] = out[i] / world;
+        }
+        if (shard) continue;   /* the parameters are gathered after the optimizer instead */
+        if (sync_node(c, err, errlen)) return 1;
+        for (int s = 0; s < L; s++) {
+            if (s == me) continue;
+            piece(n, L, s, k, C, &a, &b);
+            if (b > a)
+                memcpy(c->grads + a, set + (size_t)s * seg + (size_t)s * C,
+                       (size_t)(b - a) * sizeof(float));
+        }
+    }
+    return 0;
+}
+
 /* All buckets are in the segments: reduce-scatter on the node, the all-reduce of each slice
  * across nodes (if any), average, all-gather on the node.  0 or an error. */
 int comm_shm_grads_finish(comm *c, char *err, size_t errlen) {
     struct comm_shm_grads *sh = c->shm;
+    if (sh->chunk) return finish_rounds(c, err, errlen);
     const int L = sh->segs, me = sh->me;
     const int64_t n = c->grads_n;
     float *set = sh->set[sh->parity];
@@ -204,14 +293,7 @@ int comm_shm_grads_finish(comm *c, char *err, size_t errlen) {
                  across ? 0.0f : world);
     if (shard) return 0;   /* the parameters are gathered after the optimizer instead */
     if (across) {
-        /* the node's sums of this slice, across the nodes; int counts, so in INT_MAX pieces */
-        for (int64_t at = lo; at < hi;) {
-            int count = hi - at < INT_MAX ? (int)(hi - at) : INT_MAX;
-            int rc = MPI_Allreduce(MPI_IN_PLACE, g + at, count, MPI_FLOAT, MPI_SUM, sh->cross);
-            if (rc != MPI_SUCCESS)
-                return comm_mpi_error(c, rc, "MPI_Allreduce (gradients across nodes)", err, errlen);
-            at += count;
-        }
+        if (sum_across(c, g + lo, hi - lo, err, errlen)) return 1;
         for (int64_t i = lo; i < hi; i++) mine[i] = g[i] = g[i] / world;
     }
     return gather_slices(c, g, set, err, errlen);
@@ -221,6 +303,25 @@ int comm_shm_params_gather(comm *c, float *buf, char *err, size_t errlen) {
     struct comm_shm_grads *sh = c->shm;
     const int L = sh->segs, me = sh->me;
     const int64_t n = c->grads_n;
+    if (sh->chunk) {   /* in rounds: this rank's piece of its shard out, the others' in */
+        const int64_t C = sh->chunk, seg = sh->seg;
+        for (int64_t k = 0; k * C < (n + L - 1) / L; k++) {
+            float *set = sh->set[sh->parity];
+            sh->parity ^= 1;
+            int64_t a, b;
+            piece(n, L, me, k, C, &a, &b);
+            if (b > a)
+                memcpy(set + (size_t)me * seg + (size_t)me * C, buf + a, (size_t)(b - a) * sizeof(float));
+            if (sync_node(c, err, errlen)) return 1;
+            for (int s = 0; s < L; s++) {
+                if (s == me) continue;
+                piece(n, L, s, k, C, &a, &b);
+                if (b > a)
+                    memcpy(buf + a, set + (size_t)s * seg + (size_t)s * C, (size_t)(b - a) * sizeof(float));
+            }
+        }
+        return 0;
+    }
     float *set = sh->last;
     int64_t lo, hi;
     slice(n, L, me, &lo, &hi);

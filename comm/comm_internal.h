@@ -246,20 +246,27 @@ int comm_collective_begin(comm *c, comm_op op, comm_type type, int64_t count, in
                           char *err, size_t errlen);
 /* The collective has completed (or failed) here: not waiting, done up to the sequence number. */
 void comm_collective_end(comm *c);
-/* comm_grads_shm.c: the gradient window of a node - two sets of `segs` segments of grads_n
+/* comm_grads_shm.c: the gradient window of a node - two sets of `segs` segments of `seg`
  * floats, segment `me` this rank's - and, across nodes, `cross` (MPI_COMM_NULL on one node):
- * the ranks with this local rank, one per node. */
+ * the ranks with this local rank, one per node.  chunk 0: a segment holds a whole gradient
+ * buffer (seg = grads_n); chunk C > 0: the window is too small for that, a segment holds
+ * `segs` pieces of C floats (seg = segs * C) and the exchange goes in rounds. */
 struct comm_shm_grads {
     MPI_Comm node, cross;   /* node: c->world on one node (not owned), else owned */
     int me, segs, nodes;
     MPI_Win win;
-    float *set[2];          /* [segs * n] each: set p, segment s at set[p] + s * n */
+    int64_t chunk, seg;
+    float *set[2];          /* [segs * seg] each: set p, segment s at set[p] + s * seg */
     int parity;
     float *last;            /* the set the last finish reduced (ZeRO-1: the parameters' gather) */
 };
-/* Collective: the window on node, owning node (unless c->world) and cross; 0, or 1 with err
- * (both communicators freed). */
-int comm_shm_grads_open(comm *c, MPI_Comm node, MPI_Comm cross, char *err, size_t errlen);
+/* The chunk for n floats over L segments in a window of at most max_bytes: 0 (whole buffers
+ * fit), C > 0 (pieces of C floats), or -1 (not even pieces of 1024 floats fit). */
+int64_t comm_shm_chunk(int64_t n, int L, size_t max_bytes);
+/* Collective: the window on node, owning node (unless c->world) and cross, with the chunk
+ * comm_shm_chunk gave; 0, or 1 with err (both communicators freed). */
+int comm_shm_grads_open(comm *c, MPI_Comm node, MPI_Comm cross, int64_t chunk, char *err,
+                        size_t errlen);
 /* a finished bucket into this rank's segment; the reduction at the wait (0 or 1 with err) */
 void comm_shm_grads_bucket(comm *c, int64_t start, int64_t count);
 int comm_shm_grads_finish(comm *c, char *err, size_t errlen);

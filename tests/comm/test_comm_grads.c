@@ -136,9 +136,13 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
         fprintf(stderr, "rank %d: comm_grads_register: %s\n", rank, err);
         (*errors)++;
     }
+    /* COMM_TEST_WINDOW_BYTES: the window's limit for the two paths below (default 1 GiB; a
+     * small one makes the larger buffers go through the window in rounds) */
+    size_t window = getenv("COMM_TEST_WINDOW_BYTES")
+                        ? (size_t)strtoull(getenv("COMM_TEST_WINDOW_BYTES"), NULL, 10) : (size_t)1 << 30;
     /* COMM_TEST_NODE_MEMORY=1: the same checks on the shared-memory path (one node) */
     if (getenv("COMM_TEST_NODE_MEMORY")) {
-        int used = comm_grads_use_node_memory(c, (size_t)1 << 30, err, sizeof err);
+        int used = comm_grads_use_node_memory(c, window, err, sizeof err);
         if (used != (world > 1 && n > 0)) {
             fprintf(stderr, "rank %d: comm_grads_use_node_memory: %d (%s)\n", rank, used,
                     used < 0 ? err : "expected in use with several ranks");
@@ -149,7 +153,7 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
     int same_bits = getenv("COMM_TEST_NODE_MEMORY") != NULL;
     if (getenv("COMM_TEST_HIERARCHY")) {
         char why[256] = "";
-        int used = comm_grads_use_hierarchy(c, (size_t)1 << 30, why, sizeof why, err, sizeof err);
+        int used = comm_grads_use_hierarchy(c, window, why, sizeof why, err, sizeof err);
         if (used != (n > 0)) {
             fprintf(stderr, "rank %d: comm_grads_use_hierarchy: %d (%s%s)\n", rank, used,
                     used < 0 ? err : why, used < 0 ? "" : "; expected in use across nodes");

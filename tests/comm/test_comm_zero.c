@@ -261,7 +261,7 @@ static void pause_20ms(void) {
     nanosleep(&t, NULL);
 }
 
-static void check_node_memory(int64_t n, size_t bucket_bytes) {
+static void check_node_memory(int64_t n, size_t bucket_bytes, size_t window) {
     comm *c = g_comm;
     char err[256];
     int rank = comm_rank(c), world = comm_world(c);
@@ -269,7 +269,7 @@ static void check_node_memory(int64_t n, size_t bucket_bytes) {
     assert_true(g && buf);
     assert_int_equal(comm_grads_set_exchange(c, 1, COMM_GRAD_FP32, err, sizeof err), 0);
     assert_int_equal(comm_grads_register(c, g, n, bucket_bytes, err, sizeof err), 0);
-    int used = comm_grads_use_node_memory(c, (size_t)1 << 30, err, sizeof err);
+    int used = comm_grads_use_node_memory(c, window, err, sizeof err);
     assert_int_equal(used, world > 1 ? 1 : 0);
     int64_t lo, hi;
     comm_grads_shard_range(c, &lo, &hi);
@@ -307,7 +307,10 @@ static void check_node_memory(int64_t n, size_t bucket_bytes) {
 
 static void test_node_memory(void **state) {
     (void)state;
-    for (size_t a = 0; a < 4; a++) check_node_memory(SIZES[a], BUCKETS[a == 3 ? 2 : 1]);
+    for (size_t a = 0; a < 4; a++) check_node_memory(SIZES[a], BUCKETS[a == 3 ? 2 : 1], (size_t)1 << 30);
+    /* a window of 128 KiB: 100003 floats go through it in rounds of 1024-4096 floats per slice
+     * (comm_shm_chunk), the smaller sizes whole */
+    for (size_t a = 0; a < 4; a++) check_node_memory(SIZES[a], BUCKETS[a == 3 ? 2 : 1], 131072);
 }
 
 static void test_bad_arguments(void **state) {

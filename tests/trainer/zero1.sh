@@ -90,6 +90,31 @@ for opt in ("sgd", "adamw"):
 print("zero_stage 1 vs 0: ok")
 PY
 
+# The node's shared-memory window in rounds: with comm.window_mb=1 the 234499 gradients of 3
+# ranks do not fit the window whole (2 x 3 x 234499 x 4 bytes), so they go through it in 6
+# rounds of 14563 floats per slice (comm_grads_shm.c) - stage 0's average and all-gather,
+# stage 1's reduce-scatter and parameter gather.  The same bits as the whole-buffer window.
+for stage in 0 1; do
+  run_ranks 3 train "$Z/model.yaml" "${common[@]}" --set train.optimizer=sgd --set train.momentum=0.9 \
+    --set train.lr=0.05 --set train.zero_stage=$stage --set comm.window_mb=1 \
+    --set run.dir="$Z/sgd_r3_z${stage}_rounds" 2>"$Z/sgd_r3_z${stage}_rounds.log"
+done
+"$PY" - "$Z" <<'PY'
+import json, sys, h5py, numpy as np
+z = sys.argv[1]
+for stage in (0, 1):
+    whole, rounds = f"{z}/sgd_r3_z{stage}", f"{z}/sgd_r3_z{stage}_rounds"
+    loss = lambda run: [json.loads(l)["loss"] for l in open(f"{run}/metrics.jsonl") if '"event":"train"' in l]
+    assert len(loss(whole)) == 60 and loss(whole) == loss(rounds), f"stage {stage}: losses differ in rounds"
+    with h5py.File(f"{whole}/checkpoints/step_00000060.h5") as a, \
+         h5py.File(f"{rounds}/checkpoints/step_00000060.h5") as b:
+        names = []
+        a.visit(lambda k: names.append(k) if isinstance(a[k], h5py.Dataset) else None)
+        for k in names:
+            assert np.array_equal(a[k][:], b[k][:]), f"stage {stage}: {k} differs in rounds"
+    print(f"stage {stage}: the window in rounds gives the whole window's bits ({len(names)} tensors, 60 losses)")
+PY
+
 # The all-gather overlaps the next forward (comm_shards_allgather_need before each layer):
 # with every parameter outside a rank's shard set to NaN just before the all-gather starts
 # (HARNESS_FAULT_POISON_GATHER), a layer that ran before its parameters arrived would make the

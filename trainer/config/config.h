@@ -127,6 +127,7 @@ typedef struct {
     /* comm.* */
     int64_t bucket_kb;             /* comm.bucket_kb: gradient all-reduce bucket size */
     int shared_memory;             /* comm.shared_memory: average host gradients through node shared memory when every rank is on one node */
+    int64_t window_mb;             /* comm.window_mb: the limit of that shared window per node (MiB); larger gradient buffers go through it in rounds */
     int hierarchical;              /* comm.hierarchical: across nodes, average through node shared memory + MPI between nodes */
     float comm_timeout_s;          /* comm.timeout_s: watchdog; a collective waiting longer ends the job; 0 = off */
     float comm_heartbeat_s;        /* comm.heartbeat_s: across nodes, a node silent this long is lost; 0 = off */

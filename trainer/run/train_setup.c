@@ -395,7 +395,7 @@ static int use_hierarchy(run *r, char *err) {
         comm_gpu_backend_in_use(r->c) != COMM_GPU_NONE)
         return 0;
     char why[256] = "";
-    int st = r->cfg->hierarchical ? comm_grads_use_hierarchy(r->c, (size_t)1 << 30, why,
+    int st = r->cfg->hierarchical ? comm_grads_use_hierarchy(r->c, (size_t)r->cfg->window_mb << 20, why,
                                                              sizeof why, err, ERRLEN) : 0;
     if (st < 0) return -1;
     if (r->rank == 0 && st == 1)
@@ -456,7 +456,7 @@ int run_setup(run *r, char *err) {
      * the parameters) through shared memory, not MPI messages */
     if (cfg->shared_memory && comm_gpu_backend_in_use(r->c) == COMM_GPU_NONE &&
         cfg->grad_dtype == GRAD_DTYPE_FP32 &&
-        run_agree(r, comm_grads_use_node_memory(r->c, (size_t)1 << 30, err, ERRLEN) < 0 ? -1 : 0, err))
+        run_agree(r, comm_grads_use_node_memory(r->c, (size_t)cfg->window_mb << 20, err, ERRLEN) < 0 ? -1 : 0, err))
         return -1;
     if (run_agree(r, use_hierarchy(r, err), err)) return -1;
 
