@@ -72,16 +72,22 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen);
  * next step.  Returns 0 or an error. */
 int comm_grads_wait(comm *c, char *err, size_t errlen);
 /* Collective, after register: when every rank is on this node, average the host buffer
- * through an MPI-3 shared-memory window of 2 x world x n floats (if that is at most
- * max_bytes) instead of MPI all-reduces: each finished bucket is copied into this rank's
- * segment, and the wait sums one slice per rank and copies the others' (comm_grads_shm.c).
- * Same results on every rank; buckets keep their sequence numbers and the watchdog.
- * Returns 1 (in use), 0 (not applicable: one rank, several nodes, device buffer, too big)
- * or -1.  Registering again goes back to MPI until this is called again. */
+ * through an MPI-3 shared-memory window of 2 x world x n floats instead of MPI all-reduces:
+ * each finished bucket is copied into this rank's segment, and the wait sums one slice per
+ * rank and copies the others' (comm_grads_shm.c).  Where that window would exceed max_bytes
+ * (lowered to half the free space of /dev/shm, which backs the window), a window of at most
+ * max_bytes takes the buffer in rounds at the wait.  Same results on
+ * every rank, and the same bits either way; buckets keep their sequence numbers and the
+ * watchdog.  Returns 1 (in use), 0 (not applicable: one rank, several nodes, device buffer,
+ * bf16, max_bytes too small for pieces of 1024 floats) or -1.  Registering again goes back to
+ * MPI until this is called again. */
 int comm_grads_use_node_memory(comm *c, size_t max_bytes, char *err, size_t errlen);
+/* The node's window in use (either call here): its bytes, and the rounds one exchange takes
+ * (1: whole buffers); 0 and 0 when none. */
+size_t comm_grads_node_window(const comm *c, int64_t *rounds);
 /* Collective, after register, for jobs across nodes: average the host buffer hierarchically
  * (comm_grads_hier.c) - the ranks of each node sum through an MPI-3 shared window of
- * 2 x local_size x n floats (if at most max_bytes), each local rank all-reduces its 1/local_size
+ * 2 x local_size x n floats (or at most max_bytes, in rounds), each local rank all-reduces its 1/local_size
  * slice of the node's sum with the same local rank of the other nodes over MPI, and the node
  * gathers the slices back.  Same results on every rank; buckets keep their sequence numbers
  * and the watchdog.  Returns 1 (in use), 0 (not applicable: one rank or one node, device

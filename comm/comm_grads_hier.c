@@ -61,10 +61,11 @@ int comm_grads_use_hierarchy(comm *c, size_t max_bytes, char *why, size_t whylen
                    "they hold %d to %d", sizes[0], -sizes[1]);
         return 0;
     }
+    if (comm_shm_window_limit(c, max_bytes, &max_bytes, err, errlen)) return -1;
     int64_t chunk = comm_shm_chunk(c->grads_n, c->local_size, max_bytes);
     if (chunk < 0) {
-        comm_error(why, whylen, "a window of %zu MiB per node is too small for %d ranks",
-                   max_bytes >> 20, c->local_size);
+        comm_error(why, whylen, "a window of %zu KiB per node (comm.window_mb, or half the free "
+                   "space of /dev/shm) is too small for %d ranks", max_bytes >> 10, c->local_size);
         return 0;
     }
     comm_shm_grads_close(c);

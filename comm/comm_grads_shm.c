@@ -51,6 +51,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "comm_internal.h"
 
@@ -122,6 +123,21 @@ static void piece(int64_t n, int L, int s, int64_t k, int64_t C, int64_t *a, int
     *b = *a + C < hi ? *a + C : hi;
 }
 
+int comm_shm_window_limit(comm *c, size_t max_bytes, size_t *limit, char *err, size_t errlen) {
+    const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
+    if (!dir || !dir[0]) dir = "/dev/shm";
+    struct statvfs fs;
+    unsigned long long lim = max_bytes;
+    if (statvfs(dir, &fs) == 0) {
+        unsigned long long half = (unsigned long long)fs.f_bavail * fs.f_frsize / 2;
+        if (half < lim) lim = half;
+    }
+    int rc = MPI_Allreduce(MPI_IN_PLACE, &lim, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, c->world);
+    if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Allreduce (the window's limit)", err, errlen);
+    *limit = (size_t)lim;
+    return 0;
+}
+
 int64_t comm_shm_chunk(int64_t n, int L, size_t max_bytes) {
     const size_t f = sizeof(float);
     if (L < 1 || n < 0) return -1;
@@ -180,9 +196,19 @@ int comm_grads_use_node_memory(comm *c, size_t max_bytes, char *err, size_t errl
     if (c->started > c->completed)
         return -comm_error(err, errlen, "comm_grads_use_node_memory: buckets in flight");
     comm_shm_grads_close(c);
+    if (comm_shm_window_limit(c, max_bytes, &max_bytes, err, errlen)) return -1;
     int64_t chunk = comm_shm_chunk(c->grads_n, c->world_size, max_bytes);
     if (chunk < 0) return 0;
     return comm_shm_grads_open(c, c->world, MPI_COMM_NULL, chunk, err, errlen) ? -1 : 1;
+}
+
+size_t comm_grads_node_window(const comm *c, int64_t *rounds) {
+    const struct comm_shm_grads *s = c->shm;
+    *rounds = 0;
+    if (!s) return 0;
+    int64_t longest = (c->grads_n + s->segs - 1) / s->segs;
+    *rounds = s->chunk ? (longest + s->chunk - 1) / s->chunk : 1;
+    return 2 * (size_t)s->segs * (size_t)s->seg * sizeof(float);
 }
 
 /* Backward has finished a bucket: into this rank's segment of this step's set. */

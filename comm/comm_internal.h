@@ -260,6 +260,12 @@ struct comm_shm_grads {
     int parity;
     float *last;            /* the set the last finish reduced (ZeRO-1: the parameters' gather) */
 };
+/* Collective over the world: max_bytes, lowered to half the free space of the directory that
+ * backs the node's shared windows (Open MPI's osc_sm_backing_directory: /dev/shm unless
+ * OMPI_MCA_osc_sm_backing_directory names another) - a tmpfs smaller than the window would
+ * end the job with SIGBUS when a page is first touched (a container's 64 MB /dev/shm) - and
+ * the smallest over the ranks, so that all take the same decision.  0, or 1 with err. */
+int comm_shm_window_limit(comm *c, size_t max_bytes, size_t *limit, char *err, size_t errlen);
 /* The chunk for n floats over L segments in a window of at most max_bytes: 0 (whole buffers
  * fit), C > 0 (pieces of C floats), or -1 (not even pieces of 1024 floats fit). */
 int64_t comm_shm_chunk(int64_t n, int L, size_t max_bytes);

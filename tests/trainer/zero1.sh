@@ -115,6 +115,30 @@ for stage in (0, 1):
     print(f"stage {stage}: the window in rounds gives the whole window's bits ({len(names)} tensors, 60 losses)")
 PY
 
+# A /dev/shm too small for the window (a container's): Open MPI backs the window with a file
+# there, and a tmpfs that runs out kills the job with SIGBUS at the first touch of a page past
+# it.  The limit is half the free space: with the backing directory on a 2 MiB tmpfs, 3 ranks
+# x 234499 gradients (5.6 MB whole) go through a 1 MiB window in rounds, with the same bits.
+mkdir -p "$Z/shm2m"
+if mount -t tmpfs -o size=2m tmpfs "$Z/shm2m" 2>/dev/null; then
+  set +e
+  OMPI_MCA_osc_sm_backing_directory=$Z/shm2m run_ranks 3 train "$Z/model.yaml" "${common[@]}" \
+    --set train.optimizer=sgd --set train.momentum=0.9 --set train.lr=0.05 \
+    --set run.dir="$Z/sgd_r3_z0_shm2m" >"$Z/shm2m.log" 2>&1
+  rc=$?
+  set -e
+  umount "$Z/shm2m"
+  [[ $rc -eq 0 ]] || { cat "$Z/shm2m.log"; fail "training with a 2 MiB /dev/shm: exit status $rc"; }
+  grep -q "shared-memory window of 1.0 MiB per node, in rounds" "$Z/shm2m.log" \
+    || { cat "$Z/shm2m.log"; fail "a 2 MiB /dev/shm: the window was not limited to 1 MiB"; }
+  cmp <(grep '"event":"train"' "$Z/sgd_r3_z0/metrics.jsonl" | grep -o '"loss":[^,]*') \
+      <(grep '"event":"train"' "$Z/sgd_r3_z0_shm2m/metrics.jsonl" | grep -o '"loss":[^,]*') \
+    || fail "a 2 MiB /dev/shm: the losses differ from the whole window's"
+  echo "a 2 MiB /dev/shm: window limited to 1 MiB, in rounds, the same 60 losses"
+else
+  echo "note: could not mount a tmpfs (not root?): the small /dev/shm case was not run"
+fi
+
 # The all-gather overlaps the next forward (comm_shards_allgather_need before each layer):
 # with every parameter outside a rank's shard set to NaN just before the all-gather starts
 # (HARNESS_FAULT_POISON_GATHER), a layer that ran before its parameters arrived would make the

@@ -459,6 +459,12 @@ int run_setup(run *r, char *err) {
         run_agree(r, comm_grads_use_node_memory(r->c, (size_t)cfg->window_mb << 20, err, ERRLEN) < 0 ? -1 : 0, err))
         return -1;
     if (run_agree(r, use_hierarchy(r, err), err)) return -1;
+    int64_t rounds = 0;
+    size_t window = comm_grads_node_window(r->c, &rounds);
+    if (window && r->rank == 0)
+        fprintf(stderr, "harness: gradient averaging through a shared-memory window of %.1f MiB "
+                "per node%s (comm.window_mb %lld)\n", (double)window / (1 << 20),
+                rounds > 1 ? ", in rounds" : "", (long long)cfg->window_mb);
 
     /* Every rank draws the same weights from the seed; rank 0's are broadcast anyway so that
      * the ranks provably start from identical parameters. */
