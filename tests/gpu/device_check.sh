@@ -9,9 +9,9 @@
 # sharing the GPU; the benchmarks against PyTorch last.  Writes $OUT/summary.md (one line per
 # check: pass / fail / not run, seconds, key numbers) and one log per check under $OUT/logs
 # (tarred into $OUT/logs.tgz, since only files two folders down come back).
-#   bash tests/gpu/device_check.sh [--bundle TGZ|DIR] [--budget SECONDS] [--out DIR]
+#   bash tests/gpu/device_check.sh [--bundle TAR|DIR] [--budget SECONDS] [--out DIR]
 #                                  [--only REGEX] [--dry-run]
-# Defaults: --bundle .gpubundle/gpubundle.tgz, --budget $DEVICE_CHECK_BUDGET_S or 435 (the
+# Defaults: --bundle .gpubundle/gpubundle.tar.xz (or an older .tgz), --budget $DEVICE_CHECK_BUDGET_S or 435 (the
 # estimates add up to it; with a machine's start that leaves about 6 of the 15 minutes for a
 # rerun of what failed), --out $OUT or ./device-check-out.  A check is started only when its
 # estimate fits in what is left, and is killed at three times its estimate or at the end of
@@ -23,7 +23,8 @@
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-BUNDLE=$ROOT/.gpubundle/gpubundle.tgz
+BUNDLE=$ROOT/.gpubundle/gpubundle.tar.xz
+[ -f "$BUNDLE" ] || [ ! -f "$ROOT/.gpubundle/gpubundle.tgz" ] || BUNDLE=$ROOT/.gpubundle/gpubundle.tgz
 BUDGET=${DEVICE_CHECK_BUDGET_S:-435}
 OUTDIR=${OUT:-$PWD/device-check-out}
 ONLY=. DRY=0
@@ -100,7 +101,12 @@ SUMMARY=$OUTDIR/summary.md
 T0=$(date +%s)
 WORK=$(mktemp -d /tmp/devcheck.XXXXXX)
 if [ -d "$BUNDLE" ]; then B=$(cd "$BUNDLE" && pwd)
-elif [ -f "$BUNDLE" ]; then tar xzf "$BUNDLE" -C "$WORK" && B=$WORK/gpubundle
+elif [ -f "$BUNDLE" ]; then
+  # tar picks the compression (gzip or xz); without an xz program, Python's lzma does it
+  { tar xf "$BUNDLE" -C "$WORK" 2>/dev/null ||
+    python3 -c 'import sys, tarfile as t; t.open(sys.argv[1]).extractall(sys.argv[2], **({"filter": "fully_trusted"} if hasattr(t, "fully_trusted_filter") else {}))' "$BUNDLE" "$WORK"; } &&
+    [ -d "$WORK/gpubundle" ] && B=$WORK/gpubundle ||
+    { echo "device_check: could not unpack $BUNDLE" >&2; exit 1; }
 else echo "device_check: no bundle at $BUNDLE (build it with tests/gpu/make_bundle.sh)" >&2; exit 1; fi
 # our libraries and Open MPI from the bundle; CUDA's, cuDNN's and NCCL's from the machine (the
 # toolkit, and the nvidia-* wheels that PyTorch brings)
