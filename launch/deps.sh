@@ -23,6 +23,8 @@ if [ "${HARNESS_DEPS:-}" = test ]; then
   pkgs+=(clang libclang-rt-14-dev)
   # tests/perf/gemm_bench.sh measures BLIS next to OpenBLAS and oneDNN
   pkgs+=(libblis-dev)
+  # tests/gpu/make_bundle.sh packs the GPU machine's bundle with xz (gzip no longer fits a call)
+  pkgs+=(xz-utils)
   # the tokenizer tests' oracle comes from PyPI (below)
   pkgs+=(python3-pip)
   # Slurm 22.05 and munge: tests/slurm (one node on loopback) and tests/cluster (a head node
