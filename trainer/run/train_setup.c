@@ -333,17 +333,25 @@ static int check_memory(run *r, char *err) {
     /* checkpoint.async: the host snapshot of parameters and optimizer state (rank 0's alone,
      * counted once on every node, or every rank's slice; report_start shows it) */
     int64_t snap = run_checkpoint_snapshot_bytes(cfg, r->world, local, n_params, states);
-    if (avail < 0 || need * local + snap <= avail) return 0;
+    /* the node's shared gradient window (comm_grads_shm.c): 2 x ranks x parameters floats,
+     * at most comm.window_mb (host fp32 gradients, 2 or more ranks on the node) */
+    int64_t win = 0;
+    if (!on_gpu && cfg->shared_memory && cfg->grad_dtype == GRAD_DTYPE_FP32 && local > 1) {
+        win = 2 * (int64_t)local * n_params * (int64_t)sizeof(float);
+        if (win > (cfg->window_mb << 20)) win = cfg->window_mb << 20;
+    }
+    if (avail < 0 || need * local + snap + win <= avail) return 0;
     double g = 1024.0 * 1024.0 * 1024.0;
     snprintf(err, ERRLEN, "this run needs about %.2f GiB of host memory per rank (parameters "
              "and gradients %.2f GiB for %lld parameters, optimizer state %.2f GiB, activations "
              "%.2f GiB, cached datasets %.2f GiB) x %d rank%s on this node, plus %.2f GiB for "
-             "rank 0's checkpoint.async snapshot = %.2f GiB, but only %.2f GiB is available; "
+             "rank 0's checkpoint.async snapshot and %.2f GiB for the shared gradient window "
+             "(comm.window_mb) = %.2f GiB, but only %.2f GiB is available; "
              "reduce the model, train.batch_size or data.cache_mb, or use more nodes",
              (double)need / g, (double)param_bytes / g, (long long)n_params,
              (double)optim_bytes / g, (double)act_bytes / g, (double)data / g, local,
-             local == 1 ? "" : "s", (double)snap / g, (double)(need * local + snap) / g,
-             (double)avail / g);
+             local == 1 ? "" : "s", (double)snap / g, (double)win / g,
+             (double)(need * local + snap + win) / g, (double)avail / g);
     return -1;
 }
 
