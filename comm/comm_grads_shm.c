@@ -123,6 +123,12 @@ static void piece(int64_t n, int L, int s, int64_t k, int64_t C, int64_t *a, int
     *b = *a + C < hi ? *a + C : hi;
 }
 
+/* Rounds of an exchange in pieces of C floats: as many as the longest slice needs. */
+static int64_t rounds_of(int64_t n, int L, int64_t C) {
+    int64_t longest = (n + L - 1) / L;
+    return (longest + C - 1) / C;
+}
+
 int comm_shm_window_limit(comm *c, size_t max_bytes, size_t *limit, char *err, size_t errlen) {
     const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
     if (!dir || !dir[0]) dir = "/dev/shm";
@@ -206,8 +212,7 @@ size_t comm_grads_node_window(const comm *c, int64_t *rounds) {
     const struct comm_shm_grads *s = c->shm;
     *rounds = 0;
     if (!s) return 0;
-    int64_t longest = (c->grads_n + s->segs - 1) / s->segs;
-    *rounds = s->chunk ? (longest + s->chunk - 1) / s->chunk : 1;
+    *rounds = s->chunk ? rounds_of(c->grads_n, s->segs, s->chunk) : 1;
     return 2 * (size_t)s->segs * (size_t)s->seg * sizeof(float);
 }
 
@@ -264,7 +269,7 @@ static int finish_rounds(comm *c, char *err, size_t errlen) {
     const int shard = c->shard && !across;
     int64_t lo, hi;
     slice(n, L, me, &lo, &hi);
-    for (int64_t k = 0; k * C < (n + L - 1) / L; k++) {
+    for (int64_t k = 0, K = rounds_of(n, L, C); k < K; k++) {
         float *set = sh->set[sh->parity];
         float *mine = set + (size_t)me * (size_t)seg;
         sh->parity ^= 1;
@@ -331,7 +336,7 @@ int comm_shm_params_gather(comm *c, float *buf, char *err, size_t errlen) {
     const int64_t n = c->grads_n;
     if (sh->chunk) {   /* in rounds: this rank's piece of its shard out, the others' in */
         const int64_t C = sh->chunk, seg = sh->seg;
-        for (int64_t k = 0; k * C < (n + L - 1) / L; k++) {
+        for (int64_t k = 0, K = rounds_of(n, L, C); k < K; k++) {
             float *set = sh->set[sh->parity];
             sh->parity ^= 1;
             int64_t a, b;

@@ -21,7 +21,6 @@ void kcpu_scale(void *c, float *restrict x, float alpha, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= alpha;
 }
 
-/* y += alpha*x; y == x is allowed (then y *= 1 + alpha). */
 const char *kcpu_simd_level(void) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
     /* the order and the tests of the clones' resolver (KCPU_SIMD) */
@@ -34,6 +33,7 @@ const char *kcpu_simd_level(void) {
 #endif
 }
 
+/* y += alpha*x; y == x is allowed (then y *= 1 + alpha). */
 KCPU_SIMD void kcpu_axpy(void *c, float *y, float alpha, const float *x, int64_t n) {
     if (y == x) {
         kcpu_scale(c, y, 1.0f + alpha, n);
