@@ -72,24 +72,50 @@ int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen);
  * next step.  Returns 0 or an error. */
 int comm_grads_wait(comm *c, char *err, size_t errlen);
 /* Collective, after register: when every rank is on this node, average the host buffer
- * through an MPI-3 shared-memory window of 2 x world x n floats instead of MPI all-reduces:
- * each finished bucket is copied into this rank's segment, and the wait sums one slice per
- * rank and copies the others' (comm_grads_shm.c).  Where that window would exceed max_bytes
- * (lowered to half the free space of /dev/shm, which backs the window), a window of at most
- * max_bytes takes the buffer in rounds at the wait.  Same results on
- * every rank, and the same bits either way; buckets keep their sequence numbers and the
- * watchdog.  Returns 1 (in use), 0 (not applicable: one rank, several nodes, device buffer,
- * bf16, max_bytes too small for pieces of 1024 floats) or -1.  Registering again goes back to
- * MPI until this is called again. */
+ * through an MPI-3 shared-memory window of (world + 1) x n floats instead of MPI all-reduces:
+ * each finished bucket is copied into this rank's segment (unless comm_grads_node_buffer
+ * below moved the gradients there), and the wait sums one slice per rank and copies the
+ * others' (comm_grads_shm.c).  Where that window would exceed max_bytes (lowered to half the
+ * free space of /dev/shm, which backs the window), a window of at most max_bytes takes the
+ * buffer in rounds at the wait.  Same results on every rank, and the same bits either way;
+ * buckets keep their sequence numbers and the watchdog.  Returns 1 (in use), 0 (not
+ * applicable: one rank, several nodes, device buffer, bf16, max_bytes too small for pieces
+ * of 1024 floats) or -1 (also when the gradients are in the window already: register them
+ * again first).  Registering again goes back to MPI until this is called again. */
 int comm_grads_use_node_memory(comm *c, size_t max_bytes, char *err, size_t errlen);
 /* The node's window in use (either call here): its bytes, and the rounds one exchange takes
  * (1: whole buffers); 0 and 0 when none. */
 size_t comm_grads_node_window(const comm *c, int64_t *rounds);
+/* With the node's window in use for whole buffers (rounds 1, not sharded across nodes): this
+ * rank's segment of it, n floats, now holding a copy of the registered buffer and registered
+ * in its place.  A caller that moves its gradients there (backward writes them into the
+ * window) saves copying every bucket during backward.  Valid until the next
+ * comm_grads_register, which the caller must make (with a buffer of its own) before it calls
+ * comm_grads_use_node_memory or comm_grads_use_hierarchy again, or until comm_free.  NULL
+ * when not applicable (no window, in rounds, sharded across nodes). */
+float *comm_grads_node_buffer(comm *c);
+/* After comm_grads_wait: 1 and *sumsq = the sum of squares (in double) of the averaged
+ * gradients - of all of them, the same bits on every rank, or of this rank's shard when the
+ * exchange is sharded - where the exchange computed it on the way (the node's shared-memory
+ * window: each rank sums its slice's squares while it averages the slice, and the node adds
+ * the slices'); 0 otherwise (the caller computes it). */
+int comm_grads_sumsq(const comm *c, double *sumsq);
+/* With the node's window in use for whole buffers (not sharded; a no-op otherwise): on, each
+ * wait leaves the averaged gradients in the window's sums, where every rank's slice already
+ * is, and copies nothing back - the registered buffer keeps this rank's own (unaveraged)
+ * gradients.  Saves writing n floats and copying (world - 1) n / world
+ * per step.  Until the next use_* call or register. */
+void comm_grads_keep_in_window(comm *c, int on);
+/* After comm_grads_wait: the window's sums (read-only) where the averaged gradients are kept
+ * there (above), else NULL: they are in the registered buffer.  The sums stay valid until this
+ * rank's next comm_grads_wait: no rank writes them before every rank has entered its next
+ * wait. */
+const float *comm_grads_averaged(const comm *c);
 /* Collective, after register, for jobs across nodes: average the host buffer hierarchically
  * (comm_grads_hier.c) - the ranks of each node sum through an MPI-3 shared window of
- * 2 x local_size x n floats (or at most max_bytes, in rounds), each local rank all-reduces its 1/local_size
- * slice of the node's sum with the same local rank of the other nodes over MPI, and the node
- * gathers the slices back.  Same results on every rank; buckets keep their sequence numbers
+ * (local_size + 1) x n floats (or at most max_bytes, in rounds), each local rank all-reduces
+ * its 1/local_size slice of the node's sum with the same local rank of the other nodes over
+ * MPI, and the node gathers the slices back.  Same results on every rank; buckets keep their sequence numbers
  * and the watchdog.  Returns 1 (in use), 0 (not applicable: one rank or one node, device
  * buffer, a sharded or bf16 exchange, nodes with different numbers of ranks or a single rank,
  * too big: why says which when there is a reason worth telling) or -1 (err).  Registering

@@ -49,6 +49,11 @@ int comm_grads_use_hierarchy(comm *c, size_t max_bytes, char *why, size_t whylen
         comm_error(err, errlen, "comm_grads_use_hierarchy: collectives in flight");
         return -1;
     }
+    if (c->shm && c->shm->adopted) {
+        comm_error(err, errlen, "comm_grads_use_hierarchy: the gradients are in the window "
+                   "(comm_grads_node_buffer); register a buffer again first");
+        return -1;
+    }
     /* every rank takes the same decision: the smallest and largest node */
     int sizes[2] = {c->local_size, -c->local_size};
     int rc = MPI_Allreduce(MPI_IN_PLACE, sizes, 2, MPI_INT, MPI_MIN, c->world);
@@ -61,11 +66,13 @@ int comm_grads_use_hierarchy(comm *c, size_t max_bytes, char *why, size_t whylen
                    "they hold %d to %d", sizes[0], -sizes[1]);
         return 0;
     }
-    if (comm_shm_window_limit(c, max_bytes, &max_bytes, err, errlen)) return -1;
-    int64_t chunk = comm_shm_chunk(c->grads_n, c->local_size, max_bytes);
+    size_t room;
+    if (comm_shm_window_room(c, &room, err, errlen)) return -1;
+    int64_t chunk = comm_shm_chunk(c->grads_n, c->local_size, max_bytes, room);
     if (chunk < 0) {
         comm_error(why, whylen, "a window of %zu KiB per node (comm.window_mb, or half the free "
-                   "space of /dev/shm) is too small for %d ranks", max_bytes >> 10, c->local_size);
+                   "space of /dev/shm) is too small for %d ranks",
+                   (max_bytes < room ? max_bytes : room) >> 10, c->local_size);
         return 0;
     }
     comm_shm_grads_close(c);

@@ -246,29 +246,39 @@ int comm_collective_begin(comm *c, comm_op op, comm_type type, int64_t count, in
                           char *err, size_t errlen);
 /* The collective has completed (or failed) here: not waiting, done up to the sequence number. */
 void comm_collective_end(comm *c);
-/* comm_grads_shm.c: the gradient window of a node - two sets of `segs` segments of `seg`
- * floats, segment `me` this rank's - and, across nodes, `cross` (MPI_COMM_NULL on one node):
- * the ranks with this local rank, one per node.  chunk 0: a segment holds a whole gradient
- * buffer (seg = grads_n); chunk C > 0: the window is too small for that, a segment holds
- * `segs` pieces of C floats (seg = segs * C) and the exchange goes in rounds. */
+/* comm_grads_shm.c: the gradient window of a node - `segs` segments of `seg` floats, segment
+ * `me` this rank's - and, across nodes, `cross` (MPI_COMM_NULL on one node): the ranks with
+ * this local rank, one per node.  chunk 0: a segment holds a whole gradient buffer (seg =
+ * grads_n), one set of segments and the sums; chunk C > 0: the window is too small for that,
+ * a segment holds `segs` pieces of C floats (seg = segs * C), there are two sets, and the
+ * exchange goes in rounds. */
 struct comm_shm_grads {
     MPI_Comm node, cross;   /* node: c->world on one node (not owned), else owned */
     int me, segs, nodes;
     MPI_Win win;
     int64_t chunk, seg;
-    float *set[2];          /* [segs * seg] each: set p, segment s at set[p] + s * seg */
-    int parity;
-    float *last;            /* the set the last finish reduced (ZeRO-1: the parameters' gather) */
+    float *set[2];          /* [segs * seg] each: set p, segment s at set[p] + s * seg; whole
+                             * buffers use set 0 alone (set[1] NULL) */
+    float *sums;            /* whole buffers: [seg], the averaged slices (ZeRO-1: parameters) */
+    int parity;             /* in rounds: the set of the next round */
+    int adopted;            /* whole buffers: c->grads is this rank's segment */
+    int keep;               /* whole buffers, unsharded: the averages stay in the sums */
+    double *slots;          /* [segs], after the floats: each rank's slice's sum of squares */
+    double sumsq;           /* the last finish's, when have_sumsq (comm_grads_sumsq) */
+    int have_sumsq;
 };
-/* Collective over the world: max_bytes, lowered to half the free space of the directory that
- * backs the node's shared windows (Open MPI's osc_sm_backing_directory: /dev/shm unless
- * OMPI_MCA_osc_sm_backing_directory names another) - a tmpfs smaller than the window would
- * end the job with SIGBUS when a page is first touched (a container's 64 MB /dev/shm) - and
- * the smallest over the ranks, so that all take the same decision.  0, or 1 with err. */
-int comm_shm_window_limit(comm *c, size_t max_bytes, size_t *limit, char *err, size_t errlen);
-/* The chunk for n floats over L segments in a window of at most max_bytes: 0 (whole buffers
- * fit), C > 0 (pieces of C floats), or -1 (not even pieces of 1024 floats fit). */
-int64_t comm_shm_chunk(int64_t n, int L, size_t max_bytes);
+/* Collective over the world: the room for the node's shared windows - half the free space of
+ * the directory that backs them (Open MPI's osc_sm_backing_directory: /dev/shm unless
+ * OMPI_MCA_osc_sm_backing_directory names another), the smallest over the ranks so that all
+ * take the same decision.  A tmpfs smaller than the window would end the job with SIGBUS when
+ * a page is first touched (a container's 64 MB /dev/shm).  0, or 1 with err. */
+int comm_shm_window_room(comm *c, size_t *room, char *err, size_t errlen);
+/* The chunk for n floats over L segments: 0 (whole buffers: the window of (L + 1) n floats
+ * and the slots fits room, and what it takes beyond the gradients, which move into it, n
+ * floats, fits max_bytes), C > 0 (in rounds: pieces of C floats, a window of 2 L L C floats
+ * within both max_bytes and room, plus the slots' 64 + 8 L bytes), or -1 (not even pieces of
+ * 1024 floats fit). */
+int64_t comm_shm_chunk(int64_t n, int L, size_t max_bytes, size_t room);
 /* Collective: the window on node, owning node (unless c->world) and cross, with the chunk
  * comm_shm_chunk gave; 0, or 1 with err (both communicators freed). */
 int comm_shm_grads_open(comm *c, MPI_Comm node, MPI_Comm cross, int64_t chunk, char *err,

@@ -5,6 +5,10 @@
  * COMM_TEST_NODE_MEMORY=1: the same through node shared memory (all ranks on one node);
  * COMM_TEST_HIERARCHY=1: hierarchically (comm_grads_use_hierarchy; run across nodes, as
  * tests/cluster/comm_hier.sh does); both also require the same bits on every rank.
+ * COMM_TEST_IN_WINDOW=1 with either: the gradients are then written straight into this rank's
+ * segment of the window (comm_grads_node_buffer), which must be offered exactly when the
+ * window holds whole buffers, the averages read where they stay, in the window
+ * (comm_grads_keep_in_window), and a second comm_grads_use_* must then refuse.
  * Usage: mpirun -np N test_comm_grads */
 #include <float.h>
 #include <limits.h>
@@ -119,14 +123,14 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
     comm *c = g_comm;
     int rank = comm_rank(c), world = comm_world(c);
     char err[256];
-    float *grads = malloc((size_t)(n > 0 ? n : 1) * sizeof *grads);
+    float *own = malloc((size_t)(n > 0 ? n : 1) * sizeof *own), *grads = own;
     double *sum = malloc((size_t)(n > 0 ? n : 1) * sizeof *sum);
     double *sum_abs = malloc((size_t)(n > 0 ? n : 1) * sizeof *sum_abs);
     int64_t count = comm_bucket_count(n, bucket_bytes, INT_MAX);
     comm_bucket *plan = malloc((size_t)(count > 0 ? count : 1) * sizeof *plan);
     if (!grads || !sum || !sum_abs || !plan) {
         (*errors)++;
-        free(grads), free(sum), free(sum_abs), free(plan);
+        free(own), free(sum), free(sum_abs), free(plan);
         return 0;
     }
     comm_bucket_plan(n, bucket_bytes, INT_MAX, plan);
@@ -161,6 +165,36 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
         }
         same_bits = 1;
     }
+    if (getenv("COMM_TEST_IN_WINDOW") && world > 1 && n > 0) {
+        int64_t rounds = 0;
+        comm_grads_node_window(c, &rounds);
+        for (int64_t i = 0; i < n; i++) grads[i] = (float)i;
+        float *in = comm_grads_node_buffer(c);
+        if ((in != NULL) != (rounds == 1)) {
+            fprintf(stderr, "rank %d: n=%lld: comm_grads_node_buffer %s with %lld rounds\n", rank,
+                    (long long)n, in ? "offered a segment" : "offered none", (long long)rounds);
+            (*errors)++;
+        }
+        for (int64_t i = 0; in && i < n; i++)
+            if (in[i] != (float)i) {
+                fprintf(stderr, "rank %d: the segment does not hold the registered values\n", rank);
+                (*errors)++;
+                break;
+            }
+        if (in) {
+            grads = in;   /* from here on written in the window */
+            comm_grads_keep_in_window(c, 1);   /* and the averages read there */
+            char why[256];
+            int again = getenv("COMM_TEST_HIERARCHY")
+                            ? comm_grads_use_hierarchy(c, window, why, sizeof why, err, sizeof err)
+                            : comm_grads_use_node_memory(c, window, err, sizeof err);
+            if (again != -1) {
+                fprintf(stderr, "rank %d: comm_grads_use_* with the gradients in the window: %d, "
+                        "expected a refusal\n", rank, again);
+                (*errors)++;
+            }
+        }
+    }
     for (int pattern = 0; pattern < NUM_PATTERNS; pattern++) {
         if (pattern == READY_PER_ELEMENT && n > 1000) continue;
         for (int step = 0; step < 2; step++) {
@@ -174,10 +208,17 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
                 fprintf(stderr, "rank %d: comm_grads_wait: %s\n", rank, err);
                 (*errors)++;
             }
+            /* the averages: in grads, or kept in the window (COMM_TEST_IN_WINDOW) */
+            const float *avg = comm_grads_averaged(c);
+            if (!avg) avg = grads;
+            else if (!getenv("COMM_TEST_IN_WINDOW")) {
+                fprintf(stderr, "rank %d: comm_grads_averaged: not asked to keep them\n", rank);
+                (*errors)++;
+            }
             /* After wait every bucket has been started exactly once this step. */
             wrong += comm_sequence(c) - seq_step != (uint64_t)count;
             /* (after the count above: this check is a collective of its own) */
-            if (same_bits && ranks_disagree(c, grads, n, errors)) {
+            if (same_bits && ranks_disagree(c, avg, n, errors)) {
                 fprintf(stderr, "rank %d: n=%lld bucket_bytes=%zu pattern=%d step=%d: the ranks' "
                         "averages differ in their bits\n", rank, (long long)n, bucket_bytes,
                         pattern, step);
@@ -190,6 +231,10 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
                 uint64_t sr = data_seed(r, step, id);
                 for (int64_t i = 0; i < n; i++) {
                     float x = comm_test_uniform(&sr);
+                    /* kept in the window: the registered buffer still holds this rank's own */
+                    if (r == rank && avg != grads && grads[i] != x && wrong++ < 5)
+                        fprintf(stderr, "rank %d: n=%lld: grads[%lld] = %.9g is not this rank's "
+                                "own %.9g\n", rank, (long long)n, (long long)i, grads[i], x);
                     sum[i] += x;
                     sum_abs[i] += fabs(x);
                 }
@@ -198,17 +243,17 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
                 double expected = sum[i] / world;
                 /* float sums of world terms, then one multiply: a few ulps of the magnitudes */
                 double tol = 4.0 * FLT_EPSILON * (sum_abs[i] / world) + 1e-30;
-                if (!(fabs((double)grads[i] - expected) <= tol)) {
+                if (!(fabs((double)avg[i] - expected) <= tol)) {
                     if (wrong < 5)
                         fprintf(stderr, "rank %d: n=%lld bucket_bytes=%zu pattern=%d step=%d: "
                                 "grads[%lld] = %.9g, expected %.9g\n", rank, (long long)n,
-                                bucket_bytes, pattern, step, (long long)i, grads[i], expected);
+                                bucket_bytes, pattern, step, (long long)i, avg[i], expected);
                     wrong++;
                 }
             }
         }
     }
-    free(grads), free(sum), free(sum_abs), free(plan);
+    free(own), free(sum), free(sum_abs), free(plan);
     return wrong;
 }
 

@@ -90,22 +90,47 @@ for opt in ("sgd", "adamw"):
 print("zero_stage 1 vs 0: ok")
 PY
 
-# The node's shared-memory window in rounds: with comm.window_mb=1 the 234499 gradients of 3
-# ranks do not fit the window whole (2 x 3 x 234499 x 4 bytes), so they go through it in 6
-# rounds of 14563 floats per slice (comm_grads_shm.c) - stage 0's average and all-gather,
-# stage 1's reduce-scatter and parameter gather.  The same bits as the whole-buffer window.
+# The node's shared-memory window in rounds: with comm.window_mb=1 the sums of a 275629-
+# parameter model (1.1 MB beyond the gradients, which move into the window) do not fit it, so
+# 3 ranks' gradients go through a 1 MiB window in 7 rounds of 14563 floats per slice
+# (comm_grads_shm.c) - stage 0's average and all-gather, stage 1's reduce-scatter and parameter
+# gather.  The same bits as the whole-buffer window, the gradient norm's included (the
+# exchange takes its sum of squares on the way).  And the MPI all-reduce instead of the window
+# (comm.shared_memory=false), on the model above: the same norms and losses within float
+# rounding; the first step's norm also that of 1 rank's (the same global batch).
+sed 's/out: 255}/out: 300}/' "$Z/model.yaml" >"$Z/model_r.yaml"
 for stage in 0 1; do
+  for window in 1024 1; do
+    run_ranks 3 train "$Z/model_r.yaml" "${common[@]}" --set train.optimizer=sgd --set train.momentum=0.9 \
+      --set train.lr=0.05 --set train.zero_stage=$stage --set comm.window_mb=$window \
+      --set run.dir="$Z/sgd_r3_z${stage}_w$window" 2>"$Z/sgd_r3_z${stage}_w$window.log"
+  done
+  grep -q "shared-memory window of 1.0 MiB per node, in rounds" "$Z/sgd_r3_z${stage}_w1.log" \
+    || { cat "$Z/sgd_r3_z${stage}_w1.log"; fail "stage $stage, comm.window_mb=1: not in rounds"; }
   run_ranks 3 train "$Z/model.yaml" "${common[@]}" --set train.optimizer=sgd --set train.momentum=0.9 \
-    --set train.lr=0.05 --set train.zero_stage=$stage --set comm.window_mb=1 \
-    --set run.dir="$Z/sgd_r3_z${stage}_rounds" 2>"$Z/sgd_r3_z${stage}_rounds.log"
+    --set train.lr=0.05 --set train.zero_stage=$stage --set comm.shared_memory=false \
+    --set run.dir="$Z/sgd_r3_z${stage}_mpi" 2>"$Z/sgd_r3_z${stage}_mpi.log"
 done
+grep -q "shared-memory window of .* per node that holds the ranks' gradients" "$Z/sgd_r3_z0_w1024.log" \
+  || { cat "$Z/sgd_r3_z0_w1024.log"; fail "3 ranks, whole window: backward did not write into the window"; }
 "$PY" - "$Z" <<'PY'
 import json, sys, h5py, numpy as np
 z = sys.argv[1]
 for stage in (0, 1):
-    whole, rounds = f"{z}/sgd_r3_z{stage}", f"{z}/sgd_r3_z{stage}_rounds"
-    loss = lambda run: [json.loads(l)["loss"] for l in open(f"{run}/metrics.jsonl") if '"event":"train"' in l]
+    whole, rounds = f"{z}/sgd_r3_z{stage}_w1024", f"{z}/sgd_r3_z{stage}_w1"
+    rows = lambda run, k: [json.loads(l)[k] for l in open(f"{run}/metrics.jsonl") if '"event":"train"' in l]
+    loss = lambda run: rows(run, "loss")
     assert len(loss(whole)) == 60 and loss(whole) == loss(rounds), f"stage {stage}: losses differ in rounds"
+    assert rows(whole, "grad_norm") == rows(rounds, "grad_norm"), f"stage {stage}: norms differ in rounds"
+    shm, mpi, one = f"{z}/sgd_r3_z{stage}", f"{z}/sgd_r3_z{stage}_mpi", f"{z}/sgd_r1_z{stage}"
+    gw, gm, l1 = rows(shm, "grad_norm"), rows(mpi, "grad_norm"), rows(one, "grad_norm")
+    gd = max(abs(a - b) / b for a, b in zip(gw, gm))
+    ld = max(abs(a - b) / abs(b) for a, b in zip(loss(shm), loss(mpi)))
+    d1 = abs(gw[0] - l1[0]) / l1[0]
+    print(f"stage {stage}: window vs MPI: norms within {gd:.1e}, losses within {ld:.1e}; "
+          f"step 1's norm vs 1 rank's within {d1:.1e}")
+    assert len(gm) == 60 and gd < 2e-5 and ld < 2e-5, f"stage {stage}: the window's norms or losses stray from MPI's"
+    assert d1 < 1e-5, f"stage {stage}: step 1's norm {gw[0]} is not 1 rank's {l1[0]}"
     with h5py.File(f"{whole}/checkpoints/step_00000060.h5") as a, \
          h5py.File(f"{rounds}/checkpoints/step_00000060.h5") as b:
         names = []
@@ -118,7 +143,8 @@ PY
 # A /dev/shm too small for the window (a container's): Open MPI backs the window with a file
 # there, and a tmpfs that runs out kills the job with SIGBUS at the first touch of a page past
 # it.  The limit is half the free space: with the backing directory on a 2 MiB tmpfs, 3 ranks
-# x 234499 gradients (5.6 MB whole) go through a 1 MiB window in rounds, with the same bits.
+# x 234499 gradients (3.8 MB whole: theirs and the sums) go through a 1 MiB window in rounds,
+# with the same bits.
 mkdir -p "$Z/shm2m"
 if mount -t tmpfs -o size=2m tmpfs "$Z/shm2m" 2>/dev/null; then
   set +e

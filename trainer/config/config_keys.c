@@ -160,7 +160,7 @@ const config_key config_keys[] = {
     {.name = "comm.shared_memory", .kind = CK_BOOL, FIELD(shared_memory),
      .def = "true", .help = "ranks all on one node average host gradients through shared memory"},
     {.name = "comm.window_mb", .kind = CK_I64, FIELD(window_mb), .imin = 1, .imax = INT64_C(1) << 30,
-     .def = "1024", .help = "that shared window's limit per node (MiB); larger gradients go in rounds"},
+     .def = "1024", .help = "that window's memory beyond the gradients, per node (MiB); else rounds"},
     {.name = "comm.hierarchical", .kind = CK_BOOL, FIELD(hierarchical),
      .def = "true", .help = "across nodes: node shared memory, then MPI between the nodes"},
     {.name = "comm.timeout_s", .kind = CK_FLOAT, FIELD(comm_timeout_s), .fmin = 0, .fmax = 1e6,

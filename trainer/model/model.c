@@ -394,6 +394,19 @@ void model_free(model *m) {
     memset(m, 0, sizeof *m);
 }
 
+void model_move_grads(model *m, float *g) {
+    if (g == m->grads) return;
+    kern_copy(m->k, g, m->grads, m->n_params);
+    for (int i = 0; i < m->n_allocs; i++) {
+        if (m->allocs[i] != m->grads) continue;
+        kern_free(m->k, m->allocs[i]);
+        m->allocs[i] = m->allocs[--m->n_allocs];
+        m->allocated_bytes -= m->n_params * 4;
+        break;
+    }
+    m->grads = g;
+}
+
 void model_init_params(model *m, const char *init, uint64_t seed) {
     /* Each tensor gets its own Philox stream (its index), so adding a layer at the end does
      * not change the initial weights of the others. */
@@ -499,8 +512,7 @@ int model_first_nonfinite_layer(model *m, int64_t B) {
     return m->n_layers;
 }
 
-int model_first_nonfinite_tensor(model *m, int grads) {
-    const float *base = grads ? m->grads : m->params;
+int model_first_nonfinite_tensor(model *m, const float *base) {
     for (int i = 0; i < m->n_tensors; i++) {
         const model_tensor *t = &m->tensors[i];
         if (!t->is_buffer && kern_has_nonfinite(m->k, base + t->offset, t->count)) return i;

@@ -176,6 +176,10 @@ float *model_decode_step(model *m, int64_t B, int64_t pos);
  * language model is stored once). */
 float *model_dlogits(model *m);
 
+/* The gradients move to g (n_params floats that the caller keeps until model_free, such as
+ * this rank's segment of the node's gradient window): their values are copied and the
+ * model's own buffer is freed. */
+void model_move_grads(model *m, float *g);
 /* Starts a step's gradients: the next model_backward writes every gradient as if m->grads
  * had been zeroed.  Only the tensors whose first writer in backward cannot overwrite are
  * filled with zeros here (none for a model of linear layers; one launch at most). */
@@ -190,8 +194,8 @@ void model_backward(model *m, int64_t B,
 /* Where non-finite values (NaN, Inf) first appear in the last forward pass of B samples:
  * -1 = already in the input, i = in the output of layer i, n_layers = nowhere. */
 int model_first_nonfinite_layer(model *m, int64_t B);
-/* The first parameter tensor whose values (grads = 0) or gradients (grads = 1) are
- * non-finite, or -1. */
-int model_first_nonfinite_tensor(model *m, int grads);
+/* The first parameter tensor whose part of flat (n_params floats laid out as the parameters:
+ * m->params, gradients) holds a non-finite value, or -1. */
+int model_first_nonfinite_tensor(model *m, const float *flat);
 
 #endif

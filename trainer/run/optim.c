@@ -137,6 +137,7 @@ void optim_device_step(optim *o, float *params, const float *grads, float lr, in
 void optim_queue_update(optim *o, float *params, const float *grads, float lr, int64_t step,
                         int64_t t_plus) {
     int max_run = o->max_skips;
+    double ss_known;
     if (o->sum_across_ranks && o->sumsq) {
         /* Sharded on a GPU: the shard's sum of squares into device memory, summed over the
          * ranks there (the caller queues one all-reduce of one double), then a one-thread
@@ -145,12 +146,15 @@ void optim_queue_update(optim *o, float *params, const float *grads, float lr, i
         o->sum_across_ranks(o->sum_user, o->sumsq);
         kern_grad_verdict_from(o->k, o->gstate, o->sumsq, o->clip, max_run, step);
     } else if (o->sum_across_ranks) {
-        /* Sharded on the CPU: this shard's sum of squares (the same per-shard reduction as
-         * kern_sumsq), summed over the ranks in double, then the same verdict as
-         * kern_grad_stats. */
-        double ss = kern_sumsq(o->k, grads, o->n);
+        /* Sharded on the CPU: this shard's sum of squares (from the exchange, or the same
+         * per-shard reduction as kern_sumsq), summed over the ranks in double, then the same
+         * verdict as kern_grad_stats. */
+        double ss;
+        if (!o->known_sumsq || !o->known_sumsq(o->sum_user, &ss)) ss = kern_sumsq(o->k, grads, o->n);
         o->sum_across_ranks(o->sum_user, &ss);
         kern_grad_verdict(o->gstate, sqrt(ss), o->clip, max_run, step);
+    } else if (o->known_sumsq && o->known_sumsq(o->sum_user, &ss_known)) {
+        kern_grad_verdict(o->gstate, sqrt(ss_known), o->clip, max_run, step);   /* as kern_grad_stats */
     } else {
         kern_grad_stats(o->k, o->gstate, grads, o->n, o->clip, max_run, step);
     }

@@ -27,7 +27,12 @@ typedef struct {
      * must be queued on the compute stream's order without a host wait (NCCL), so the step
      * never reads the norm on the host. */
     void (*sum_across_ranks)(void *user, double *x);
-    void *sum_user;
+    /* CPU backend: the sum of squares of the gradients the next update takes (the shard's
+     * when sharded) where the caller has it already - the gradient exchange takes it on the
+     * way (comm_grads_sumsq) - into *x, returning 1; else 0, and the optimizer reads the
+     * gradients for it.  NULL: never. */
+    int (*known_sumsq)(void *user, double *x);
+    void *sum_user;        /* both hooks' user */
     double *sumsq;         /* GPU backends, sharded: [1] on the device, the shard's sum of squares */
     float *m, *v;          /* AdamW moments, or m = SGD momentum buffer; NULL when unused */
     int state_on_host;     /* m and v are host memory whatever the backend (ckpt_read into

@@ -233,6 +233,13 @@ static void sum_across_ranks(void *user, double *x) {
     if (st != 0) comm_abort(r->c, 1, err);
 }
 
+/* The sum of squares of the averaged gradients (the shard's with zero_stage 1), where the
+ * gradient exchange took it on the way (comm_grads_sumsq). */
+static int known_sumsq(void *user, double *x) {
+    run *r = user;
+    return comm_grads_sumsq(r->c, x);
+}
+
 /* Allocates the per-rank batch buffers on the backend (after model_build). */
 int run_alloc_batch_buffers(run *r, char *err) {
     int lm = model_is_lm(&r->m);
@@ -333,11 +340,13 @@ static int check_memory(run *r, char *err) {
     /* checkpoint.async: the host snapshot of parameters and optimizer state (rank 0's alone,
      * counted once on every node, or every rank's slice; report_start shows it) */
     int64_t snap = run_checkpoint_snapshot_bytes(cfg, r->world, local, n_params, states);
-    /* the node's shared gradient window (comm_grads_shm.c): 2 x ranks x parameters floats,
-     * at most comm.window_mb (host fp32 gradients, 2 or more ranks on the node) */
+    /* the node's shared gradient window (comm_grads_shm.c), host fp32 gradients and 2 or more
+     * ranks on the node: (ranks + 1) x parameters floats, where the ranks' gradients then live
+     * (counted above), so one more buffer of them; or, where that is over comm.window_mb, at
+     * most window_mb besides them (in rounds) */
     int64_t win = 0;
     if (!on_gpu && cfg->shared_memory && cfg->grad_dtype == GRAD_DTYPE_FP32 && local > 1) {
-        win = 2 * (int64_t)local * n_params * (int64_t)sizeof(float);
+        win = n_params * (int64_t)sizeof(float);
         if (win > (cfg->window_mb << 20)) win = cfg->window_mb << 20;
     }
     if (avail < 0 || need * local + snap + win <= avail) return 0;
@@ -458,6 +467,10 @@ int run_setup(run *r, char *err) {
         r->opt.sum_across_ranks = sum_across_ranks;
         r->opt.sum_user = r;
     }
+    if (st == 0 && r->world > 1 && kern_get_backend(r->k) == KERN_CPU) {
+        r->opt.known_sumsq = known_sumsq;   /* the shared-memory exchange's, when it took it */
+        r->opt.sum_user = r;
+    }
     if (st == 0) st = set_weight_decay(r, err);
     if (run_agree(r, st, err)) return -1;
     /* ranks of one node average host gradients (ZeRO-1: reduce-scatter them, and all-gather
@@ -469,9 +482,23 @@ int run_setup(run *r, char *err) {
     if (run_agree(r, use_hierarchy(r, err), err)) return -1;
     int64_t rounds = 0;
     size_t window = comm_grads_node_window(r->c, &rounds);
-    if (window && r->rank == 0)
+    /* whole buffers: backward writes the gradients straight into this rank's segment */
+    float *in_window = comm_grads_node_buffer(r->c);
+    if (in_window) model_move_grads(&r->m, in_window);
+    /* and the optimizer reads the averages where they are (comm_grads_averaged) */
+    if (in_window) comm_grads_keep_in_window(r->c, 1);
+    /* (whole buffers: the window holds every local rank's gradients, and takes only the
+     * rest beyond them, the sums, under comm.window_mb) */
+    double mib = 1024.0 * 1024.0;
+    double beyond = (double)window - (in_window ? (double)comm_local_size(r->c) *
+                                                      (double)r->m.n_params * sizeof(float) : 0.0);
+    if (window && r->rank == 0 && in_window)
         fprintf(stderr, "harness: gradient averaging through a shared-memory window of %.1f MiB "
-                "per node%s (comm.window_mb %lld)\n", (double)window / (1 << 20),
+                "per node that holds the ranks' gradients (%.1f MiB besides them; comm.window_mb "
+                "%lld)\n", (double)window / mib, beyond / mib, (long long)cfg->window_mb);
+    else if (window && r->rank == 0)
+        fprintf(stderr, "harness: gradient averaging through a shared-memory window of %.1f MiB "
+                "per node%s (comm.window_mb %lld)\n", (double)window / mib,
                 rounds > 1 ? ", in rounds" : "", (long long)cfg->window_mb);
 
     /* Every rank draws the same weights from the seed; rank 0's are broadcast anyway so that
