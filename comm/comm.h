@@ -68,16 +68,17 @@ int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
  * entirely inside [offset, n) and has not started yet.  Call with decreasing offsets;
  * offset 0 starts all remaining buckets. */
 int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen);
-/* Waits for every bucket, leaves grads averaged over ranks (sum / world).  Resets for the
- * next step.  Returns 0 or an error. */
+/* Waits for every bucket, leaves grads averaged over ranks (sum / world) - or, kept in the
+ * node's window (comm_grads_keep_in_window), the averages there.  Resets for the next step.
+ * Returns 0 or an error. */
 int comm_grads_wait(comm *c, char *err, size_t errlen);
 /* Collective, after register: when every rank is on this node, average the host buffer
  * through an MPI-3 shared-memory window of (world + 1) x n floats instead of MPI all-reduces:
  * each finished bucket is copied into this rank's segment (unless comm_grads_node_buffer
  * below moved the gradients there), and the wait sums one slice per rank and copies the
- * others' (comm_grads_shm.c).  Where that window would exceed max_bytes (lowered to half the
- * free space of /dev/shm, which backs the window), a window of at most max_bytes takes the
- * buffer in rounds at the wait.  Same results on every rank, and the same bits either way;
+ * others' (comm_grads_shm.c).  Where what it takes beyond the gradients (n floats, the sums)
+ * would exceed max_bytes, or the whole window half the free space of /dev/shm (which backs
+ * it), a window within both takes the buffer in rounds at the wait.  Same results on every rank, and the same bits either way;
  * buckets keep their sequence numbers and the watchdog.  Returns 1 (in use), 0 (not
  * applicable: one rank, several nodes, device buffer, bf16, max_bytes too small for pieces
  * of 1024 floats) or -1 (also when the gradients are in the window already: register them
@@ -113,14 +114,15 @@ void comm_grads_keep_in_window(comm *c, int on);
 const float *comm_grads_averaged(const comm *c);
 /* Collective, after register, for jobs across nodes: average the host buffer hierarchically
  * (comm_grads_hier.c) - the ranks of each node sum through an MPI-3 shared window of
- * (local_size + 1) x n floats (or at most max_bytes, in rounds), each local rank all-reduces
- * its 1/local_size slice of the node's sum with the same local rank of the other nodes over
- * MPI, and the node gathers the slices back.  Same results on every rank; buckets keep their sequence numbers
- * and the watchdog.  Returns 1 (in use), 0 (not applicable: one rank or one node, device
- * buffer, a sharded or bf16 exchange, nodes with different numbers of ranks or a single rank,
- * too big: why says which when there is a reason worth telling) or -1 (err).  Registering
- * again goes back to MPI until this is called again.  comm_grads_hier_nodes: the nodes it
- * spans while in use, else 0. */
+ * (local_size + 1) x n floats (as comm_grads_use_node_memory's: max_bytes bounds the part
+ * beyond the gradients, else rounds), each local rank all-reduces its 1/local_size slice of
+ * the node's sum with the same local rank of the other nodes over MPI, and the node gathers
+ * the slices back.  Same results on every rank; buckets keep their sequence numbers and the
+ * watchdog.  Returns 1 (in use), 0 (not applicable: one rank or one node, device buffer, a
+ * sharded or bf16 exchange, nodes with different numbers of ranks or a single rank, too big:
+ * why says which when there is a reason worth telling) or -1 (err, also with the gradients
+ * in the window already).  Registering again goes back to MPI until this is called again.
+ * comm_grads_hier_nodes: the nodes it spans while in use, else 0. */
 int comm_grads_use_hierarchy(comm *c, size_t max_bytes, char *why, size_t whylen, char *err,
                              size_t errlen);
 int comm_grads_hier_nodes(const comm *c);

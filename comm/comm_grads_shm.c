@@ -89,7 +89,8 @@ typedef double f64x8 __attribute__((vector_size(64)));
  * order: for a slice taken in pieces (at: where x starts in the slice), the same lanes in the
  * same order whatever the pieces, so whole buffers and rounds give the same bits. */
 
-static inline void add_squares(double *restrict acc, const float *restrict x, int64_t m, int64_t at) {
+static inline void add_squares(double *restrict acc, const float *restrict x, int64_t m,
+                               int64_t at) {
     int64_t i = 0;
     for (; i < m && (at + i) % 8; i++) acc[(at + i) % 8] += (double)x[i] * (double)x[i];
     /* the 8 lanes as one vector (gcc's SLP assembled them element by element): a multiply,
@@ -203,7 +204,8 @@ int comm_shm_window_room(comm *c, size_t *room, char *err, size_t errlen) {
     unsigned long long half = ULLONG_MAX;
     if (statvfs(dir, &fs) == 0) half = (unsigned long long)fs.f_bavail * fs.f_frsize / 2;
     int rc = MPI_Allreduce(MPI_IN_PLACE, &half, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, c->world);
-    if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, "MPI_Allreduce (the window's room)", err, errlen);
+    if (rc != MPI_SUCCESS)
+        return comm_mpi_error(c, rc, "MPI_Allreduce (the window's room)", err, errlen);
     *room = half < SIZE_MAX ? (size_t)half : SIZE_MAX;
     return 0;
 }

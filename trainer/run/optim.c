@@ -150,11 +150,13 @@ void optim_queue_update(optim *o, float *params, const float *grads, float lr, i
          * per-shard reduction as kern_sumsq), summed over the ranks in double, then the same
          * verdict as kern_grad_stats. */
         double ss;
-        if (!o->known_sumsq || !o->known_sumsq(o->sum_user, &ss)) ss = kern_sumsq(o->k, grads, o->n);
+        if (!o->known_sumsq || !o->known_sumsq(o->sum_user, &ss))
+            ss = kern_sumsq(o->k, grads, o->n);
         o->sum_across_ranks(o->sum_user, &ss);
         kern_grad_verdict(o->gstate, sqrt(ss), o->clip, max_run, step);
     } else if (o->known_sumsq && o->known_sumsq(o->sum_user, &ss_known)) {
-        kern_grad_verdict(o->gstate, sqrt(ss_known), o->clip, max_run, step);   /* as kern_grad_stats */
+        /* from the exchange: the same verdict as kern_grad_stats */
+        kern_grad_verdict(o->gstate, sqrt(ss_known), o->clip, max_run, step);
     } else {
         kern_grad_stats(o->k, o->gstate, grads, o->n, o->clip, max_run, step);
     }

@@ -156,12 +156,12 @@ void report_nonfinite(run *r, int64_t step, int64_t skipped) {
         else
             snprintf(where, sizeof where, "first in the output of layer %d (%s) on rank %d%s", l,
                      layer_type_name(r->m.layers[l].type), rank,
-                     model_first_nonfinite_tensor(&r->m, r->m.params) >= 0 ? "; the parameters themselves "
-                     "are already non-finite" : "");
+                     model_first_nonfinite_tensor(&r->m, r->m.params) >= 0
+                         ? "; the parameters themselves are already non-finite" : "");
     } else {
         const model_tensor *t = r->m.tensors;
-        /* the averaged gradients: in the model's buffer, or in the node's window (stage 0:
-         * comm_grads_keep_in_window), or - sharded - only this rank's share of them there */
+        /* the averaged gradients: in the model's buffer, or kept in the node's window (stage
+         * 0: comm_grads_keep_in_window); sharded, this rank's own gradients, as before */
         const float *kept = comm_grads_averaged(r->c);
         int ti = model_first_nonfinite_tensor(&r->m, kept ? kept : r->m.grads);
         snprintf(where, sizeof where, "the forward pass is finite on every rank; the first "
