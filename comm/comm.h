@@ -69,7 +69,7 @@ int comm_grads_register(comm *c, float *grads, int64_t n, size_t bucket_bytes,
  * offset 0 starts all remaining buckets. */
 int comm_grads_ready(comm *c, int64_t offset, char *err, size_t errlen);
 /* Waits for every bucket, leaves grads averaged over ranks (sum / world) - or, kept in the
- * node's window (comm_grads_keep_in_window), the averages there.  Resets for the next step.
+ * node's window (comm_grads_averaged), the averages there.  Resets for the next step.
  * Returns 0 or an error. */
 int comm_grads_wait(comm *c, char *err, size_t errlen);
 /* Collective, after register: when every rank is on this node, average the host buffer
@@ -90,7 +90,8 @@ size_t comm_grads_node_window(const comm *c, int64_t *rounds);
 /* With the node's window in use for whole buffers (rounds 1, not sharded across nodes): this
  * rank's segment of it, n floats, now holding a copy of the registered buffer and registered
  * in its place.  A caller that moves its gradients there (backward writes them into the
- * window) saves copying every bucket during backward.  Valid until the next
+ * window) saves copying every bucket during backward; unsharded, the averages then stay in the
+ * window (comm_grads_averaged below).  Valid until the next
  * comm_grads_register, which the caller must make (with a buffer of its own) before it calls
  * comm_grads_use_node_memory or comm_grads_use_hierarchy again, or until comm_free.  NULL
  * when not applicable (no window, in rounds, sharded across nodes). */
@@ -101,16 +102,13 @@ float *comm_grads_node_buffer(comm *c);
  * window: each rank sums its slice's squares while it averages the slice, and the node adds
  * the slices'); 0 otherwise (the caller computes it). */
 int comm_grads_sumsq(const comm *c, double *sumsq);
-/* With the node's window in use for whole buffers (not sharded; a no-op otherwise): on, each
- * wait leaves the averaged gradients in the window's sums, where every rank's slice already
- * is, and copies nothing back - the registered buffer keeps this rank's own (unaveraged)
- * gradients.  Saves writing n floats and copying (world - 1) n / world
- * per step.  Until the next use_* call or register. */
-void comm_grads_keep_in_window(comm *c, int on);
-/* After comm_grads_wait: the window's sums (read-only) where the averaged gradients are kept
- * there (above), else NULL: they are in the registered buffer.  The sums stay valid until this
- * rank's next comm_grads_wait: no rank writes them before every rank has entered its next
- * wait. */
+/* After comm_grads_wait: where the averaged gradients are, when the gradients are in the
+ * window (comm_grads_node_buffer) and the exchange is not sharded - the window's sums
+ * (read-only), where every rank's slice already is: nothing is copied back, and the
+ * registered buffer keeps this rank's own (unaveraged) gradients, which saves writing n floats
+ * and copying (world - 1) n / world per step.  Else NULL: they are in the registered buffer.
+ * The sums stay valid until this rank's next comm_grads_wait: no rank writes them before every
+ * rank has entered its next wait. */
 const float *comm_grads_averaged(const comm *c);
 /* Collective, after register, for jobs across nodes: average the host buffer hierarchically
  * (comm_grads_hier.c) - the ranks of each node sum through an MPI-3 shared window of

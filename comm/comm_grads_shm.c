@@ -433,10 +433,10 @@ int comm_shm_grads_finish(comm *c, char *err, size_t errlen) {
         return 0;   /* the parameters are gathered after the optimizer instead */
     }
     /* g may be this rank's segment: only this rank reads slice me of it, and sum_segments
-     * writes each block of the mirror after reading that block of every segment.  Kept in the
-     * window (comm_grads_keep_in_window), the averages stay in the sums, and g keeps this
-     * rank's own gradients. */
-    float *mirror = sh->keep ? NULL : g + lo;
+     * writes each block of the mirror after reading that block of every segment.  With the
+     * gradients in the window (adopted) the averages stay in the sums (comm_grads_averaged)
+     * and g keeps this rank's own gradients. */
+    float *mirror = sh->adopted ? NULL : g + lo;
     sum_segments(sums + lo, across ? NULL : mirror, sh->set[0] + lo, (size_t)n, L, hi - lo,
                  across ? 0.0f : world, 0, acc);
     if (across) {
@@ -444,18 +444,14 @@ int comm_shm_grads_finish(comm *c, char *err, size_t errlen) {
         average_across(sums + lo, mirror, hi - lo, world, 0, acc);
     }
     sh->slots[me] = lanes_total(acc);   /* read after the barrier below */
-    if (sh->keep ? sync_node(c, err, errlen) : gather_slices(c, g, err, errlen)) return 1;
+    if (sh->adopted ? sync_node(c, err, errlen) : gather_slices(c, g, err, errlen)) return 1;
     total_of_slots(sh);
     return 0;
 }
 
-void comm_grads_keep_in_window(comm *c, int on) {
-    if (c->shm) c->shm->keep = on != 0;
-}
-
 const float *comm_grads_averaged(const comm *c) {
     const struct comm_shm_grads *sh = c->shm;
-    if (sh && sh->keep && !sh->chunk && comm_grads_node_memory(c) && !c->shard) return sh->sums;
+    if (sh && sh->adopted && comm_grads_node_memory(c) && !c->shard) return sh->sums;
     return NULL;
 }
 

@@ -261,8 +261,8 @@ struct comm_shm_grads {
                              * buffers use set 0 alone (set[1] NULL) */
     float *sums;            /* whole buffers: [seg], the averaged slices (ZeRO-1: parameters) */
     int parity;             /* in rounds: the set of the next round */
-    int adopted;            /* whole buffers: c->grads is this rank's segment */
-    int keep;               /* whole buffers, unsharded: the averages stay in the sums */
+    int adopted;            /* whole buffers: c->grads is this rank's segment, and unsharded
+                             * the averages stay in the sums (comm_grads_averaged) */
     double *slots;          /* [segs], after the floats: each rank's slice's sum of squares */
     double sumsq;           /* the last finish's, when have_sumsq (comm_grads_sumsq) */
     int have_sumsq;

@@ -8,7 +8,7 @@
  * COMM_TEST_IN_WINDOW=1 with either: the gradients are then written straight into this rank's
  * segment of the window (comm_grads_node_buffer), which must be offered exactly when the
  * window holds whole buffers, the averages read where they stay, in the window
- * (comm_grads_keep_in_window), and a second comm_grads_use_* must then refuse.
+ * (comm_grads_averaged), and a second comm_grads_use_* must then refuse.
  * Usage: mpirun -np N test_comm_grads */
 #include <float.h>
 #include <limits.h>
@@ -182,8 +182,7 @@ static int64_t run_case(int64_t n, size_t bucket_bytes, int case_id, int *errors
                 break;
             }
         if (in) {
-            grads = in;   /* from here on written in the window */
-            comm_grads_keep_in_window(c, 1);   /* and the averages read there */
+            grads = in;   /* from here on written in the window, the averages read there */
             char why[256];
             int again = getenv("COMM_TEST_HIERARCHY")
                             ? comm_grads_use_hierarchy(c, window, why, sizeof why, err, sizeof err)

@@ -161,7 +161,7 @@ void report_nonfinite(run *r, int64_t step, int64_t skipped) {
     } else {
         const model_tensor *t = r->m.tensors;
         /* the averaged gradients: in the model's buffer, or kept in the node's window (stage
-         * 0: comm_grads_keep_in_window); sharded, this rank's own gradients, as before */
+         * 0: comm_grads_averaged); sharded, this rank's own gradients, as before */
         const float *kept = comm_grads_averaged(r->c);
         int ti = model_first_nonfinite_tensor(&r->m, kept ? kept : r->m.grads);
         snprintf(where, sizeof where, "the forward pass is finite on every rank; the first "

@@ -272,7 +272,7 @@ static void exchange_and_update(run *r, train_loop *L, int64_t step, int graphed
         trace_buckets(r);
         L->iv_comm += comm_grads_wait_seconds(c);
     }
-    /* stage 0 on the node's window: the averages may stay there (comm_grads_keep_in_window) */
+    /* stage 0 on the node's window: the averages may stay there (comm_grads_averaged) */
     const float *kept = comm_grads_averaged(c);
     const float *step_grads = r->zero ? comm_grads_shard(c) : kept ? kept : r->m.grads;
     span = trace_compute_begin(r->tr, "optimizer", NULL, -1);

@@ -483,10 +483,9 @@ int run_setup(run *r, char *err) {
     int64_t rounds = 0;
     size_t window = comm_grads_node_window(r->c, &rounds);
     /* whole buffers: backward writes the gradients straight into this rank's segment */
+    /* (and at stage 0 the optimizer reads the averages where they stay: comm_grads_averaged) */
     float *in_window = comm_grads_node_buffer(r->c);
     if (in_window) model_move_grads(&r->m, in_window);
-    /* and the optimizer reads the averages where they are (comm_grads_averaged) */
-    if (in_window) comm_grads_keep_in_window(r->c, 1);
     /* (whole buffers: the window holds every local rank's gradients, and takes only the
      * rest beyond them, the sums, under comm.window_mb) */
     double mib = 1024.0 * 1024.0;
