@@ -292,9 +292,12 @@ assert warn, "no straggler record"
 # the sanitizers rank 0's first interval can be the slower one, and the warning came at step 20)
 assert warn[0]["rank"] == 1 and warn[0]["step"] <= 20, warn[0]
 assert warn[0]["excess"] > 0.2, warn[0]
-for r in train:
-    assert r["slowest_rank"] == 1 and r["rank_step_min_s"] <= r["rank_step_median_s"] <= r["rank_step_max_s"], r
+for i, r in enumerate(train):
+    assert r["rank_step_min_s"] <= r["rank_step_median_s"] <= r["rank_step_max_s"], r
     assert r["rank_step_max_s"] >= 0.015, r
+    # the slow rank is the slowest in every interval but the first, for the reason above
+    # (under the sanitizers rank 0's start-up outweighed rank 1's 15 ms a step once more)
+    assert i == 0 or r["slowest_rank"] == 1, r
 print("straggler: ok, first warning at step", warn[0]["step"])
 PY
 echo "observe: all ok"
